@@ -1,0 +1,350 @@
+//! Ed25519 keys: signing keys that zeroize on drop, public keys checked strictly, key files.
+//!
+//! A key's id is the domain-separated hash (`tds/participant/v1`) of its 32-byte public
+//! key; the COSE `kid` of everything it signs is those 32 bytes.
+//!
+//! Key files are PKCS#8 PEM, written with mode 0600 and refused (as ssh does) when any
+//! group or other permission bit is set.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::Zeroizing;
+
+use crate::hash::{Domain, Hash256};
+
+/// Length of an Ed25519 signature.
+pub const SIGNATURE_LEN: usize = 64;
+
+/// Why a key or signature was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// Not 32 bytes, not a point on the curve, or a weak (small-order) key.
+    #[error("invalid Ed25519 public key: {0}")]
+    InvalidPublicKey(&'static str),
+    /// A signature that does not verify (or is not 64 bytes).
+    #[error("signature does not verify")]
+    BadSignature,
+    /// The operating system's random number generator failed.
+    #[error("no randomness available from the operating system")]
+    Rng,
+    /// A key file that could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key file readable or writable by group or others.
+    #[error("{path}: permissions {mode:04o} are too open; a key file must be private (chmod 600 {path})")]
+    Permissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A key file in the wrong format.
+    #[error("{path}: not an Ed25519 PKCS#8 PEM private key ({reason})")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A key file that already exists.
+    #[error("{path}: already exists; refusing to overwrite a key")]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// An Ed25519 signing key. The secret is zeroized when the value is dropped and never
+/// printed by `Debug`.
+pub struct SigningKey(ed25519_dalek::SigningKey);
+
+impl SigningKey {
+    /// A new random key from the operating system's generator (through ring).
+    pub fn generate() -> Result<Self, KeyError> {
+        use ring::rand::SecureRandom;
+        let mut seed = Zeroizing::new([0u8; 32]);
+        ring::rand::SystemRandom::new()
+            .fill(seed.as_mut())
+            .map_err(|_| KeyError::Rng)?;
+        Ok(Self::from_seed(&seed))
+    }
+
+    /// The key with this 32-byte seed (RFC 8032 private key).
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        SigningKey(ed25519_dalek::SigningKey::from_bytes(seed))
+    }
+
+    /// The public half.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey(self.0.verifying_key())
+    }
+
+    /// The key id (`tds/participant/v1` hash of the public key).
+    pub fn id(&self) -> Hash256 {
+        self.public_key().id()
+    }
+
+    /// Signs `message` (pure Ed25519, deterministic).
+    pub fn sign(&self, message: &[u8]) -> [u8; SIGNATURE_LEN] {
+        use ed25519_dalek::Signer;
+        self.0.sign(message).to_bytes()
+    }
+
+    /// The PKCS#8 PEM form (a secret: the string is zeroized on drop).
+    pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, KeyError> {
+        self.0
+            .to_pkcs8_pem(Default::default())
+            .map_err(|e| KeyError::Format {
+                path: PathBuf::new(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Reads the PKCS#8 PEM form.
+    pub fn from_pkcs8_pem(pem: &str) -> Result<Self, KeyError> {
+        ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
+            .map(SigningKey)
+            .map_err(|e| KeyError::Format {
+                path: PathBuf::new(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Writes the key to `path` (mode 0600, atomically). Refuses to replace an existing
+    /// file: losing a key cannot be undone.
+    pub fn write_file(&self, path: &Path) -> Result<(), KeyError> {
+        let pem = self.to_pkcs8_pem().map_err(|e| with_path(e, path))?;
+        crate::fs::write_atomic(path, pem.as_bytes(), 0o600, false).map_err(|e| match e {
+            crate::fs::WriteError::Exists { path } => KeyError::Exists { path },
+            crate::fs::WriteError::Io { path, source } => KeyError::Io { path, source },
+        })
+    }
+
+    /// Reads a key file, refusing one that group or others may read or write.
+    pub fn read_file(path: &Path) -> Result<Self, KeyError> {
+        let io = |source| KeyError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                return Err(KeyError::Permissions {
+                    path: path.to_path_buf(),
+                    mode,
+                });
+            }
+        }
+        // A PEM Ed25519 key is about 120 bytes; anything large is not a key file.
+        const LIMIT: u64 = 16 * 1024;
+        if meta.len() > LIMIT {
+            return Err(KeyError::Format {
+                path: path.to_path_buf(),
+                reason: format!("{} bytes is too large for a key file", meta.len()),
+            });
+        }
+        let bytes = Zeroizing::new(std::fs::read(path).map_err(io)?);
+        let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::Format {
+            path: path.to_path_buf(),
+            reason: "not text".into(),
+        })?;
+        Self::from_pkcs8_pem(text).map_err(|e| with_path(e, path))
+    }
+}
+
+fn with_path(e: KeyError, path: &Path) -> KeyError {
+    match e {
+        KeyError::Format { reason, .. } => KeyError::Format {
+            path: path.to_path_buf(),
+            reason,
+        },
+        other => other,
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKey({})", self.id())
+    }
+}
+
+/// An Ed25519 public key. Serialized as a 32-byte CBOR byte string.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublicKey(ed25519_dalek::VerifyingKey);
+
+impl PublicKey {
+    /// From the 32-byte compressed point; refuses invalid and weak (small-order) keys.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {
+        let k = ed25519_dalek::VerifyingKey::from_bytes(bytes)
+            .map_err(|_| KeyError::InvalidPublicKey("not a valid curve point"))?;
+        if k.is_weak() {
+            return Err(KeyError::InvalidPublicKey("small-order (weak) key"));
+        }
+        Ok(PublicKey(k))
+    }
+
+    /// From a slice that must be exactly 32 bytes.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, KeyError> {
+        let arr = <[u8; 32]>::try_from(bytes)
+            .map_err(|_| KeyError::InvalidPublicKey("an Ed25519 key is 32 bytes"))?;
+        Self::from_bytes(&arr)
+    }
+
+    /// From 64 hex digits.
+    pub fn from_hex(text: &str) -> Result<Self, KeyError> {
+        let mut arr = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut arr)
+            .map_err(|_| KeyError::InvalidPublicKey("expected 64 hex digits"))?;
+        Self::from_bytes(&arr)
+    }
+
+    /// The 32 key bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        self.0.as_bytes()
+    }
+
+    /// Lowercase hex of the key bytes.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.as_bytes())
+    }
+
+    /// The key id: `tds/participant/v1` hash of the key bytes.
+    pub fn id(&self) -> Hash256 {
+        Domain::PARTICIPANT.hash(self.as_bytes())
+    }
+
+    /// Checks `signature` over `message` with Ed25519 `verify_strict` (no malleable
+    /// signatures, no small-order components).
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), KeyError> {
+        let sig = ed25519_dalek::Signature::from_slice(signature).map_err(|_| KeyError::BadSignature)?;
+        self.0
+            .verify_strict(message, &sig)
+            .map_err(|_| KeyError::BadSignature)
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl Serialize for PublicKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_hex())
+        } else {
+            s.serialize_bytes(self.as_bytes())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            PublicKey::from_hex(&s).map_err(serde::de::Error::custom)
+        } else {
+            let b = serde_bytes::ByteArray::<32>::deserialize(d)?;
+            PublicKey::from_bytes(&b.into_array()).map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_verify_and_reject_tampering() {
+        let k = SigningKey::from_seed(&[1; 32]);
+        let sig = k.sign(b"hello");
+        k.public_key().verify(b"hello", &sig).unwrap();
+        assert!(k.public_key().verify(b"hellp", &sig).is_err());
+        assert!(k.public_key().verify(b"hello", &sig[..63]).is_err());
+        let other = SigningKey::from_seed(&[2; 32]);
+        assert!(other.public_key().verify(b"hello", &sig).is_err());
+    }
+
+    #[test]
+    fn rfc8032_test_1_public_key() {
+        let seed: [u8; 32] = hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let k = SigningKey::from_seed(&seed);
+        assert_eq!(
+            k.public_key().to_hex(),
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+        );
+    }
+
+    #[test]
+    fn weak_and_invalid_keys_are_refused() {
+        // The identity point (small order).
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert!(PublicKey::from_bytes(&identity).is_err());
+        assert!(PublicKey::from_slice(&[0u8; 31]).is_err());
+        assert!(PublicKey::from_hex("zz").is_err());
+    }
+
+    #[test]
+    fn pem_round_trip() {
+        let k = SigningKey::generate().unwrap();
+        let pem = k.to_pkcs8_pem().unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let back = SigningKey::from_pkcs8_pem(&pem).unwrap();
+        assert_eq!(back.public_key(), k.public_key());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_are_private_and_open_ones_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.pem");
+        let k = SigningKey::generate().unwrap();
+        k.write_file(&p).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(SigningKey::read_file(&p).unwrap().id(), k.id());
+        assert!(matches!(k.write_file(&p), Err(KeyError::Exists { .. })));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = SigningKey::read_file(&p).unwrap_err();
+        assert!(matches!(err, KeyError::Permissions { mode: 0o640, .. }), "{err}");
+        assert!(err.to_string().contains("chmod 600"));
+    }
+
+    #[test]
+    fn garbage_key_file_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.pem");
+        std::fs::write(&p, "not a key").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let err = SigningKey::read_file(&p).unwrap_err().to_string();
+        assert!(err.contains("bad.pem"), "{err}");
+    }
+}

@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod cbor;
+pub mod cose;
+pub mod fs;
+pub mod hash;
+pub mod key;
+pub mod time;
+
+pub use hash::{Domain, Hash256};
+pub use key::{PublicKey, SigningKey};
+pub use time::{Clock, Timestamp};
