@@ -212,7 +212,9 @@ fn read_payload(r: &mut Reader<'_>) -> Result<Option<Vec<u8>>, CoseError> {
         r.take(1)?;
         return Ok(None);
     }
-    Ok(Some(read_bstr(r, "payload must be a byte string or nil")?.to_vec()))
+    Ok(Some(
+        read_bstr(r, "payload must be a byte string or nil")?.to_vec(),
+    ))
 }
 
 fn write_bstr(out: &mut Vec<u8>, b: &[u8]) {
@@ -245,7 +247,11 @@ fn check_disjoint(protected: &HeaderMap, unprotected: &HeaderMap) -> Result<(), 
 }
 
 /// Checks the algorithm and the signature length for an Ed25519 verification.
-fn check_ed25519(alg: Option<&Value>, crit: Option<&Value>, signature: &[u8]) -> Result<(), CoseError> {
+fn check_ed25519(
+    alg: Option<&Value>,
+    crit: Option<&Value>,
+    signature: &[u8],
+) -> Result<(), CoseError> {
     if crit.is_some() {
         return Err(CoseError::Header(
             "critical headers (label 2) are not understood".into(),
@@ -271,7 +277,11 @@ fn check_ed25519(alg: Option<&Value>, crit: Option<&Value>, signature: &[u8]) ->
         return Err(CoseError::UnsupportedAlgorithm(format!(
             "EdDSA signature of {} bytes: only Ed25519 (64-byte signatures) is supported{}",
             signature.len(),
-            if signature.len() == 114 { ", not Ed448" } else { "" }
+            if signature.len() == 114 {
+                ", not Ed448"
+            } else {
+                ""
+            }
         )));
     }
     Ok(())
@@ -394,7 +404,11 @@ impl CoseSign1 {
     }
 
     /// The bytes the signature covers; `detached` stands in for a nil payload.
-    pub fn to_be_signed(&self, external_aad: &[u8], detached: Option<&[u8]>) -> Result<Vec<u8>, CoseError> {
+    pub fn to_be_signed(
+        &self,
+        external_aad: &[u8],
+        detached: Option<&[u8]>,
+    ) -> Result<Vec<u8>, CoseError> {
         let payload = match (&self.payload, detached) {
             (Some(p), _) => p.as_slice(),
             (None, Some(d)) => d,
@@ -473,9 +487,7 @@ impl CoseSign {
         let payload = read_payload(&mut r)?;
         let h = r.strict_header()?;
         if h.major != Major::Array || h.arg == 0 {
-            return Err(CoseError::Structure(
-                "signatures must be a non-empty array",
-            ));
+            return Err(CoseError::Structure("signatures must be a non-empty array"));
         }
         if h.arg > MAX_SIGNERS {
             return Err(CoseError::Signers(format!(
@@ -533,7 +545,12 @@ impl CoseSign {
     }
 
     /// Verifies signature `index` with an Ed25519 key.
-    pub fn verify_ed25519(&self, index: usize, external_aad: &[u8], key: &PublicKey) -> Result<(), CoseError> {
+    pub fn verify_ed25519(
+        &self,
+        index: usize,
+        external_aad: &[u8],
+        key: &PublicKey,
+    ) -> Result<(), CoseError> {
         let s = self
             .signatures
             .get(index)
@@ -578,7 +595,11 @@ pub fn sign<T: SignedObject>(key: &SigningKey, value: &T) -> Result<Vec<u8>, Cos
 }
 
 /// Signs already-canonical payload bytes under `content_type`.
-fn sign_payload(key: &SigningKey, content_type: &str, payload: Vec<u8>) -> Result<Vec<u8>, CoseError> {
+fn sign_payload(
+    key: &SigningKey,
+    content_type: &str,
+    payload: Vec<u8>,
+) -> Result<Vec<u8>, CoseError> {
     let protected = sign1_protected(key, content_type)?;
     let tbs = sig_structure1(&protected, &[], &payload);
     let signature = key.sign(&tbs).to_vec();
@@ -594,12 +615,19 @@ fn sign_payload(key: &SigningKey, content_type: &str, payload: Vec<u8>) -> Resul
 }
 
 /// The alg, content type and kid of a TDS protected header, which must hold exactly those.
-fn typed_signer_header(h: &HeaderMap, want_content_type: bool) -> Result<(Option<String>, Hash256), CoseError> {
+fn typed_signer_header(
+    h: &HeaderMap,
+    want_content_type: bool,
+) -> Result<(Option<String>, Hash256), CoseError> {
     let expected = if want_content_type { 3 } else { 2 };
     if h.0.len() != expected {
         return Err(CoseError::Header(format!(
             "the protected header must hold exactly alg, {}kid",
-            if want_content_type { "content type and " } else { "" }
+            if want_content_type {
+                "content type and "
+            } else {
+                ""
+            }
         )));
     }
     match h.get(label::ALG) {
@@ -708,7 +736,10 @@ pub fn open<T: SignedObject>(bytes: &[u8]) -> Result<Unverified<T>, CoseError> {
             message.signature.len()
         )));
     }
-    let payload = message.payload.as_deref().ok_or(CoseError::DetachedPayload)?;
+    let payload = message
+        .payload
+        .as_deref()
+        .ok_or(CoseError::DetachedPayload)?;
     let value: T = cbor::decode(payload)?;
     // The protected header must be in canonical form too (decode_protected checked it);
     // re-encoding the whole envelope must give the input back.
@@ -869,10 +900,16 @@ pub fn sign_multi<T: SignedObject>(keys: &[&SigningKey], value: &T) -> Result<Ve
 /// checking that the message follows the TDS rules and that `key` has not signed it yet.
 /// The existing signatures are not verified here; verify the result with
 /// [`open_multi`].
-pub fn add_signature<T: SignedObject>(bytes: &[u8], key: &SigningKey) -> Result<Vec<u8>, CoseError> {
+pub fn add_signature<T: SignedObject>(
+    bytes: &[u8],
+    key: &SigningKey,
+) -> Result<Vec<u8>, CoseError> {
     let opened = open_multi::<T>(bytes)?;
     if opened.kids.contains(&key.id()) {
-        return Err(CoseError::Signers(format!("{} has already signed", key.id())));
+        return Err(CoseError::Signers(format!(
+            "{} has already signed",
+            key.id()
+        )));
     }
     if opened.kids.len() as u64 >= MAX_SIGNERS {
         return Err(CoseError::Signers("too many signers".into()));
@@ -939,7 +976,10 @@ pub fn open_multi<T: SignedObject>(bytes: &[u8]) -> Result<UnverifiedMulti<T>, C
         }
         kids.push(kid);
     }
-    let payload = message.payload.as_deref().ok_or(CoseError::DetachedPayload)?;
+    let payload = message
+        .payload
+        .as_deref()
+        .ok_or(CoseError::DetachedPayload)?;
     let value: T = cbor::decode(payload)?;
     if message.to_vec()? != bytes {
         return Err(CoseError::Structure("envelope is not in canonical form"));
@@ -978,7 +1018,11 @@ impl<T> UnverifiedMulti<T> {
                 self.kids.len()
             )));
         }
-        let payload = self.message.payload.as_deref().ok_or(CoseError::DetachedPayload)?;
+        let payload = self
+            .message
+            .payload
+            .as_deref()
+            .ok_or(CoseError::DetachedPayload)?;
         let mut signers = Vec::with_capacity(keys.len());
         for (s, kid) in self.message.signatures.iter().zip(&self.kids) {
             let key = keys

@@ -27,7 +27,12 @@ pub enum WriteError {
 
 /// Writes `bytes` to `path` atomically with permission bits `mode` (Unix; ignored elsewhere).
 /// With `overwrite == false` an existing file is left alone and [`WriteError::Exists`] returned.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, overwrite: bool) -> Result<(), WriteError> {
+pub fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    overwrite: bool,
+) -> Result<(), WriteError> {
     let io = |source| WriteError::Io {
         path: path.to_path_buf(),
         source,
@@ -164,6 +169,9 @@ mod tests {
         let p = dir.path().join("f");
         std::fs::write(&p, [0u8; 100]).unwrap();
         assert_eq!(read_bounded(&p, 100).unwrap().len(), 100);
-        assert!(matches!(read_bounded(&p, 99), Err(ReadError::TooLarge { .. })));
+        assert!(matches!(
+            read_bounded(&p, 99),
+            Err(ReadError::TooLarge { .. })
+        ));
     }
 }

@@ -247,7 +247,10 @@ mod tests {
         let upper = format!("sha256:{}", h.to_hex().to_uppercase());
         assert_eq!(upper.parse::<Hash256>(), Err(ParseHashError::BadHex));
         assert_eq!("sha256:00".parse::<Hash256>(), Err(ParseHashError::BadHex));
-        assert_eq!(h.to_hex().parse::<Hash256>(), Err(ParseHashError::MissingPrefix));
+        assert_eq!(
+            h.to_hex().parse::<Hash256>(),
+            Err(ParseHashError::MissingPrefix)
+        );
         assert_eq!(h.to_string().parse::<Hash256>(), Ok(h));
     }
 

@@ -229,7 +229,8 @@ impl PublicKey {
     /// Checks `signature` over `message` with Ed25519 `verify_strict` (no malleable
     /// signatures, no small-order components).
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), KeyError> {
-        let sig = ed25519_dalek::Signature::from_slice(signature).map_err(|_| KeyError::BadSignature)?;
+        let sig =
+            ed25519_dalek::Signature::from_slice(signature).map_err(|_| KeyError::BadSignature)?;
         self.0
             .verify_strict(message, &sig)
             .map_err(|_| KeyError::BadSignature)
@@ -287,10 +288,11 @@ mod tests {
 
     #[test]
     fn rfc8032_test_1_public_key() {
-        let seed: [u8; 32] = hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
-            .unwrap()
-            .try_into()
-            .unwrap();
+        let seed: [u8; 32] =
+            hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+                .unwrap()
+                .try_into()
+                .unwrap();
         let k = SigningKey::from_seed(&seed);
         assert_eq!(
             k.public_key().to_hex(),
@@ -325,12 +327,18 @@ mod tests {
         let p = dir.path().join("k.pem");
         let k = SigningKey::generate().unwrap();
         k.write_file(&p).unwrap();
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(SigningKey::read_file(&p).unwrap().id(), k.id());
         assert!(matches!(k.write_file(&p), Err(KeyError::Exists { .. })));
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
         let err = SigningKey::read_file(&p).unwrap_err();
-        assert!(matches!(err, KeyError::Permissions { mode: 0o640, .. }), "{err}");
+        assert!(
+            matches!(err, KeyError::Permissions { mode: 0o640, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("chmod 600"));
     }
 

@@ -8,7 +8,11 @@ use super::{CborError, Limits};
 const BREAK: u8 = 0xff;
 
 /// Checks one data item (and everything inside it) for canonical form.
-pub(super) fn validate_item(r: &mut Reader<'_>, limits: &Limits, depth: usize) -> Result<(), CborError> {
+pub(super) fn validate_item(
+    r: &mut Reader<'_>,
+    limits: &Limits,
+    depth: usize,
+) -> Result<(), CborError> {
     let h = r.header()?;
     match h.major {
         Major::Unsigned | Major::Negative => {

@@ -224,7 +224,10 @@ pub fn decode<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, CborEr
 }
 
 /// Decodes canonical CBOR within `limits`; anything non-canonical is refused.
-pub fn decode_with<T: DeserializeOwned + Serialize>(bytes: &[u8], limits: &Limits) -> Result<T, CborError> {
+pub fn decode_with<T: DeserializeOwned + Serialize>(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<T, CborError> {
     validate(bytes, limits)?;
     let value: T =
         cbor4ii::serde::from_slice(bytes).map_err(|e| CborError::Type(type_message(&e)))?;
