@@ -7,6 +7,7 @@ pub mod cose;
 pub mod fs;
 pub mod hash;
 pub mod key;
+pub mod merkle;
 pub mod time;
 
 pub use hash::{Domain, Hash256};
