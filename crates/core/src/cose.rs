@@ -3,8 +3,11 @@
 //! Two layers:
 //!
 //! - The **raw layer** ([`CoseSign1`], [`CoseSign`]) parses and writes the standard
-//!   structures with headers anywhere and payloads of any bytes, as the cose-wg examples
-//!   do, and verifies Ed25519 signatures over the RFC 9052 `Sig_structure`.
+//!   structures with header parameters in either bucket (protected or unprotected), tagged
+//!   or untagged, and payloads of any bytes, as the cose-wg examples do, and verifies
+//!   Ed25519 signatures over the RFC 9052 `Sig_structure`. Its CBOR must still be in
+//!   canonical form (definite, shortest lengths; header maps in canonical key order): it
+//!   is the parser peers' bytes reach, and it refuses rather than normalizes.
 //! - The **typed layer** ([`sign`], [`open`], [`Verified`]; [`sign_multi`],
 //!   [`add_signature`], [`open_multi`], [`VerifiedMulti`]) adds the TDS rules: algorithm
 //!   EdDSA (-8) with an Ed25519 key, `kid` (the 32-byte key id) and the content type in the

@@ -193,6 +193,11 @@ impl PublicKey {
         if k.is_weak() {
             return Err(KeyError::InvalidPublicKey("small-order (weak) key"));
         }
+        // RFC 8032 §5.1.3: a y coordinate of p or more is not a valid encoding. Such an
+        // encoding would give one point two key ids, so only the canonical one is taken.
+        if k.to_edwards().compress().as_bytes() != bytes {
+            return Err(KeyError::InvalidPublicKey("non-canonical point encoding"));
+        }
         Ok(PublicKey(k))
     }
 
@@ -308,6 +313,12 @@ mod tests {
         assert!(PublicKey::from_bytes(&identity).is_err());
         assert!(PublicKey::from_slice(&[0u8; 31]).is_err());
         assert!(PublicKey::from_hex("zz").is_err());
+        // y = 3 written as 3 + p: a valid point, but not its canonical encoding.
+        let mut non_canonical = [0xffu8; 32];
+        non_canonical[0] = 0xf0;
+        non_canonical[31] = 0x7f;
+        let err = PublicKey::from_bytes(&non_canonical).unwrap_err().to_string();
+        assert!(err.contains("non-canonical") || err.contains("curve point"), "{err}");
     }
 
     #[test]

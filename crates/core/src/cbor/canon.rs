@@ -79,6 +79,7 @@ pub(super) fn validate_item(
                 validate_item(r, limits, depth)?;
             }
         }
+        Major::Tag if h.is_indefinite() => return Err(malformed(r, h.offset)),
         Major::Tag => {
             return Err(CborError::TagNotAllowed {
                 offset: h.offset,
@@ -241,6 +242,7 @@ fn canon_item(
                 order_map(out, body_start, scratch, spans_start, h.offset)?;
             }
         }
+        Major::Tag if h.is_indefinite() => return Err(malformed(r, h.offset)),
         Major::Tag => {
             return Err(CborError::TagNotAllowed {
                 offset: h.offset,
