@@ -576,19 +576,16 @@ pub trait SignedObject: Serialize + DeserializeOwned {
     const CONTENT_TYPE: &'static str;
 }
 
-fn sign1_protected(key: &SigningKey, content_type: &str) -> Result<Vec<u8>, CoseError> {
-    let header = Value::Map(vec![
-        (Value::Integer(label::ALG), Value::Integer(alg::EDDSA)),
-        (
-            Value::Integer(label::CONTENT_TYPE),
-            Value::Text(content_type.to_owned()),
-        ),
-        (
-            Value::Integer(label::KID),
-            Value::Bytes(key.id().as_bytes().to_vec()),
-        ),
-    ]);
-    Ok(cbor::encode(&header)?)
+/// The TDS protected header `{1: -8, 3: content_type, 4: kid}`, written directly (it is
+/// already in canonical key order).
+fn sign1_protected(key: &SigningKey, content_type: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(40 + content_type.len());
+    out.extend_from_slice(&[0xa3, 0x01, 0x27, 0x03]);
+    cbor::write_header(&mut out, Major::Text, content_type.len() as u64);
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(&[0x04, 0x58, 0x20]);
+    out.extend_from_slice(key.id().as_bytes());
+    out
 }
 
 /// Signs `value` as a TDS COSE_Sign1 envelope (tag 18, alg -8).
@@ -603,18 +600,18 @@ fn sign_payload(
     content_type: &str,
     payload: Vec<u8>,
 ) -> Result<Vec<u8>, CoseError> {
-    let protected = sign1_protected(key, content_type)?;
+    let protected = sign1_protected(key, content_type);
     let tbs = sig_structure1(&protected, &[], &payload);
-    let signature = key.sign(&tbs).to_vec();
-    CoseSign1 {
-        tagged: true,
-        protected_header: decode_protected(&protected)?,
-        protected,
-        unprotected: HeaderMap::default(),
-        payload: Some(payload),
-        signature,
-    }
-    .to_vec()
+    let signature = key.sign(&tbs);
+    // Tag 18, an array of 4: protected, {} (empty unprotected), payload, signature.
+    let mut out = Vec::with_capacity(16 + protected.len() + payload.len() + SIGNATURE_LEN);
+    cbor::write_header(&mut out, Major::Tag, TAG_SIGN1);
+    cbor::write_header(&mut out, Major::Array, 4);
+    write_bstr(&mut out, &protected);
+    out.push(0xa0);
+    write_bstr(&mut out, &payload);
+    write_bstr(&mut out, &signature);
+    Ok(out)
 }
 
 /// The alg, content type and kid of a TDS protected header, which must hold exactly those.
@@ -743,12 +740,9 @@ pub fn open<T: SignedObject>(bytes: &[u8]) -> Result<Unverified<T>, CoseError> {
         .payload
         .as_deref()
         .ok_or(CoseError::DetachedPayload)?;
+    // The raw parser accepts only canonical framing and header maps, so the message
+    // re-encodes to exactly these bytes (the `envelope` fuzz target asserts it).
     let value: T = cbor::decode(payload)?;
-    // The protected header must be in canonical form too (decode_protected checked it);
-    // re-encoding the whole envelope must give the input back.
-    if message.to_vec()? != bytes {
-        return Err(CoseError::Structure("envelope is not in canonical form"));
-    }
     Ok(Unverified {
         value,
         kid,
@@ -983,10 +977,9 @@ pub fn open_multi<T: SignedObject>(bytes: &[u8]) -> Result<UnverifiedMulti<T>, C
         .payload
         .as_deref()
         .ok_or(CoseError::DetachedPayload)?;
+    // The raw parser accepts only canonical framing and header maps, so the message
+    // re-encodes to exactly these bytes (the `envelope` fuzz target asserts it).
     let value: T = cbor::decode(payload)?;
-    if message.to_vec()? != bytes {
-        return Err(CoseError::Structure("envelope is not in canonical form"));
-    }
     Ok(UnverifiedMulti {
         value,
         kids,

@@ -66,7 +66,11 @@ pub enum KeyError {
 
 /// An Ed25519 signing key. The secret is zeroized when the value is dropped and never
 /// printed by `Debug`.
-pub struct SigningKey(ed25519_dalek::SigningKey);
+pub struct SigningKey {
+    inner: ed25519_dalek::SigningKey,
+    /// The key id, computed once: every envelope signed carries it.
+    id: Hash256,
+}
 
 impl SigningKey {
     /// A new random key from the operating system's generator (through ring).
@@ -81,28 +85,33 @@ impl SigningKey {
 
     /// The key with this 32-byte seed (RFC 8032 private key).
     pub fn from_seed(seed: &[u8; 32]) -> Self {
-        SigningKey(ed25519_dalek::SigningKey::from_bytes(seed))
+        Self::from_dalek(ed25519_dalek::SigningKey::from_bytes(seed))
+    }
+
+    fn from_dalek(inner: ed25519_dalek::SigningKey) -> Self {
+        let id = Domain::PARTICIPANT.hash(inner.verifying_key().as_bytes());
+        SigningKey { inner, id }
     }
 
     /// The public half.
     pub fn public_key(&self) -> PublicKey {
-        PublicKey(self.0.verifying_key())
+        PublicKey(self.inner.verifying_key())
     }
 
     /// The key id (`tds/participant/v1` hash of the public key).
     pub fn id(&self) -> Hash256 {
-        self.public_key().id()
+        self.id
     }
 
     /// Signs `message` (pure Ed25519, deterministic).
     pub fn sign(&self, message: &[u8]) -> [u8; SIGNATURE_LEN] {
         use ed25519_dalek::Signer;
-        self.0.sign(message).to_bytes()
+        self.inner.sign(message).to_bytes()
     }
 
     /// The PKCS#8 PEM form (a secret: the string is zeroized on drop).
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, KeyError> {
-        self.0
+        self.inner
             .to_pkcs8_pem(Default::default())
             .map_err(|e| KeyError::Format {
                 path: PathBuf::new(),
@@ -113,7 +122,7 @@ impl SigningKey {
     /// Reads the PKCS#8 PEM form.
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self, KeyError> {
         ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
-            .map(SigningKey)
+            .map(Self::from_dalek)
             .map_err(|e| KeyError::Format {
                 path: PathBuf::new(),
                 reason: e.to_string(),
@@ -317,8 +326,13 @@ mod tests {
         let mut non_canonical = [0xffu8; 32];
         non_canonical[0] = 0xf0;
         non_canonical[31] = 0x7f;
-        let err = PublicKey::from_bytes(&non_canonical).unwrap_err().to_string();
-        assert!(err.contains("non-canonical") || err.contains("curve point"), "{err}");
+        let err = PublicKey::from_bytes(&non_canonical)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("non-canonical") || err.contains("curve point"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -137,11 +137,11 @@ pub(super) fn canonicalize(bytes: &[u8], limits: &Limits) -> Result<Vec<u8>, Cbo
 
 /// Buffers reused across nested maps so sorting allocates at most a few times per call.
 #[derive(Default)]
-struct Scratch {
+pub(super) struct Scratch {
     /// (key start, key end, entry end) offsets into the output, for every open map.
-    spans: Vec<(usize, usize, usize)>,
+    pub(super) spans: Vec<Span>,
     /// A copy of one map body while its entries are put in order.
-    body: Vec<u8>,
+    pub(super) body: Vec<u8>,
 }
 
 fn canon_item(
@@ -281,13 +281,15 @@ fn map_entry(
     canon_item(r, out, scratch, limits, depth)?;
     let key_end = out.len();
     canon_item(r, out, scratch, limits, depth)?;
-    scratch.spans.push((key_start, key_end, out.len()));
+    scratch
+        .spans
+        .push(Span::new(out, key_start, key_end, out.len()));
     Ok(())
 }
 
 /// Puts the entries recorded in `scratch.spans[spans_start..]` (all inside
 /// `out[body_start..]`) in canonical key order, refusing duplicate keys.
-fn order_map(
+pub(super) fn order_map(
     out: &mut Vec<u8>,
     body_start: usize,
     scratch: &mut Scratch,
@@ -296,15 +298,15 @@ fn order_map(
 ) -> Result<(), CborError> {
     let spans = scratch.spans.get_mut(spans_start..).unwrap_or_default();
     let sorted = spans.windows(2).all(|w| match w {
-        [a, b] => out.get(a.0..a.1) < out.get(b.0..b.1),
+        [a, b] => a.cmp_key(b, out).is_lt(),
         _ => true,
     });
     if !sorted {
         let buf: &[u8] = out;
-        spans.sort_by(|a, b| buf.get(a.0..a.1).cmp(&buf.get(b.0..b.1)));
+        spans.sort_unstable_by(|a, b| a.cmp_key(b, buf));
         if spans
             .windows(2)
-            .any(|w| matches!(w, [a, b] if buf.get(a.0..a.1) == buf.get(b.0..b.1)))
+            .any(|w| matches!(w, [a, b] if a.cmp_key(b, buf).is_eq()))
         {
             return Err(CborError::DuplicateMapKey { offset: map_offset });
         }
@@ -316,13 +318,55 @@ fn order_map(
         for span in spans.iter() {
             let entry = scratch
                 .body
-                .get(span.0 - body_start..span.2 - body_start)
+                .get(span.key_start - body_start..span.end - body_start)
                 .unwrap_or_default();
             out.extend_from_slice(entry);
         }
     }
     scratch.spans.truncate(spans_start);
     Ok(())
+}
+
+/// One map entry written to the output: where its key starts and ends, where the entry
+/// ends, and the key's first eight bytes as a big-endian number, so most comparisons are
+/// one integer comparison.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Span {
+    prefix: u64,
+    key_start: usize,
+    key_end: usize,
+    end: usize,
+}
+
+impl Span {
+    pub(super) fn new(out: &[u8], key_start: usize, key_end: usize, end: usize) -> Span {
+        let key = out.get(key_start..key_end).unwrap_or_default();
+        let prefix = match key.first_chunk::<8>() {
+            Some(first) => u64::from_be_bytes(*first),
+            None => {
+                let mut first = [0u8; 8];
+                for (dst, src) in first.iter_mut().zip(key) {
+                    *dst = *src;
+                }
+                u64::from_be_bytes(first)
+            }
+        };
+        Span {
+            prefix,
+            key_start,
+            key_end,
+            end,
+        }
+    }
+
+    /// Bytewise order of the encoded keys. Zero padding can make two different prefixes
+    /// equal but never reverses their order, so equal prefixes fall back to the bytes.
+    fn cmp_key(&self, other: &Span, out: &[u8]) -> Ordering {
+        self.prefix.cmp(&other.prefix).then_with(|| {
+            out.get(self.key_start..self.key_end)
+                .cmp(&out.get(other.key_start..other.key_end))
+        })
+    }
 }
 
 fn check_definite_minimal(h: &super::Header) -> Result<(), CborError> {

@@ -37,6 +37,7 @@
 
 mod canon;
 mod read;
+mod ser;
 mod value;
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -210,8 +211,23 @@ pub fn encode_with<T: Serialize + ?Sized>(
     value: &T,
     limits: &Limits,
 ) -> Result<Vec<u8>, CborError> {
-    let plain = cbor4ii::serde::to_vec(Vec::with_capacity(128), &value)
-        .map_err(|e| CborError::Encode(e.to_string()))?;
+    ser::to_canonical_vec(value, limits)
+}
+
+/// The reference encoder: cbor4ii's serializer, then the canonicalizing pass. It gives
+/// the same bytes as [`encode_with`] (a property test checks that); kept for tests and
+/// benchmarks.
+#[doc(hidden)]
+pub fn encode_via_canonicalize<T: Serialize + ?Sized>(
+    value: &T,
+    limits: &Limits,
+) -> Result<Vec<u8>, CborError> {
+    let plain = cbor4ii::serde::to_vec(Vec::with_capacity(128), &value).map_err(|e| {
+        CborError::Encode(match e {
+            cbor4ii::serde::EncodeError::Custom(msg) => msg.to_string(),
+            other => format!("{other:?}"),
+        })
+    })?;
     canon::canonicalize(&plain, limits)
 }
 
@@ -274,8 +290,13 @@ pub fn canonicalize(bytes: &[u8], limits: &Limits) -> Result<Vec<u8>, CborError>
 }
 
 fn type_message(e: &cbor4ii::serde::DecodeError<std::convert::Infallible>) -> String {
-    let text = e.to_string();
-    // cbor4ii's messages can quote input; keep them short for one-line CLI errors.
+    // Custom messages come from serde and the types' own checks ("missing field `name`",
+    // "credential serial: ..."); show them as they are. Core errors print as Debug.
+    let text = match e {
+        cbor4ii::serde::DecodeError::Custom(msg) => msg.to_string(),
+        other => format!("{other:?}"),
+    };
+    // Keep it short for one-line CLI errors.
     text.chars().take(200).collect()
 }
 

@@ -200,6 +200,7 @@ fn be(bytes: &[u8]) -> u64 {
 }
 
 /// Appends a header with the shortest encoding of `arg`.
+#[inline]
 pub(crate) fn write_header(out: &mut Vec<u8>, major: Major, arg: u64) {
     let m = major.bits() << 5;
     if arg < 24 {

@@ -574,3 +574,134 @@ proptest! {
         prop_assert_eq!(canonicalize(&raw, &Limits::DEFAULT).unwrap(), canonical);
     }
 }
+
+// ---- The direct serializer agrees with the reference (cbor4ii + canonicalize) ----------
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+enum Shape {
+    Unit,
+    Newtype(u32),
+    Tuple(i8, String),
+    Struct { zz: u8, a: Option<String> },
+}
+
+#[derive(Serialize, Debug, Clone)]
+struct Everything {
+    shape: Vec<Shape>,
+    unit: (),
+    ch: char,
+    small: i8,
+    big: i128,
+    ubig: u128,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    maybe: Option<u16>,
+    nested: BTreeMap<String, Vec<BTreeMap<i64, bool>>>,
+    #[serde(serialize_with = "unsized_seq")]
+    unsized_list: Vec<u8>,
+}
+
+/// A sequence with no length hint: cbor4ii writes it with an indefinite length.
+fn unsized_seq<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().filter(|_| true))
+}
+
+fn arb_shape() -> impl Strategy<Value = Shape> {
+    prop_oneof![
+        Just(Shape::Unit),
+        any::<u32>().prop_map(Shape::Newtype),
+        (any::<i8>(), ".{0,5}").prop_map(|(a, b)| Shape::Tuple(a, b)),
+        (any::<u8>(), proptest::option::of(".{0,5}")).prop_map(|(zz, a)| Shape::Struct { zz, a }),
+    ]
+}
+
+fn arb_everything() -> impl Strategy<Value = Everything> {
+    (
+        proptest::collection::vec(arb_shape(), 0..4),
+        any::<char>(),
+        any::<i8>(),
+        (i128::from(i64::MIN) * 2)..(i128::from(u64::MAX)),
+        0u128..(u128::from(u64::MAX)),
+        proptest::option::of(any::<u16>()),
+        proptest::collection::btree_map(
+            "[a-z]{0,4}",
+            proptest::collection::vec(
+                proptest::collection::btree_map(any::<i64>(), any::<bool>(), 0..3),
+                0..3,
+            ),
+            0..4,
+        ),
+        proptest::collection::vec(any::<u8>(), 0..30),
+    )
+        .prop_map(
+            |(shape, ch, small, big, ubig, maybe, nested, unsized_list)| Everything {
+                shape,
+                unit: (),
+                ch,
+                small,
+                big,
+                ubig,
+                maybe,
+                nested,
+                unsized_list,
+            },
+        )
+}
+
+proptest! {
+    #[test]
+    fn direct_serializer_matches_reference_on_values(v in arb_value()) {
+        prop_assert_eq!(encode(&v), encode_via_canonicalize(&v, &Limits::DEFAULT));
+    }
+
+    #[test]
+    fn direct_serializer_matches_reference_on_records(r in arb_record()) {
+        prop_assert_eq!(encode(&r), encode_via_canonicalize(&r, &Limits::DEFAULT));
+    }
+
+    #[test]
+    fn direct_serializer_matches_reference_on_the_whole_data_model(e in arb_everything()) {
+        let direct = encode(&e);
+        prop_assert_eq!(&direct, &encode_via_canonicalize(&e, &Limits::DEFAULT));
+        let bytes = direct.unwrap();
+        prop_assert_eq!(validate(&bytes, &Limits::DEFAULT), Ok(()));
+    }
+
+    #[test]
+    fn direct_serializer_matches_reference_on_floats(f in any::<f64>(), g in any::<f32>()) {
+        let limits = Limits::DEFAULT.with_floats();
+        prop_assert_eq!(encode_with(&f, &limits), encode_via_canonicalize(&f, &limits));
+        prop_assert_eq!(encode_with(&g, &limits), encode_via_canonicalize(&g, &limits));
+        prop_assert_eq!(validate(&encode_with(&(f, g), &limits).unwrap(), &limits), Ok(()));
+    }
+
+    #[test]
+    fn enums_round_trip(s in arb_shape()) {
+        let bytes = encode(&s).unwrap();
+        prop_assert_eq!(decode::<Shape>(&bytes).unwrap(), s);
+    }
+}
+
+#[test]
+fn direct_serializer_enforces_limits() {
+    let deep = (((((1u8,),),),),);
+    let limits = Limits {
+        max_depth: 3,
+        ..Limits::DEFAULT
+    };
+    assert!(matches!(
+        encode_with(&deep, &limits),
+        Err(CborError::TooDeep { .. })
+    ));
+    assert!(matches!(
+        encode(&(u128::from(u64::MAX) + 1)),
+        Err(CborError::Encode(_))
+    ));
+    assert!(matches!(
+        encode(&(i128::from(i64::MIN) * 4)),
+        Err(CborError::Encode(_))
+    ));
+    assert!(matches!(
+        encode(&f32::NAN),
+        Err(CborError::FloatNotAllowed { .. })
+    ));
+}
