@@ -1,0 +1,522 @@
+//! Building a content commitment from a reader, with chunk hashing spread over an explicit
+//! number of threads and memory bounded by the buffer pool (`2 × threads` chunks, at most
+//! 32 MiB unless one chunk per thread needs more).
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, Read};
+use std::num::NonZeroUsize;
+use std::sync::mpsc;
+
+use tds_core::hash::Hash256;
+use tds_core::merkle::{self, RootBuilder};
+
+use super::{ChunkSize, Commitment, CommitmentError, MAX_CHUNKS};
+
+/// Most bytes of chunk buffers the threaded builder keeps, unless the thread count needs
+/// more (one buffer per thread): 32 MiB.
+pub const BUFFER_BUDGET: usize = 32 * 1024 * 1024;
+
+/// Told how many bytes have been hashed, in order, on the calling thread.
+pub trait Progress {
+    /// `bytes` more bytes have been hashed.
+    fn advance(&self, bytes: u64);
+}
+
+impl<F: Fn(u64)> Progress for F {
+    fn advance(&self, bytes: u64) {
+        self(bytes)
+    }
+}
+
+/// Why a commitment could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The reader failed.
+    #[error("data: read failed: {0}")]
+    Io(#[from] io::Error),
+    /// More data than [`MAX_CHUNKS`] chunks can hold.
+    #[error("data: more than {limit} chunks of {chunk_size} bytes; use a larger chunk size")]
+    TooLarge {
+        /// The chunk limit.
+        limit: u64,
+        /// The chunk size in use.
+        chunk_size: u64,
+    },
+    /// The result does not form a valid commitment.
+    #[error(transparent)]
+    Commitment(#[from] CommitmentError),
+}
+
+/// What stopped a leaf stream: the builder or the consumer of the leaves.
+pub(crate) enum StreamError<E> {
+    Build(BuildError),
+    Sink(E),
+}
+
+impl<E> From<io::Error> for StreamError<E> {
+    fn from(e: io::Error) -> Self {
+        StreamError::Build(BuildError::Io(e))
+    }
+}
+
+/// One hashed chunk, as the builder hands it on (in index order).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Leaf {
+    pub index: u64,
+    pub len: usize,
+    pub hash: Hash256,
+}
+
+/// Builds the commitment of an asset from any reader.
+///
+/// With `threads == 1` the calling thread reads and hashes. With more, the calling thread
+/// reads chunks into a fixed pool of buffers (`2 × threads`, but at most
+/// [`BUFFER_BUDGET`] bytes unless `threads` chunks need more) and hands them round-robin to
+/// `threads` scoped hashing threads over bounded channels; leaf hashes come back out of
+/// order and are folded into the root in order. Nothing grows with the asset size: only
+/// the pool's chunks are in memory, plus O(log n) hashes for the root. No thread
+/// outlives the call and no global pool is used.
+///
+/// ```
+/// use std::num::NonZeroUsize;
+/// use tds_manifest::content::{ChunkSize, ContentBuilder};
+///
+/// let data = vec![7u8; 200_000];
+/// let two = NonZeroUsize::new(2).ok_or("zero")?;
+/// let c = ContentBuilder::new(ChunkSize::MIN, two).build(&data[..])?;
+/// assert_eq!((c.size, c.chunks), (200_000, 4));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ContentBuilder<'p> {
+    chunk_size: ChunkSize,
+    threads: NonZeroUsize,
+    progress: Option<&'p dyn Progress>,
+}
+
+impl std::fmt::Debug for ContentBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContentBuilder")
+            .field("chunk_size", &self.chunk_size)
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'p> ContentBuilder<'p> {
+    /// A builder cutting `chunk_size` chunks and hashing on `threads` threads.
+    pub fn new(chunk_size: ChunkSize, threads: NonZeroUsize) -> Self {
+        ContentBuilder {
+            chunk_size,
+            threads,
+            progress: None,
+        }
+    }
+
+    /// Reports progress (bytes hashed) to `progress`, from the calling thread.
+    pub fn progress(mut self, progress: &'p dyn Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// The chunk size.
+    pub fn chunk_size(&self) -> ChunkSize {
+        self.chunk_size
+    }
+
+    /// Reads `reader` to its end and returns the commitment.
+    pub fn build<R: Read>(&self, reader: R) -> Result<Commitment, BuildError> {
+        self.build_with_leaves(reader, |_, _| Ok(()))
+    }
+
+    /// Like [`build`](Self::build), and hands every leaf hash, in index order, to `on_leaf`
+    /// (to keep a chunk-hash list, say). An error from `on_leaf` stops the build.
+    pub fn build_with_leaves<R: Read>(
+        &self,
+        reader: R,
+        mut on_leaf: impl FnMut(u64, &Hash256) -> io::Result<()>,
+    ) -> Result<Commitment, BuildError> {
+        let mut root = RootBuilder::new();
+        let size = self
+            .stream(reader, |leaf| {
+                on_leaf(leaf.index, &leaf.hash)?;
+                root.push(leaf.hash);
+                Ok::<(), io::Error>(())
+            })
+            .map_err(|e| match e {
+                StreamError::Build(b) => b,
+                StreamError::Sink(io) => BuildError::Io(io),
+            })?;
+        Ok(Commitment::new(size, self.chunk_size, root.root())?)
+    }
+
+    /// Like [`build`](Self::build), for a buffered reader. With one thread the chunks are
+    /// hashed straight out of the reader's buffer, without copying them (an in-memory
+    /// `&[u8]` is read with no copy at all); with more, as [`build`](Self::build).
+    pub fn build_buffered<R: BufRead>(&self, reader: R) -> Result<Commitment, BuildError> {
+        let mut root = RootBuilder::new();
+        let mut push = |leaf: Leaf| {
+            root.push(leaf.hash);
+            Ok::<(), io::Error>(())
+        };
+        let size = if self.threads.get() == 1 {
+            self.stream_bufread(reader, &mut push)
+        } else {
+            self.stream_threaded(reader, &mut push)
+        }
+        .map_err(|e| match e {
+            StreamError::Build(b) => b,
+            StreamError::Sink(io) => BuildError::Io(io),
+        })?;
+        Ok(Commitment::new(size, self.chunk_size, root.root())?)
+    }
+
+    /// The commitment of bytes already in memory, hashed in place (no copy): the chunks are
+    /// split into `threads` contiguous runs, one per thread.
+    pub fn build_slice(&self, data: &[u8]) -> Result<Commitment, BuildError> {
+        let cs = self.chunk_size.as_usize();
+        let chunks: Vec<&[u8]> = data.chunks(cs).collect();
+        if chunks.len() as u64 > MAX_CHUNKS {
+            return Err(self.too_large());
+        }
+        let per = chunks.len().div_ceil(self.threads.get()).max(1);
+        let runs: Vec<Vec<Hash256>> = std::thread::scope(|s| {
+            let handles: Vec<_> = chunks
+                .chunks(per)
+                .map(|run| s.spawn(move || run.iter().map(|c| merkle::leaf_hash(c)).collect()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        let mut root = RootBuilder::new();
+        for leaf in runs.into_iter().flatten() {
+            root.push(leaf);
+        }
+        if root.size() != chunks.len() as u64 {
+            // A hashing thread died; never return a root over missing leaves.
+            return Err(BuildError::Io(io::Error::other("a hashing thread failed")));
+        }
+        if let Some(p) = self.progress {
+            p.advance(data.len() as u64);
+        }
+        Ok(Commitment::new(
+            data.len() as u64,
+            self.chunk_size,
+            root.root(),
+        )?)
+    }
+
+    fn too_large(&self) -> BuildError {
+        BuildError::TooLarge {
+            limit: MAX_CHUNKS,
+            chunk_size: self.chunk_size.get(),
+        }
+    }
+
+    /// Reads `reader` to its end, handing each leaf to `sink` in index order; returns the
+    /// number of bytes read.
+    pub(crate) fn stream<R: Read, E>(
+        &self,
+        reader: R,
+        sink: impl FnMut(Leaf) -> Result<(), E>,
+    ) -> Result<u64, StreamError<E>> {
+        if self.threads.get() == 1 {
+            self.stream_inline(reader, sink)
+        } else {
+            self.stream_threaded(reader, sink)
+        }
+    }
+
+    fn stream_inline<R: Read, E>(
+        &self,
+        mut reader: R,
+        mut sink: impl FnMut(Leaf) -> Result<(), E>,
+    ) -> Result<u64, StreamError<E>> {
+        let cs = self.chunk_size.as_usize();
+        let mut buf = vec![0u8; cs];
+        let mut total = 0u64;
+        let mut index = 0u64;
+        loop {
+            let n = read_full(&mut reader, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            if index >= MAX_CHUNKS {
+                return Err(StreamError::Build(self.too_large()));
+            }
+            let hash = merkle::leaf_hash(buf.get(..n).unwrap_or_default());
+            sink(Leaf {
+                index,
+                len: n,
+                hash,
+            })
+            .map_err(StreamError::Sink)?;
+            if let Some(p) = self.progress {
+                p.advance(n as u64);
+            }
+            total += n as u64;
+            index += 1;
+            if n < cs {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    fn stream_bufread<R: BufRead, E>(
+        &self,
+        mut reader: R,
+        mut sink: impl FnMut(Leaf) -> Result<(), E>,
+    ) -> Result<u64, StreamError<E>> {
+        let cs = self.chunk_size.get();
+        let mut total = 0u64;
+        let mut index = 0u64;
+        loop {
+            let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+            ctx.update(&[0x00]);
+            let mut filled = 0u64;
+            while filled < cs {
+                let buf = match reader.fill_buf() {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                if buf.is_empty() {
+                    break;
+                }
+                let take = usize::try_from(cs - filled)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
+                ctx.update(buf.get(..take).unwrap_or_default());
+                reader.consume(take);
+                filled += take as u64;
+            }
+            if filled == 0 {
+                break;
+            }
+            if index >= MAX_CHUNKS {
+                return Err(StreamError::Build(self.too_large()));
+            }
+            let hash = Hash256::from_slice(ctx.finish().as_ref()).unwrap_or_default();
+            let len = usize::try_from(filled).unwrap_or(usize::MAX);
+            sink(Leaf { index, len, hash }).map_err(StreamError::Sink)?;
+            if let Some(p) = self.progress {
+                p.advance(filled);
+            }
+            total += filled;
+            index += 1;
+            if filled < cs {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    fn stream_threaded<R: Read, E>(
+        &self,
+        mut reader: R,
+        mut sink: impl FnMut(Leaf) -> Result<(), E>,
+    ) -> Result<u64, StreamError<E>> {
+        let cs = self.chunk_size.as_usize();
+        let threads = self.threads.get();
+        // Two buffers per thread keep every hasher fed while the reader fills the next
+        // chunk, but never more than BUFFER_BUDGET bytes of them (at least one per thread).
+        let max_buffers = threads
+            .saturating_mul(2)
+            .min(BUFFER_BUDGET / cs.max(1))
+            .max(threads);
+        let progress = self.progress;
+
+        std::thread::scope(|s| {
+            // Results carry the buffer back, so the result channel is also the free pool;
+            // it never holds more than `max_buffers` items.
+            let (res_tx, res_rx) = mpsc::channel::<(Leaf, Vec<u8>)>();
+            let mut work = Vec::with_capacity(threads);
+            for _ in 0..threads {
+                let (tx, rx) = mpsc::sync_channel::<(u64, usize, Vec<u8>)>(max_buffers);
+                let res_tx = res_tx.clone();
+                s.spawn(move || {
+                    for (index, len, buf) in rx {
+                        let hash = merkle::leaf_hash(buf.get(..len).unwrap_or_default());
+                        if res_tx.send((Leaf { index, len, hash }, buf)).is_err() {
+                            break;
+                        }
+                    }
+                });
+                work.push(tx);
+            }
+            drop(res_tx);
+
+            let mut free: Vec<Vec<u8>> = Vec::with_capacity(max_buffers);
+            let mut allocated = 0usize;
+            let mut pending: BTreeMap<u64, Leaf> = BTreeMap::new();
+            let mut next = 0u64;
+            let mut total = 0u64;
+
+            let mut accept = |(leaf, buf): (Leaf, Vec<u8>),
+                              free: &mut Vec<Vec<u8>>,
+                              pending: &mut BTreeMap<u64, Leaf>,
+                              next: &mut u64|
+             -> Result<(), StreamError<E>> {
+                free.push(buf);
+                pending.insert(leaf.index, leaf);
+                while let Some(leaf) = pending.remove(next) {
+                    sink(leaf).map_err(StreamError::Sink)?;
+                    if let Some(p) = progress {
+                        p.advance(leaf.len as u64);
+                    }
+                    *next += 1;
+                }
+                Ok(())
+            };
+
+            let mut index = 0u64;
+            loop {
+                let mut buf = match free.pop() {
+                    Some(b) => b,
+                    None if allocated < max_buffers => {
+                        allocated += 1;
+                        vec![0u8; cs]
+                    }
+                    None => {
+                        let r = res_rx
+                            .recv()
+                            .map_err(|_| io::Error::other("a hashing thread failed"))?;
+                        accept(r, &mut free, &mut pending, &mut next)?;
+                        free.pop()
+                            .ok_or_else(|| io::Error::other("buffer pool is empty"))?
+                    }
+                };
+                let n = read_full(&mut reader, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                if index >= MAX_CHUNKS {
+                    return Err(StreamError::Build(self.too_large()));
+                }
+                total += n as u64;
+                let slot = usize::try_from(index % threads as u64).unwrap_or(0);
+                let tx = work
+                    .get(slot)
+                    .ok_or_else(|| io::Error::other("no hashing thread"))?;
+                tx.send((index, n, buf))
+                    .map_err(|_| io::Error::other("a hashing thread failed"))?;
+                index += 1;
+                if n < cs {
+                    break;
+                }
+                while let Ok(r) = res_rx.try_recv() {
+                    accept(r, &mut free, &mut pending, &mut next)?;
+                }
+            }
+            drop(work);
+            for r in res_rx.iter() {
+                accept(r, &mut free, &mut pending, &mut next)?;
+            }
+            if next != index {
+                return Err(StreamError::Build(BuildError::Io(io::Error::other(
+                    "a hashing thread failed",
+                ))));
+            }
+            Ok(total)
+        })
+    }
+}
+
+/// Reads until `buf` is full or the reader ends; returns the bytes read.
+fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while let Some(rest) = buf.get_mut(filled..) {
+        if rest.is_empty() {
+            break;
+        }
+        match reader.read(rest) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder(cs: u32, threads: usize) -> ContentBuilder<'static> {
+        ContentBuilder::new(
+            ChunkSize::for_tests(cs).unwrap(),
+            NonZeroUsize::new(threads).unwrap(),
+        )
+    }
+
+    #[test]
+    fn threads_and_slices_agree() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for len in [0, 1, 63, 64, 65, 1000, 10_000] {
+            let d = &data[..len];
+            let one = builder(64, 1).build(d).unwrap();
+            assert_eq!(builder(64, 1).build_buffered(d).unwrap(), one);
+            // A buffered reader whose buffer does not line up with the chunks.
+            let odd = std::io::BufReader::with_capacity(7, d);
+            assert_eq!(builder(64, 1).build_buffered(odd).unwrap(), one);
+            for t in [2, 3, 8] {
+                assert_eq!(
+                    builder(64, t).build(d).unwrap(),
+                    one,
+                    "len {len} threads {t}"
+                );
+                assert_eq!(builder(64, t).build_buffered(d).unwrap(), one);
+                assert_eq!(builder(64, t).build_slice(d).unwrap(), one);
+            }
+            let leaves: Vec<_> = d.chunks(64).map(merkle::leaf_hash).collect();
+            assert_eq!(one.root, merkle::MemoryTree::from_leaves(leaves).root());
+        }
+    }
+
+    #[test]
+    fn sink_errors_stop_the_build() {
+        let data = vec![1u8; 1000];
+        let err = builder(16, 4)
+            .build_with_leaves(&data[..], |i, _| {
+                if i == 10 {
+                    Err(io::Error::other("stop"))
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("stop"), "{err}");
+    }
+
+    #[test]
+    fn reader_errors_are_reported() {
+        struct Failing(usize);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::other("disk on fire"));
+                }
+                let n = buf.len().min(self.0);
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        for t in [1, 2] {
+            let err = builder(64, t).build(Failing(1000)).unwrap_err();
+            assert!(err.to_string().contains("disk on fire"), "{err}");
+        }
+    }
+
+    #[test]
+    fn progress_adds_up() {
+        let data = vec![3u8; 5000];
+        let seen = std::cell::Cell::new(0u64);
+        let p = |n: u64| seen.set(seen.get() + n);
+        builder(64, 3).progress(&p).build(&data[..]).unwrap();
+        assert_eq!(seen.get(), 5000);
+    }
+}

@@ -1,0 +1,130 @@
+//! `tds authority ...`: the data-space authority kept in a home directory.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context};
+use serde_json::{json, Value as Json};
+use tds_core::time::DAY_MS;
+use tds_core::{SigningKey, Timestamp};
+use tds_identity::{Admission, Authority};
+
+use crate::cli::AdmitArgs;
+use crate::home::Home;
+use crate::{files, output};
+
+fn summary(authority: &Authority) -> serde_json::Map<String, Json> {
+    let state = authority.state();
+    let mut m = output::key(&authority.public_key());
+    m.insert("name".into(), json!(state.name()));
+    m.insert("next_serial".into(), json!(state.next_serial()));
+    m.insert(
+        "revoked_serials".into(),
+        json!(state.revoked().collect::<Vec<_>>()),
+    );
+    m.insert("crl_sequence".into(), json!(state.crl_sequence()));
+    m.insert(
+        "previous_keys".into(),
+        Json::Array(
+            state
+                .previous_keys()
+                .iter()
+                .map(|k| Json::Object(output::key(k)))
+                .collect(),
+        ),
+    );
+    m
+}
+
+pub(crate) fn init(dir: &Path, name: &str) -> anyhow::Result<()> {
+    let key = SigningKey::generate()?;
+    let authority = Authority::new(name, key)?;
+    let home = Home::create(dir)?;
+    home.write_new_key(authority.signing_key())?;
+    home.save_state(authority.state())?;
+    let mut m = summary(&authority);
+    m.insert("home".into(), json!(dir.display().to_string()));
+    output::print(&Json::Object(m))
+}
+
+pub(crate) fn show(dir: &Path) -> anyhow::Result<()> {
+    let authority = Home::open(dir)?.load()?;
+    output::print(&Json::Object(summary(&authority)))
+}
+
+fn days_after(start: Timestamp, days: u64) -> anyhow::Result<Timestamp> {
+    days.checked_mul(DAY_MS)
+        .and_then(|ms| start.checked_add_millis(ms))
+        .ok_or_else(|| anyhow!("--days {days}: the end of validity is out of range"))
+}
+
+pub(crate) fn admit(args: &AdmitArgs) -> anyhow::Result<()> {
+    let home = Home::open(&args.home.home)?;
+    let mut authority = home.load()?;
+    let now = Timestamp::now();
+    let not_before = args.not_before.unwrap_or(now);
+    let admission = Admission {
+        subject_key: args.subject_key,
+        name: args.name.clone(),
+        sectors: args.sectors.clone(),
+        roles: args.roles.clone(),
+        jurisdiction: args.jurisdiction.clone(),
+        not_before,
+        not_after: days_after(not_before, args.days)?,
+    };
+    let issued = authority.admit(&admission, now)?;
+    // Save the state first: the serial must never be issued twice.
+    home.save_state(authority.state())?;
+    files::write(&args.out, issued.envelope(), files::PUBLIC_MODE)?;
+    let id = issued.value().id()?;
+    let mut m = output::credential(issued.value(), &id);
+    m.insert("file".into(), json!(args.out.display().to_string()));
+    output::print(&Json::Object(m))
+}
+
+pub(crate) fn revoke(dir: &Path, serial: u64) -> anyhow::Result<()> {
+    let home = Home::open(dir)?;
+    let mut authority = home.load()?;
+    let newly = authority.revoke(serial)?;
+    if newly {
+        home.save_state(authority.state())?;
+    }
+    output::print(&json!({
+        "serial": serial,
+        "already_revoked": !newly,
+        "revoked_serials": authority.state().revoked().collect::<Vec<_>>(),
+    }))
+}
+
+pub(crate) fn crl(dir: &Path, days: u64, out: &Path) -> anyhow::Result<()> {
+    let home = Home::open(dir)?;
+    let mut authority = home.load()?;
+    let now = Timestamp::now();
+    let list = authority.revocation_list(now, days_after(now, days)?)?;
+    home.save_state(authority.state())?;
+    files::write(out, list.envelope(), files::PUBLIC_MODE)?;
+    let id = list.value().id()?;
+    let mut m = output::crl(list.value(), &id, now);
+    m.insert("file".into(), json!(out.display().to_string()));
+    output::print(&Json::Object(m))
+}
+
+pub(crate) fn rollover(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    let home = Home::open(dir)?;
+    let mut authority = home.load()?;
+    let now = Timestamp::now();
+    let new_key = SigningKey::generate()?;
+    let new_copy = SigningKey::from_pkcs8_pem(&new_key.to_pkcs8_pem()?)?;
+    let (statement, old_key) = authority.rollover(new_key, now)?;
+    // The statement first: if it cannot be written, nothing has changed yet.
+    files::write(out, statement.envelope(), files::PUBLIC_MODE)?;
+    let retired = home
+        .replace_key(&old_key, &new_copy, authority.state())
+        .context("key rollover")?;
+    let mut m = output::rollover(statement.value());
+    m.insert("file".into(), json!(out.display().to_string()));
+    m.insert(
+        "retired_key_file".into(),
+        json!(retired.display().to_string()),
+    );
+    output::print(&Json::Object(m))
+}

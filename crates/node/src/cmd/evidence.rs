@@ -1,0 +1,114 @@
+//! `tds evidence export|verify`: evidence bundles for one agreement.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use tds_core::{Hash256, PublicKey};
+use tds_provenance::evidence;
+
+use crate::files;
+
+/// `tds evidence ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum EvidenceCommand {
+    /// Write one file with every event about an agreement, its inclusion proofs, the
+    /// checkpoint they prove into (with cosignatures) and membership credentials.
+    Export(ExportArgs),
+    /// Check a bundle offline, trusting only the authority's key; exit 0 and a summary if
+    /// everything checks.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// The node's data directory.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// The agreement id (sha256:...).
+    #[arg(long, value_name = "ID")]
+    agreement: Hash256,
+    /// Where to write the bundle.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// The checkpoint to prove into, cosigned by the authority (as printed by
+    /// `tds witness cosign`); default: the latest stored checkpoint.
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// A membership credential to include (the node's own, at least); may repeat.
+    #[arg(long = "credential", value_name = "FILE")]
+    credentials: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The bundle.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// The authority's public key, 64 hex digits.
+    #[arg(long, value_name = "HEX", value_parser = parse_key)]
+    authority_key: PublicKey,
+}
+
+fn parse_key(s: &str) -> Result<PublicKey, String> {
+    PublicKey::from_hex(s).map_err(|e| e.to_string())
+}
+
+pub(crate) fn dispatch(command: EvidenceCommand) -> anyhow::Result<()> {
+    match command {
+        EvidenceCommand::Export(a) => export(&a),
+        EvidenceCommand::Verify(a) => verify(&a),
+    }
+}
+
+fn export(a: &ExportArgs) -> anyhow::Result<()> {
+    let log = super::log::open_reader(&a.home)?;
+    let checkpoint = match &a.checkpoint {
+        Some(p) => {
+            String::from_utf8(files::read(p)?).map_err(|_| anyhow!("{}: not UTF-8", p.display()))?
+        }
+        None => {
+            let stored = tds_provenance::LogStore::checkpoints(log.store())?;
+            let last = stored.last().ok_or_else(|| {
+                anyhow!(
+                    "no checkpoint yet (write one with 'tds log checkpoint' and have it cosigned)"
+                )
+            })?;
+            String::from_utf8(last.clone()).map_err(|_| anyhow!("stored checkpoint: not UTF-8"))?
+        }
+    };
+    let mut creds = Vec::new();
+    for p in &a.credentials {
+        creds.push(files::read(p)?);
+    }
+    let bundle =
+        evidence::export(&log, &a.agreement, &checkpoint, creds).context("--checkpoint")?;
+    files::write(&a.out, &bundle.encode()?, files::PUBLIC_MODE)?;
+    super::log::print_line(&json!({
+        "file": a.out.display().to_string(),
+        "agreement": a.agreement.to_string(),
+        "events": bundle.events.len(),
+        "tree_size": tds_provenance::Checkpoint::parse(
+            &tds_provenance::Note::parse(checkpoint.as_bytes())?.text
+        )?.size,
+        "credentials": bundle.credentials.len(),
+    }))
+}
+
+fn verify(a: &VerifyArgs) -> anyhow::Result<()> {
+    let bytes = files::read(&a.file)?;
+    let s = evidence::verify(&bytes, &a.authority_key)
+        .map_err(|e| anyhow!("{}: {e}", a.file.display()))?;
+    super::log::print_line(&json!({
+        "ok": true,
+        "agreement": s.agreement.to_string(),
+        "log": s.origin,
+        "tree_size": s.tree_size,
+        "root": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s.root.as_bytes()),
+        "cosigned_at": s.cosigned_at,
+        "events": s.events.iter().map(|(i, k)| json!({"index": i, "kind": k})).collect::<Vec<_>>(),
+        "credentials": s.credentials.iter().map(|(id, name)| json!({"id": id.to_string(), "name": name})).collect::<Vec<_>>(),
+        "log_key_credential": s.log_key_credential,
+    }))
+}

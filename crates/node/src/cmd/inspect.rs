@@ -1,0 +1,162 @@
+//! `tds inspect`: any TDS object as JSON, for reviewers. Nothing here decides trust: a
+//! signature is only checked against the key the object itself names, and the output says
+//! so.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context};
+use serde_json::{json, Map, Value as Json};
+use tds_core::cbor::{self, Limits, Value};
+use tds_core::cose::{self, CoseSign, CoseSign1, SignedObject};
+use tds_core::hash::Domain;
+use tds_core::{Hash256, Timestamp};
+use tds_identity::{Credential, KeyRollover, RevocationList};
+
+use crate::{files, output};
+
+pub(crate) fn inspect(path: &Path) -> anyhow::Result<()> {
+    let bytes = files::read(path)?;
+    let json = render(&bytes).with_context(|| path.display().to_string())?;
+    output::print(&Json::Object(json))
+}
+
+fn render(bytes: &[u8]) -> anyhow::Result<Map<String, Json>> {
+    if bytes.starts_with(b"-----BEGIN") {
+        return Err(anyhow!(
+            "a PEM file, not a TDS object (for a key file use 'tds key show')"
+        ));
+    }
+    let content_type = match cose::peek_content_type(bytes) {
+        Ok(ct) => ct,
+        Err(cose::CoseError::WrongTag { found: None, .. }) => return plain_cbor(bytes),
+        Err(e) => return Err(e.into()),
+    };
+    let now = Timestamp::now();
+    let mut m = Map::new();
+    m.insert("content_type".into(), json!(content_type));
+    match content_type.as_str() {
+        Credential::CONTENT_TYPE => {
+            let opened = cose::open::<Credential>(bytes)?;
+            let c = opened.value().clone();
+            let id = Domain::CREDENTIAL.hash(opened.payload());
+            m.insert("kid".into(), json!(opened.kid().to_string()));
+            let ok = opened.verify(c.issuer_key()).is_ok();
+            m.insert("signature_matches_issuer_key".into(), json!(ok));
+            m.extend(output::credential(&c, &id));
+        }
+        RevocationList::CONTENT_TYPE => {
+            let opened = cose::open::<RevocationList>(bytes)?;
+            let l = opened.value().clone();
+            let id = Domain::CRL.hash(opened.payload());
+            m.insert("kid".into(), json!(opened.kid().to_string()));
+            let ok = opened.verify(l.issuer_key()).is_ok();
+            m.insert("signature_matches_issuer_key".into(), json!(ok));
+            m.extend(output::crl(&l, &id, now));
+        }
+        KeyRollover::CONTENT_TYPE => {
+            let opened = cose::open::<KeyRollover>(bytes)?;
+            let r = opened.value().clone();
+            m.insert("kid".into(), json!(opened.kid().to_string()));
+            let ok = opened.verify(r.old_key()).is_ok();
+            m.insert("signature_matches_old_key".into(), json!(ok));
+            m.extend(output::rollover(&r));
+        }
+        tds_manifest::Manifest::CONTENT_TYPE => {
+            // Checked against the owner key the manifest names: self-consistent, not
+            // authenticated (trust_checked stays false).
+            let opened = tds_manifest::open(bytes)?;
+            let owner = opened.manifest().owner_key.id();
+            m.insert("owner_key_id".into(), json!(owner.to_string()));
+            match opened.verify_named_owner() {
+                Ok(v) => {
+                    m.insert("signature_matches_owner_key".into(), json!(true));
+                    m.extend(super::manifest::manifest_json(&v));
+                }
+                Err(e) => {
+                    m.insert("signature_matches_owner_key".into(), json!(false));
+                    m.insert("problem".into(), json!(e.to_string()));
+                    m.extend(generic(bytes)?);
+                }
+            }
+        }
+        _ => m.extend(generic(bytes)?),
+    }
+    m.insert("trust_checked".into(), json!(false));
+    Ok(m)
+}
+
+/// An envelope of a kind this build does not know: its headers, signers and payload.
+fn generic(bytes: &[u8]) -> anyhow::Result<Map<String, Json>> {
+    let mut m = Map::new();
+    let (payload, kids) = match bytes.first() {
+        Some(0xd2) => {
+            let msg = CoseSign1::from_slice(bytes)?;
+            let kid = msg.header(cose::label::KID).map(output::cbor);
+            m.insert("envelope".into(), json!("COSE_Sign1"));
+            (msg.payload, vec![kid])
+        }
+        _ => {
+            let msg = CoseSign::from_slice(bytes)?;
+            let kids = msg
+                .signatures
+                .iter()
+                .map(|s| s.header(cose::label::KID).map(output::cbor))
+                .collect();
+            m.insert("envelope".into(), json!("COSE_Sign"));
+            (msg.payload, kids)
+        }
+    };
+    m.insert(
+        "kids".into(),
+        Json::Array(kids.into_iter().map(|k| k.unwrap_or(Json::Null)).collect()),
+    );
+    let payload = payload.ok_or(cose::CoseError::DetachedPayload)?;
+    m.insert(
+        "payload_sha256".into(),
+        json!(Hash256::sha256(&payload).to_string()),
+    );
+    m.extend(payload_json(&payload)?);
+    Ok(m)
+}
+
+/// A payload as JSON, under `payload`; a non-canonical one is shown canonicalized and
+/// flagged.
+fn payload_json(payload: &[u8]) -> anyhow::Result<Map<String, Json>> {
+    let mut m = Map::new();
+    let limits = Limits::DEFAULT.with_floats();
+    match cbor::decode_with::<Value>(payload, &limits) {
+        Ok(v) => {
+            m.insert("payload_canonical".into(), json!(true));
+            m.insert("payload".into(), output::cbor(&v));
+        }
+        Err(strict) => {
+            let canonical =
+                cbor::canonicalize(payload, &limits).map_err(|_| anyhow!("payload: {strict}"))?;
+            let v = cbor::decode_with::<Value>(&canonical, &limits)?;
+            m.insert("payload_canonical".into(), json!(false));
+            m.insert("payload_problem".into(), json!(strict.to_string()));
+            m.insert("payload".into(), output::cbor(&v));
+        }
+    }
+    Ok(m)
+}
+
+/// Bytes that are not an envelope: shown if they are CBOR at all.
+fn plain_cbor(bytes: &[u8]) -> anyhow::Result<Map<String, Json>> {
+    let mut m = Map::new();
+    m.insert("content_type".into(), Json::Null);
+    let inner = payload_json(bytes)
+        .map_err(|_| anyhow!("not a TDS object (neither a COSE envelope nor CBOR)"))?;
+    m.insert(
+        "cbor_canonical".into(),
+        inner
+            .get("payload_canonical")
+            .cloned()
+            .unwrap_or(Json::Null),
+    );
+    m.insert(
+        "cbor".into(),
+        inner.get("payload").cloned().unwrap_or(Json::Null),
+    );
+    Ok(m)
+}

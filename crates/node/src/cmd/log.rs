@@ -1,0 +1,380 @@
+//! `tds log ...`: the node's provenance log.
+//!
+//! The node's home directory holds `node.key` (the node key, which signs checkpoints) and
+//! `log/` (the log files, see `spec/provenance.md`). Writing verbs (`annotate`,
+//! `checkpoint`, `bench`) create a missing home and key; reading verbs (`show`, `verify`,
+//! `key`, `prove`, `consistency`) refuse a missing one. Readers take no lock and only
+//! read, so they are safe while a writer runs; writers take the log's lock.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context};
+use base64::Engine;
+use clap::{Args, Subcommand};
+use serde_json::{json, Value as Json};
+use tds_core::{SigningKey, Timestamp};
+use tds_provenance::event::{Annotation, Event, EventBody};
+use tds_provenance::store::{FileStore, OpenOptions};
+use tds_provenance::{DirStorage, Log};
+
+use crate::files;
+
+/// The node key file in a node home.
+pub(crate) const NODE_KEY: &str = "node.key";
+/// The log directory in a node home.
+pub(crate) const LOG_DIR: &str = "log";
+
+/// `tds log ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum LogCommand {
+    /// Print events as JSON lines.
+    Show {
+        #[command(flatten)]
+        home: NodeHome,
+        /// The first index to show.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// The most events to show.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// Recompute the whole tree and check every record, hash and checkpoint (read-only);
+    /// exit 0 if intact.
+    Verify {
+        #[command(flatten)]
+        home: NodeHome,
+    },
+    /// Write a new signed checkpoint and print it (C2SP signed-note text).
+    Checkpoint {
+        #[command(flatten)]
+        home: NodeHome,
+    },
+    /// Print the log's verifier key: <name>+<key id hex>+<base64(0x01 ‖ public key)>.
+    Key {
+        #[command(flatten)]
+        home: NodeHome,
+    },
+    /// Print the inclusion proof of one event.
+    Prove {
+        #[command(flatten)]
+        home: NodeHome,
+        /// The event index.
+        #[arg(long)]
+        index: u64,
+        /// The tree size (default: the size of the latest checkpoint).
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Print a consistency proof between two tree sizes.
+    Consistency {
+        #[command(flatten)]
+        home: NodeHome,
+        /// The older size.
+        #[arg(long)]
+        from: u64,
+        /// The newer size (default: the latest checkpoint's size, else the log size).
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Append an operator annotation. Annotations are public and can never be removed:
+    /// never put personal information in one.
+    Annotate {
+        #[command(flatten)]
+        home: NodeHome,
+        /// The text (at most 280 bytes, no control characters).
+        #[arg(long)]
+        text: String,
+    },
+    /// Disk benchmark: append COUNT annotation events from CONCURRENCY writers, each
+    /// waiting for its own append to be durable before the next.
+    Bench {
+        #[command(flatten)]
+        home: NodeHome,
+        /// Events to append.
+        #[arg(long)]
+        count: u64,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        concurrency: u64,
+        /// Print "acked K" each time a batch is durable (K = total durable so far).
+        #[arg(long)]
+        report_acks: bool,
+    },
+}
+
+/// `--home DIR`
+#[derive(Debug, Args)]
+pub(crate) struct NodeHome {
+    /// The node's data directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) home: PathBuf,
+}
+
+pub(crate) fn dispatch(command: LogCommand) -> anyhow::Result<()> {
+    match command {
+        LogCommand::Show { home, from, limit } => show(&home.home, from, limit),
+        LogCommand::Verify { home } => verify(&home.home),
+        LogCommand::Checkpoint { home } => checkpoint(&home.home),
+        LogCommand::Key { home } => key(&home.home),
+        LogCommand::Prove { home, index, size } => prove(&home.home, index, size),
+        LogCommand::Consistency { home, from, to } => consistency(&home.home, from, to),
+        LogCommand::Annotate { home, text } => annotate(&home.home, &text),
+        LogCommand::Bench {
+            home,
+            count,
+            concurrency,
+            report_acks,
+        } => bench(&home.home, count, concurrency, report_acks),
+    }
+}
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| anyhow!("{}: {}", dir.display(), files::io_reason(&e)))
+}
+
+/// The key that signs a home's log: `node.key`, or in an authority's home (which has
+/// no node key) `authority.key`.
+pub(crate) fn log_key_path(home: &Path) -> PathBuf {
+    let node = home.join(NODE_KEY);
+    let authority = home.join(crate::home::KEY_FILE);
+    if !node.exists() && authority.exists() {
+        authority
+    } else {
+        node
+    }
+}
+
+/// Opens the log of a node home for writing, creating home, key and log if missing.
+pub(crate) fn open_writer(home: &Path) -> anyhow::Result<Log<FileStore>> {
+    if home.exists() && !home.is_dir() {
+        bail!("{}: not a directory", home.display());
+    }
+    private_dir(&home.join(LOG_DIR))?;
+    let key_path = log_key_path(home);
+    if !key_path.exists() {
+        let key = SigningKey::generate()?;
+        key.write_file(&key_path)?;
+    }
+    let key = SigningKey::read_file(&key_path)?;
+    let dir = home.join(LOG_DIR);
+    let store = FileStore::open(Arc::new(DirStorage::new(&dir)), OpenOptions::writer())
+        .with_context(|| format!("{}", dir.display()))?;
+    let r = store.recovery();
+    if r.torn_tail_bytes > 0 || r.torn_checkpoint {
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: {}: cut an unacknowledged torn tail ({} bytes{}) left by a crash",
+            dir.display(),
+            r.torn_tail_bytes,
+            if r.torn_checkpoint {
+                ", and a torn checkpoint"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(Log::new(store, key))
+}
+
+/// Opens the log of an existing node home for reading.
+pub(crate) fn open_reader(home: &Path) -> anyhow::Result<Log<FileStore>> {
+    let dir = home.join(LOG_DIR);
+    if !dir.join("events").exists() {
+        bail!(
+            "{}: no log here (a writing verb such as 'tds log annotate --home {} --text ...' creates one)",
+            home.display(),
+            home.display()
+        );
+    }
+    let key = SigningKey::read_file(&log_key_path(home))?;
+    let store = FileStore::open(Arc::new(DirStorage::new(&dir)), OpenOptions::reader())
+        .with_context(|| format!("{}", dir.display()))?;
+    Ok(Log::new(store, key))
+}
+
+/// One event as the JSON line `tds log show` prints.
+pub(crate) fn event_json(index: u64, leaf: &tds_core::Hash256, e: &Event) -> anyhow::Result<Json> {
+    let body = match serde_json::to_value(&e.body)? {
+        Json::Object(m) => m.into_iter().next().map_or(Json::Null, |(_, v)| v),
+        other => other,
+    };
+    Ok(json!({
+        "index": index,
+        "leaf_hash": b64(leaf.as_bytes()),
+        "v": e.v,
+        "kind": e.kind(),
+        "time": Timestamp::from_millis(e.time).to_rfc3339(),
+        "time_ms": e.time,
+        "actor": e.actor.to_string(),
+        "body": body,
+    }))
+}
+
+fn show(home: &Path, from: u64, limit: Option<u64>) -> anyhow::Result<()> {
+    let log = open_reader(home)?;
+    let size = log.size();
+    let end = limit.map_or(size, |l| from.saturating_add(l).min(size));
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for i in from..end {
+        let e = log.event(i)?;
+        let leaf = tds_core::merkle::leaf_hash(&e.encode()?);
+        serde_json::to_writer(&mut out, &event_json(i, &leaf, &e)?)?;
+        writeln!(out)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn verify(home: &Path) -> anyhow::Result<()> {
+    let log = open_reader(home)?;
+    let r = log.verify()?;
+    print_line(&json!({
+        "ok": true,
+        "tree_size": log.size(),
+        "root": b64(r.root.as_bytes()),
+        "entries": r.storage.entries,
+        "interior_hashes": r.storage.interior,
+        "checkpoints": r.checkpoints,
+    }))
+}
+
+fn checkpoint(home: &Path) -> anyhow::Result<()> {
+    let log = open_writer(home)?;
+    let note = log.checkpoint()?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(note.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+fn key(home: &Path) -> anyhow::Result<()> {
+    let log = open_reader(home)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", log.verifier_key()?)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn prove(home: &Path, index: u64, size: Option<u64>) -> anyhow::Result<()> {
+    let log = open_reader(home)?;
+    let p = log.prove(index, size)?;
+    // Struct order is the documented key order.
+    print_line(&p)
+}
+
+fn consistency(home: &Path, from: u64, to: Option<u64>) -> anyhow::Result<()> {
+    let log = open_reader(home)?;
+    let to = match to {
+        Some(t) => t,
+        None => match log.latest_checkpoint()? {
+            Some(cp) => cp.checkpoint().size,
+            None => log.size(),
+        },
+    };
+    let p = log.consistency(from, Some(to))?;
+    print_line(&p)
+}
+
+fn annotate(home: &Path, text: &str) -> anyhow::Result<()> {
+    let text = Annotation::new(text).context("--text")?;
+    let log = open_writer(home)?;
+    let _ = writeln!(
+        std::io::stderr(),
+        "note: annotations are public and permanent; they must never hold personal information"
+    );
+    let actor = SigningKey::read_file(&log_key_path(home))?.id();
+    let e = Event::new(
+        Timestamp::now().as_millis(),
+        actor,
+        EventBody::Annotation { text },
+    );
+    let index = log.append(&e)?;
+    let leaf = tds_core::merkle::leaf_hash(&e.encode()?);
+    print_line(&json!({
+        "index": index,
+        "leaf_hash": b64(leaf.as_bytes()),
+        "tree_size": log.size(),
+    }))
+}
+
+fn bench(home: &Path, count: u64, concurrency: u64, report_acks: bool) -> anyhow::Result<()> {
+    let log = Arc::new(open_writer(home)?);
+    let actor = SigningKey::read_file(&log_key_path(home))?.id();
+    let reported = Arc::new(Mutex::new(0u64));
+    let start = Instant::now();
+    let per = count / concurrency;
+    let extra = count % concurrency;
+    let threads: Vec<_> = (0..concurrency)
+        .map(|t| {
+            let log = log.clone();
+            let reported = reported.clone();
+            let n = per + u64::from(t < extra);
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                for i in 0..n {
+                    let text = Annotation::new(&format!("bench {t}/{i}"))?;
+                    let e = Event::new(
+                        Timestamp::now().as_millis(),
+                        actor,
+                        EventBody::Annotation { text },
+                    );
+                    log.append(&e)?;
+                    if report_acks {
+                        // Everything below the size is durable once an append returns.
+                        let durable = log.size();
+                        let mut last = reported
+                            .lock()
+                            .map_err(|_| anyhow!("a bench writer panicked"))?;
+                        if durable > *last {
+                            *last = durable;
+                            let mut out = std::io::stdout().lock();
+                            writeln!(out, "acked {durable}")?;
+                            out.flush()?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| anyhow!("a bench writer panicked"))??;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let rate = if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        0.0
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{{\"appends\": {count}, \"seconds\": {seconds:.3}, \"appends_per_sec\": {rate:.0}}}"
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Prints one compact JSON line on stdout.
+pub(crate) fn print_line<T: serde::Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, v)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}

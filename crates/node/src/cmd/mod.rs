@@ -1,0 +1,47 @@
+//! One module per verb group; each function runs one verb.
+
+mod authority;
+pub(crate) mod catalog;
+pub(crate) mod contract;
+mod credential;
+pub(crate) mod evidence;
+mod inspect;
+mod key;
+pub(crate) mod log;
+pub(crate) mod manifest;
+pub(crate) mod policy;
+pub(crate) mod witness;
+
+use crate::cli::{AuthorityCommand, Command, CredentialCommand, KeyCommand};
+
+pub(crate) fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Key(KeyCommand::New { out, force }) => key::new(&out, force),
+        Command::Key(KeyCommand::Show { file }) => key::show(&file),
+        Command::Authority(AuthorityCommand::Init { home, name }) => {
+            authority::init(&home.home, &name)
+        }
+        Command::Authority(AuthorityCommand::Show { home }) => authority::show(&home.home),
+        Command::Authority(AuthorityCommand::Admit(args)) => authority::admit(&args),
+        Command::Authority(AuthorityCommand::Revoke { home, serial }) => {
+            authority::revoke(&home.home, serial)
+        }
+        Command::Authority(AuthorityCommand::Crl { home, days, out }) => {
+            authority::crl(&home.home, days, &out)
+        }
+        Command::Authority(AuthorityCommand::Rollover { home, out }) => {
+            authority::rollover(&home.home, &out)
+        }
+        Command::Credential(CredentialCommand::Verify(args)) => credential::verify(&args),
+        Command::Inspect(args) => inspect::inspect(&args.file),
+        Command::Manifest(c) => manifest::dispatch(c),
+        Command::Catalog(c) => catalog::dispatch(c),
+        Command::Log(c) => log::dispatch(c),
+        Command::Witness(c) => witness::dispatch(c),
+        Command::Evidence(c) => evidence::dispatch(c),
+        Command::Policy(c) => policy::dispatch(c),
+        Command::Offer(c) => contract::offer(c),
+        Command::Contract(c) => contract::contract(c),
+        Command::Agreement(c) => contract::agreement(c),
+    }
+}

@@ -1,0 +1,161 @@
+//! The authority's home directory:
+//!
+//! ```text
+//! DIR/                    mode 0700
+//!   authority.key         PKCS#8 PEM Ed25519 signing key, mode 0600
+//!   authority.json        AuthorityState as JSON, mode 0600, replaced atomically
+//!   retired/<id-hex>.key  earlier keys after `tds authority rollover`, mode 0600
+//! ```
+//!
+//! The state is saved before anything it numbers is written out, so a serial or list
+//! sequence is never handed out twice (a crash leaves at most an unused number).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use tds_core::SigningKey;
+use tds_identity::{Authority, AuthorityState};
+
+use crate::files;
+
+pub(crate) const KEY_FILE: &str = "authority.key";
+pub(crate) const STATE_FILE: &str = "authority.json";
+pub(crate) const NEXT_KEY_FILE: &str = "authority.key.next";
+pub(crate) const RETIRED_DIR: &str = "retired";
+
+pub(crate) struct Home {
+    dir: PathBuf,
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| anyhow!("{}: {}", dir.display(), files::io_reason(&e)))
+}
+
+impl Home {
+    pub(crate) fn key_path(&self) -> PathBuf {
+        self.dir.join(KEY_FILE)
+    }
+
+    pub(crate) fn state_path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    /// Creates the directory (mode 0700) for a new authority; refuses one that holds an
+    /// authority already.
+    pub(crate) fn create(dir: &Path) -> anyhow::Result<Home> {
+        let home = Home {
+            dir: dir.to_path_buf(),
+        };
+        for existing in [home.key_path(), home.state_path()] {
+            if existing.exists() {
+                bail!(
+                    "{}: already exists; refusing to overwrite an authority",
+                    existing.display()
+                );
+            }
+        }
+        if dir.exists() && !dir.is_dir() {
+            bail!("{}: not a directory", dir.display());
+        }
+        create_private_dir(dir)?;
+        Ok(home)
+    }
+
+    /// An existing authority's home.
+    pub(crate) fn open(dir: &Path) -> anyhow::Result<Home> {
+        let home = Home {
+            dir: dir.to_path_buf(),
+        };
+        if !home.state_path().exists() && !home.key_path().exists() {
+            bail!(
+                "{}: no authority here (create one with 'tds authority init --home {} --name NAME')",
+                dir.display(),
+                dir.display()
+            );
+        }
+        Ok(home)
+    }
+
+    pub(crate) fn load(&self) -> anyhow::Result<Authority> {
+        let state_path = self.state_path();
+        let bytes = files::read(&state_path)?;
+        let state: AuthorityState =
+            serde_json::from_slice(&bytes).map_err(|e| anyhow!("{}: {e}", state_path.display()))?;
+        let key = files::read_key(&self.key_path())?;
+        if self.dir.join(NEXT_KEY_FILE).exists() {
+            bail!(
+                "{}: an interrupted key rollover left this file; compare its key with {} and {} before going on",
+                self.dir.join(NEXT_KEY_FILE).display(),
+                self.key_path().display(),
+                state_path.display()
+            );
+        }
+        Authority::from_parts(key, state).with_context(|| {
+            format!(
+                "{} and {} disagree",
+                self.key_path().display(),
+                state_path.display()
+            )
+        })
+    }
+
+    /// Writes the key of a new authority (refusing to replace one).
+    pub(crate) fn write_new_key(&self, key: &SigningKey) -> anyhow::Result<()> {
+        key.write_file(&self.key_path())?;
+        Ok(())
+    }
+
+    pub(crate) fn save_state(&self, state: &AuthorityState) -> anyhow::Result<()> {
+        let mut json = serde_json::to_vec_pretty(state)?;
+        json.push(b'\n');
+        files::write(&self.state_path(), &json, files::PRIVATE_MODE)
+    }
+
+    /// Replaces the current key file by `new` and keeps the old one in `retired/`.
+    ///
+    /// Order: the new key goes to `authority.key.next`, the state (naming the new key) is
+    /// saved, the old key is moved to `retired/`, and the new key is renamed into place.
+    /// Every step is atomic; an interruption leaves `authority.key.next`, which `load`
+    /// reports instead of guessing.
+    pub(crate) fn replace_key(
+        &self,
+        old: &SigningKey,
+        new: &SigningKey,
+        state: &AuthorityState,
+    ) -> anyhow::Result<PathBuf> {
+        let next = self.dir.join(NEXT_KEY_FILE);
+        new.write_file(&next)?;
+        self.save_state(state)?;
+        let retired_dir = self.dir.join(RETIRED_DIR);
+        create_private_dir(&retired_dir)?;
+        let retired = retired_dir.join(format!("{}.key", old.id().to_hex()));
+        std::fs::rename(self.key_path(), &retired).map_err(|e| {
+            anyhow!(
+                "{}: cannot move to {}: {}",
+                self.key_path().display(),
+                retired.display(),
+                files::io_reason(&e)
+            )
+        })?;
+        std::fs::rename(&next, self.key_path()).map_err(|e| {
+            anyhow!(
+                "{}: cannot move to {}: {}",
+                next.display(),
+                self.key_path().display(),
+                files::io_reason(&e)
+            )
+        })?;
+        tds_core::fs::sync_dir(&self.dir)
+            .map_err(|e| anyhow!("{}: {}", self.dir.display(), files::io_reason(&e)))?;
+        Ok(retired)
+    }
+}

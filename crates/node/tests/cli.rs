@@ -1,0 +1,855 @@
+//! The `tds` binary, run for real in temporary directories: identity verbs (key,
+//! authority, credential, inspect). Output formats are a contract; these tests pin them.
+
+// The helpers below are test code too; clippy's test exemptions only reach #[test] fns.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use tds_core::time::DAY_MS;
+use tds_core::Timestamp;
+
+fn tds(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tds"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run tds")
+}
+
+/// Runs a verb that must succeed and print one JSON object.
+fn ok(dir: &Path, args: &[&str]) -> Value {
+    let out = tds(dir, args);
+    assert!(
+        out.status.success(),
+        "tds {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "tds {args:?}: stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Runs a verb that must fail with one line on stderr; returns that line.
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = tds(dir, args);
+    assert!(!out.status.success(), "tds {args:?} succeeded");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "tds {args:?}: not one line: {err:?}"
+    );
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.stdout.is_empty(), "tds {args:?} printed on failure");
+    err.trim_end().to_owned()
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} is not a string in {v}"))
+}
+
+#[cfg(unix)]
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+fn set_mode(p: &Path, m: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+}
+
+/// A directory with an authority in `auth/` and a member key `member.key`.
+struct Space {
+    dir: tempfile::TempDir,
+    authority_key: String,
+    member_key: String,
+}
+
+impl Space {
+    fn new() -> Space {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = ok(
+            dir.path(),
+            &[
+                "authority",
+                "init",
+                "--home",
+                "auth",
+                "--name",
+                "Shanxi Energy Data Space",
+            ],
+        );
+        let member = ok(dir.path(), &["key", "new", "--out", "member.key"]);
+        Space {
+            authority_key: s(&auth, "public_key_hex").to_owned(),
+            member_key: s(&member, "public_key_hex").to_owned(),
+            dir,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn admit(&self, out: &str, extra: &[&str]) -> Value {
+        let mut args = vec![
+            "authority",
+            "admit",
+            "--home",
+            "auth",
+            "--subject-key",
+            &self.member_key,
+            "--name",
+            "Taiyuan Grid Co.",
+            "--sector",
+            "power",
+            "--sector",
+            "weather",
+            "--role",
+            "provider,consumer",
+            "--jurisdiction",
+            "CN-SX",
+            "--out",
+            out,
+        ];
+        if !extra.contains(&"--days") {
+            args.extend(["--days", "30"]);
+        }
+        args.extend_from_slice(extra);
+        ok(self.path(), &args)
+    }
+
+    fn verify(&self, file: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "credential",
+            "verify",
+            file,
+            "--authority-key",
+            &self.authority_key,
+        ];
+        args.extend_from_slice(extra);
+        tds(self.path(), &args)
+    }
+
+    fn verify_ok(&self, file: &str, extra: &[&str]) -> Value {
+        let out = self.verify(file, extra);
+        assert!(
+            out.status.success(),
+            "verify failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn verify_fails(&self, file: &str, extra: &[&str]) -> String {
+        let mut args = vec![
+            "credential",
+            "verify",
+            file,
+            "--authority-key",
+            &self.authority_key,
+        ];
+        args.extend_from_slice(extra);
+        fails(self.path(), &args)
+    }
+}
+
+fn no_temp_files(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.starts_with(".tds-tmp-"),
+            "temporary file left: {name}"
+        );
+    }
+}
+
+#[test]
+fn key_new_and_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = ok(dir.path(), &["key", "new", "--out", "k.pem"]);
+    let id = s(&made, "id");
+    assert!(id.starts_with("sha256:") && id.len() == 7 + 64, "{id}");
+    assert_eq!(s(&made, "public_key_hex").len(), 64);
+    #[cfg(unix)]
+    assert_eq!(mode(&dir.path().join("k.pem")), 0o600);
+    let shown = ok(dir.path(), &["key", "show", "k.pem"]);
+    assert_eq!(shown, made);
+}
+
+#[test]
+fn key_new_refuses_to_replace_a_key_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = ok(dir.path(), &["key", "new", "--out", "k.pem"]);
+    let err = fails(dir.path(), &["key", "new", "--out", "k.pem"]);
+    assert!(
+        err.contains("k.pem") && err.contains("already exists"),
+        "{err}"
+    );
+    assert_eq!(ok(dir.path(), &["key", "show", "k.pem"]), first);
+    let second = ok(dir.path(), &["key", "new", "--out", "k.pem", "--force"]);
+    assert_ne!(second, first);
+    assert_eq!(ok(dir.path(), &["key", "show", "k.pem"]), second);
+    #[cfg(unix)]
+    assert_eq!(mode(&dir.path().join("k.pem")), 0o600);
+    no_temp_files(dir.path());
+}
+
+#[cfg(unix)]
+#[test]
+fn key_file_readable_by_others_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(dir.path(), &["key", "new", "--out", "k.pem"]);
+    set_mode(&dir.path().join("k.pem"), 0o644);
+    let err = fails(dir.path(), &["key", "show", "k.pem"]);
+    assert!(err.contains("k.pem") && err.contains("0644"), "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+}
+
+#[test]
+fn key_show_of_garbage_or_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = fails(dir.path(), &["key", "show", "nope.pem"]);
+    assert!(
+        err.contains("nope.pem") && err.contains("no such file"),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("bad.pem"), "not a key").unwrap();
+    #[cfg(unix)]
+    set_mode(&dir.path().join("bad.pem"), 0o600);
+    let err = fails(dir.path(), &["key", "show", "bad.pem"]);
+    assert!(err.contains("bad.pem"), "{err}");
+}
+
+#[test]
+fn authority_init_show_and_layout() {
+    let space = Space::new();
+    let shown = ok(space.path(), &["authority", "show", "--home", "auth"]);
+    assert_eq!(s(&shown, "public_key_hex"), space.authority_key);
+    assert!(s(&shown, "id").starts_with("sha256:"));
+    assert_eq!(s(&shown, "name"), "Shanxi Energy Data Space");
+    assert_eq!(shown["next_serial"], 1);
+    assert_eq!(shown["crl_sequence"], 0);
+    assert_eq!(shown["revoked_serials"], serde_json::json!([]));
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&space.file("auth")), 0o700);
+        assert_eq!(mode(&space.file("auth/authority.key")), 0o600);
+        assert_eq!(mode(&space.file("auth/authority.json")), 0o600);
+    }
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(space.file("auth/authority.json")).unwrap()).unwrap();
+    assert_eq!(s(&state, "public_key"), space.authority_key);
+    assert_eq!(state["version"], 1);
+    // The key file is the authority's key.
+    let key = ok(space.path(), &["key", "show", "auth/authority.key"]);
+    assert_eq!(s(&key, "id"), s(&shown, "id"));
+}
+
+#[test]
+fn authority_init_refuses_an_existing_authority() {
+    let space = Space::new();
+    let before = std::fs::read(space.file("auth/authority.key")).unwrap();
+    let err = fails(
+        space.path(),
+        &["authority", "init", "--home", "auth", "--name", "Other"],
+    );
+    assert!(
+        err.contains("auth/authority.key") && err.contains("already exists"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(space.file("auth/authority.key")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn authority_verbs_on_a_missing_home_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = fails(dir.path(), &["authority", "show", "--home", "nowhere"]);
+    assert!(
+        err.contains("nowhere") && err.contains("tds authority init"),
+        "{err}"
+    );
+    assert!(!dir.path().join("nowhere").exists());
+}
+
+#[test]
+fn admit_verify_and_inspect() {
+    let space = Space::new();
+    let admitted = space.admit("cred.cose", &[]);
+    assert_eq!(admitted["serial"], 1);
+    assert!(s(&admitted, "id").starts_with("sha256:"));
+    let member = ok(space.path(), &["key", "show", "member.key"]);
+    assert_eq!(s(&admitted, "subject"), s(&member, "id"));
+    assert_eq!(s(&admitted, "subject_key"), space.member_key);
+    #[cfg(unix)]
+    assert_eq!(mode(&space.file("cred.cose")), 0o644);
+
+    let v = space.verify_ok("cred.cose", &[]);
+    assert_eq!(v["serial"].as_u64(), Some(1));
+    assert_eq!(s(&v, "sector"), "power");
+    assert_eq!(v["sectors"], serde_json::json!(["power", "weather"]));
+    assert_eq!(v["roles"], serde_json::json!(["provider", "consumer"]));
+    assert_eq!(s(&v, "jurisdiction"), "CN-SX");
+    assert_eq!(s(&v, "name"), "Taiyuan Grid Co.");
+    assert_eq!(v["revocation_checked"], false);
+    assert_eq!(s(&v, "id"), s(&admitted, "id"));
+    assert_eq!(s(&v, "subject"), s(&member, "id"));
+    let auth = ok(space.path(), &["authority", "show", "--home", "auth"]);
+    assert_eq!(s(&v, "issuer"), s(&auth, "id"));
+    let nb = v["not_before_ms"].as_u64().unwrap();
+    let na = v["not_after_ms"].as_u64().unwrap();
+    assert_eq!(na - nb, 30 * DAY_MS);
+    assert!(s(&v, "not_before").ends_with('Z'));
+
+    let shown = ok(space.path(), &["inspect", "cred.cose"]);
+    assert_eq!(s(&shown, "content_type"), "application/tds.credential+cbor");
+    assert_eq!(
+        shown["serial"].as_u64(),
+        Some(1),
+        "inspect shows the integer serial"
+    );
+    assert_eq!(s(&shown, "kid"), s(&auth, "id"));
+    assert_eq!(shown["signature_matches_issuer_key"], true);
+    assert_eq!(shown["trust_checked"], false);
+    assert_eq!(shown["roles"], v["roles"]);
+
+    // Serials go up; the state remembers.
+    assert_eq!(space.admit("cred2.cose", &[])["serial"], 2);
+    let shown = ok(space.path(), &["authority", "show", "--home", "auth"]);
+    assert_eq!(shown["next_serial"], 3);
+}
+
+#[test]
+fn roles_and_sectors_accept_commas_and_repeats() {
+    let space = Space::new();
+    let v = ok(
+        space.path(),
+        &[
+            "authority",
+            "admit",
+            "--home",
+            "auth",
+            "--subject-key",
+            &space.member_key,
+            "--name",
+            "Met Office",
+            "--sector",
+            "weather,transport",
+            "--role",
+            "provider",
+            "--role",
+            "witness,operator",
+            "--jurisdiction",
+            "CN",
+            "--days",
+            "1",
+            "--out",
+            "c.cose",
+        ],
+    );
+    assert_eq!(v["sectors"], serde_json::json!(["weather", "transport"]));
+    assert_eq!(s(&v, "sector"), "weather");
+    assert_eq!(
+        v["roles"],
+        serde_json::json!(["provider", "witness", "operator"])
+    );
+}
+
+#[test]
+fn revoked_credential_fails_with_the_list() {
+    let space = Space::new();
+    let one = space.admit("one.cose", &[]);
+    space.admit("two.cose", &[]);
+    let serial = one["serial"].as_u64().unwrap().to_string();
+    let r = ok(
+        space.path(),
+        &["authority", "revoke", "--home", "auth", "--serial", &serial],
+    );
+    assert_eq!(r["serial"], 1);
+    assert_eq!(r["already_revoked"], false);
+    assert_eq!(r["revoked_serials"], serde_json::json!([1]));
+    let again = ok(
+        space.path(),
+        &["authority", "revoke", "--home", "auth", "--serial", &serial],
+    );
+    assert_eq!(again["already_revoked"], true);
+
+    let crl = ok(
+        space.path(),
+        &["authority", "crl", "--home", "auth", "--out", "crl.cose"],
+    );
+    assert_eq!(crl["sequence"], 1);
+    assert_eq!(crl["serials"], serde_json::json!([1]));
+    assert_eq!(crl["stale"], false);
+    assert_eq!(
+        crl["next_update_ms"].as_u64().unwrap() - crl["issued_at_ms"].as_u64().unwrap(),
+        7 * DAY_MS
+    );
+
+    // Without the list the revoked credential still passes, and says so.
+    assert_eq!(
+        space.verify_ok("one.cose", &[])["revocation_checked"],
+        false
+    );
+    let err = space.verify_fails("one.cose", &["--crl", "crl.cose"]);
+    assert!(
+        err.contains("one.cose") && err.contains("serial 1 is revoked"),
+        "{err}"
+    );
+    let two = space.verify_ok("two.cose", &["--crl", "crl.cose"]);
+    assert_eq!(two["revocation_checked"], true);
+    assert_eq!(two["crl_sequence"], 1);
+
+    let shown = ok(space.path(), &["inspect", "crl.cose"]);
+    assert_eq!(s(&shown, "content_type"), "application/tds.crl+cbor");
+    assert_eq!(shown["serials"], serde_json::json!([1]));
+    assert_eq!(shown["sequence"], 1);
+
+    // The next list has the next sequence number.
+    let crl2 = ok(
+        space.path(),
+        &[
+            "authority",
+            "crl",
+            "--home",
+            "auth",
+            "--out",
+            "crl.cose",
+            "--days",
+            "1",
+        ],
+    );
+    assert_eq!(crl2["sequence"], 2);
+}
+
+#[test]
+fn revoking_a_serial_never_issued_fails() {
+    let space = Space::new();
+    let err = fails(
+        space.path(),
+        &["authority", "revoke", "--home", "auth", "--serial", "7"],
+    );
+    assert!(err.contains("serial 7 was never issued"), "{err}");
+}
+
+#[test]
+fn validity_window_and_staleness() {
+    let space = Space::new();
+    space.admit(
+        "old.cose",
+        &["--not-before", "2020-01-01T00:00:00Z", "--days", "1"],
+    );
+    let err = space.verify_fails("old.cose", &[]);
+    assert!(err.contains("old.cose") && err.contains("expired"), "{err}");
+    // Valid back then.
+    let v = space.verify_ok("old.cose", &["--at", "2020-01-01T12:00:00Z"]);
+    assert_eq!(s(&v, "verified_at"), "2020-01-01T12:00:00.000Z");
+
+    space.admit("future.cose", &["--not-before", "2100-01-01T00:00:00Z"]);
+    let err = space.verify_fails("future.cose", &[]);
+    assert!(err.contains("not valid before 2100-01-01"), "{err}");
+
+    space.admit("now.cose", &[]);
+    ok(
+        space.path(),
+        &[
+            "authority",
+            "crl",
+            "--home",
+            "auth",
+            "--out",
+            "crl.cose",
+            "--days",
+            "1",
+        ],
+    );
+    let later = Timestamp::now()
+        .saturating_add_millis(2 * DAY_MS)
+        .to_rfc3339();
+    let err = space.verify_fails("now.cose", &["--crl", "crl.cose", "--at", &later]);
+    assert!(err.contains("crl.cose") && err.contains("stale"), "{err}");
+}
+
+#[test]
+fn credential_of_another_authority_is_refused() {
+    let space = Space::new();
+    space.admit("cred.cose", &[]);
+    let other = ok(
+        space.path(),
+        &[
+            "authority",
+            "init",
+            "--home",
+            "other",
+            "--name",
+            "Other Space",
+        ],
+    );
+    let err = fails(
+        space.path(),
+        &[
+            "credential",
+            "verify",
+            "cred.cose",
+            "--authority-key",
+            s(&other, "public_key_hex"),
+        ],
+    );
+    assert!(err.contains("not a trusted authority key"), "{err}");
+    // A list from another authority is refused too.
+    ok(
+        space.path(),
+        &[
+            "authority",
+            "crl",
+            "--home",
+            "other",
+            "--out",
+            "other-crl.cose",
+        ],
+    );
+    let err = space.verify_fails("cred.cose", &["--crl", "other-crl.cose"]);
+    assert!(
+        err.contains("other-crl.cose") && err.contains("not a trusted"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_files_give_one_line_naming_the_file() {
+    let space = Space::new();
+    space.admit("cred.cose", &[]);
+    ok(
+        space.path(),
+        &["authority", "crl", "--home", "auth", "--out", "crl.cose"],
+    );
+    let good = std::fs::read(space.file("cred.cose")).unwrap();
+    std::fs::write(space.file("truncated.cose"), &good[..good.len() / 2]).unwrap();
+    let mut corrupted = good.clone();
+    let last = corrupted.len() - 10;
+    corrupted[last] ^= 0x01;
+    std::fs::write(space.file("corrupted.cose"), &corrupted).unwrap();
+    let mut payload_flip = good.clone();
+    let mid = payload_flip.len() / 2;
+    payload_flip[mid] ^= 0x20;
+    std::fs::write(space.file("flipped.cose"), &payload_flip).unwrap();
+    std::fs::write(space.file("empty.cose"), b"").unwrap();
+    std::fs::write(space.file("text.cose"), b"hello, world\n").unwrap();
+    let big = std::fs::File::create(space.file("huge.cose")).unwrap();
+    big.set_len(17 * 1024 * 1024).unwrap();
+    drop(big);
+
+    for (file, reason) in [
+        ("truncated.cose", "truncated"),
+        ("corrupted.cose", "signature does not verify"),
+        ("flipped.cose", ""),
+        ("empty.cose", ""),
+        ("text.cose", ""),
+        ("crl.cose", "content type"),
+        ("missing.cose", "no such file"),
+        ("huge.cose", "larger than the limit"),
+        ("auth", ""),
+    ] {
+        let err = space.verify_fails(file, &[]);
+        assert!(err.starts_with(&format!("error: {file}: ")), "{err}");
+        assert!(err.contains(reason), "{file}: {err}");
+        match file {
+            "crl.cose" => {}
+            // Inspect shows what it can; the signature check against the embedded key
+            // says false.
+            "corrupted.cose" => {
+                let shown = ok(space.path(), &["inspect", file]);
+                assert_eq!(shown["signature_matches_issuer_key"], false);
+            }
+            _ => {
+                let err = fails(space.path(), &["inspect", file]);
+                assert!(err.starts_with(&format!("error: {file}: ")), "{err}");
+            }
+        }
+    }
+    // The wrong kind of file given as the list.
+    let err = space.verify_fails("cred.cose", &["--crl", "cred.cose"]);
+    assert!(err.contains("content type"), "{err}");
+    let err = space.verify_fails("cred.cose", &["--crl", "truncated.cose"]);
+    assert!(err.starts_with("error: truncated.cose: "), "{err}");
+}
+
+#[test]
+fn bad_flags_give_one_line_and_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["key", "new", "--bogus"][..],
+        &["key", "new"][..],
+        &["credential", "verify", "x", "--authority-key", "zz"][..],
+        &["authority", "revoke", "--home", "h", "--serial", "-1"][..],
+        &["nonsense"][..],
+        &[][..],
+        &["authority"][..],
+    ] {
+        let out = tds(dir.path(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{err}");
+    }
+    let help = tds(dir.path(), &["--help"]);
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("authority"));
+}
+
+#[test]
+fn bad_admissions_write_nothing_and_use_no_serial() {
+    let space = Space::new();
+    std::fs::write(space.file("existing.cose"), b"keep me").unwrap();
+    for (flag, value, reason) in [
+        ("--sector", "Power", "lowercase token"),
+        ("--role", "admin", "unknown role"),
+        ("--jurisdiction", "China", "region code"),
+        ("--subject-key", "00", "64 hex digits"),
+        ("--not-before", "yesterday", "RFC 3339"),
+    ] {
+        let mut args = vec![
+            "authority",
+            "admit",
+            "--home",
+            "auth",
+            "--name",
+            "X",
+            "--days",
+            "1",
+            "--out",
+            "existing.cose",
+        ];
+        for (f, v) in [
+            ("--subject-key", space.member_key.as_str()),
+            ("--sector", "power"),
+            ("--role", "provider"),
+            ("--jurisdiction", "CN"),
+        ] {
+            if f != flag {
+                args.extend([f, v]);
+            }
+        }
+        args.extend([flag, value]);
+        let err = fails(space.path(), &args);
+        assert!(err.contains(reason), "{flag}: {err}");
+    }
+    // Rules the identity crate checks (after parsing).
+    let err = fails(
+        space.path(),
+        &[
+            "authority",
+            "admit",
+            "--home",
+            "auth",
+            "--subject-key",
+            &space.member_key,
+            "--name",
+            "X",
+            "--sector",
+            "power",
+            "--role",
+            "provider,provider",
+            "--jurisdiction",
+            "CN",
+            "--days",
+            "1",
+            "--out",
+            "existing.cose",
+        ],
+    );
+    assert!(
+        err.contains("credential roles") && err.contains("more than once"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(space.file("existing.cose")).unwrap(),
+        b"keep me"
+    );
+    let shown = ok(space.path(), &["authority", "show", "--home", "auth"]);
+    assert_eq!(shown["next_serial"], 1);
+    no_temp_files(space.path());
+    no_temp_files(&space.file("auth"));
+}
+
+#[test]
+fn failed_verbs_leave_existing_outputs_alone() {
+    let space = Space::new();
+    std::fs::write(space.file("crl.cose"), b"previous").unwrap();
+    // The authority's state file is broken: nothing is signed, the output is untouched.
+    std::fs::write(space.file("auth/authority.json"), b"{\"version\": 1").unwrap();
+    let err = fails(
+        space.path(),
+        &["authority", "crl", "--home", "auth", "--out", "crl.cose"],
+    );
+    assert!(err.contains("auth/authority.json"), "{err}");
+    assert_eq!(std::fs::read(space.file("crl.cose")).unwrap(), b"previous");
+    no_temp_files(space.path());
+}
+
+#[test]
+fn state_and_key_must_match() {
+    let space = Space::new();
+    let other = tempfile::tempdir().unwrap();
+    ok(
+        other.path(),
+        &["authority", "init", "--home", "a2", "--name", "Other"],
+    );
+    std::fs::copy(
+        other.path().join("a2/authority.key"),
+        space.file("auth/authority.key"),
+    )
+    .unwrap();
+    let err = fails(space.path(), &["authority", "show", "--home", "auth"]);
+    assert!(err.contains("disagree"), "{err}");
+}
+
+#[test]
+fn authority_rollover() {
+    let space = Space::new();
+    space.admit("before.cose", &[]);
+    let before = ok(space.path(), &["authority", "show", "--home", "auth"]);
+    let roll = ok(
+        space.path(),
+        &[
+            "authority",
+            "rollover",
+            "--home",
+            "auth",
+            "--out",
+            "roll.cose",
+        ],
+    );
+    assert_eq!(s(&roll, "old_key"), space.authority_key);
+    assert_eq!(s(&roll, "old_id"), s(&before, "id"));
+    assert_eq!(s(&roll, "authority"), "Shanxi Energy Data Space");
+    let retired = space.file(s(&roll, "retired_key_file"));
+    assert!(retired.exists());
+    #[cfg(unix)]
+    assert_eq!(mode(&retired), 0o600);
+    let old_key = ok(space.path(), &["key", "show", s(&roll, "retired_key_file")]);
+    assert_eq!(s(&old_key, "public_key_hex"), space.authority_key);
+
+    let after = ok(space.path(), &["authority", "show", "--home", "auth"]);
+    assert_eq!(s(&after, "public_key_hex"), s(&roll, "new_key"));
+    assert_eq!(
+        after["previous_keys"][0]["public_key_hex"],
+        space.authority_key
+    );
+    assert_eq!(after["next_serial"], 2);
+
+    let new = space.admit("after.cose", &[]);
+    assert_eq!(new["serial"], 2);
+    assert_eq!(s(&new, "issuer"), s(&roll, "new_id"));
+    let err = space.verify_fails("after.cose", &[]);
+    assert!(err.contains("not a trusted authority key"), "{err}");
+    space.verify_ok("after.cose", &["--rollover", "roll.cose"]);
+    space.verify_ok("before.cose", &["--rollover", "roll.cose"]);
+
+    // A list signed by the new key revokes a credential signed by the old one.
+    ok(
+        space.path(),
+        &["authority", "revoke", "--home", "auth", "--serial", "1"],
+    );
+    ok(
+        space.path(),
+        &["authority", "crl", "--home", "auth", "--out", "crl.cose"],
+    );
+    let err = space.verify_fails(
+        "before.cose",
+        &["--rollover", "roll.cose", "--crl", "crl.cose"],
+    );
+    assert!(err.contains("revoked"), "{err}");
+
+    let shown = ok(space.path(), &["inspect", "roll.cose"]);
+    assert_eq!(
+        s(&shown, "content_type"),
+        "application/tds.key-rollover+cbor"
+    );
+    assert_eq!(shown["signature_matches_old_key"], true);
+
+    // A second rollover chains.
+    ok(
+        space.path(),
+        &[
+            "authority",
+            "rollover",
+            "--home",
+            "auth",
+            "--out",
+            "roll2.cose",
+        ],
+    );
+    space.admit("third.cose", &[]);
+    space.verify_ok(
+        "third.cose",
+        &["--rollover", "roll.cose", "--rollover", "roll2.cose"],
+    );
+    let err = space.verify_fails("third.cose", &["--rollover", "roll2.cose"]);
+    assert!(err.starts_with("error: roll2.cose: "), "{err}");
+}
+
+#[test]
+fn inspect_unknown_content_type_and_plain_cbor() {
+    use serde::{Deserialize, Serialize};
+    use tds_core::cose::SignedObject;
+
+    #[derive(Serialize, Deserialize)]
+    struct Reading {
+        meter: String,
+        #[serde(with = "serde_bytes")]
+        digest: Vec<u8>,
+        kwh: u64,
+    }
+    impl SignedObject for Reading {
+        const CONTENT_TYPE: &'static str = "application/x-reading+cbor";
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = tds_core::SigningKey::from_seed(&[5; 32]);
+    let env = tds_core::cose::sign(
+        &key,
+        &Reading {
+            meter: "m-1".into(),
+            digest: vec![0xde, 0xad],
+            kwh: 42,
+        },
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("r.cose"), &env).unwrap();
+    let shown = ok(dir.path(), &["inspect", "r.cose"]);
+    assert_eq!(s(&shown, "content_type"), "application/x-reading+cbor");
+    assert_eq!(shown["payload"]["meter"], "m-1");
+    assert_eq!(shown["payload"]["digest"], "dead");
+    assert_eq!(shown["payload"]["kwh"], 42);
+    assert_eq!(shown["kids"][0], key.id().to_hex());
+
+    let plain = tds_core::cbor::encode(&vec![1u64, 2, 3]).unwrap();
+    std::fs::write(dir.path().join("p.cbor"), &plain).unwrap();
+    let shown = ok(dir.path(), &["inspect", "p.cbor"]);
+    assert_eq!(shown["content_type"], Value::Null);
+    assert_eq!(shown["cbor"], serde_json::json!([1, 2, 3]));
+}

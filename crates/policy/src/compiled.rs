@@ -1,0 +1,732 @@
+//! The compiled evaluation form: interned terms and bitsets.
+//!
+//! [`CompiledPolicy::compile`] interns every purpose, region, sector, role, currency and
+//! participant the policy names into small per-operand tables. [`CompiledPolicy::decide`]
+//! first binds the request to those tables once (which constants its purpose lies
+//! within, which roles it holds, as bitsets), then evaluates every rule with bit tests
+//! and integer comparisons only: no allocation, no string work after binding.
+//!
+//! The semantics are exactly those of [`crate::eval::evaluate`] (the reference
+//! interpreter); a property test checks that the two agree. The compiled form does not
+//! explain itself: call [`crate::eval::evaluate`] when the reasons are wanted.
+
+use tds_core::Hash256;
+
+use crate::error::PolicyError;
+use crate::eval::{Effect, Request};
+use crate::model::*;
+
+/// Most distinct values per operand a compiled policy holds.
+pub const MAX_INTERNED: usize = 256;
+
+/// A set of up to 256 small integers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bits([u64; 4]);
+
+impl Bits {
+    #[inline]
+    fn set(&mut self, i: u16) {
+        if let Some(w) = self.0.get_mut(usize::from(i >> 6)) {
+            *w |= 1 << (i & 63);
+        }
+    }
+
+    /// Whether `i` is in the set.
+    #[inline]
+    pub fn has(&self, i: u16) -> bool {
+        self.0
+            .get(usize::from(i >> 6))
+            .is_some_and(|w| w & (1 << (i & 63)) != 0)
+    }
+
+    #[inline]
+    fn intersects(&self, o: &Bits) -> bool {
+        self.0.iter().zip(&o.0).any(|(a, b)| a & b != 0)
+    }
+
+    #[inline]
+    fn contains_all(&self, o: &Bits) -> bool {
+        self.0.iter().zip(&o.0).all(|(a, b)| a & b == *b)
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| *w == 0)
+    }
+
+    /// The members, in increasing order.
+    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        (0..256u16).filter(|i| self.has(*i))
+    }
+}
+
+const MISSING: u16 = u16::MAX;
+const OTHER: u16 = u16::MAX - 1;
+
+// Dimension numbers.
+const H_PURPOSE: usize = 0;
+const H_SPATIAL: usize = 1;
+const E_INDUSTRY: usize = 0;
+const E_CURRENCY: usize = 1;
+const E_RECIPIENT: usize = 2;
+
+fn ord_dim(o: Operand) -> usize {
+    match o {
+        Operand::DateTime => 0,
+        Operand::ElapsedTime => 1,
+        Operand::Count => 2,
+        Operand::Volume => 3,
+        Operand::PayAmount => 4,
+        Operand::Classification => 5,
+        _ => 6, // PersonalInfo
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Atom {
+    HierEq {
+        d: usize,
+        c: u16,
+        neg: bool,
+    },
+    HierWithin {
+        d: usize,
+        c: u16,
+    },
+    HierContains {
+        d: usize,
+        c: u16,
+    },
+    HierAny {
+        d: usize,
+        mask: Bits,
+        neg: bool,
+    },
+    Ord {
+        d: usize,
+        op: Operator,
+        v: u64,
+    },
+    OrdAny {
+        d: usize,
+        vals: Box<[u64]>,
+        neg: bool,
+    },
+    EqEq {
+        d: usize,
+        c: u16,
+        neg: bool,
+    },
+    EqAny {
+        d: usize,
+        mask: Bits,
+        neg: bool,
+    },
+    RoleHas {
+        c: u16,
+        neg: bool,
+    },
+    RoleAny {
+        mask: Bits,
+        neg: bool,
+    },
+    RoleAll {
+        mask: Bits,
+    },
+    Present {
+        d: usize,
+        want: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Atom(Atom),
+    Logic(LogicalOp, Box<[Node]>),
+}
+
+#[derive(Debug, Clone)]
+struct CRule {
+    kind: RuleKind,
+    applies: u16,
+    target: Option<Text>,
+    assignee: Option<u16>,
+    cond: Option<Node>,
+    needs_consent: bool,
+    pay_currency: Option<u16>,
+}
+
+/// A policy compiled for fast decisions.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    hier: [Vec<String>; 2],
+    eq: [Vec<String>; 2],
+    recipients: Vec<Hash256>,
+    roles: Vec<String>,
+    rules: Vec<CRule>,
+    duties: Vec<Vec<Duty>>,
+    conflict: Conflict,
+    target: Option<Text>,
+}
+
+/// A decision without explanations: what [`CompiledPolicy::decide`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Permit, deny or not applicable.
+    pub effect: Effect,
+    /// The permissions granted (rule indexes).
+    pub granted: Bits,
+    /// The obligations that apply (rule indexes).
+    pub obligations: Bits,
+}
+
+const T: u8 = 1;
+const F: u8 = 0;
+const U: u8 = 2;
+
+#[inline]
+fn tri(b: bool) -> u8 {
+    u8::from(b)
+}
+
+/// The request bound to one compiled policy's tables.
+struct Bound {
+    hier_exact: [u16; 2],
+    hier_within: [Bits; 2],
+    hier_contains: [Bits; 2],
+    eq: [u16; 3],
+    roles: Bits,
+    ord: [Option<u64>; 7],
+    present: [bool; 2],
+}
+
+fn intern<T: PartialEq + Clone>(table: &mut Vec<T>, v: &T) -> Result<u16, PolicyError> {
+    if let Some(i) = table.iter().position(|x| x == v) {
+        return u16::try_from(i).map_err(|_| too_many());
+    }
+    if table.len() >= MAX_INTERNED {
+        return Err(too_many());
+    }
+    table.push(v.clone());
+    u16::try_from(table.len() - 1).map_err(|_| too_many())
+}
+
+fn too_many() -> PolicyError {
+    PolicyError::TooLarge {
+        what: "distinct values for one operand",
+        limit: MAX_INTERNED,
+    }
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::Purpose(p) => p.to_string(),
+        Value::Region(r) => r.to_string(),
+        Value::Token(t) => t.to_string(),
+        Value::Currency(c) => c.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+impl CompiledPolicy {
+    /// Compiles a policy.
+    pub fn compile(policy: &Policy) -> Result<CompiledPolicy, PolicyError> {
+        let mut c = CompiledPolicy {
+            hier: [Vec::new(), Vec::new()],
+            eq: [Vec::new(), Vec::new()],
+            recipients: Vec::new(),
+            roles: Vec::new(),
+            rules: Vec::new(),
+            duties: Vec::new(),
+            conflict: policy.conflict,
+            target: policy.target.clone(),
+        };
+        for r in &policy.rules {
+            let applies = match r.kind {
+                RuleKind::Prohibition => Action::ALL
+                    .iter()
+                    .filter(|b| r.action.overlaps(**b))
+                    .fold(0, |m, b| m | b.bit()),
+                _ => r.action.includes(),
+            };
+            let assignee = match &r.assignee {
+                Some(a) => Some(intern(&mut c.recipients, a)?),
+                None => None,
+            };
+            let cond = match &r.constraint {
+                Some(k) => Some(c.node(k)?),
+                None => None,
+            };
+            let mut pay_currency = None;
+            let mut needs_consent = false;
+            for d in &r.duties {
+                match d {
+                    // Two pay duties in different currencies can never both be met; the
+                    // first decides here, the second pass below marks the pair.
+                    Duty::Pay { currency, .. } if pay_currency.is_none() => {
+                        pay_currency = Some(intern(&mut c.eq[E_CURRENCY], &currency.to_string())?);
+                    }
+                    Duty::ObtainConsent(_) => needs_consent = true,
+                    _ => {}
+                }
+            }
+            c.rules.push(CRule {
+                kind: r.kind,
+                applies,
+                target: r.target.clone(),
+                assignee,
+                cond,
+                needs_consent,
+                pay_currency,
+            });
+            c.duties.push(r.duties.clone());
+        }
+        // Two pay duties with different currencies on one rule: the compiled form must
+        // refuse exactly as the reference does, so check every pay duty at decision
+        // time through a second pass only when needed.
+        for (i, r) in policy.rules.iter().enumerate() {
+            let currencies: Vec<&Currency> = r
+                .duties
+                .iter()
+                .filter_map(|d| match d {
+                    Duty::Pay { currency, .. } => Some(currency),
+                    _ => None,
+                })
+                .collect();
+            if currencies.windows(2).any(|w| w.first() != w.get(1)) {
+                // No currency meets both: mark the rule as needing an impossible one.
+                if let Some(cr) = c.rules.get_mut(i) {
+                    cr.pay_currency = Some(MISSING);
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    fn node(&mut self, k: &Constraint) -> Result<Node, PolicyError> {
+        Ok(match k {
+            Constraint::Logical { op, items } => Node::Logic(
+                *op,
+                items
+                    .iter()
+                    .map(|i| self.node(i))
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_boxed_slice(),
+            ),
+            Constraint::Atom {
+                operand,
+                operator,
+                value,
+            } => Node::Atom(self.atom(*operand, *operator, value)?),
+        })
+    }
+
+    fn mask(&mut self, table: Table, items: &[Value]) -> Result<Bits, PolicyError> {
+        let mut m = Bits::default();
+        for v in items {
+            m.set(self.id(table, v)?);
+        }
+        Ok(m)
+    }
+
+    fn id(&mut self, table: Table, v: &Value) -> Result<u16, PolicyError> {
+        match table {
+            Table::Hier(d) => intern(self.hier.get_mut(d).ok_or_else(too_many)?, &value_text(v)),
+            Table::Eq(E_RECIPIENT) => match v {
+                Value::Participant(h) => intern(&mut self.recipients, h),
+                _ => Ok(OTHER),
+            },
+            Table::Eq(d) => intern(self.eq.get_mut(d).ok_or_else(too_many)?, &value_text(v)),
+            Table::Roles => intern(&mut self.roles, &value_text(v)),
+        }
+    }
+
+    fn atom(&mut self, operand: Operand, op: Operator, v: &Value) -> Result<Atom, PolicyError> {
+        let items = v.items();
+        Ok(match operand.kind() {
+            OperandKind::Hierarchy => {
+                let d = if operand == Operand::Purpose {
+                    H_PURPOSE
+                } else {
+                    H_SPATIAL
+                };
+                let t = Table::Hier(d);
+                match op {
+                    Operator::Eq | Operator::Neq => Atom::HierEq {
+                        d,
+                        c: self.id(t, v)?,
+                        neg: op == Operator::Neq,
+                    },
+                    Operator::IsA | Operator::IsPartOf => Atom::HierWithin {
+                        d,
+                        c: self.id(t, v)?,
+                    },
+                    Operator::HasPart => Atom::HierContains {
+                        d,
+                        c: self.id(t, v)?,
+                    },
+                    _ => Atom::HierAny {
+                        d,
+                        mask: self.mask(t, items)?,
+                        neg: op == Operator::IsNoneOf,
+                    },
+                }
+            }
+            OperandKind::Ordered => {
+                let d = ord_dim(operand);
+                match op {
+                    Operator::IsAnyOf | Operator::IsNoneOf => Atom::OrdAny {
+                        d,
+                        vals: items.iter().filter_map(Value::ordinal).collect(),
+                        neg: op == Operator::IsNoneOf,
+                    },
+                    _ => Atom::Ord {
+                        d,
+                        op,
+                        v: v.ordinal().unwrap_or_default(),
+                    },
+                }
+            }
+            OperandKind::Equality => {
+                let d = match operand {
+                    Operand::Industry => E_INDUSTRY,
+                    Operand::Currency => E_CURRENCY,
+                    _ => E_RECIPIENT,
+                };
+                let t = Table::Eq(d);
+                match op {
+                    Operator::Eq | Operator::Neq => Atom::EqEq {
+                        d,
+                        c: self.id(t, v)?,
+                        neg: op == Operator::Neq,
+                    },
+                    _ => Atom::EqAny {
+                        d,
+                        mask: self.mask(t, items)?,
+                        neg: op == Operator::IsNoneOf,
+                    },
+                }
+            }
+            OperandKind::Set => match op {
+                Operator::Eq | Operator::Neq | Operator::HasPart => Atom::RoleHas {
+                    c: self.id(Table::Roles, v)?,
+                    neg: op == Operator::Neq,
+                },
+                Operator::IsAllOf => Atom::RoleAll {
+                    mask: self.mask(Table::Roles, items)?,
+                },
+                _ => Atom::RoleAny {
+                    mask: self.mask(Table::Roles, items)?,
+                    neg: op == Operator::IsNoneOf,
+                },
+            },
+            OperandKind::Presence => Atom::Present {
+                d: usize::from(operand == Operand::ExportAssessmentRef),
+                want: matches!(v, Value::Present(true)) == (op == Operator::Eq),
+            },
+        })
+    }
+
+    fn bind(&self, req: &Request) -> Bound {
+        let mut b = Bound {
+            hier_exact: [MISSING; 2],
+            hier_within: [Bits::default(); 2],
+            hier_contains: [Bits::default(); 2],
+            eq: [MISSING; 3],
+            roles: Bits::default(),
+            ord: [None; 7],
+            present: [
+                req.consent_ref.is_some(),
+                req.export_assessment_ref.is_some(),
+            ],
+        };
+        let hier = [
+            (req.purpose.as_ref().map(Purpose::as_str), '/'),
+            (req.location.as_ref().map(Region::as_str), '-'),
+        ];
+        for (d, (actual, sep)) in hier.iter().enumerate() {
+            let (Some(a), Some(table), Some(exact), Some(within), Some(contains)) = (
+                actual,
+                self.hier.get(d),
+                b.hier_exact.get_mut(d),
+                b.hier_within.get_mut(d),
+                b.hier_contains.get_mut(d),
+            ) else {
+                continue;
+            };
+            *exact = OTHER;
+            for (i, c) in table.iter().enumerate() {
+                let i = i as u16;
+                if a == c {
+                    *exact = i;
+                    within.set(i);
+                    contains.set(i);
+                } else {
+                    if hier_within(a, c, *sep) {
+                        within.set(i);
+                    }
+                    if hier_within(c, a, *sep) {
+                        contains.set(i);
+                    }
+                }
+            }
+        }
+        let lookup = |table: &[String], v: Option<&str>| match v {
+            None => MISSING,
+            Some(v) => table
+                .iter()
+                .position(|c| c == v)
+                .map_or(OTHER, |i| i as u16),
+        };
+        b.eq[E_INDUSTRY] = lookup(&self.eq[E_INDUSTRY], req.sector.as_ref().map(Token::as_str));
+        b.eq[E_CURRENCY] = lookup(
+            &self.eq[E_CURRENCY],
+            req.currency.as_ref().map(Currency::as_str),
+        );
+        b.eq[E_RECIPIENT] = match &req.recipient {
+            None => MISSING,
+            Some(r) => self
+                .recipients
+                .iter()
+                .position(|c| c == r)
+                .map_or(OTHER, |i| i as u16),
+        };
+        for role in &req.roles {
+            if let Some(i) = self.roles.iter().position(|c| c == role.as_str()) {
+                b.roles.set(i as u16);
+            }
+        }
+        b.ord = [
+            req.time.map(|t| t.as_millis()),
+            req.elapsed,
+            req.uses.map(|u| u.saturating_add(1)),
+            req.volume,
+            req.pay_amount.map(|a| a.0),
+            req.classification.map(|c| c as u64),
+            req.personal_info.map(|c| c as u64),
+        ];
+        b
+    }
+
+    /// Decides a request (the same decision as [`crate::eval::evaluate`], without reasons).
+    pub fn decide(&self, req: &Request) -> Outcome {
+        let b = self.bind(req);
+        let bit = req.action.bit();
+        let mut granted = Bits::default();
+        let mut obligations = Bits::default();
+        let mut prohibited = false;
+        let mut covered = false;
+        let mut any_granted = false;
+        for (i, r) in self.rules.iter().enumerate() {
+            if r.applies & bit == 0 {
+                continue;
+            }
+            let target = r.target.as_ref().or(self.target.as_ref());
+            if let (Some(t), Some(rt)) = (target, &req.target) {
+                if t != rt {
+                    continue;
+                }
+            }
+            let assignee = match r.assignee {
+                None => T,
+                Some(a) => match b.eq[E_RECIPIENT] {
+                    MISSING => U,
+                    x => tri(x == a),
+                },
+            };
+            let cond = if assignee == F {
+                F
+            } else {
+                let c = r.cond.as_ref().map_or(T, |n| eval(n, &b));
+                if c == F {
+                    F
+                } else if assignee == T && c == T {
+                    T
+                } else {
+                    U
+                }
+            };
+            let i = i as u16;
+            match r.kind {
+                RuleKind::Permission => {
+                    covered = true;
+                    if cond == T && self.duties_met(r, &b, req) {
+                        granted.set(i);
+                        any_granted = true;
+                    }
+                }
+                RuleKind::Prohibition => {
+                    if cond != F {
+                        prohibited = true;
+                    }
+                }
+                RuleKind::Obligation => {
+                    if cond != F {
+                        obligations.set(i);
+                    }
+                }
+            }
+        }
+        let effect = if prohibited && (!any_granted || self.conflict != Conflict::Permit) {
+            Effect::Deny
+        } else if !any_granted {
+            if covered {
+                Effect::Deny
+            } else {
+                Effect::NotApplicable
+            }
+        } else if obligations
+            .iter()
+            .filter_map(|i| self.rules.get(usize::from(i)))
+            .all(|r| self.duties_met(r, &b, req))
+        {
+            Effect::Permit
+        } else {
+            Effect::Deny
+        };
+        if effect != Effect::Permit {
+            return Outcome {
+                effect,
+                granted: Bits::default(),
+                obligations: Bits::default(),
+            };
+        }
+        Outcome {
+            effect,
+            granted,
+            obligations,
+        }
+    }
+
+    #[inline]
+    fn duties_met(&self, r: &CRule, b: &Bound, req: &Request) -> bool {
+        if r.needs_consent && req.consent_ref.is_none() {
+            return false;
+        }
+        match r.pay_currency {
+            None => true,
+            Some(c) => {
+                let have = b.eq[E_CURRENCY];
+                have == MISSING || have == c
+            }
+        }
+    }
+
+    /// The duties a permit carries (granted permissions' duties, then obligations',
+    /// without repeats), as [`crate::eval::evaluate`] lists them.
+    pub fn duties(&self, outcome: &Outcome) -> Vec<Duty> {
+        let mut out: Vec<Duty> = Vec::new();
+        for i in outcome.granted.iter().chain(outcome.obligations.iter()) {
+            for d in self
+                .duties
+                .get(usize::from(i))
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                if !out.contains(d) {
+                    out.push(d.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Table {
+    Hier(usize),
+    Eq(usize),
+    Roles,
+}
+
+#[inline]
+fn eval(n: &Node, b: &Bound) -> u8 {
+    match n {
+        Node::Atom(a) => eval_atom(a, b),
+        Node::Logic(op, kids) => match op {
+            LogicalOp::And | LogicalOp::AndSequence => {
+                let mut r = T;
+                for k in kids.iter() {
+                    match eval(k, b) {
+                        F => return F,
+                        U => r = U,
+                        _ => {}
+                    }
+                }
+                r
+            }
+            LogicalOp::Or => {
+                let mut r = F;
+                for k in kids.iter() {
+                    match eval(k, b) {
+                        T => return T,
+                        U => r = U,
+                        _ => {}
+                    }
+                }
+                r
+            }
+            LogicalOp::Xone => {
+                let mut n = 0;
+                for k in kids.iter() {
+                    match eval(k, b) {
+                        U => return U,
+                        T => n += 1,
+                        _ => {}
+                    }
+                }
+                tri(n == 1)
+            }
+        },
+    }
+}
+
+#[inline]
+fn eval_atom(a: &Atom, b: &Bound) -> u8 {
+    let hier = |d: usize| b.hier_exact.get(d).copied().unwrap_or(MISSING);
+    match a {
+        Atom::HierEq { d, c, neg } => match hier(*d) {
+            MISSING => U,
+            x => tri((x == *c) != *neg),
+        },
+        Atom::HierWithin { d, c } => match hier(*d) {
+            MISSING => U,
+            _ => tri(b.hier_within.get(*d).is_some_and(|w| w.has(*c))),
+        },
+        Atom::HierContains { d, c } => match hier(*d) {
+            MISSING => U,
+            _ => tri(b.hier_contains.get(*d).is_some_and(|w| w.has(*c))),
+        },
+        Atom::HierAny { d, mask, neg } => match hier(*d) {
+            MISSING => U,
+            x => tri(mask.has(x) != *neg),
+        },
+        Atom::Ord { d, op, v } => match b.ord.get(*d).copied().flatten() {
+            None => U,
+            Some(n) => tri(match op {
+                Operator::Eq => n == *v,
+                Operator::Neq => n != *v,
+                Operator::Lt => n < *v,
+                Operator::Lteq => n <= *v,
+                Operator::Gt => n > *v,
+                _ => n >= *v,
+            }),
+        },
+        Atom::OrdAny { d, vals, neg } => match b.ord.get(*d).copied().flatten() {
+            None => U,
+            Some(n) => tri(vals.contains(&n) != *neg),
+        },
+        Atom::EqEq { d, c, neg } => match b.eq.get(*d).copied().unwrap_or(MISSING) {
+            MISSING => U,
+            x => tri((x == *c) != *neg),
+        },
+        Atom::EqAny { d, mask, neg } => match b.eq.get(*d).copied().unwrap_or(MISSING) {
+            MISSING => U,
+            x => tri(mask.has(x) != *neg),
+        },
+        Atom::RoleHas { c, neg } => tri(b.roles.has(*c) != *neg),
+        Atom::RoleAny { mask, neg } => tri(b.roles.intersects(mask) != *neg),
+        Atom::RoleAll { mask } => tri(b.roles.contains_all(mask)),
+        Atom::Present { d, want } => tri(b.present.get(*d).copied().unwrap_or(false) == *want),
+    }
+}

@@ -1,0 +1,756 @@
+//! Containment: does every use a request policy permits stay within an offer?
+//!
+//! `contains(offer, request_policy)` answers yes, or no with a concrete request that the
+//! request policy permits and the offer does not.
+//!
+//! The method is exhaustive over a finite set of representative requests. For every
+//! request field a policy looks at, the constants both policies name split the field's
+//! values into classes that no constraint can tell apart (for an ordered field: each
+//! constant, one below and one above; for a hierarchy: each constant, its ancestors, a
+//! fresh child of each, and an unrelated value; for roles: every subset of the named
+//! roles; for everything: "not given"). Two requests whose fields fall in the same
+//! classes get the same decision from both policies, so checking one request per
+//! combination of classes checks them all. The search assigns one field at a time and
+//! stops early when the request policy can no longer permit or the offer must permit,
+//! whatever the remaining fields are. A counterexample is always re-checked with
+//! [`crate::eval::evaluate`] before it is returned. The search gives up with
+//! [`PolicyError::TooComplex`] (never with a wrong yes) past [`MAX_STEPS`].
+
+use std::collections::BTreeSet;
+
+use tds_core::{Hash256, Timestamp};
+
+use crate::error::PolicyError;
+use crate::eval::{self, Effect, Request, Tri};
+use crate::model::*;
+
+/// Most search steps before containment gives up.
+pub const MAX_STEPS: u64 = 4_000_000;
+/// Most distinct roles the search will split into subsets.
+pub const MAX_ROLES: usize = 10;
+
+/// The answer of [`contains`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Containment {
+    /// Every request the request policy permits, the offer permits.
+    Contained,
+    /// This request is permitted by the request policy and not by the offer.
+    NotContained(Box<Request>),
+}
+
+// Field 0 is the action.
+const D_CONSENT: usize = 1;
+const D_EXPORT: usize = 2;
+const D_CURRENCY: usize = 3;
+const D_TARGET: usize = 4;
+const D_RECIPIENT: usize = 5;
+const D_SECTOR: usize = 6;
+const D_ROLES: usize = 7;
+const D_PURPOSE: usize = 8;
+const D_LOCATION: usize = 9;
+const D_TIME: usize = 10;
+const D_ELAPSED: usize = 11;
+const D_USES: usize = 12;
+const D_VOLUME: usize = 13;
+const D_PAY: usize = 14;
+const D_CLASS: usize = 15;
+const D_PI: usize = 16;
+const DIMS: usize = 17;
+
+fn dim(o: Operand) -> usize {
+    match o {
+        Operand::Purpose => D_PURPOSE,
+        Operand::DateTime => D_TIME,
+        Operand::ElapsedTime => D_ELAPSED,
+        Operand::Count => D_USES,
+        Operand::Spatial => D_LOCATION,
+        Operand::Industry => D_SECTOR,
+        Operand::Recipient => D_RECIPIENT,
+        Operand::RecipientRole => D_ROLES,
+        Operand::Classification => D_CLASS,
+        Operand::PersonalInfo => D_PI,
+        Operand::PayAmount => D_PAY,
+        Operand::Currency => D_CURRENCY,
+        Operand::Volume => D_VOLUME,
+        Operand::ConsentRef => D_CONSENT,
+        Operand::ExportAssessmentRef => D_EXPORT,
+    }
+}
+
+/// One way to set a field of the request.
+#[derive(Clone, Debug)]
+enum Rep {
+    Action(Action),
+    Consent(bool),
+    Export(bool),
+    Currency(Option<Currency>),
+    Target(Option<Text>),
+    Recipient(Option<Hash256>),
+    Sector(Option<Token>),
+    Roles(Vec<Token>),
+    Purpose(Option<Purpose>),
+    Location(Option<Region>),
+    Time(Option<u64>),
+    Elapsed(Option<u64>),
+    Uses(Option<u64>),
+    Volume(Option<u64>),
+    Pay(Option<u64>),
+    Class(Option<Classification>),
+    Pi(Option<PersonalInfo>),
+}
+
+fn apply(req: &mut Request, rep: &Rep) {
+    match rep {
+        Rep::Action(a) => req.action = *a,
+        Rep::Consent(b) => req.consent_ref = if *b { "ref".parse().ok() } else { None },
+        Rep::Export(b) => req.export_assessment_ref = if *b { "ref".parse().ok() } else { None },
+        Rep::Currency(c) => req.currency = c.clone(),
+        Rep::Target(t) => req.target = t.clone(),
+        Rep::Recipient(r) => req.recipient = *r,
+        Rep::Sector(s) => req.sector = s.clone(),
+        Rep::Roles(r) => req.roles = r.clone(),
+        Rep::Purpose(p) => req.purpose = p.clone(),
+        Rep::Location(l) => req.location = l.clone(),
+        Rep::Time(t) => req.time = t.map(Timestamp::from_millis),
+        Rep::Elapsed(e) => req.elapsed = *e,
+        Rep::Uses(u) => req.uses = *u,
+        Rep::Volume(v) => req.volume = *v,
+        Rep::Pay(p) => req.pay_amount = p.map(Amount),
+        Rep::Class(c) => req.classification = *c,
+        Rep::Pi(p) => req.personal_info = *p,
+    }
+}
+
+#[derive(Default)]
+struct Constants {
+    used: [bool; DIMS],
+    targets: BTreeSet<String>,
+    recipients: BTreeSet<Hash256>,
+    sectors: BTreeSet<String>,
+    currencies: BTreeSet<String>,
+    roles: BTreeSet<String>,
+    purposes: BTreeSet<String>,
+    regions: BTreeSet<String>,
+    ords: [BTreeSet<u64>; DIMS],
+    actions: BTreeSet<Action>,
+}
+
+impl Constants {
+    fn add_policy(&mut self, p: &Policy) {
+        if let Some(t) = &p.target {
+            self.used[D_TARGET] = true;
+            self.targets.insert(t.to_string());
+        }
+        for r in &p.rules {
+            self.actions.insert(r.action);
+            if let Some(t) = &r.target {
+                self.used[D_TARGET] = true;
+                self.targets.insert(t.to_string());
+            }
+            if let Some(a) = &r.assignee {
+                self.used[D_RECIPIENT] = true;
+                self.recipients.insert(*a);
+            }
+            for d in &r.duties {
+                match d {
+                    Duty::ObtainConsent(_) => self.used[D_CONSENT] = true,
+                    Duty::Pay { currency, .. } => {
+                        self.used[D_CURRENCY] = true;
+                        self.currencies.insert(currency.to_string());
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(c) = &r.constraint {
+                c.for_each_atom(&mut |operand, _, value| self.add_atom(operand, value));
+            }
+        }
+    }
+
+    fn add_atom(&mut self, operand: Operand, value: &Value) {
+        let d = dim(operand);
+        if let Some(u) = self.used.get_mut(d) {
+            *u = true;
+        }
+        for v in value.items() {
+            match v {
+                Value::Purpose(p) => {
+                    self.purposes.insert(p.to_string());
+                }
+                Value::Region(r) => {
+                    self.regions.insert(r.to_string());
+                }
+                Value::Token(t) if operand == Operand::Industry => {
+                    self.sectors.insert(t.to_string());
+                }
+                Value::Token(t) => {
+                    self.roles.insert(t.to_string());
+                }
+                Value::Currency(c) => {
+                    self.currencies.insert(c.to_string());
+                }
+                Value::Participant(h) => {
+                    self.recipients.insert(*h);
+                }
+                other => {
+                    if let (Some(n), Some(set)) = (other.ordinal(), self.ords.get_mut(d)) {
+                        set.insert(n);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn fresh_token(taken: &BTreeSet<String>, prefix: &str) -> String {
+    (0u32..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|c| !taken.contains(c))
+        .unwrap_or_default()
+}
+
+fn parse_all<T: std::str::FromStr>(items: impl IntoIterator<Item = String>) -> Vec<T> {
+    items.into_iter().filter_map(|s| s.parse().ok()).collect()
+}
+
+fn ordered_reps(consts: &BTreeSet<u64>, max: u64) -> Vec<u64> {
+    let mut out: BTreeSet<u64> = BTreeSet::new();
+    out.insert(0);
+    out.insert(max);
+    for &c in consts {
+        out.insert(c.saturating_sub(1));
+        out.insert(c.min(max));
+        out.insert(c.saturating_add(1).min(max));
+    }
+    out.into_iter().collect()
+}
+
+fn representatives(k: &Constants) -> Result<Vec<Vec<Rep>>, PolicyError> {
+    let mut dims: Vec<Vec<Rep>> = Vec::with_capacity(DIMS);
+    // Actions: one per class of actions that every rule action treats alike (covers
+    // and overlaps the same way).
+    let mut seen: Vec<Vec<(bool, bool)>> = Vec::new();
+    let mut actions = Vec::new();
+    for b in Action::ALL {
+        let sig: Vec<(bool, bool)> = k
+            .actions
+            .iter()
+            .map(|a| (a.covers(*b), a.overlaps(*b)))
+            .collect();
+        if !seen.contains(&sig) {
+            seen.push(sig);
+            actions.push(Rep::Action(*b));
+        }
+    }
+    dims.push(actions);
+    let used = |d: usize| k.used.get(d).copied().unwrap_or(false);
+    dims.push(if used(D_CONSENT) {
+        vec![Rep::Consent(false), Rep::Consent(true)]
+    } else {
+        vec![Rep::Consent(false)]
+    });
+    dims.push(if used(D_EXPORT) {
+        vec![Rep::Export(false), Rep::Export(true)]
+    } else {
+        vec![Rep::Export(false)]
+    });
+    let eq_reps = |d: usize, consts: &BTreeSet<String>, fresh: String| -> Vec<Option<String>> {
+        if !used(d) {
+            return vec![None];
+        }
+        let mut v = vec![None];
+        v.extend(consts.iter().cloned().map(Some));
+        v.push(Some(fresh));
+        v
+    };
+    let currencies = eq_reps(D_CURRENCY, &k.currencies, {
+        (b'A'..=b'Z')
+            .flat_map(|a| (b'A'..=b'Z').map(move |b| format!("X{}{}", a as char, b as char)))
+            .find(|c| !k.currencies.contains(c))
+            .unwrap_or_default()
+    });
+    dims.push(
+        currencies
+            .into_iter()
+            .map(|c| Rep::Currency(c.and_then(|c| c.parse().ok())))
+            .collect(),
+    );
+    let targets = eq_reps(
+        D_TARGET,
+        &k.targets,
+        fresh_token(&k.targets, "urn:tds:other:"),
+    );
+    dims.push(
+        targets
+            .into_iter()
+            .map(|t| Rep::Target(t.and_then(|t| t.parse().ok())))
+            .collect(),
+    );
+    let mut recips = vec![Rep::Recipient(None)];
+    if used(D_RECIPIENT) {
+        recips.extend(k.recipients.iter().map(|r| Rep::Recipient(Some(*r))));
+        let fresh = (0u32..)
+            .map(|i| tds_core::Domain::PARTICIPANT.hash(format!("fresh-{i}").as_bytes()))
+            .find(|h| !k.recipients.contains(h))
+            .unwrap_or_default();
+        recips.push(Rep::Recipient(Some(fresh)));
+    }
+    dims.push(recips);
+    let sectors = eq_reps(D_SECTOR, &k.sectors, fresh_token(&k.sectors, "other"));
+    dims.push(
+        sectors
+            .into_iter()
+            .map(|s| Rep::Sector(s.and_then(|s| s.parse().ok())))
+            .collect(),
+    );
+    // Roles: every subset of the named roles.
+    let roles: Vec<Token> = parse_all(k.roles.iter().cloned());
+    if roles.len() > MAX_ROLES {
+        return Err(PolicyError::TooComplex(format!(
+            "more than {MAX_ROLES} distinct roles"
+        )));
+    }
+    let mut role_reps = Vec::new();
+    for mask in 0u32..(1 << roles.len()) {
+        role_reps.push(Rep::Roles(
+            roles
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, r)| r.clone())
+                .collect(),
+        ));
+    }
+    dims.push(role_reps);
+    // Purposes: constants, their ancestors, a fresh child of each, a fresh root.
+    let mut purposes: BTreeSet<String> = BTreeSet::new();
+    if used(D_PURPOSE) {
+        let segs: BTreeSet<String> = k
+            .purposes
+            .iter()
+            .flat_map(|p| p.split('/').map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        let fresh = fresh_token(&segs, "other");
+        purposes.insert(fresh.clone());
+        for p in &k.purposes {
+            purposes.insert(p.clone());
+            purposes.insert(format!("{p}/{fresh}"));
+            let mut acc = String::new();
+            for s in p.split('/') {
+                if !acc.is_empty() {
+                    acc.push('/');
+                }
+                acc.push_str(s);
+                purposes.insert(acc.clone());
+            }
+        }
+    }
+    let mut p_reps = vec![Rep::Purpose(None)];
+    p_reps.extend(
+        parse_all::<Purpose>(purposes)
+            .into_iter()
+            .map(|p| Rep::Purpose(Some(p))),
+    );
+    dims.push(p_reps);
+    // Regions: constants, countries, a fresh subdivision of each country, a fresh country.
+    let mut regions: BTreeSet<String> = BTreeSet::new();
+    if used(D_LOCATION) {
+        let countries: BTreeSet<String> = k
+            .regions
+            .iter()
+            .map(|r| r.split('-').next().unwrap_or_default().to_owned())
+            .collect();
+        let fresh_country = (b'A'..=b'Z')
+            .flat_map(|a| (b'A'..=b'Z').map(move |b| format!("{}{}", a as char, b as char)))
+            .find(|c| !countries.contains(c))
+            .unwrap_or_default();
+        regions.insert(fresh_country);
+        for c in &countries {
+            regions.insert(c.clone());
+            let fresh_sub = (0..1000)
+                .map(|i| format!("{c}-Z{i}"))
+                .find(|s| !k.regions.contains(s))
+                .unwrap_or_default();
+            regions.insert(fresh_sub);
+        }
+        regions.extend(k.regions.iter().cloned());
+    }
+    let mut l_reps = vec![Rep::Location(None)];
+    l_reps.extend(
+        parse_all::<Region>(regions)
+            .into_iter()
+            .map(|r| Rep::Location(Some(r))),
+    );
+    dims.push(l_reps);
+    let ord = |d: usize, f: fn(Option<u64>) -> Rep| -> Vec<Rep> {
+        let mut v = vec![f(None)];
+        if used(d) {
+            if let Some(c) = k.ords.get(d) {
+                // Times stay within RFC 3339's years so a counterexample can be printed.
+                let max = if d == D_TIME {
+                    MAX_TIME_MS + 1
+                } else {
+                    u64::MAX
+                };
+                v.extend(ordered_reps(c, max).into_iter().map(|n| f(Some(n))));
+            }
+        }
+        v
+    };
+    dims.push(ord(D_TIME, Rep::Time));
+    dims.push(ord(D_ELAPSED, Rep::Elapsed));
+    // Count compares uses + 1; shift the representatives down by one.
+    let mut uses = vec![Rep::Uses(None)];
+    if used(D_USES) {
+        if let Some(c) = k.ords.get(D_USES) {
+            let mut set: BTreeSet<u64> = BTreeSet::new();
+            for n in ordered_reps(c, u64::MAX) {
+                set.insert(n.saturating_sub(1));
+            }
+            uses.extend(set.into_iter().map(|n| Rep::Uses(Some(n))));
+        }
+    }
+    dims.push(uses);
+    dims.push(ord(D_VOLUME, Rep::Volume));
+    dims.push(ord(D_PAY, Rep::Pay));
+    let mut class = vec![Rep::Class(None)];
+    if used(D_CLASS) {
+        class.extend(Classification::ALL.iter().map(|c| Rep::Class(Some(*c))));
+    }
+    dims.push(class);
+    let mut pi = vec![Rep::Pi(None)];
+    if used(D_PI) {
+        pi.extend(PersonalInfo::ALL.iter().map(|c| Rep::Pi(Some(*c))));
+    }
+    dims.push(pi);
+    Ok(dims)
+}
+
+// Possible-value sets of a three-valued truth: bit 0 false, bit 1 true, bit 2 unknown.
+const PF: u8 = 1;
+const PT: u8 = 2;
+const PU: u8 = 4;
+const PALL: u8 = 7;
+
+fn bit(t: Tri) -> u8 {
+    match t {
+        Tri::False => PF,
+        Tri::True => PT,
+        Tri::Unknown => PU,
+    }
+}
+
+fn tri_of(b: u8) -> Tri {
+    match b {
+        PF => Tri::False,
+        PT => Tri::True,
+        _ => Tri::Unknown,
+    }
+}
+
+fn combine(a: u8, b: u8, f: impl Fn(Tri, Tri) -> Tri) -> u8 {
+    let mut out = 0;
+    for x in [PF, PT, PU] {
+        for y in [PF, PT, PU] {
+            if a & x != 0 && b & y != 0 {
+                out |= bit(f(tri_of(x), tri_of(y)));
+            }
+        }
+    }
+    out
+}
+
+fn and3(a: Tri, b: Tri) -> Tri {
+    match (a, b) {
+        (Tri::False, _) | (_, Tri::False) => Tri::False,
+        (Tri::True, Tri::True) => Tri::True,
+        _ => Tri::Unknown,
+    }
+}
+
+fn or3(a: Tri, b: Tri) -> Tri {
+    match (a, b) {
+        (Tri::True, _) | (_, Tri::True) => Tri::True,
+        (Tri::False, Tri::False) => Tri::False,
+        _ => Tri::Unknown,
+    }
+}
+
+/// The truth values `c` may take over every completion of the assigned fields.
+fn possible(c: &Constraint, req: &Request, assigned: u32) -> u8 {
+    match c {
+        Constraint::Atom {
+            operand,
+            operator,
+            value,
+        } => {
+            if assigned & (1 << dim(*operand)) == 0 {
+                PALL
+            } else {
+                bit(eval::atom(*operand, *operator, value, req))
+            }
+        }
+        Constraint::Logical { op, items } => {
+            let sets: Vec<u8> = items.iter().map(|i| possible(i, req, assigned)).collect();
+            match op {
+                LogicalOp::And | LogicalOp::AndSequence => sets
+                    .iter()
+                    .skip(1)
+                    .fold(sets.first().copied().unwrap_or(PT), |a, b| {
+                        combine(a, *b, and3)
+                    }),
+                LogicalOp::Or => sets
+                    .iter()
+                    .skip(1)
+                    .fold(sets.first().copied().unwrap_or(PF), |a, b| {
+                        combine(a, *b, or3)
+                    }),
+                LogicalOp::Xone => {
+                    // States: (trues so far capped at 2) x (any unknown).
+                    let mut states: u8 = 1; // bit (cnt + 3 * unk)
+                    for s in sets {
+                        let mut next = 0u8;
+                        for st in 0..6u8 {
+                            if states & (1 << st) == 0 {
+                                continue;
+                            }
+                            let (cnt, unk) = (st % 3, st / 3);
+                            if s & PF != 0 {
+                                next |= 1 << (cnt + 3 * unk);
+                            }
+                            if s & PT != 0 {
+                                next |= 1 << ((cnt + 1).min(2) + 3 * unk);
+                            }
+                            if s & PU != 0 {
+                                next |= 1 << (cnt + 3);
+                            }
+                        }
+                        states = next;
+                    }
+                    let mut out = 0;
+                    for st in 0..6u8 {
+                        if states & (1 << st) != 0 {
+                            out |= if st >= 3 {
+                                PU
+                            } else if st == 1 {
+                                PT
+                            } else {
+                                PF
+                            };
+                        }
+                    }
+                    out
+                }
+            }
+        }
+    }
+}
+
+/// The truth values a rule's condition (target, assignee and constraint) may take.
+fn rule_possible(p: &Policy, r: &Rule, req: &Request, assigned: u32) -> u8 {
+    let target = match r.target.as_ref().or(p.target.as_ref()) {
+        None => PT,
+        Some(_) if assigned & (1 << D_TARGET) == 0 => PT | PF,
+        Some(t) => match &req.target {
+            Some(rt) if rt != t => PF,
+            _ => PT,
+        },
+    };
+    let assignee = match &r.assignee {
+        None => PT,
+        Some(_) if assigned & (1 << D_RECIPIENT) == 0 => PALL,
+        Some(a) => bit(match &req.recipient {
+            None => Tri::Unknown,
+            Some(x) => {
+                if x == a {
+                    Tri::True
+                } else {
+                    Tri::False
+                }
+            }
+        }),
+    };
+    let c = r
+        .constraint
+        .as_ref()
+        .map_or(PT, |c| possible(c, req, assigned));
+    // A target mismatch makes the rule not apply at all: treat as false.
+    let mut out = combine(assignee, c, and3);
+    if target & PT == 0 {
+        out = PF;
+    } else if target & PF != 0 {
+        out |= PF;
+    }
+    out
+}
+
+/// (may be met, must be met) for a rule's duties.
+fn duties_possible(r: &Rule, req: &Request, assigned: u32) -> (bool, bool) {
+    let mut may = true;
+    let mut must = true;
+    for d in &r.duties {
+        let dim = match d {
+            Duty::ObtainConsent(_) => D_CONSENT,
+            Duty::Pay { .. } => D_CURRENCY,
+            _ => continue,
+        };
+        if assigned & (1 << dim) == 0 {
+            must = false;
+        } else if eval::duty_unmet(d, req).is_some() {
+            may = false;
+            must = false;
+        }
+    }
+    (may, must)
+}
+
+/// (may permit, must permit) over every completion of the assigned fields.
+fn permit_bounds(p: &Policy, req: &Request, assigned: u32) -> (bool, bool) {
+    let mut may_grant = false;
+    let mut must_grant = false;
+    let mut may_clear = true; // no prohibition applies, possibly
+    let mut must_clear = true;
+    let mut obl_may = true;
+    let mut obl_must = true;
+    for r in &p.rules {
+        let relevant = match r.kind {
+            RuleKind::Prohibition => r.action.overlaps(req.action),
+            _ => r.action.covers(req.action),
+        };
+        if !relevant {
+            continue;
+        }
+        let cond = rule_possible(p, r, req, assigned);
+        let (dmay, dmust) = duties_possible(r, req, assigned);
+        match r.kind {
+            RuleKind::Permission => {
+                if cond & PT != 0 && dmay {
+                    may_grant = true;
+                }
+                if cond == PT && dmust {
+                    must_grant = true;
+                }
+            }
+            RuleKind::Prohibition => {
+                if cond & (PT | PU) != 0 {
+                    must_clear = false;
+                }
+                if cond & PF == 0 {
+                    may_clear = false;
+                }
+            }
+            RuleKind::Obligation => {
+                if cond & (PT | PU) != 0 && !dmust {
+                    obl_must = false;
+                }
+                if cond & PF == 0 && !dmay {
+                    obl_may = false;
+                }
+            }
+        }
+    }
+    let permit_over = p.conflict == Conflict::Permit;
+    let may = may_grant && (permit_over || may_clear) && obl_may;
+    let must = must_grant && (permit_over || must_clear) && obl_must;
+    (may, must)
+}
+
+/// Whether every request `request_policy` permits is permitted by `offer`.
+///
+/// A request policy that names no target is about the offer's asset: it takes the
+/// offer's target before the comparison.
+pub fn contains(offer: &Policy, request_policy: &Policy) -> Result<Containment, PolicyError> {
+    let defaulted;
+    let request_policy = if request_policy.target.is_none() && offer.target.is_some() {
+        defaulted = Policy {
+            target: offer.target.clone(),
+            ..request_policy.clone()
+        };
+        &defaulted
+    } else {
+        request_policy
+    };
+    let mut k = Constants::default();
+    k.add_policy(offer);
+    k.add_policy(request_policy);
+    let dims = representatives(&k)?;
+    let mut req = Request::new(Action::Use);
+    let mut steps = 0u64;
+    let compiled = (
+        crate::compiled::CompiledPolicy::compile(offer).ok(),
+        crate::compiled::CompiledPolicy::compile(request_policy).ok(),
+    );
+    let s = Search {
+        offer,
+        asked: request_policy,
+        compiled_offer: compiled.0.as_ref(),
+        compiled_asked: compiled.1.as_ref(),
+        dims: &dims,
+    };
+    let found = s.search(0, 0, &mut req, &mut steps)?;
+    match found {
+        None => Ok(Containment::Contained),
+        Some(r) => Ok(Containment::NotContained(Box::new(r))),
+    }
+}
+
+struct Search<'a> {
+    offer: &'a Policy,
+    asked: &'a Policy,
+    compiled_offer: Option<&'a crate::compiled::CompiledPolicy>,
+    compiled_asked: Option<&'a crate::compiled::CompiledPolicy>,
+    dims: &'a [Vec<Rep>],
+}
+
+fn permits(compiled: Option<&crate::compiled::CompiledPolicy>, p: &Policy, req: &Request) -> bool {
+    match compiled {
+        Some(c) => c.decide(req).effect == Effect::Permit,
+        None => eval::evaluate(p, req).effect == Effect::Permit,
+    }
+}
+
+impl Search<'_> {
+    fn search(
+        &self,
+        d: usize,
+        assigned: u32,
+        req: &mut Request,
+        steps: &mut u64,
+    ) -> Result<Option<Request>, PolicyError> {
+        *steps += 1;
+        if *steps > MAX_STEPS {
+            return Err(PolicyError::TooComplex(format!(
+                "gave up after {MAX_STEPS} steps; simplify the policies"
+            )));
+        }
+        if d > 0 {
+            let (asked_may, _) = permit_bounds(self.asked, req, assigned);
+            if !asked_may {
+                return Ok(None);
+            }
+            let (_, offer_must) = permit_bounds(self.offer, req, assigned);
+            if offer_must {
+                return Ok(None);
+            }
+        }
+        let Some(reps) = self.dims.get(d) else {
+            // Every field is set: decide exactly (the compiled form for speed), and
+            // confirm a counterexample with the reference interpreter.
+            if permits(self.compiled_asked, self.asked, req)
+                && !permits(self.compiled_offer, self.offer, req)
+                && eval::evaluate(self.asked, req).effect == Effect::Permit
+                && eval::evaluate(self.offer, req).effect != Effect::Permit
+            {
+                return Ok(Some(req.clone()));
+            }
+            return Ok(None);
+        };
+        for rep in reps {
+            apply(req, rep);
+            if let Some(found) = self.search(d + 1, assigned | (1 << d), req, steps)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,27 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod compiled;
+pub mod contain;
+pub mod contract;
+pub mod error;
+pub mod eval;
+pub mod json;
+pub mod lint;
+pub mod model;
+pub mod odrl;
+pub mod templates;
+pub mod text;
+
+pub use compiled::CompiledPolicy;
+pub use contain::{contains, Containment};
+pub use error::PolicyError;
+pub use eval::{evaluate, Decision, Effect, Request};
+pub use lint::{lint, Lint};
+pub use model::{
+    Action, Amount, Classification, Conflict, Constraint, Currency, Duty, LogicalOp, Operand,
+    Operator, PayUnit, PersonalInfo, Policy, PolicyKind, Purpose, Region, Rule, RuleKind, Text,
+    Token, Value,
+};
+pub use text::{format, parse};

@@ -1,0 +1,239 @@
+//! Evaluation semantics, text round trips and the compiled form's agreement with the
+//! reference interpreter.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use proptest::prelude::*;
+
+mod common;
+use common::{policy, request};
+use tds_policy::compiled::CompiledPolicy;
+use tds_policy::model::*;
+use tds_policy::{evaluate, format, parse, Effect, Request};
+
+fn p(src: &str) -> Policy {
+    parse("test.tdsp", src).unwrap()
+}
+
+fn req(action: Action) -> Request {
+    Request::new(action)
+}
+
+#[test]
+fn count_lteq_100_permits_the_100th_use_and_denies_the_101st() {
+    let policy = p("permit use when count lteq 100;");
+    let mut r = req(Action::Use);
+    r.uses = Some(99);
+    assert_eq!(evaluate(&policy, &r).effect, Effect::Permit);
+    r.uses = Some(100);
+    let d = evaluate(&policy, &r);
+    assert_eq!(d.effect, Effect::Deny);
+    assert!(
+        d.reasons
+            .iter()
+            .any(|x| x.contains("count must be at most 100")
+                && x.contains("use number 101 (100 so far)")),
+        "{:?}",
+        d.reasons
+    );
+}
+
+#[test]
+fn purpose_isa_honours_the_hierarchy_and_eq_does_not() {
+    let policy = p("permit use when purpose isA grid;");
+    let mut r = req(Action::Read);
+    r.purpose = Some("grid/planning".parse().unwrap());
+    assert_eq!(evaluate(&policy, &r).effect, Effect::Permit);
+    let exact = p("permit use when purpose eq grid;");
+    assert_eq!(evaluate(&exact, &r).effect, Effect::Deny);
+    let region = p("permit use when spatial isPartOf CN;");
+    r.location = Some("CN-SX".parse().unwrap());
+    assert_eq!(evaluate(&region, &r).effect, Effect::Permit);
+    r.location = Some("HK".parse().unwrap());
+    assert_eq!(evaluate(&region, &r).effect, Effect::Deny);
+}
+
+#[test]
+fn prohibitions_override_by_default_and_conflict_is_settable() {
+    let src = "permit use; prohibit read when purpose isA marketing;";
+    let mut r = req(Action::Read);
+    r.purpose = Some("marketing/email".parse().unwrap());
+    assert_eq!(evaluate(&p(src), &r).effect, Effect::Deny);
+    let perm = p(&format!("policy set conflict permit; {src}"));
+    assert_eq!(evaluate(&perm, &r).effect, Effect::Permit);
+    let inv = p(&format!("policy set conflict invalid; {src}"));
+    assert_eq!(evaluate(&inv, &r).effect, Effect::Deny);
+    r.purpose = Some("research".parse().unwrap());
+    assert_eq!(evaluate(&p(src), &r).effect, Effect::Permit);
+}
+
+#[test]
+fn missing_facts_never_grant_and_never_escape_a_prohibition() {
+    let policy = p("permit use when industry eq power; prohibit use when spatial isNoneOf [CN];");
+    let mut r = req(Action::Use);
+    assert_eq!(evaluate(&policy, &r).effect, Effect::Deny);
+    r.sector = Some("power".parse().unwrap());
+    // The location is unknown, so the prohibition may apply.
+    assert_eq!(evaluate(&policy, &r).effect, Effect::Deny);
+    r.location = Some("CN".parse().unwrap());
+    assert_eq!(evaluate(&policy, &r).effect, Effect::Permit);
+}
+
+#[test]
+fn not_applicable_when_nothing_covers_the_action() {
+    let policy = p("permit read; prohibit sell when count gt 5;");
+    let d = evaluate(&policy, &req(Action::Distribute));
+    assert_eq!(d.effect, Effect::NotApplicable);
+    assert_eq!(
+        evaluate(&policy, &req(Action::Display)).effect,
+        Effect::Permit
+    );
+    // `use` is broader than `read`: not covered.
+    assert_eq!(
+        evaluate(&policy, &req(Action::Use)).effect,
+        Effect::NotApplicable
+    );
+}
+
+#[test]
+fn duties_that_cannot_be_met_withhold_the_permission() {
+    let policy = p(r#"permit use duty obtain-consent("pipl-consent"), attribute("x");"#);
+    let mut r = req(Action::Use);
+    let d = evaluate(&policy, &r);
+    assert_eq!(d.effect, Effect::Deny);
+    assert!(d.reasons.iter().any(|x| x.contains("obtain-consent")));
+    r.consent_ref = Some("consent-123".parse().unwrap());
+    let d = evaluate(&policy, &r);
+    assert_eq!(d.effect, Effect::Permit);
+    assert_eq!(d.duties.len(), 2);
+}
+
+#[test]
+fn deny_reasons_name_every_rule_considered() {
+    let policy = p("permit use when purpose isA grid; permit read when industry eq power; prohibit distribute;");
+    let mut r = req(Action::Read);
+    r.purpose = Some("finance".parse().unwrap());
+    r.sector = Some("finance".parse().unwrap());
+    let d = evaluate(&policy, &r);
+    assert_eq!(d.effect, Effect::Deny);
+    assert!(
+        d.reasons.iter().any(|x| x.starts_with(
+            "permission 1 (use): not granted: purpose must be within grid, actual: finance"
+        )),
+        "{:?}",
+        d.reasons
+    );
+    assert!(
+        d.reasons.iter().any(|x| x.starts_with(
+            "permission 2 (read): not granted: industry must be equal to power, actual: finance"
+        )),
+        "{:?}",
+        d.reasons
+    );
+    assert!(
+        d.reasons
+            .iter()
+            .any(|x| x.starts_with("prohibition 3 (distribute)")),
+        "{:?}",
+        d.reasons
+    );
+}
+
+#[test]
+fn syntax_errors_carry_file_line_and_column() {
+    let e = parse("offer.tdsp", "permit use\n  when purpose isA Grid;").unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.starts_with("offer.tdsp:2:20: "), "{msg}");
+    let e = parse(
+        "x",
+        "permit use when (purpose isA grid and count lt 3 or count gt 5);",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("without parentheses"), "{e}");
+    let e = parse("x", "permit fly;").unwrap_err();
+    assert_eq!(e.to_string(), "x:1:8: unknown action `fly`");
+    let deep = format!(
+        "permit use when {}count lt 3{};",
+        "(".repeat(40),
+        ")".repeat(40)
+    );
+    assert!(parse("x", &deep)
+        .unwrap_err()
+        .to_string()
+        .contains("nest deeper"));
+}
+
+#[test]
+fn format_is_canonical_and_comments_are_dropped() {
+    let src = "// header\npolicy offer target \"urn:a\" ; permit use when purpose isA grid and (spatial isPartOf CN or spatial eq HK) duty delete(within 720h), pay(12.50 CNY per gib);";
+    let p1 = p(src);
+    let f = format(&p1);
+    assert_eq!(
+        f,
+        "policy offer\n  target \"urn:a\"\n  conflict prohibit;\n\npermit use\n  when purpose isA grid\n    and (spatial isPartOf CN or spatial eq HK)\n  duty delete(within 30d), pay(12.5 CNY per gib);\n"
+    );
+    assert_eq!(p(&f), p1);
+    assert_eq!(format(&p(&f)), f);
+}
+
+#[test]
+fn cbor_round_trip_and_strictness() {
+    let policy = p("policy offer target \"urn:a\"; permit use when count lteq 100 and dateTime lt 2028-01-01 duty attribute(\"x\");");
+    let bytes = policy.to_cbor().unwrap();
+    assert_eq!(Policy::from_cbor(&bytes).unwrap(), policy);
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(Policy::from_cbor(&longer).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn compiled_agrees_with_reference(policy in policy(), reqs in prop::collection::vec(request(), 1..8)) {
+        policy.validate().unwrap();
+        let compiled = CompiledPolicy::compile(&policy).unwrap();
+        for r in &reqs {
+            let d = evaluate(&policy, r);
+            let o = compiled.decide(r);
+            prop_assert_eq!(o.effect, d.effect, "policy:\n{}\nrequest: {:?}\nreasons: {:?}", format(&policy), r, d.reasons);
+            prop_assert_eq!(compiled.duties(&o), d.duties);
+        }
+    }
+
+    #[test]
+    fn text_round_trip(policy in policy()) {
+        let text = format(&policy);
+        let back = parse("rt", &text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        prop_assert_eq!(&back, &policy);
+        prop_assert_eq!(format(&back), text);
+    }
+
+    #[test]
+    fn cbor_round_trip(policy in policy()) {
+        let bytes = policy.to_cbor().unwrap();
+        prop_assert_eq!(Policy::from_cbor(&bytes).unwrap(), policy);
+    }
+
+    #[test]
+    fn parser_never_panics(s in "\\PC{0,200}") {
+        let _ = parse("f", &s);
+    }
+}
+
+#[test]
+fn too_many_distinct_values_are_refused() {
+    let rules: String = (0..5)
+        .map(|r| {
+            let list: Vec<String> = (0..64).map(|i| format!("p{r}x{i}")).collect();
+            format!("permit use when purpose isAnyOf [{}];\n", list.join(", "))
+        })
+        .collect();
+    let e = parse("big", &rules).unwrap_err();
+    assert!(e.to_string().contains("distinct values"), "{e}");
+}

@@ -1,0 +1,317 @@
+//! The provenance log: typed events over a [`LogStore`], signed checkpoints and proofs.
+
+use tds_core::hash::Hash256;
+use tds_core::key::{PublicKey, SigningKey};
+use tds_core::merkle::{self, MerkleError};
+
+use crate::event::{Event, EventError};
+use crate::note::{self, Checkpoint, Note, NoteError, VerifiedCheckpoint, VerifierKey};
+use crate::proof::{ConsistencyProof, InclusionProof, ProofError};
+use crate::store::{LogStore, StoreError, StoreVerify};
+
+/// Why a log operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An event was refused.
+    #[error(transparent)]
+    Event(#[from] EventError),
+    /// A note or key was refused.
+    #[error(transparent)]
+    Note(#[from] NoteError),
+    /// A proof could not be made.
+    #[error("proof: {0}")]
+    Merkle(#[from] MerkleError),
+    /// A proof did not check.
+    #[error(transparent)]
+    Proof(#[from] ProofError),
+    /// Verification found a problem; the message names it.
+    #[error("log verify: {0}")]
+    Verify(String),
+    /// An operation needs a checkpoint and there is none.
+    #[error("log: no checkpoint yet (write one with `tds log checkpoint`)")]
+    NoCheckpoint,
+}
+
+/// The origin line (and key name) of the log of the participant with key `key`.
+pub fn origin_for(key: &PublicKey) -> String {
+    format!("tds.log/{}", key.id().to_hex())
+}
+
+/// What [`Log::verify`] checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Entries and hashes checked by the store.
+    pub storage: StoreVerify,
+    /// Checkpoints whose signature and root were checked.
+    pub checkpoints: u64,
+    /// The root of the whole tree.
+    pub root: Hash256,
+}
+
+/// When [`Log::checkpoint_if_due`] issues a checkpoint: after `every_entries` new entries
+/// or `every_ms` milliseconds, whichever comes first (never for an unchanged tree).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    /// Entries since the last checkpoint.
+    pub every_entries: u64,
+    /// Milliseconds since the last checkpoint.
+    pub every_ms: u64,
+}
+
+impl Default for CheckpointPolicy {
+    /// Every 10,000 entries or every minute.
+    fn default() -> Self {
+        CheckpointPolicy {
+            every_entries: 10_000,
+            every_ms: 60_000,
+        }
+    }
+}
+
+/// A provenance log: a store, the log's signing key and its origin.
+pub struct Log<S: LogStore> {
+    store: S,
+    key: SigningKey,
+    origin: String,
+    /// Size and time (ms) of the last checkpoint issued by this process.
+    last: std::sync::Mutex<Option<(u64, u64)>>,
+}
+
+impl<S: LogStore> Log<S> {
+    /// A log over `store`, signed by `key` (the node key).
+    pub fn new(store: S, key: SigningKey) -> Self {
+        let origin = origin_for(&key.public_key());
+        Log {
+            store,
+            key,
+            origin,
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The origin line.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The verifier key of the log's checkpoints (type 0x01, named by the origin).
+    pub fn verifier_key(&self) -> Result<VerifierKey, LogError> {
+        Ok(VerifierKey::new(
+            &self.origin,
+            note::TYPE_ED25519,
+            self.key.public_key(),
+        )?)
+    }
+
+    /// Entries durable so far.
+    pub fn size(&self) -> u64 {
+        self.store.size()
+    }
+
+    /// Appends an event; returns its index once durable.
+    pub fn append(&self, event: &Event) -> Result<u64, LogError> {
+        Ok(self.store.append(&event.encode()?)?)
+    }
+
+    /// Entry `index`, decoded.
+    pub fn event(&self, index: u64) -> Result<Event, LogError> {
+        Ok(Event::decode(&self.store.read(index)?)?)
+    }
+
+    /// The root of the first `size` entries.
+    pub fn root(&self, size: u64) -> Result<Hash256, LogError> {
+        if size > self.size() {
+            return Err(StoreError::OutOfRange {
+                index: size,
+                size: self.size(),
+            }
+            .into());
+        }
+        Ok(merkle::root(&self.store, size)?)
+    }
+
+    /// Signs and stores a checkpoint of the current tree; returns the note text.
+    pub fn checkpoint(&self) -> Result<String, LogError> {
+        let size = self.size();
+        let cp = Checkpoint {
+            origin: self.origin.clone(),
+            size,
+            root: self.root(size)?,
+            extensions: Vec::new(),
+        };
+        let text = cp.to_text();
+        let sig = note::sign(&text, &self.origin, &self.key)?;
+        let out = Note {
+            text,
+            signatures: vec![sig],
+        }
+        .to_text();
+        self.store.add_checkpoint(out.as_bytes())?;
+        Ok(out)
+    }
+
+    /// Issues a checkpoint if `policy` says one is due at `now_ms`; returns it if so. The
+    /// first call after opening compares with the latest stored checkpoint (as if it had
+    /// been issued at time 0).
+    pub fn checkpoint_if_due(
+        &self,
+        policy: &CheckpointPolicy,
+        now_ms: u64,
+    ) -> Result<Option<String>, LogError> {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (size0, t0) = match *last {
+            Some(l) => l,
+            None => (
+                self.latest_checkpoint()?.map_or(0, |c| c.checkpoint().size),
+                0,
+            ),
+        };
+        let size = self.size();
+        let due = size > size0
+            && (size - size0 >= policy.every_entries
+                || now_ms.saturating_sub(t0) >= policy.every_ms);
+        if !due {
+            *last = Some((size0, t0));
+            return Ok(None);
+        }
+        let note = self.checkpoint()?;
+        *last = Some((size, now_ms));
+        Ok(Some(note))
+    }
+
+    /// The latest stored checkpoint, checked.
+    pub fn latest_checkpoint(&self) -> Result<Option<VerifiedCheckpoint>, LogError> {
+        let vk = self.verifier_key()?;
+        match self.store.checkpoints()?.last() {
+            Some(b) => Ok(Some(note::verify_checkpoint(b, &vk)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The inclusion proof of entry `index` in the tree of `size` entries (default: the
+    /// latest checkpoint's size).
+    pub fn prove(&self, index: u64, size: Option<u64>) -> Result<InclusionProof, LogError> {
+        let size = match size {
+            Some(s) => s,
+            None => {
+                self.latest_checkpoint()?
+                    .ok_or(LogError::NoCheckpoint)?
+                    .checkpoint()
+                    .size
+            }
+        };
+        let root = self.root(size)?;
+        let leaf_hash = self.store.leaf(index)?;
+        let proof = self.store.inclusion_proof(index, size)?;
+        Ok(InclusionProof {
+            index,
+            tree_size: size,
+            leaf_hash,
+            root,
+            proof,
+        })
+    }
+
+    /// The consistency proof from `size1` to `size2` (default: the current size).
+    pub fn consistency(
+        &self,
+        size1: u64,
+        size2: Option<u64>,
+    ) -> Result<ConsistencyProof, LogError> {
+        let size2 = size2.unwrap_or_else(|| self.size());
+        let root1 = self.root(size1)?;
+        let root2 = self.root(size2)?;
+        let proof = if size1 == size2 {
+            Vec::new()
+        } else {
+            merkle::consistency_proof(&self.store, size1, size2)?
+        };
+        Ok(ConsistencyProof {
+            size1,
+            size2,
+            root1,
+            root2,
+            proof,
+        })
+    }
+
+    /// Checks every stored record and hash (through `storage_check`, the store's own full
+    /// check) and every checkpoint: its signature, that its size is within the log and
+    /// not below the previous one, and that its root is the tree's root at that size.
+    pub fn verify_with(
+        &self,
+        storage_check: impl FnOnce(&S) -> Result<StoreVerify, StoreError>,
+    ) -> Result<VerifyReport, LogError> {
+        let storage = storage_check(&self.store)?;
+        let vk = self.verifier_key()?;
+        let size = self.size();
+        let mut prev = 0u64;
+        let cps = self.store.checkpoints()?;
+        for (i, b) in cps.iter().enumerate() {
+            let v = note::verify_checkpoint(b, &vk)
+                .map_err(|e| LogError::Verify(format!("checkpoint {i}: {e}")))?;
+            let cp = v.checkpoint();
+            if cp.size > size {
+                return Err(LogError::Verify(format!(
+                    "checkpoint {i}: size {} is beyond the log size {size}",
+                    cp.size
+                )));
+            }
+            if cp.size < prev {
+                return Err(LogError::Verify(format!(
+                    "checkpoint {i}: size {} is below the previous checkpoint's {prev}",
+                    cp.size
+                )));
+            }
+            prev = cp.size;
+            if self.root(cp.size)? != cp.root {
+                return Err(LogError::Verify(format!(
+                    "checkpoint {i}: root hash for size {} differs from the tree's",
+                    cp.size
+                )));
+            }
+        }
+        Ok(VerifyReport {
+            storage,
+            checkpoints: cps.len() as u64,
+            root: self.root(size)?,
+        })
+    }
+}
+
+impl Log<crate::store::FileStore> {
+    /// Full verification of a file-backed log: every record, leaf and interior hash,
+    /// index entry and checkpoint. Read-only.
+    pub fn verify(&self) -> Result<VerifyReport, LogError> {
+        self.verify_with(|s| s.verify_storage())
+    }
+}
+
+/// Recomputes the tree from the records of any store and checks it against the store's
+/// stored leaves (for stores without a cheaper check of their own).
+pub fn recompute<S: LogStore>(store: &S) -> Result<StoreVerify, StoreError> {
+    let mut report = StoreVerify::default();
+    for i in 0..store.size() {
+        let leaf = merkle::leaf_hash(&store.read(i)?);
+        if leaf != store.leaf(i)? {
+            return Err(StoreError::Corrupt {
+                file: "leaves".into(),
+                what: format!("leaf hash {i} differs from its record"),
+            });
+        }
+        report.entries += 1;
+    }
+    Ok(report)
+}

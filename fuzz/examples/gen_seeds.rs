@@ -1,0 +1,134 @@
+//! Writes the seed corpora in `fuzz/seeds/<target>/`.
+//!
+//! `cargo run --example gen_seeds` (inside `fuzz/`). Ed25519 signing is deterministic, so
+//! running it again rewrites the same files; the seeds are committed and `run-smoke.sh`
+//! copies them into the (ignored) `corpus/` directories.
+
+use std::path::{Path, PathBuf};
+
+use tds_core::cbor::{self, Value};
+use tds_core::cose;
+use tds_core::key::SigningKey;
+use tds_fuzz::{sample_note, AnyPayload, Note, OTHER_KEY_SEED};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let spec = fuzz.join("../spec/vectors");
+    let cbor_dir = seed_dir(fuzz, "canonical_cbor")?;
+    let env_dir = seed_dir(fuzz, "envelope")?;
+
+    // RFC 8949 Appendix A: canonical and non-canonical items alike (the target checks
+    // that the checker, the decoder and the canonicalizer agree on both kinds).
+    let appendix: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(spec.join("cbor/appendix_a.json"))?)?;
+    for (i, case) in appendix.iter().enumerate() {
+        let hex_text = case["hex"].as_str().ok_or("appendix_a: no hex")?;
+        write(
+            &cbor_dir,
+            &format!("appendix_a_{i:02}"),
+            &hex::decode(hex_text)?,
+        )?;
+    }
+
+    let key = tds_fuzz::key();
+    let other = SigningKey::from_seed(&OTHER_KEY_SEED);
+    let note = sample_note();
+    let mut with_parent = sample_note();
+    with_parent.parent = Some(tds_core::Domain::EVENT.hash(b"parent"));
+    let payload = cbor::encode(&note)?;
+    let nested = Value::Map(vec![
+        (
+            Value::Text("a".into()),
+            Value::Array(vec![Value::Integer(-1), Value::Null]),
+        ),
+        (Value::Integer(1), Value::Bytes(vec![0; 40])),
+        (Value::Text("ok".into()), Value::Bool(true)),
+    ]);
+    write(&cbor_dir, "tds_note", &payload)?;
+    write(&cbor_dir, "tds_nested_map", &cbor::encode(&nested)?)?;
+
+    // TDS envelopes signed by the key the target verifies with.
+    let sign1 = cose::sign(&key, &note)?;
+    write(&env_dir, "tds_sign1_note", &sign1)?;
+    write(
+        &env_dir,
+        "tds_sign1_note_parent",
+        &cose::sign(&key, &with_parent)?,
+    )?;
+    write(
+        &env_dir,
+        "tds_sign1_any",
+        &cose::sign(&key, &AnyPayload(nested))?,
+    )?;
+    write(&env_dir, "tds_sign1_other_key", &cose::sign(&other, &note)?)?;
+    write(
+        &env_dir,
+        "tds_sign_one_signer",
+        &cose::sign_multi(&[&key], &note)?,
+    )?;
+    write(
+        &env_dir,
+        "tds_sign_two_signers",
+        &cose::sign_multi(&[&key, &other], &note)?,
+    )?;
+    let countersigned = cose::add_signature::<Note>(&cose::sign_multi(&[&other], &note)?, &key)?;
+    write(&env_dir, "tds_sign_countersigned", &countersigned)?;
+    write(&cbor_dir, "tds_sign1_note", &sign1)?;
+
+    // cose-wg examples: raw COSE_Sign1 messages with other headers and payloads.
+    for sub in ["cose/eddsa-examples", "cose/sign1-tests"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(spec.join(sub))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        files.sort();
+        for file in files {
+            let case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+            let Some(hex_text) = case["output"]["cbor"].as_str() else {
+                continue;
+            };
+            let stem = file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .ok_or("file name")?;
+            write(
+                &env_dir,
+                &format!("cose_wg_{stem}"),
+                &hex::decode(hex_text)?,
+            )?;
+        }
+    }
+
+    // Credentials of the fixture authority (valid, revoked, expired at the target's
+    // `NOW`), its revocation list, and one credential from an authority nobody trusts.
+    let cred_dir = seed_dir(fuzz, "credential")?;
+    let fixture = tds_fuzz::identity::fixture();
+    for (i, envelope) in fixture.credentials.iter().enumerate() {
+        write(&cred_dir, &format!("credential_serial_{}", i + 1), envelope)?;
+    }
+    write(&cred_dir, "revocation_list", &fixture.revocation_list)?;
+    let mut stranger = tds_identity::Authority::new("Unknown Authority", other)?;
+    let foreign = stranger.admit(
+        &tds_identity::Admission {
+            subject_key: key.public_key(),
+            name: "Fuzz Member".into(),
+            sectors: vec![tds_identity::Sector::FINANCE],
+            roles: vec![tds_identity::Role::Consumer],
+            jurisdiction: "FR".parse()?,
+            not_before: tds_core::Timestamp::EPOCH,
+            not_after: tds_core::Timestamp::from_millis(u64::MAX),
+        },
+        tds_fuzz::identity::NOW,
+    )?;
+    write(&cred_dir, "credential_untrusted_issuer", foreign.envelope())?;
+    Ok(())
+}
+
+fn seed_dir(fuzz: &Path, target: &str) -> std::io::Result<PathBuf> {
+    let dir = fuzz.join("seeds").join(target);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(dir.join(name), bytes)
+}
