@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# A short scripted walk through the `tds` verbs that exist so far: keys, a data-space
-# authority, a membership credential, verification, revocation and inspection.
+# A scripted walk through the `tds` verbs that exist so far, as one power-sector deal:
+# a data-space authority admits a grid operator; the operator signs a manifest of its
+# smart-meter load data and has it registered; it offers the data under the power-sector
+# policy template; a planning institute requests, both sign the agreement; the operator's
+# provenance log records it and the authority witnesses the log; finally the authority
+# revokes the credential and verification fails, as it must.
 #
 #   scripts/walkthrough.sh            # builds tds (release) and runs in a temporary dir
 #   TDS=/path/to/tds scripts/walkthrough.sh
@@ -34,6 +38,54 @@ step "Anyone holding the authority's public key verifies the credential"
 
 step "A reviewer inspects the signed object"
 "$TDS" inspect grid.cred
+
+step "The grid operator describes its load data in a signed manifest (Merkle root over 1 MiB chunks)"
+head -c 3000000 /dev/zero | tr '\0' 'x' > load.csv
+"$TDS" manifest create load.csv --key grid.key --title "Feeder load, 15-minute" --sector power \
+    --classification important --residency CN-SX --out load.manifest
+asset_id="$("$TDS" manifest show load.manifest | sed -n 's/.*"asset_id": *"\([^"]*\)".*/\1/p')"
+"$TDS" manifest verify load.manifest --data load.csv --owner-key "$grid_pub"
+
+step "The authority registers the asset (产权登记) after checking the owner's credential"
+"$TDS" manifest register load.manifest --home authority --credential grid.cred --out load.receipt
+
+step "The operator offers the data under the power-sector policy template, priced"
+"$TDS" policy template power > power.tdsp
+"$TDS" policy check power.tdsp
+"$TDS" offer create --key grid.key --asset "$asset_id" --policy power.tdsp --price 12.50 \
+    --currency CNY --out offer.cose
+
+step "A planning institute asks for grid planning inside CN-SX; its terms sit inside the offer"
+"$TDS" key new --out planner.key
+cat > planner.tdsp <<'POLICY'
+policy set;
+
+permit use
+  when purpose isA grid/planning
+    and industry eq power
+    and spatial isPartOf CN-SX
+  duty anonymize, attribute("smart-meter load data, provided under TDS");
+POLICY
+"$TDS" policy contains power.tdsp planner.tdsp
+"$TDS" contract request offer.cose --key planner.key --purpose grid/planning --policy planner.tdsp \
+    --out request.cose
+
+step "Both parties sign the agreement (one COSE_Sign, two signatures); anyone can check it"
+"$TDS" contract accept request.cose --offer offer.cose --key grid.key --out half.cose
+"$TDS" contract countersign half.cose --key planner.key --out agreement.cose
+"$TDS" agreement verify agreement.cose
+
+step "The operator's provenance log records it; the authority witnesses the log"
+"$TDS" log annotate --home node --text "agreement concluded for load data"
+"$TDS" log checkpoint --home node > checkpoint-1.txt
+log_key="$("$TDS" log key --home node)"
+"$TDS" witness cosign --home authority --log-key "$log_key" checkpoint-1.txt
+"$TDS" log annotate --home node --text "load data delivered"
+"$TDS" log checkpoint --home node > checkpoint-2.txt
+"$TDS" log consistency --home node --from 1 --to 2 > consistency.json
+"$TDS" witness cosign --home authority --log-key "$log_key" checkpoint-2.txt \
+    --consistency consistency.json
+"$TDS" log verify --home node
 
 step "The authority revokes serial 1 and publishes its revocation list"
 "$TDS" authority revoke --home authority --serial 1
