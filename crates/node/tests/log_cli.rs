@@ -516,3 +516,185 @@ fn evidence_export_and_verify() {
     let err = fail(&["evidence", "verify", p(&bad), "--authority-key", &auth_key]);
     assert!(err.contains("cosigned"), "{err}");
 }
+
+/// Makes a real two-party agreement with the offline contract verbs; returns its bytes
+/// and id.
+fn real_agreement(dir: &Path) -> (Vec<u8>, tds_core::Hash256) {
+    let f = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    std::fs::write(
+        dir.join("offer.tdsp"),
+        "policy set;\n\npermit use\n  when purpose isA grid;\n",
+    )
+    .unwrap();
+    ok(&["key", "new", "--out", &f("provider.key")]);
+    ok(&["key", "new", "--out", &f("consumer.key")]);
+    ok(&[
+        "offer",
+        "create",
+        "--key",
+        &f("provider.key"),
+        "--asset",
+        "urn:asset:load",
+        "--policy",
+        &f("offer.tdsp"),
+        "--out",
+        &f("offer.cose"),
+    ]);
+    ok(&[
+        "contract",
+        "request",
+        &f("offer.cose"),
+        "--key",
+        &f("consumer.key"),
+        "--purpose",
+        "grid/planning",
+        "--out",
+        &f("request.cose"),
+    ]);
+    ok(&[
+        "contract",
+        "accept",
+        &f("request.cose"),
+        "--offer",
+        &f("offer.cose"),
+        "--key",
+        &f("provider.key"),
+        "--out",
+        &f("half.cose"),
+    ]);
+    ok(&[
+        "contract",
+        "countersign",
+        &f("half.cose"),
+        "--key",
+        &f("consumer.key"),
+        "--out",
+        &f("agreement.cose"),
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["agreement", "verify", &f("agreement.cose")])).unwrap();
+    let id: tds_core::Hash256 = v["agreement_id"].as_str().unwrap().parse().unwrap();
+    (std::fs::read(dir.join("agreement.cose")).unwrap(), id)
+}
+
+/// A node log holding one `agreement_concluded` event that embeds `bytes` under `id`,
+/// checkpointed and cosigned by a fresh authority; returns the bundle path and the
+/// authority key.
+fn bundle_with_embedded(
+    dir: &Path,
+    bytes: Vec<u8>,
+    id: tds_core::Hash256,
+) -> (std::path::PathBuf, String) {
+    use tds_core::SigningKey;
+    use tds_provenance::event::{Code, Event, EventBody, SignedObject};
+    use tds_provenance::store::{FileStore, OpenOptions};
+
+    let node = dir.join("node");
+    ok(&["log", "annotate", "--home", p(&node), "--text", "start"]);
+    {
+        let key = SigningKey::read_file(&node.join("node.key")).unwrap();
+        let actor = key.id();
+        let store = FileStore::open(
+            Arc::new(tds_provenance::DirStorage::new(&node.join("log"))),
+            OpenOptions::writer(),
+        )
+        .unwrap();
+        let log = tds_provenance::Log::new(store, key);
+        let body = EventBody::AgreementConcluded {
+            agreement: id,
+            negotiation: tds_core::Hash256::from_bytes([1; 32]),
+            provider: actor,
+            consumer: tds_core::Hash256::from_bytes([2; 32]),
+            object: Some(SignedObject {
+                kind: Code::new("agreement").unwrap(),
+                id,
+                bytes,
+            }),
+        };
+        log.append(&Event::new(1_700_000_000_000, actor, body))
+            .unwrap();
+    }
+    let auth = dir.join("auth");
+    let shown: serde_json::Value = serde_json::from_str(&ok(&[
+        "authority",
+        "init",
+        "--home",
+        p(&auth),
+        "--name",
+        "Space authority",
+    ]))
+    .unwrap();
+    let vkey = ok(&["log", "key", "--home", p(&node)]).trim().to_owned();
+    let cp = dir.join("cp");
+    std::fs::write(&cp, ok(&["log", "checkpoint", "--home", p(&node)])).unwrap();
+    let cosigned = dir.join("cosigned");
+    std::fs::write(
+        &cosigned,
+        ok(&[
+            "witness",
+            "cosign",
+            "--home",
+            p(&auth),
+            "--log-key",
+            &vkey,
+            p(&cp),
+        ]),
+    )
+    .unwrap();
+    let bundle = dir.join("bundle.cbor");
+    ok(&[
+        "evidence",
+        "export",
+        "--home",
+        p(&node),
+        "--agreement",
+        &id.to_string(),
+        "--out",
+        p(&bundle),
+        "--checkpoint",
+        p(&cosigned),
+    ]);
+    (bundle, shown["public_key_hex"].as_str().unwrap().to_owned())
+}
+
+#[test]
+fn evidence_verify_checks_the_embedded_agreement_signatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, id) = real_agreement(dir.path());
+    let (bundle, auth_key) = bundle_with_embedded(dir.path(), bytes, id);
+    let v: serde_json::Value = serde_json::from_str(&ok(&[
+        "evidence",
+        "verify",
+        p(&bundle),
+        "--authority-key",
+        &auth_key,
+    ]))
+    .unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["objects"][0]["kind"], "agreement");
+    assert_eq!(v["objects"][0]["id"], id.to_string());
+    assert_eq!(
+        v["objects"][0]["check"],
+        "signatures of both parties verified"
+    );
+}
+
+#[test]
+fn evidence_verify_refuses_a_logged_agreement_with_a_broken_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut bytes, id) = real_agreement(dir.path());
+    // The last byte belongs to the consumer's signature: the log faithfully holds a
+    // forgery, and the bundle's proofs are all valid, but the arbiter must still refuse.
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    let (bundle, auth_key) = bundle_with_embedded(dir.path(), bytes, id);
+    let err = fail(&[
+        "evidence",
+        "verify",
+        p(&bundle),
+        "--authority-key",
+        &auth_key,
+    ]);
+    assert!(err.contains("embedded agreement"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

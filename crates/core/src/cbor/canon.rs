@@ -140,8 +140,6 @@ pub(super) fn canonicalize(bytes: &[u8], limits: &Limits) -> Result<Vec<u8>, Cbo
 pub(super) struct Scratch {
     /// (key start, key end, entry end) offsets into the output, for every open map.
     pub(super) spans: Vec<Span>,
-    /// A copy of one map body while its entries are put in order.
-    pub(super) body: Vec<u8>,
 }
 
 fn canon_item(
@@ -310,18 +308,21 @@ pub(super) fn order_map(
         {
             return Err(CborError::DuplicateMapKey { offset: map_offset });
         }
-        scratch.body.clear();
-        scratch
-            .body
-            .extend_from_slice(out.get(body_start..).unwrap_or_default());
-        out.truncate(body_start);
+        // Append the entries in order after the body, then move them over it: no
+        // allocation beyond the output's own growth.
+        let body_end = out.len();
         for span in spans.iter() {
-            let entry = scratch
-                .body
-                .get(span.key_start - body_start..span.end - body_start)
-                .unwrap_or_default();
-            out.extend_from_slice(entry);
+            if span.key_start < span.end && span.end <= body_end {
+                out.extend_from_within(span.key_start..span.end);
+            }
         }
+        if out.len() - body_end != body_end - body_start {
+            return Err(CborError::Encode(
+                "internal: map entry spans do not cover the map".into(),
+            ));
+        }
+        out.copy_within(body_end.., body_start);
+        out.truncate(body_end);
     }
     scratch.spans.truncate(spans_start);
     Ok(())

@@ -37,6 +37,7 @@ impl Major {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn bits(self) -> u8 {
         match self {
             Major::Unsigned => 0,
@@ -200,17 +201,23 @@ fn be(bytes: &[u8]) -> u64 {
 }
 
 /// Appends a header with the shortest encoding of `arg`.
-#[inline]
+#[inline(always)]
 pub(crate) fn write_header(out: &mut Vec<u8>, major: Major, arg: u64) {
     let m = major.bits() << 5;
     if arg < 24 {
         out.push(m | arg as u8);
-    } else if arg <= 0xff {
-        out.push(m | 24);
-        out.push(arg as u8);
+    } else {
+        write_long_header(out, m, arg);
+    }
+}
+
+#[inline(never)]
+fn write_long_header(out: &mut Vec<u8>, m: u8, arg: u64) {
+    if arg <= 0xff {
+        out.extend_from_slice(&[m | 24, arg as u8]);
     } else if arg <= 0xffff {
-        out.push(m | 25);
-        out.extend_from_slice(&(arg as u16).to_be_bytes());
+        let b = (arg as u16).to_be_bytes();
+        out.extend_from_slice(&[m | 25, b[0], b[1]]);
     } else if arg <= 0xffff_ffff {
         out.push(m | 26);
         out.extend_from_slice(&(arg as u32).to_be_bytes());

@@ -44,10 +44,10 @@ pub(super) fn to_canonical_vec<T: Serialize + ?Sized>(
     value: &T,
     limits: &Limits,
 ) -> Result<Vec<u8>, CborError> {
-    let mut out = Vec::with_capacity(256);
+    // One allocation for typical objects; big ones grow geometrically as usual.
+    let mut out = Vec::with_capacity(1024);
     let mut scratch = Scratch {
         spans: Vec::with_capacity(32),
-        body: Vec::new(),
     };
     let mut s = Serializer {
         out: &mut out,
@@ -94,6 +94,7 @@ impl Serializer<'_> {
         Ok(())
     }
 
+    #[inline]
     fn text(&mut self, s: &str) {
         write_header(self.out, Major::Text, s.len() as u64);
         self.out.extend_from_slice(s.as_bytes());

@@ -100,6 +100,10 @@ fn verify(a: &VerifyArgs) -> anyhow::Result<()> {
     let bytes = files::read(&a.file)?;
     let s = evidence::verify(&bytes, &a.authority_key)
         .map_err(|e| anyhow!("{}: {e}", a.file.display()))?;
+    // The provenance crate proves the events are in the cosigned log; the signed objects
+    // they embed (agreements, manifests) are checked here, where their crates are known.
+    let objects =
+        check_objects(&bytes, &s.agreement).map_err(|e| anyhow!("{}: {e}", a.file.display()))?;
     super::log::print_line(&json!({
         "ok": true,
         "agreement": s.agreement.to_string(),
@@ -110,5 +114,64 @@ fn verify(a: &VerifyArgs) -> anyhow::Result<()> {
         "events": s.events.iter().map(|(i, k)| json!({"index": i, "kind": k})).collect::<Vec<_>>(),
         "credentials": s.credentials.iter().map(|(id, name)| json!({"id": id.to_string(), "name": name})).collect::<Vec<_>>(),
         "log_key_credential": s.log_key_credential,
+        "objects": objects,
     }))
+}
+
+/// Verifies the signatures of the agreements and manifests embedded in the bundle's
+/// events and that each has the id its event claims. Objects of other kinds are listed
+/// as not checked.
+fn check_objects(bundle: &[u8], agreement: &Hash256) -> anyhow::Result<Vec<serde_json::Value>> {
+    let bundle = evidence::Bundle::decode(bundle)?;
+    let mut out = Vec::new();
+    for be in &bundle.events {
+        let event = tds_provenance::Event::decode(&be.event)?;
+        for o in event.objects() {
+            let kind = o.kind.as_str();
+            let checked = match kind {
+                "agreement" => {
+                    let v = tds_policy::contract::verify_agreement(&o.bytes)
+                        .map_err(|e| anyhow!("event {}: embedded agreement: {e}", be.index))?;
+                    if v.id() != o.id {
+                        return Err(anyhow!(
+                            "event {}: embedded agreement is {}, the event says {}",
+                            be.index,
+                            v.id(),
+                            o.id
+                        ));
+                    }
+                    if v.id() != *agreement {
+                        return Err(anyhow!(
+                            "event {}: embeds agreement {}, the bundle is for {agreement}",
+                            be.index,
+                            v.id()
+                        ));
+                    }
+                    "signatures of both parties verified"
+                }
+                "manifest" => {
+                    let v = tds_manifest::open(&o.bytes)
+                        .and_then(|u| u.verify_named_owner())
+                        .map_err(|e| anyhow!("event {}: embedded manifest: {e}", be.index))?;
+                    if *v.id().as_hash() != o.id {
+                        return Err(anyhow!(
+                            "event {}: embedded manifest is {}, the event says {}",
+                            be.index,
+                            v.id(),
+                            o.id
+                        ));
+                    }
+                    "owner signature verified"
+                }
+                _ => "not checked (unknown kind)",
+            };
+            out.push(json!({
+                "event": be.index,
+                "kind": kind,
+                "id": o.id.to_string(),
+                "check": checked,
+            }));
+        }
+    }
+    Ok(out)
 }
