@@ -75,17 +75,31 @@ step "Both parties sign the agreement (one COSE_Sign, two signatures); anyone ca
 "$TDS" contract countersign half.cose --key planner.key --out agreement.cose
 "$TDS" agreement verify agreement.cose
 
-step "The operator's provenance log records it; the authority witnesses the log"
-"$TDS" log annotate --home node --text "agreement concluded for load data"
+step "The operator's provenance log records the manifest and the agreement (its node key is its grid key)"
+mkdir -m 700 node && cp grid.key node/node.key && chmod 600 node/node.key
+"$TDS" log record --home node --manifest load.manifest
+"$TDS" log record --home node --agreement agreement.cose
+
+step "The authority witnesses the log: it cosigns checkpoints only if each extends the last"
 "$TDS" log checkpoint --home node > checkpoint-1.txt
 log_key="$("$TDS" log key --home node)"
-"$TDS" witness cosign --home authority --log-key "$log_key" checkpoint-1.txt
+"$TDS" witness cosign --home authority --log-key "$log_key" checkpoint-1.txt > checkpoint-1.cosigned
+"$TDS" log witnessed --home node --authority-key "$auth_pub" checkpoint-1.cosigned
 "$TDS" log annotate --home node --text "load data delivered"
 "$TDS" log checkpoint --home node > checkpoint-2.txt
-"$TDS" log consistency --home node --from 1 --to 2 > consistency.json
+# The second line of a checkpoint is its tree size.
+"$TDS" log consistency --home node --from "$(sed -n 2p checkpoint-1.txt)" \
+    --to "$(sed -n 2p checkpoint-2.txt)" > consistency.json
 "$TDS" witness cosign --home authority --log-key "$log_key" checkpoint-2.txt \
-    --consistency consistency.json
+    --consistency consistency.json > checkpoint-2.cosigned
+cat checkpoint-2.cosigned
+"$TDS" log witnessed --home node --authority-key "$auth_pub" checkpoint-2.cosigned
 "$TDS" log verify --home node
+
+step "Later, an arbiter checks what was agreed and logged, trusting only the authority's key"
+agreement_id="$("$TDS" agreement verify agreement.cose | sed -n 's/.*"agreement_id": *"\([^"]*\)".*/\1/p')"
+"$TDS" evidence export --home node --agreement "$agreement_id" --credential grid.cred --out evidence.cbor
+"$TDS" evidence verify evidence.cbor --authority-key "$auth_pub"
 
 step "The authority revokes serial 1 and publishes its revocation list"
 "$TDS" authority revoke --home authority --serial 1

@@ -27,7 +27,8 @@ pub(crate) struct Home {
     dir: PathBuf,
 }
 
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+/// Creates `dir` (and its parents) with mode 0700 where it does not exist yet.
+pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

@@ -698,3 +698,80 @@ fn evidence_verify_refuses_a_logged_agreement_with_a_broken_signature() {
     assert!(err.contains("embedded agreement"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn log_witnessed_checks_the_cosignature_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("node");
+    let auth = dir.path().join("auth");
+    let other = dir.path().join("other");
+    ok(&["log", "annotate", "--home", p(&node), "--text", "one"]);
+    let key_of = |home: &Path| -> String {
+        let v: serde_json::Value = serde_json::from_str(&ok(&[
+            "authority",
+            "init",
+            "--home",
+            p(home),
+            "--name",
+            "Space authority",
+        ]))
+        .unwrap();
+        v["public_key_hex"].as_str().unwrap().to_owned()
+    };
+    let auth_key = key_of(&auth);
+    let other_key = key_of(&other);
+    let vkey = ok(&["log", "key", "--home", p(&node)]).trim().to_owned();
+    let cp = dir.path().join("cp");
+    std::fs::write(&cp, ok(&["log", "checkpoint", "--home", p(&node)])).unwrap();
+    let cosigned = dir.path().join("cosigned");
+    std::fs::write(
+        &cosigned,
+        ok(&[
+            "witness",
+            "cosign",
+            "--home",
+            p(&auth),
+            "--log-key",
+            &vkey,
+            p(&cp),
+        ]),
+    )
+    .unwrap();
+    // Another authority's key: no valid cosignature by it.
+    let err = fail(&[
+        "log",
+        "witnessed",
+        "--home",
+        p(&node),
+        "--authority-key",
+        &other_key,
+        p(&cosigned),
+    ]);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cosigned"), "{err}");
+    // The uncosigned checkpoint is refused too.
+    fail(&[
+        "log",
+        "witnessed",
+        "--home",
+        p(&node),
+        "--authority-key",
+        &auth_key,
+        p(&cp),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&[
+        "log",
+        "witnessed",
+        "--home",
+        p(&node),
+        "--authority-key",
+        &auth_key,
+        p(&cosigned),
+    ]))
+    .unwrap();
+    assert_eq!(v["event"], "checkpoint_witnessed");
+    assert_eq!(v["size"], 1);
+    assert!(node.join("witnessed").join("1.txt").exists());
+    let shown = ok(&["log", "show", "--home", p(&node)]);
+    assert!(shown.contains("checkpoint_witnessed"), "{shown}");
+}

@@ -150,6 +150,18 @@ pub struct Summary {
 /// Verifies a bundle trusting only `authority` (see the [module docs](self) for the
 /// steps).
 pub fn verify(bytes: &[u8], authority: &PublicKey) -> Result<Summary, EvidenceError> {
+    verify_with_assets(bytes, authority, &[])
+}
+
+/// [`verify`], also accepting the `asset_published` events of `assets`: the assets the
+/// agreement covers, which the caller reads from the agreement it has verified itself
+/// (this crate does not parse agreements).
+pub fn verify_with_assets(
+    bytes: &[u8],
+    authority: &PublicKey,
+    assets: &[Hash256],
+) -> Result<Summary, EvidenceError> {
+    let extra_assets = assets;
     let b = Bundle::decode(bytes)?;
     let log_key = VerifierKey::parse(&b.log_key)?;
     if log_key.kind != TYPE_ED25519 {
@@ -195,14 +207,15 @@ pub fn verify(bytes: &[u8], authority: &PublicKey) -> Result<Summary, EvidenceEr
             Event::decode(&be.event).map_err(|e| invalid(format!("events[{k}]"), e.to_string()))?;
         decoded.push(e);
     }
-    let assets: Vec<Hash256> = decoded
+    let assets: Vec<Hash256> = extra_assets
         .iter()
-        .filter_map(|e| match &e.body {
+        .copied()
+        .chain(decoded.iter().filter_map(|e| match &e.body {
             EventBody::TransferStarted {
                 agreement, asset, ..
             } if *agreement == b.agreement => Some(*asset),
             _ => None,
-        })
+        }))
         .collect();
     let mut events = Vec::new();
     let mut concluded = false;
@@ -258,6 +271,20 @@ pub fn export<S: crate::store::LogStore>(
     checkpoint: &str,
     credentials: Vec<Vec<u8>>,
 ) -> Result<Bundle, crate::LogError> {
+    export_with_assets(log, agreement, &[], checkpoint, credentials)
+}
+
+/// [`export`], also taking the `asset_published` events of `assets` (the assets the
+/// agreement covers, which the caller reads from the agreement's terms: this crate does
+/// not parse agreements). Assets named by the agreement's `transfer_started` events are
+/// always taken.
+pub fn export_with_assets<S: crate::store::LogStore>(
+    log: &crate::Log<S>,
+    agreement: &Hash256,
+    assets: &[Hash256],
+    checkpoint: &str,
+    credentials: Vec<Vec<u8>>,
+) -> Result<Bundle, crate::LogError> {
     let vk = log.verifier_key()?;
     let cp = note::verify_checkpoint(checkpoint.as_bytes(), &vk)?;
     let size = cp.checkpoint().size;
@@ -272,16 +299,17 @@ pub fn export<S: crate::store::LogStore>(
         let e = Event::decode(&bytes)?;
         chosen.push((i, bytes, e));
     }
-    let assets: Vec<Hash256> = chosen
+    let assets: Vec<Hash256> = assets
         .iter()
-        .filter_map(|(_, _, e)| match &e.body {
+        .copied()
+        .chain(chosen.iter().filter_map(|(_, _, e)| match &e.body {
             EventBody::TransferStarted {
                 agreement: a,
                 asset,
                 ..
             } if a == agreement => Some(*asset),
             _ => None,
-        })
+        }))
         .collect();
     let mut events = Vec::new();
     for (i, bytes, e) in chosen {

@@ -218,6 +218,19 @@ impl<'s, 'a> Map<'s, 'a> {
         Ok(())
     }
 
+    /// A struct field: the key is a static text string.
+    #[inline]
+    fn field<V: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &V,
+    ) -> Result<(), SerError> {
+        self.state.key_start = self.ser.out.len();
+        self.ser.text(key);
+        self.state.key_end = self.ser.out.len();
+        self.entry_value(value)
+    }
+
     fn finish(self) -> Result<(), SerError> {
         let st = self.state;
         let ser = self.ser;
@@ -538,10 +551,7 @@ impl ser::SerializeStruct for Map<'_, '_> {
         key: &'static str,
         value: &T,
     ) -> Result<(), SerError> {
-        self.state.key_start = self.ser.out.len();
-        self.ser.text(key);
-        self.state.key_end = self.ser.out.len();
-        self.entry_value(value)
+        self.field(key, value)
     }
     fn end(self) -> Result<(), SerError> {
         self.finish()
@@ -556,10 +566,7 @@ impl ser::SerializeStructVariant for Map<'_, '_> {
         key: &'static str,
         value: &T,
     ) -> Result<(), SerError> {
-        self.state.key_start = self.ser.out.len();
-        self.ser.text(key);
-        self.state.key_end = self.ser.out.len();
-        self.entry_value(value)
+        self.field(key, value)
     }
     fn end(self) -> Result<(), SerError> {
         self.finish()

@@ -33,7 +33,8 @@ pub(crate) struct ExportArgs {
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
     /// The checkpoint to prove into, cosigned by the authority (as printed by
-    /// `tds witness cosign`); default: the latest stored checkpoint.
+    /// `tds witness cosign`); default: the latest one recorded with `tds log witnessed`,
+    /// else the latest stored checkpoint.
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
     /// A membership credential to include (the node's own, at least); may repeat.
@@ -68,6 +69,11 @@ fn export(a: &ExportArgs) -> anyhow::Result<()> {
         Some(p) => {
             String::from_utf8(files::read(p)?).map_err(|_| anyhow!("{}: not UTF-8", p.display()))?
         }
+        None if super::log::latest_witnessed(&a.home)?.is_some() => {
+            let p = super::log::latest_witnessed(&a.home)?.unwrap_or_default();
+            String::from_utf8(files::read(&p)?)
+                .map_err(|_| anyhow!("{}: not UTF-8", p.display()))?
+        }
         None => {
             let stored = tds_provenance::LogStore::checkpoints(log.store())?;
             let last = stored.last().ok_or_else(|| {
@@ -82,8 +88,9 @@ fn export(a: &ExportArgs) -> anyhow::Result<()> {
     for p in &a.credentials {
         creds.push(files::read(p)?);
     }
-    let bundle =
-        evidence::export(&log, &a.agreement, &checkpoint, creds).context("--checkpoint")?;
+    let assets = agreement_assets(&log, &a.agreement)?;
+    let bundle = evidence::export_with_assets(&log, &a.agreement, &assets, &checkpoint, creds)
+        .context("--checkpoint")?;
     files::write(&a.out, &bundle.encode()?, files::PUBLIC_MODE)?;
     super::log::print_line(&json!({
         "file": a.out.display().to_string(),
@@ -96,9 +103,38 @@ fn export(a: &ExportArgs) -> anyhow::Result<()> {
     }))
 }
 
+/// The asset of the agreement, when the log holds the signed agreement and its asset is
+/// an asset id (`sha256:...`), so the bundle carries the asset's manifest event too.
+fn agreement_assets(
+    log: &tds_provenance::Log<tds_provenance::store::FileStore>,
+    agreement: &Hash256,
+) -> anyhow::Result<Vec<Hash256>> {
+    let store = log.store();
+    let mut out = Vec::new();
+    for i in 0..tds_provenance::LogStore::size(store) {
+        let event = tds_provenance::Event::decode(&tds_provenance::LogStore::read(store, i)?)?;
+        for o in event.objects() {
+            if o.kind.as_str() == "agreement" && o.id == *agreement {
+                if let Ok(v) = tds_policy::contract::verify_agreement(&o.bytes) {
+                    if let Ok(asset) = v.terms().asset.as_str().parse::<Hash256>() {
+                        if !out.contains(&asset) {
+                            out.push(asset);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn verify(a: &VerifyArgs) -> anyhow::Result<()> {
     let bytes = files::read(&a.file)?;
-    let s = evidence::verify(&bytes, &a.authority_key)
+    // The assets the embedded agreement covers: their manifest events belong in the
+    // bundle too. The agreement's signatures are checked (again) in check_objects.
+    let assets =
+        bundle_agreement_assets(&bytes).map_err(|e| anyhow!("{}: {e}", a.file.display()))?;
+    let s = evidence::verify_with_assets(&bytes, &a.authority_key, &assets)
         .map_err(|e| anyhow!("{}: {e}", a.file.display()))?;
     // The provenance crate proves the events are in the cosigned log; the signed objects
     // they embed (agreements, manifests) are checked here, where their crates are known.
@@ -116,6 +152,26 @@ fn verify(a: &VerifyArgs) -> anyhow::Result<()> {
         "log_key_credential": s.log_key_credential,
         "objects": objects,
     }))
+}
+
+/// The assets of the bundle's own agreement, read from its embedded, verified signed
+/// agreement (none if the bundle does not carry it).
+fn bundle_agreement_assets(bundle: &[u8]) -> anyhow::Result<Vec<Hash256>> {
+    let bundle = evidence::Bundle::decode(bundle)?;
+    let mut out = Vec::new();
+    for be in &bundle.events {
+        let event = tds_provenance::Event::decode(&be.event)?;
+        for o in event.objects() {
+            if o.kind.as_str() == "agreement" && o.id == bundle.agreement {
+                let v = tds_policy::contract::verify_agreement(&o.bytes)
+                    .map_err(|e| anyhow!("event {}: embedded agreement: {e}", be.index))?;
+                if let Ok(asset) = v.terms().asset.as_str().parse::<Hash256>() {
+                    out.push(asset);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Verifies the signatures of the agreements and manifests embedded in the bundle's

@@ -20,8 +20,6 @@ use tds_provenance::event::{Annotation, Event, EventBody};
 use tds_provenance::store::{FileStore, OpenOptions};
 use tds_provenance::{DirStorage, Log};
 
-use crate::files;
-
 /// The node key file in a node home.
 pub(crate) const NODE_KEY: &str = "node.key";
 /// The log directory in a node home.
@@ -88,6 +86,39 @@ pub(crate) enum LogCommand {
         #[arg(long)]
         text: String,
     },
+    /// Record a signed object in the log: an agreement (as `agreement_concluded`, after
+    /// checking both parties' signatures) or a manifest (as `asset_published`, after
+    /// checking the owner's signature). The log keeps the signed bytes, so evidence
+    /// bundles carry them.
+    Record {
+        #[command(flatten)]
+        home: NodeHome,
+        /// A two-party agreement (as written by `tds contract countersign`).
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "manifest",
+            required_unless_present = "manifest"
+        )]
+        agreement: Option<PathBuf>,
+        /// A signed manifest (as written by `tds manifest create`).
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+    },
+    /// Record that the authority cosigned one of this log's checkpoints: checks the log's
+    /// signature, the authority's cosignature and the root, appends
+    /// `checkpoint_witnessed`, and keeps the cosigned checkpoint for `tds evidence
+    /// export`.
+    Witnessed {
+        #[command(flatten)]
+        home: NodeHome,
+        /// The authority's public key, 64 hex digits.
+        #[arg(long, value_name = "HEX")]
+        authority_key: String,
+        /// The cosigned checkpoint (as printed by `tds witness cosign`).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Disk benchmark: append COUNT annotation events from CONCURRENCY writers, each
     /// waiting for its own append to be durable before the next.
     Bench {
@@ -122,6 +153,16 @@ pub(crate) fn dispatch(command: LogCommand) -> anyhow::Result<()> {
         LogCommand::Prove { home, index, size } => prove(&home.home, index, size),
         LogCommand::Consistency { home, from, to } => consistency(&home.home, from, to),
         LogCommand::Annotate { home, text } => annotate(&home.home, &text),
+        LogCommand::Record {
+            home,
+            agreement,
+            manifest,
+        } => record(&home.home, agreement.as_deref(), manifest.as_deref()),
+        LogCommand::Witnessed {
+            home,
+            authority_key,
+            file,
+        } => witnessed(&home.home, &authority_key, &file),
         LogCommand::Bench {
             home,
             count,
@@ -133,19 +174,6 @@ pub(crate) fn dispatch(command: LogCommand) -> anyhow::Result<()> {
 
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
-}
-
-fn private_dir(dir: &Path) -> anyhow::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .map_err(|e| anyhow!("{}: {}", dir.display(), files::io_reason(&e)))
 }
 
 /// The key that signs a home's log: `node.key`, or in an authority's home (which has
@@ -165,7 +193,7 @@ pub(crate) fn open_writer(home: &Path) -> anyhow::Result<Log<FileStore>> {
     if home.exists() && !home.is_dir() {
         bail!("{}: not a directory", home.display());
     }
-    private_dir(&home.join(LOG_DIR))?;
+    crate::home::create_private_dir(&home.join(LOG_DIR))?;
     let key_path = log_key_path(home);
     if !key_path.exists() {
         let key = SigningKey::generate()?;
@@ -310,6 +338,135 @@ fn annotate(home: &Path, text: &str) -> anyhow::Result<()> {
         "index": index,
         "leaf_hash": b64(leaf.as_bytes()),
         "tree_size": log.size(),
+    }))
+}
+
+/// Where a node keeps the checkpoints its witness cosigned: `<home>/witnessed/<size>.txt`.
+pub(crate) const WITNESSED_DIR: &str = "witnessed";
+
+/// The cosigned checkpoint of the largest size kept in `home`, if any.
+pub(crate) fn latest_witnessed(home: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let dir = home.join(WITNESSED_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow!("{}: {e}", dir.display())),
+    };
+    let mut best: Option<(u64, PathBuf)> = None;
+    for entry in entries {
+        let path = entry.map_err(|e| anyhow!("{}: {e}", dir.display()))?.path();
+        let size = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<u64>().ok());
+        if let (Some(size), Some("txt")) = (size, path.extension().and_then(|e| e.to_str())) {
+            if best.as_ref().is_none_or(|(b, _)| size > *b) {
+                best = Some((size, path));
+            }
+        }
+    }
+    Ok(best.map(|(_, p)| p))
+}
+
+fn record(home: &Path, agreement: Option<&Path>, manifest: Option<&Path>) -> anyhow::Result<()> {
+    use tds_provenance::event::{Code, SignedObject};
+    let (body, kind, id) = match (agreement, manifest) {
+        (Some(path), _) => {
+            let bytes = crate::files::read(path)?;
+            let v = tds_policy::contract::verify_agreement(&bytes)
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            let t = v.terms();
+            let body = EventBody::AgreementConcluded {
+                agreement: v.id(),
+                negotiation: t.request,
+                provider: t.provider,
+                consumer: t.consumer,
+                object: Some(SignedObject {
+                    kind: Code::new("agreement")?,
+                    id: v.id(),
+                    bytes,
+                }),
+            };
+            (body, "agreement", v.id())
+        }
+        (None, Some(path)) => {
+            let bytes = crate::files::read(path)?;
+            let v = tds_manifest::open(&bytes)
+                .and_then(|u| u.verify_named_owner())
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            let id = *v.id().as_hash();
+            let body = EventBody::AssetPublished {
+                asset: id,
+                object: Some(SignedObject {
+                    kind: Code::new("manifest")?,
+                    id,
+                    bytes,
+                }),
+            };
+            (body, "manifest", id)
+        }
+        (None, None) => bail!("give --agreement FILE or --manifest FILE"),
+    };
+    let log = open_writer(home)?;
+    let actor = SigningKey::read_file(&log_key_path(home))?.id();
+    let e = Event::new(Timestamp::now().as_millis(), actor, body);
+    let kind_name = e.kind();
+    let index = log.append(&e)?;
+    print_line(&json!({
+        "index": index,
+        "event": kind_name,
+        "object": kind,
+        "id": id.to_string(),
+        "tree_size": log.size(),
+    }))
+}
+
+fn witnessed(home: &Path, authority_key: &str, file: &Path) -> anyhow::Result<()> {
+    let authority = tds_core::PublicKey::from_hex(authority_key).context("--authority-key")?;
+    let log = open_writer(home)?;
+    let bytes = crate::files::read(file)?;
+    let fail = |e: &dyn std::fmt::Display| anyhow!("{}: {e}", file.display());
+    let verified = tds_provenance::note::verify_checkpoint(&bytes, &log.verifier_key()?)
+        .map_err(|e| fail(&e))?;
+    let cp = verified.checkpoint().clone();
+    if cp.origin != log.origin() {
+        return Err(fail(&format!(
+            "checkpoint of log {:?}, not of this log",
+            cp.origin
+        )));
+    }
+    let witness = tds_provenance::witness::witness_key(&authority)?;
+    let at = tds_provenance::note::verify_cosignature(verified.note(), &witness)
+        .map_err(|e| fail(&e))?;
+    if cp.size > log.size() || log.root(cp.size)? != cp.root {
+        return Err(fail(
+            &"the checkpoint's root is not this log's root at that size",
+        ));
+    }
+    let dir = home.join(WITNESSED_DIR);
+    crate::home::create_private_dir(&dir)?;
+    crate::files::write(
+        &dir.join(format!("{}.txt", cp.size)),
+        &bytes,
+        crate::files::PUBLIC_MODE,
+    )?;
+    let actor = SigningKey::read_file(&log_key_path(home))?.id();
+    let e = Event::new(
+        Timestamp::now().as_millis(),
+        actor,
+        EventBody::CheckpointWitnessed {
+            witness: authority.id(),
+            size: cp.size,
+            root: cp.root,
+        },
+    );
+    let index = log.append(&e)?;
+    print_line(&json!({
+        "index": index,
+        "event": "checkpoint_witnessed",
+        "witness": authority.id().to_string(),
+        "size": cp.size,
+        "cosigned_at": at,
     }))
 }
 
