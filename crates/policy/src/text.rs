@@ -692,7 +692,7 @@ pub fn format_duration(ms: u64) -> String {
         (60_000, "m"),
         (1000, "s"),
     ] {
-        if ms % m == 0 {
+        if ms.is_multiple_of(m) {
             return format!("{}{u}", ms / m);
         }
     }
@@ -734,7 +734,7 @@ fn parse_bytes(w: &str) -> Result<u64, String> {
 fn format_bytes(b: u64) -> String {
     if b != 0 {
         for (m, u) in BYTE_UNITS {
-            if b % m == 0 {
+            if b.is_multiple_of(m) {
                 return format!("{}{u}", b / m);
             }
         }
