@@ -194,6 +194,8 @@ pub(super) struct Map<'s, 'a> {
 pub(super) struct Seq<'s, 'a> {
     ser: &'s mut Serializer<'a>,
     state: SeqState,
+    /// For a tuple variant: the outer one-entry map is already written.
+    variant: bool,
 }
 
 impl<'s, 'a> Map<'s, 'a> {
@@ -259,8 +261,8 @@ impl<'s, 'a> Seq<'s, 'a> {
         Ok(())
     }
 
-    fn finish(self, variant: bool) -> Result<(), SerError> {
-        let st = self.state;
+    fn finish(self) -> Result<(), SerError> {
+        let (st, variant) = (self.state, self.variant);
         if st.declared != Some(st.count) {
             self.ser
                 .fix_header(st.header_pos, st.header_len, Major::Array, st.count as u64);
@@ -424,7 +426,11 @@ impl<'s, 'a> ser::Serializer for &'s mut Serializer<'a> {
 
     fn serialize_seq(self, len: Option<usize>) -> Result<Seq<'s, 'a>, SerError> {
         let state = self.begin_seq(len)?;
-        Ok(Seq { ser: self, state })
+        Ok(Seq {
+            ser: self,
+            state,
+            variant: false,
+        })
     }
 
     fn serialize_tuple(self, len: usize) -> Result<Seq<'s, 'a>, SerError> {
@@ -450,7 +456,11 @@ impl<'s, 'a> ser::Serializer for &'s mut Serializer<'a> {
         write_header(self.out, Major::Map, 1);
         self.text(variant);
         let state = self.begin_seq(Some(len))?;
-        Ok(Seq { ser: self, state })
+        Ok(Seq {
+            ser: self,
+            state,
+            variant: true,
+        })
     }
 
     fn serialize_map(self, len: Option<usize>) -> Result<Map<'s, 'a>, SerError> {
@@ -492,7 +502,7 @@ impl ser::SerializeSeq for Seq<'_, '_> {
         self.element(value)
     }
     fn end(self) -> Result<(), SerError> {
-        self.finish(false)
+        self.finish()
     }
 }
 
@@ -503,7 +513,7 @@ impl ser::SerializeTuple for Seq<'_, '_> {
         self.element(value)
     }
     fn end(self) -> Result<(), SerError> {
-        self.finish(false)
+        self.finish()
     }
 }
 
@@ -514,7 +524,7 @@ impl ser::SerializeTupleStruct for Seq<'_, '_> {
         self.element(value)
     }
     fn end(self) -> Result<(), SerError> {
-        self.finish(false)
+        self.finish()
     }
 }
 
@@ -525,7 +535,7 @@ impl ser::SerializeTupleVariant for Seq<'_, '_> {
         self.element(value)
     }
     fn end(self) -> Result<(), SerError> {
-        self.finish(true)
+        self.finish()
     }
 }
 

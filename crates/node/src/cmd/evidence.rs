@@ -6,6 +6,7 @@ use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use tds_core::{Hash256, PublicKey};
+use tds_provenance::event::SignedObject;
 use tds_provenance::evidence;
 
 use crate::files;
@@ -65,15 +66,13 @@ pub(crate) fn dispatch(command: EvidenceCommand) -> anyhow::Result<()> {
 
 fn export(a: &ExportArgs) -> anyhow::Result<()> {
     let log = super::log::open_reader(&a.home)?;
-    let checkpoint = match &a.checkpoint {
-        Some(p) => {
-            String::from_utf8(files::read(p)?).map_err(|_| anyhow!("{}: not UTF-8", p.display()))?
-        }
-        None if super::log::latest_witnessed(&a.home)?.is_some() => {
-            let p = super::log::latest_witnessed(&a.home)?.unwrap_or_default();
-            String::from_utf8(files::read(&p)?)
-                .map_err(|_| anyhow!("{}: not UTF-8", p.display()))?
-        }
+    let checkpoint = match a
+        .checkpoint
+        .clone()
+        .or(super::log::latest_witnessed(&a.home)?)
+    {
+        Some(p) => String::from_utf8(files::read(&p)?)
+            .map_err(|_| anyhow!("{}: not UTF-8", p.display()))?,
         None => {
             let stored = tds_provenance::LogStore::checkpoints(log.store())?;
             let last = stored.last().ok_or_else(|| {
@@ -103,8 +102,19 @@ fn export(a: &ExportArgs) -> anyhow::Result<()> {
     }))
 }
 
-/// The asset of the agreement, when the log holds the signed agreement and its asset is
-/// an asset id (`sha256:...`), so the bundle carries the asset's manifest event too.
+/// The asset an embedded signed agreement covers, if `o` is the agreement `agreement`
+/// and its asset is an asset id (`sha256:...`): that asset's manifest event belongs in the
+/// agreement's evidence. The agreement's signatures are checked.
+fn covered_asset(o: &SignedObject, agreement: &Hash256) -> anyhow::Result<Option<Hash256>> {
+    if o.kind.as_str() != "agreement" || o.id != *agreement {
+        return Ok(None);
+    }
+    let v = tds_policy::contract::verify_agreement(&o.bytes)
+        .map_err(|e| anyhow!("embedded agreement: {e}"))?;
+    Ok(v.terms().asset.as_str().parse::<Hash256>().ok())
+}
+
+/// The assets of `agreement`, read from the signed agreement the log holds (if any).
 fn agreement_assets(
     log: &tds_provenance::Log<tds_provenance::store::FileStore>,
     agreement: &Hash256,
@@ -114,13 +124,11 @@ fn agreement_assets(
     for i in 0..tds_provenance::LogStore::size(store) {
         let event = tds_provenance::Event::decode(&tds_provenance::LogStore::read(store, i)?)?;
         for o in event.objects() {
-            if o.kind.as_str() == "agreement" && o.id == *agreement {
-                if let Ok(v) = tds_policy::contract::verify_agreement(&o.bytes) {
-                    if let Ok(asset) = v.terms().asset.as_str().parse::<Hash256>() {
-                        if !out.contains(&asset) {
-                            out.push(asset);
-                        }
-                    }
+            // A log entry that fails to verify is not evidence; leave it out here and
+            // let `evidence verify` say why if it is ever bundled.
+            if let Ok(Some(asset)) = covered_asset(o, agreement) {
+                if !out.contains(&asset) {
+                    out.push(asset);
                 }
             }
         }
@@ -130,16 +138,14 @@ fn agreement_assets(
 
 fn verify(a: &VerifyArgs) -> anyhow::Result<()> {
     let bytes = files::read(&a.file)?;
-    // The assets the embedded agreement covers: their manifest events belong in the
-    // bundle too. The agreement's signatures are checked (again) in check_objects.
-    let assets =
-        bundle_agreement_assets(&bytes).map_err(|e| anyhow!("{}: {e}", a.file.display()))?;
-    let s = evidence::verify_with_assets(&bytes, &a.authority_key, &assets)
-        .map_err(|e| anyhow!("{}: {e}", a.file.display()))?;
-    // The provenance crate proves the events are in the cosigned log; the signed objects
-    // they embed (agreements, manifests) are checked here, where their crates are known.
-    let objects =
-        check_objects(&bytes, &s.agreement).map_err(|e| anyhow!("{}: {e}", a.file.display()))?;
+    let in_file = |e: anyhow::Error| anyhow!("{}: {e}", a.file.display());
+    // The signed objects the events embed (agreements, manifests) are checked here, where
+    // their crates are known; the agreement names the assets whose manifest events belong
+    // in the bundle. Then the provenance crate proves the events are in the cosigned log.
+    let checked = check_objects(&bytes).map_err(in_file)?;
+    let s = evidence::verify_with_assets(&bytes, &a.authority_key, &checked.assets)
+        .map_err(|e| in_file(e.into()))?;
+    let objects = checked.objects;
     super::log::print_line(&json!({
         "ok": true,
         "agreement": s.agreement.to_string(),
@@ -154,38 +160,37 @@ fn verify(a: &VerifyArgs) -> anyhow::Result<()> {
     }))
 }
 
-/// The assets of the bundle's own agreement, read from its embedded, verified signed
-/// agreement (none if the bundle does not carry it).
-fn bundle_agreement_assets(bundle: &[u8]) -> anyhow::Result<Vec<Hash256>> {
-    let bundle = evidence::Bundle::decode(bundle)?;
-    let mut out = Vec::new();
-    for be in &bundle.events {
-        let event = tds_provenance::Event::decode(&be.event)?;
-        for o in event.objects() {
-            if o.kind.as_str() == "agreement" && o.id == bundle.agreement {
-                let v = tds_policy::contract::verify_agreement(&o.bytes)
-                    .map_err(|e| anyhow!("event {}: embedded agreement: {e}", be.index))?;
-                if let Ok(asset) = v.terms().asset.as_str().parse::<Hash256>() {
-                    out.push(asset);
-                }
-            }
-        }
-    }
-    Ok(out)
+/// What [`check_objects`] found.
+struct CheckedObjects {
+    /// One JSON line per embedded object.
+    objects: Vec<serde_json::Value>,
+    /// The assets the bundle's agreement covers.
+    assets: Vec<Hash256>,
 }
 
 /// Verifies the signatures of the agreements and manifests embedded in the bundle's
-/// events and that each has the id its event claims. Objects of other kinds are listed
-/// as not checked.
-fn check_objects(bundle: &[u8], agreement: &Hash256) -> anyhow::Result<Vec<serde_json::Value>> {
+/// events and that each has the id its event claims; an embedded agreement must be the
+/// bundle's. Objects of other kinds are listed as not checked.
+fn check_objects(bundle: &[u8]) -> anyhow::Result<CheckedObjects> {
     let bundle = evidence::Bundle::decode(bundle)?;
-    let mut out = Vec::new();
+    let mut out = CheckedObjects {
+        objects: Vec::new(),
+        assets: Vec::new(),
+    };
     for be in &bundle.events {
         let event = tds_provenance::Event::decode(&be.event)?;
         for o in event.objects() {
             let kind = o.kind.as_str();
             let checked = match kind {
                 "agreement" => {
+                    if o.id != bundle.agreement {
+                        return Err(anyhow!(
+                            "event {}: embeds agreement {}, the bundle is for {}",
+                            be.index,
+                            o.id,
+                            bundle.agreement
+                        ));
+                    }
                     let v = tds_policy::contract::verify_agreement(&o.bytes)
                         .map_err(|e| anyhow!("event {}: embedded agreement: {e}", be.index))?;
                     if v.id() != o.id {
@@ -196,12 +201,8 @@ fn check_objects(bundle: &[u8], agreement: &Hash256) -> anyhow::Result<Vec<serde
                             o.id
                         ));
                     }
-                    if v.id() != *agreement {
-                        return Err(anyhow!(
-                            "event {}: embeds agreement {}, the bundle is for {agreement}",
-                            be.index,
-                            v.id()
-                        ));
+                    if let Ok(asset) = v.terms().asset.as_str().parse::<Hash256>() {
+                        out.assets.push(asset);
                     }
                     "signatures of both parties verified"
                 }
@@ -221,7 +222,7 @@ fn check_objects(bundle: &[u8], agreement: &Hash256) -> anyhow::Result<Vec<serde
                 }
                 _ => "not checked (unknown kind)",
             };
-            out.push(json!({
+            out.objects.push(json!({
                 "event": be.index,
                 "kind": kind,
                 "id": o.id.to_string(),
