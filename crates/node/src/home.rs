@@ -5,7 +5,14 @@
 //!   authority.key         PKCS#8 PEM Ed25519 signing key, mode 0600
 //!   authority.json        AuthorityState as JSON, mode 0600, replaced atomically
 //!   retired/<id-hex>.key  earlier keys after `tds authority rollover`, mode 0600
+//!   witness.json          what `tds witness cosign` remembers per log, mode 0600
+//!   LOCK                  flock(2)ed by every command using the home, for its duration
 //! ```
+//!
+//! Commands on one home run one at a time: a second waits for the lock (and says so), so
+//! two `tds witness cosign` or `tds authority admit` runs never lose each other's update
+//! of `authority.json` or `witness.json`. The lock goes away with its process, however it
+//! ends.
 //!
 //! The state is saved before anything it numbers is written out, so a serial or list
 //! sequence is never handed out twice (a crash leaves at most an unused number).
@@ -22,9 +29,38 @@ pub(crate) const KEY_FILE: &str = "authority.key";
 pub(crate) const STATE_FILE: &str = "authority.json";
 pub(crate) const NEXT_KEY_FILE: &str = "authority.key.next";
 pub(crate) const RETIRED_DIR: &str = "retired";
+pub(crate) const LOCK_FILE: &str = "LOCK";
 
 pub(crate) struct Home {
     dir: PathBuf,
+    /// Holds the flock on `LOCK` while the home is in use.
+    _lock: std::fs::File,
+}
+
+/// Takes the exclusive lock on `dir/LOCK`, waiting (and saying so on stderr) while
+/// another command holds it.
+fn lock_home(dir: &Path) -> anyhow::Result<std::fs::File> {
+    use rustix::fs::{flock, FlockOperation};
+    let path = dir.join(LOCK_FILE);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let f = opts
+        .open(&path)
+        .map_err(|e| anyhow!("{}: {}", path.display(), files::io_reason(&e)))?;
+    if flock(&f, FlockOperation::NonBlockingLockExclusive).is_err() {
+        eprintln!(
+            "waiting for {}: another tds command is using this home",
+            path.display()
+        );
+        flock(&f, FlockOperation::LockExclusive)
+            .map_err(|e| anyhow!("{}: cannot lock: {e}", path.display()))?;
+    }
+    Ok(f)
 }
 
 /// Creates `dir` (and its parents) with mode 0700 where it does not exist yet.
@@ -53,9 +89,15 @@ impl Home {
     /// Creates the directory (mode 0700) for a new authority; refuses one that holds an
     /// authority already.
     pub(crate) fn create(dir: &Path) -> anyhow::Result<Home> {
+        if dir.exists() && !dir.is_dir() {
+            bail!("{}: not a directory", dir.display());
+        }
+        create_private_dir(dir)?;
         let home = Home {
             dir: dir.to_path_buf(),
+            _lock: lock_home(dir)?,
         };
+        // Checked under the lock: two concurrent inits cannot both succeed.
         for existing in [home.key_path(), home.state_path()] {
             if existing.exists() {
                 bail!(
@@ -64,26 +106,22 @@ impl Home {
                 );
             }
         }
-        if dir.exists() && !dir.is_dir() {
-            bail!("{}: not a directory", dir.display());
-        }
-        create_private_dir(dir)?;
         Ok(home)
     }
 
     /// An existing authority's home.
     pub(crate) fn open(dir: &Path) -> anyhow::Result<Home> {
-        let home = Home {
-            dir: dir.to_path_buf(),
-        };
-        if !home.state_path().exists() && !home.key_path().exists() {
+        if !dir.join(STATE_FILE).exists() && !dir.join(KEY_FILE).exists() {
             bail!(
                 "{}: no authority here (create one with 'tds authority init --home {} --name NAME')",
                 dir.display(),
                 dir.display()
             );
         }
-        Ok(home)
+        Ok(Home {
+            dir: dir.to_path_buf(),
+            _lock: lock_home(dir)?,
+        })
     }
 
     pub(crate) fn load(&self) -> anyhow::Result<Authority> {

@@ -186,22 +186,31 @@ fn tampered_event_fails_verify() {
 fn bench_prints_acks_and_summary() {
     let dir = tempfile::tempdir().unwrap();
     let h = dir.path().join("n");
-    let out = ok(&[
-        "log",
-        "bench",
-        "--home",
-        p(&h),
-        "--count",
-        "300",
-        "--concurrency",
-        "8",
-        "--report-acks",
-    ]);
-    let lines: Vec<&str> = out.lines().collect();
-    assert!(lines.iter().any(|l| l.starts_with("acked ")));
-    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
-    assert_eq!(last["appends"], 300);
-    assert!(last["seconds"].is_number() && last["appends_per_sec"].is_number());
+    for (mode, writers) in [(None, "tasks"), (Some("--threads"), "threads")] {
+        let mut args = vec![
+            "log",
+            "bench",
+            "--home",
+            p(&h),
+            "--count",
+            "300",
+            "--concurrency",
+            "8",
+            "--report-acks",
+        ];
+        args.extend(mode);
+        let out = ok(&args);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines.iter().any(|l| l.starts_with("acked ")));
+        let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+        assert_eq!(last["appends"], 300);
+        assert!(last["seconds"].is_number() && last["appends_per_sec"].is_number());
+        assert_eq!(last["writers"], writers);
+        assert_eq!(last["concurrency"], 8);
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["log", "verify", "--home", p(&h)])).unwrap();
+    assert_eq!(v["tree_size"], 600);
 }
 
 fn kills() -> u64 {
@@ -247,6 +256,8 @@ fn sigkill_keeps_every_acknowledged_append() {
                 "8",
                 "--report-acks",
             ])
+            // Writers alternate between async tasks and blocked threads.
+            .args((k % 2 == 1).then_some("--threads"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -290,6 +301,56 @@ fn sigkill_keeps_every_acknowledged_append() {
             assert!(last.contains("\"kind\":\"annotation\""), "{last}");
         }
     }
+}
+
+/// Concurrent cosigns on one authority home wait for each other: none loses another's
+/// update of `witness.json`.
+#[test]
+fn concurrent_cosigns_keep_every_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth");
+    let a = p(&auth).to_owned();
+    ok(&[
+        "authority",
+        "init",
+        "--home",
+        &a,
+        "--name",
+        "Space authority",
+    ]);
+    let n = 6;
+    let mut jobs = Vec::new();
+    for i in 0..n {
+        let node = dir.path().join(format!("node{i}"));
+        let h = p(&node);
+        ok(&["log", "annotate", "--home", h, "--text", "hello"]);
+        let vkey = ok(&["log", "key", "--home", h]).trim().to_owned();
+        let cp = dir.path().join(format!("cp{i}"));
+        std::fs::write(&cp, ok(&["log", "checkpoint", "--home", h])).unwrap();
+        jobs.push((vkey, cp));
+    }
+    let children: Vec<_> = jobs
+        .iter()
+        .map(|(vkey, cp)| {
+            Command::new(env!("CARGO_BIN_EXE_tds"))
+                .args(["witness", "cosign", "--home", &a, "--log-key", vkey, p(cp)])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(auth.join("witness.json")).unwrap()).unwrap();
+    assert_eq!(state["logs"].as_object().unwrap().len(), n, "{state}");
 }
 
 fn json(s: &str) -> serde_json::Value {

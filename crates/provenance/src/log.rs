@@ -122,6 +122,23 @@ impl<S: LogStore> Log<S> {
         Ok(self.store.append(&event.encode()?)?)
     }
 
+    /// Appends an event from an async task; resolves to its index once durable. The
+    /// event is queued when this is called (see [`LogStore::append_durable`]).
+    pub fn append_async(
+        &self,
+        event: &Event,
+    ) -> impl std::future::Future<Output = Result<u64, LogError>> + Send + '_ {
+        let queued = event
+            .encode()
+            .map(|bytes| self.store.append_durable(&[&bytes]));
+        async move {
+            match queued {
+                Ok(f) => Ok(f.await?),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+
     /// Entry `index`, decoded.
     pub fn event(&self, index: u64) -> Result<Event, LogError> {
         Ok(Event::decode(&self.store.read(index)?)?)

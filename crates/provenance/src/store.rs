@@ -12,9 +12,11 @@
 //! - `index`: the byte offset of each record (u64 LE).
 //! - `checkpoints`: signed checkpoint notes, framed like events.
 //!
-//! Appends use group commit: appenders queue their records; one of them (the leader)
-//! writes the whole queue, calls `fdatasync` once and wakes the others. An append returns
-//! only after its record is durable.
+//! Appends use group commit: appenders queue their records and wait; a committer thread
+//! writes the whole queue, calls `fdatasync` once and wakes the appenders of that batch,
+//! while the next batch queues. An append returns only after its record is durable.
+//! Appenders are threads ([`LogStore::append`], parked while they wait) or async tasks
+//! ([`LogStore::append_durable`], whose wake-up costs no thread switch).
 //!
 //! The commit marker in the header records the durable size *before* the batch it is
 //! written with, so it is always true when it reaches the disk. On open, records up to the
@@ -24,7 +26,11 @@
 //! [`FLUSH_EVERY`] entries; the header says how much of them is synced, and the rest is
 //! recomputed from the events on open.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use tds_core::hash::Hash256;
 use tds_core::merkle::{self, MerkleError, NodeSource};
@@ -128,6 +134,9 @@ impl From<StoreError> for MerkleError {
     }
 }
 
+/// What [`LogStore::append_durable`] returns.
+pub type AppendFuture<'a> = Pin<Box<dyn Future<Output = Result<u64, StoreError>> + Send + 'a>>;
+
 /// Storage for a provenance log: event bytes, their Merkle tree, checkpoint notes.
 pub trait LogStore: NodeSource + Send + Sync {
     /// Entries durable so far.
@@ -144,6 +153,13 @@ pub trait LogStore: NodeSource + Send + Sync {
             first.get_or_insert(i);
         }
         Ok(first.unwrap_or_else(|| self.size()))
+    }
+    /// Appends records in order without blocking: returns a future that resolves to the
+    /// index of the first once all are durable. The records are queued when this is
+    /// called, so dropping the future does not withdraw them. The default appends at once
+    /// (for stores whose appends do not wait).
+    fn append_durable<'a>(&'a self, records: &[&[u8]]) -> AppendFuture<'a> {
+        Box::pin(std::future::ready(self.append_many(records)))
     }
     /// The bytes of entry `index`.
     fn read(&self, index: u64) -> Result<Vec<u8>, StoreError>;
@@ -363,9 +379,16 @@ struct State {
     queue_offsets: Vec<u64>,
     next_index: u64,
     next_offset: u64,
+    /// Someone (the committer, or a marker, flush or checkpoint write) holds the files.
     leader: bool,
-    /// The appenders whose records are in `queue`.
-    open_group: Arc<Group>,
+    /// Appenders waiting for their records to be durable: (entries needed, who).
+    waiters: Vec<(u64, Waiter)>,
+    /// Threads waiting in `become_leader`.
+    leader_waiters: usize,
+    /// The committer is waiting for work.
+    committer_idle: bool,
+    /// The store is being dropped: the committer ends once the queue is empty.
+    shutdown: bool,
     failed: Option<String>,
     header: Header,
     alloc: u64,
@@ -402,41 +425,20 @@ impl State {
     }
 }
 
-/// Appenders whose records are committed together.
-#[derive(Default)]
-struct Group {
-    /// (finished, asked to lead, durable)
-    flags: Mutex<(bool, bool, bool)>,
-    cv: Condvar,
+/// An appender waiting for its records to be durable.
+enum Waiter {
+    /// A thread in [`LogStore::append_many`], parked.
+    Thread(std::thread::Thread),
+    /// A task awaiting [`LogStore::append_durable`].
+    Task(Waker),
 }
 
-impl Group {
-    /// Ends the group; `durable` says whether its records are on disk.
-    fn finish(&self, durable: bool) {
-        let mut f = lock(&self.flags);
-        f.0 = true;
-        f.2 = durable;
-        drop(f);
-        self.cv.notify_all();
-    }
-
-    fn kick(&self) {
-        lock(&self.flags).1 = true;
-        self.cv.notify_one();
-    }
-
-    /// Waits until the group is finished or a member is asked to lead; true when its
-    /// records are durable.
-    fn wait(&self) -> bool {
-        let mut f = lock(&self.flags);
-        while !f.0 && !f.1 {
-            f = self
-                .cv
-                .wait(f)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+impl Waiter {
+    fn wake(self) {
+        match self {
+            Waiter::Thread(t) => t.unpark(),
+            Waiter::Task(w) => w.wake(),
         }
-        f.1 = false;
-        f.0 && f.2
     }
 }
 
@@ -474,14 +476,30 @@ impl OpenOptions {
 }
 
 /// The durable file-based log store. See the [module docs](self).
+///
+/// A writer runs one committer thread, which writes and syncs the queued records in
+/// batches; appenders (threads through [`LogStore::append`], tasks through
+/// [`LogStore::append_durable`]) wait for the batch holding their records.
 pub struct FileStore {
+    shared: Arc<Shared>,
+    committer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The state shared by a [`FileStore`] and its committer thread.
+struct Shared {
     storage: Arc<dyn Storage>,
     events: Arc<dyn StorageFile>,
     index: Arc<dyn StorageFile>,
     tiles: Arc<dyn StorageFile>,
     ckpt: Arc<dyn StorageFile>,
     state: Mutex<State>,
+    /// Signalled when the leader role is released (for `become_leader`).
     cond: Condvar,
+    /// Signalled when the committer has work (records queued, the leader role released,
+    /// shutdown).
+    work: Condvar,
+    /// Entries durable (mirrors `State::size`, readable without the lock).
+    durable: AtomicU64,
     write: bool,
     flush_every: u64,
     memory_level: u32,
@@ -497,9 +515,8 @@ fn read_u32(b: &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(..4)?.try_into().ok()?))
 }
 
-impl FileStore {
-    /// Opens (or, for a writer, creates) the log in `storage`.
-    pub fn open(storage: Arc<dyn Storage>, opts: OpenOptions) -> Result<Self, StoreError> {
+impl Shared {
+    fn open(storage: Arc<dyn Storage>, opts: OpenOptions) -> Result<Shared, StoreError> {
         let lock_guard = if opts.write {
             Some(storage.lock().map_err(io("LOCK"))?)
         } else {
@@ -663,7 +680,10 @@ impl FileStore {
             next_index: 0,
             next_offset: 0,
             leader: false,
-            open_group: Arc::default(),
+            waiters: Vec::new(),
+            leader_waiters: 0,
+            committer_idle: false,
+            shutdown: false,
             failed: None,
             header,
             alloc: len,
@@ -796,14 +816,16 @@ impl FileStore {
         st.next_index = st.size;
         st.next_offset = st.end;
         recovery.entries = st.size;
-        let store = FileStore {
+        let store = Shared {
             storage,
             events,
             index,
             ckpt: ckpt_file,
             tiles,
+            durable: AtomicU64::new(st.size),
             state: Mutex::new(st),
             cond: Condvar::new(),
+            work: Condvar::new(),
             write: opts.write,
             flush_every: opts.flush_every.max(1).div_ceil(ALIGN) * ALIGN,
             memory_level,
@@ -861,17 +883,13 @@ impl FileStore {
         self.events.sync_data().map_err(io("events"))
     }
 
-    /// Gives up leadership: wakes one appender of the open group (to lead it) and anyone
-    /// waiting to lead.
+    /// Gives up the leader role: wakes the committer and anyone waiting to lead.
     fn release_leader(&self, st: &mut State) {
         st.leader = false;
-        if st.failed.is_some() {
-            // Nobody will commit again: let every waiting appender see the failure.
-            st.open_group.finish(false);
-        } else {
-            st.open_group.kick();
+        if st.leader_waiters > 0 {
+            self.cond.notify_all();
         }
-        self.cond.notify_all();
+        self.work.notify_one();
     }
 
     fn become_leader(&self) -> Result<MutexGuard<'_, State>, StoreError> {
@@ -884,10 +902,62 @@ impl FileStore {
                 st.leader = true;
                 return Ok(st);
             }
+            st.leader_waiters += 1;
             st = self
                 .cond
                 .wait(st)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            st.leader_waiters -= 1;
+        }
+    }
+
+    /// The committer thread: writes and syncs the queue in batches until shutdown, then
+    /// wakes the appenders of each batch.
+    fn run_committer(&self) {
+        let mut st = lock(&self.state);
+        loop {
+            if st.failed.is_some() && !st.waiters.is_empty() {
+                // Nothing will be committed again: every waiter learns of the failure.
+                let all = std::mem::take(&mut st.waiters);
+                drop(st);
+                all.into_iter().for_each(|(_, w)| w.wake());
+                st = lock(&self.state);
+                continue;
+            }
+            let has_work = st.failed.is_none() && !st.queue_leaves.is_empty();
+            if !has_work || st.leader {
+                if st.shutdown && !has_work {
+                    return;
+                }
+                st.committer_idle = true;
+                st = self
+                    .work
+                    .wait(st)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                st.committer_idle = false;
+                continue;
+            }
+            st.leader = true;
+            st = self.commit(st);
+            if st.failed.is_none() && st.size - st.header.derived_entries >= self.flush_every {
+                st = self.flush_derived(st);
+            }
+            st.leader = false;
+            if st.leader_waiters > 0 {
+                self.cond.notify_all();
+            }
+            let size = st.size;
+            let mut ready = Vec::new();
+            for (need, w) in std::mem::take(&mut st.waiters) {
+                if need <= size {
+                    ready.push(w);
+                } else {
+                    st.waiters.push((need, w));
+                }
+            }
+            drop(st);
+            ready.into_iter().for_each(Waiter::wake);
+            st = lock(&self.state);
         }
     }
 
@@ -945,6 +1015,7 @@ impl FileStore {
                 st.end = end;
                 st.header = h;
                 st.alloc = new_alloc;
+                self.durable.store(st.size, Ordering::Release);
             }
             Err(e) => st.failed = Some(e.to_string()),
         }
@@ -1321,7 +1392,7 @@ fn read_record(
     Ok(p)
 }
 
-impl NodeSource for FileStore {
+impl NodeSource for Shared {
     fn perfect(&self, level: u32, index: u64) -> Result<Hash256, MerkleError> {
         let file = {
             let st = lock(&self.state);
@@ -1348,7 +1419,7 @@ impl NodeSource for FileStore {
 /// A node source with one tile read ahead: the four lowest siblings of a proof come from
 /// one read instead of four.
 struct WithTile<'a> {
-    store: &'a FileStore,
+    store: &'a Shared,
     block: u64,
     tile: Option<Vec<u8>>,
 }
@@ -1368,11 +1439,7 @@ impl NodeSource for WithTile<'_> {
     }
 }
 
-impl LogStore for FileStore {
-    fn size(&self) -> u64 {
-        lock(&self.state).size
-    }
-
+impl Shared {
     fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash256>, MerkleError> {
         let block = index / TILE_LEAVES;
         let (synced, in_memory) = {
@@ -1404,11 +1471,9 @@ impl LogStore for FileStore {
         )
     }
 
-    fn append(&self, record: &[u8]) -> Result<u64, StoreError> {
-        self.append_many(&[record])
-    }
-
-    fn append_many(&self, records: &[&[u8]]) -> Result<u64, StoreError> {
+    /// Queues `records` for the committer; returns the index of the first and the size
+    /// at which all are durable. `waiter` is woken once they are.
+    fn enqueue(&self, records: &[&[u8]], waiter: Option<Waiter>) -> Result<(u64, u64), StoreError> {
         if !self.write {
             return Err(StoreError::ReadOnly);
         }
@@ -1436,34 +1501,52 @@ impl LogStore for FileStore {
         }
         st.queue = q;
         let last = st.next_index;
-        let group = st.open_group.clone();
+        if let Some(w) = waiter {
+            st.waiters.push((last, w));
+        }
+        if st.committer_idle {
+            st.committer_idle = false;
+            self.work.notify_one();
+        }
+        Ok((first, last))
+    }
+
+    fn append_many(&self, records: &[&[u8]]) -> Result<u64, StoreError> {
+        let me = std::thread::current();
+        let (first, last) = self.enqueue(records, Some(Waiter::Thread(me)))?;
         loop {
+            if self.durable.load(Ordering::Acquire) >= last {
+                return Ok(first);
+            }
+            std::thread::park();
+            if self.durable.load(Ordering::Acquire) >= last {
+                return Ok(first);
+            }
+            // Woken without the records durable: a failure, or a spurious wake-up.
+            let st = lock(&self.state);
             if st.size >= last {
                 return Ok(first);
             }
             if let Some(f) = &st.failed {
                 return Err(StoreError::Failed(f.clone()));
             }
-            if !st.leader {
-                st.leader = true;
-                // The queue and the group of its appenders leave together.
-                let committed = std::mem::take(&mut st.open_group);
-                st = self.commit(st);
-                committed.finish(st.failed.is_none());
-                if st.failed.is_none() && st.size - st.header.derived_entries >= self.flush_every {
-                    st = self.flush_derived(st);
-                }
-                self.release_leader(&mut st);
-                continue;
-            }
-            // Wait for this group's commit (or to be asked to lead the next one): only
-            // the members of a committed group are woken.
-            drop(st);
-            if group.wait() {
-                // Durable: no need to take the store's lock again.
-                return Ok(first);
-            }
-            st = lock(&self.state);
+        }
+    }
+
+    fn append_async(&self, records: &[&[u8]]) -> Appending<'_> {
+        match self.enqueue(records, None) {
+            Ok((first, last)) => Appending {
+                shared: Some(self),
+                first,
+                last,
+                error: None,
+            },
+            Err(e) => Appending {
+                shared: None,
+                first: 0,
+                last: 0,
+                error: Some(e),
+            },
         }
     }
 
@@ -1523,11 +1606,138 @@ impl LogStore for FileStore {
     }
 }
 
+/// The future of [`LogStore::append_durable`] on a [`FileStore`]: the records are queued
+/// when it is made; it resolves to the index of the first once all are durable.
+#[must_use = "the records are queued already; await this to know they are durable"]
+pub struct Appending<'a> {
+    shared: Option<&'a Shared>,
+    first: u64,
+    last: u64,
+    error: Option<StoreError>,
+}
+
+impl Future for Appending<'_> {
+    type Output = Result<u64, StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(sh) = this.shared else {
+            return Poll::Ready(Err(this.error.take().unwrap_or_else(|| {
+                StoreError::Failed("append polled after it ended".into())
+            })));
+        };
+        if sh.durable.load(Ordering::Acquire) >= this.last {
+            this.shared = None;
+            return Poll::Ready(Ok(this.first));
+        }
+        let mut st = lock(&sh.state);
+        if st.size >= this.last {
+            this.shared = None;
+            return Poll::Ready(Ok(this.first));
+        }
+        if let Some(f) = &st.failed {
+            this.shared = None;
+            return Poll::Ready(Err(StoreError::Failed(f.clone())));
+        }
+        st.waiters
+            .push((this.last, Waiter::Task(cx.waker().clone())));
+        Poll::Pending
+    }
+}
+
+impl FileStore {
+    /// Opens (or, for a writer, creates) the log in `storage`. A writer starts its
+    /// committer thread.
+    pub fn open(storage: Arc<dyn Storage>, opts: OpenOptions) -> Result<Self, StoreError> {
+        let shared = Arc::new(Shared::open(storage, opts)?);
+        let committer = if opts.write {
+            let sh = shared.clone();
+            let t = std::thread::Builder::new()
+                .name("tds-log-commit".into())
+                .spawn(move || sh.run_committer())
+                .map_err(io("committer thread"))?;
+            Some(t)
+        } else {
+            None
+        };
+        Ok(FileStore { shared, committer })
+    }
+
+    /// What opening found.
+    pub fn recovery(&self) -> &Recovery {
+        self.shared.recovery()
+    }
+
+    /// Writes a commit marker covering everything durable and syncs it, so no acknowledged
+    /// record is left after the marker (called on open, after checkpoints and on drop).
+    pub fn sync_marker(&self) -> Result<(), StoreError> {
+        self.shared.sync_marker()
+    }
+
+    /// Writes the derived files and a fresh commit marker now.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.shared.flush()
+    }
+
+    /// Recomputes every leaf and interior hash from the events and compares them, and the
+    /// index, with what is stored. Read-only.
+    pub fn verify_storage(&self) -> Result<StoreVerify, StoreError> {
+        self.shared.verify_storage()
+    }
+}
+
+impl NodeSource for FileStore {
+    fn perfect(&self, level: u32, index: u64) -> Result<Hash256, MerkleError> {
+        self.shared.perfect(level, index)
+    }
+}
+
+impl LogStore for FileStore {
+    fn size(&self) -> u64 {
+        self.shared.durable.load(Ordering::Acquire)
+    }
+
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash256>, MerkleError> {
+        self.shared.inclusion_proof(index, size)
+    }
+
+    fn append(&self, record: &[u8]) -> Result<u64, StoreError> {
+        self.shared.append_many(&[record])
+    }
+
+    fn append_many(&self, records: &[&[u8]]) -> Result<u64, StoreError> {
+        self.shared.append_many(records)
+    }
+
+    fn append_durable<'a>(&'a self, records: &[&[u8]]) -> AppendFuture<'a> {
+        Box::pin(self.shared.append_async(records))
+    }
+
+    fn read(&self, index: u64) -> Result<Vec<u8>, StoreError> {
+        self.shared.read(index)
+    }
+
+    fn add_checkpoint(&self, note: &[u8]) -> Result<(), StoreError> {
+        self.shared.add_checkpoint(note)
+    }
+
+    fn checkpoints(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.shared.checkpoints()
+    }
+}
+
 impl Drop for FileStore {
     fn drop(&mut self) {
-        if self.write && lock(&self.state).failed.is_none() {
+        if let Some(t) = self.committer.take() {
+            lock(&self.shared.state).shutdown = true;
+            self.shared.work.notify_one();
+            // The committer drains the queue first; a panic in it has already failed the
+            // store, and nothing is left to report it to.
+            let _ = t.join();
+        }
+        if self.shared.write && lock(&self.shared.state).failed.is_none() {
             // Best effort: a later open recovers the same state without it.
-            let _ = self.sync_marker();
+            let _ = self.shared.sync_marker();
         }
     }
 }

@@ -133,6 +133,10 @@ pub(crate) enum LogCommand {
         /// Print "acked K" each time a batch is durable (K = total durable so far).
         #[arg(long)]
         report_acks: bool,
+        /// Writers are operating-system threads blocked in each append, instead of async
+        /// tasks on a runtime with one worker per core (as the node's connections are).
+        #[arg(long)]
+        threads: bool,
     },
 }
 
@@ -168,7 +172,8 @@ pub(crate) fn dispatch(command: LogCommand) -> anyhow::Result<()> {
             count,
             concurrency,
             report_acks,
-        } => bench(&home.home, count, concurrency, report_acks),
+            threads,
+        } => bench(&home.home, count, concurrency, report_acks, threads),
     }
 }
 
@@ -470,47 +475,98 @@ fn witnessed(home: &Path, authority_key: &str, file: &Path) -> anyhow::Result<()
     }))
 }
 
-fn bench(home: &Path, count: u64, concurrency: u64, report_acks: bool) -> anyhow::Result<()> {
+/// Prints "acked K" when K (everything durable so far) is more than was last printed.
+struct AckReporter {
+    last: Mutex<u64>,
+}
+
+impl AckReporter {
+    fn report(&self, durable: u64) -> anyhow::Result<()> {
+        let mut last = self
+            .last
+            .lock()
+            .map_err(|_| anyhow!("a bench writer panicked"))?;
+        if durable > *last {
+            *last = durable;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "acked {durable}")?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+}
+
+fn bench_event(actor: tds_core::hash::Hash256, t: u64, i: u64) -> anyhow::Result<Event> {
+    let text = Annotation::new(&format!("bench {t}/{i}"))?;
+    Ok(Event::new(
+        Timestamp::now().as_millis(),
+        actor,
+        EventBody::Annotation { text },
+    ))
+}
+
+fn bench(
+    home: &Path,
+    count: u64,
+    concurrency: u64,
+    report_acks: bool,
+    threads: bool,
+) -> anyhow::Result<()> {
     let log = Arc::new(open_writer(home)?);
     let actor = SigningKey::read_file(&log_key_path(home))?.id();
-    let reported = Arc::new(Mutex::new(0u64));
-    let start = Instant::now();
+    let acks = Arc::new(AckReporter {
+        last: Mutex::new(0),
+    });
     let per = count / concurrency;
     let extra = count % concurrency;
-    let threads: Vec<_> = (0..concurrency)
-        .map(|t| {
-            let log = log.clone();
-            let reported = reported.clone();
-            let n = per + u64::from(t < extra);
-            std::thread::spawn(move || -> anyhow::Result<()> {
-                for i in 0..n {
-                    let text = Annotation::new(&format!("bench {t}/{i}"))?;
-                    let e = Event::new(
-                        Timestamp::now().as_millis(),
-                        actor,
-                        EventBody::Annotation { text },
-                    );
-                    log.append(&e)?;
-                    if report_acks {
-                        // Everything below the size is durable once an append returns.
-                        let durable = log.size();
-                        let mut last = reported
-                            .lock()
-                            .map_err(|_| anyhow!("a bench writer panicked"))?;
-                        if durable > *last {
-                            *last = durable;
-                            let mut out = std::io::stdout().lock();
-                            writeln!(out, "acked {durable}")?;
-                            out.flush()?;
+    let writes = |t: u64| per + u64::from(t < extra);
+    let start = Instant::now();
+    if threads {
+        let handles: Vec<_> = (0..concurrency)
+            .map(|t| {
+                let (log, acks) = (log.clone(), acks.clone());
+                let n = writes(t);
+                std::thread::spawn(move || -> anyhow::Result<()> {
+                    for i in 0..n {
+                        log.append(&bench_event(actor, t, i)?)?;
+                        if report_acks {
+                            // Everything below the size is durable once an append returns.
+                            acks.report(log.size())?;
                         }
                     }
-                }
-                Ok(())
+                    Ok(())
+                })
             })
-        })
-        .collect();
-    for t in threads {
-        t.join().map_err(|_| anyhow!("a bench writer panicked"))??;
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| anyhow!("a bench writer panicked"))??;
+        }
+    } else {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..concurrency)
+                .map(|t| {
+                    let (log, acks) = (log.clone(), acks.clone());
+                    let n = writes(t);
+                    tokio::spawn(async move {
+                        for i in 0..n {
+                            log.append_async(&bench_event(actor, t, i)?).await?;
+                            if report_acks {
+                                acks.report(log.size())?;
+                            }
+                        }
+                        anyhow::Ok(())
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await
+                    .map_err(|_| anyhow!("a bench writer panicked"))??;
+            }
+            anyhow::Ok(())
+        })?;
     }
     let seconds = start.elapsed().as_secs_f64();
     let rate = if seconds > 0.0 {
@@ -518,10 +574,11 @@ fn bench(home: &Path, count: u64, concurrency: u64, report_acks: bool) -> anyhow
     } else {
         0.0
     };
+    let writers = if threads { "threads" } else { "tasks" };
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{{\"appends\": {count}, \"seconds\": {seconds:.3}, \"appends_per_sec\": {rate:.0}}}"
+        "{{\"appends\": {count}, \"seconds\": {seconds:.3}, \"appends_per_sec\": {rate:.0}, \"writers\": \"{writers}\", \"concurrency\": {concurrency}}}"
     )?;
     out.flush()?;
     Ok(())
