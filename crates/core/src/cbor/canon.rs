@@ -135,11 +135,46 @@ pub(super) fn canonicalize(bytes: &[u8], limits: &Limits) -> Result<Vec<u8>, Cbo
     Ok(out)
 }
 
-/// Buffers reused across nested maps so sorting allocates at most a few times per call.
+/// Buffers reused across nested maps (and, in the serializer, across calls on one thread)
+/// so sorting allocates at most a few times.
 #[derive(Default)]
 pub(super) struct Scratch {
     /// (key start, key end, entry end) offsets into the output, for every open map.
     pub(super) spans: Vec<Span>,
+    /// A map's entries gathered in canonical order before they are copied back.
+    tmp: Vec<u8>,
+    /// The canonical order of the fields of structs already encoded, direct-mapped by a
+    /// hash of their key identities (see [`order_struct`]).
+    plans: Vec<Plan>,
+    /// Working space for an order being computed.
+    order: Vec<u16>,
+    /// The length of the last output encoded with this scratch, to size the next one.
+    pub(super) last_len: usize,
+}
+
+/// How to order the entries of a struct whose fields came with these keys, in this order.
+#[derive(Default)]
+struct Plan {
+    /// The addresses of the static key strings, in the order the fields came.
+    keys: Vec<usize>,
+    /// The positions of the entries in canonical order.
+    order: Vec<u16>,
+    /// `order` is the identity (fields declared in canonical order).
+    identity: bool,
+}
+
+/// Slots of the struct plan cache.
+const PLAN_SLOTS: usize = 64;
+
+impl Scratch {
+    /// Clears what a failed call may have left, and drops buffers grown unusually large.
+    pub(super) fn reset(&mut self) {
+        self.spans.clear();
+        self.order.clear();
+        if self.tmp.capacity() > 1 << 20 {
+            self.tmp = Vec::new();
+        }
+    }
 }
 
 fn canon_item(
@@ -294,38 +329,135 @@ pub(super) fn order_map(
     spans_start: usize,
     map_offset: usize,
 ) -> Result<(), CborError> {
-    let spans = scratch.spans.get_mut(spans_start..).unwrap_or_default();
-    let sorted = spans.windows(2).all(|w| match w {
+    let Scratch { spans, tmp, .. } = scratch;
+    let entries = spans.get_mut(spans_start..).unwrap_or_default();
+    let sorted = entries.windows(2).all(|w| match w {
         [a, b] => a.cmp_key(b, out).is_lt(),
         _ => true,
     });
     if !sorted {
         let buf: &[u8] = out;
-        spans.sort_unstable_by(|a, b| a.cmp_key(b, buf));
-        if spans
+        entries.sort_unstable_by(|a, b| a.cmp_key(b, buf));
+        if entries
             .windows(2)
             .any(|w| matches!(w, [a, b] if a.cmp_key(b, buf).is_eq()))
         {
             return Err(CborError::DuplicateMapKey { offset: map_offset });
         }
-        // Append the entries in order after the body, then move them over it: no
-        // allocation beyond the output's own growth.
-        let body_end = out.len();
-        for span in spans.iter() {
-            if span.key_start < span.end && span.end <= body_end {
-                out.extend_from_within(span.key_start..span.end);
-            }
-        }
-        if out.len() - body_end != body_end - body_start {
-            return Err(CborError::Encode(
-                "internal: map entry spans do not cover the map".into(),
-            ));
-        }
-        out.copy_within(body_end.., body_start);
-        out.truncate(body_end);
+        gather(out, body_start, tmp, entries.iter())?;
     }
-    scratch.spans.truncate(spans_start);
+    spans.truncate(spans_start);
     Ok(())
+}
+
+/// [`order_map`] for a struct, whose keys are static strings: the order found for a
+/// sequence of keys is kept, so the next value of the same type is reordered without
+/// comparing keys. Spans made by [`Span::field`] carry the key's address; equal address
+/// sequences mean equal key sequences, so a plan is only ever applied to the keys it was
+/// computed from.
+pub(super) fn order_struct(
+    out: &mut Vec<u8>,
+    body_start: usize,
+    scratch: &mut Scratch,
+    spans_start: usize,
+    map_offset: usize,
+) -> Result<(), CborError> {
+    let dynamic = {
+        let entries = scratch.spans.get(spans_start..).unwrap_or_default();
+        entries.len() > usize::from(u16::MAX) || entries.iter().any(|e| e.key_id == 0)
+    };
+    if dynamic {
+        return order_map(out, body_start, scratch, spans_start, map_offset);
+    }
+    let Scratch {
+        spans,
+        tmp,
+        plans,
+        order,
+        ..
+    } = scratch;
+    let entries = spans.get(spans_start..).unwrap_or_default();
+    let mut h = entries.len() as u64;
+    for e in entries {
+        h = (h ^ e.key_id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    let slot = (h >> 58) as usize % PLAN_SLOTS;
+    if plans.len() < PLAN_SLOTS {
+        plans.resize_with(PLAN_SLOTS, Plan::default);
+    }
+    let plan = plans
+        .get_mut(slot)
+        .ok_or_else(|| CborError::Encode("internal: plan slot".into()))?;
+    let known = plan.keys.len() == entries.len()
+        && plan.keys.iter().zip(entries).all(|(k, e)| *k == e.key_id);
+    if !known {
+        order.clear();
+        order.extend(0..entries.len() as u16);
+        let buf: &[u8] = out;
+        let key = |i: u16| {
+            entries
+                .get(usize::from(i))
+                .and_then(|e| buf.get(e.key_start..e.key_end))
+        };
+        order.sort_unstable_by(|a, b| key(*a).cmp(&key(*b)));
+        if order
+            .windows(2)
+            .any(|w| matches!(w, [a, b] if key(*a) == key(*b)))
+        {
+            return Err(CborError::DuplicateMapKey { offset: map_offset });
+        }
+        plan.keys.clear();
+        plan.keys.extend(entries.iter().map(|e| e.key_id));
+        plan.order.clear();
+        plan.order.extend_from_slice(order);
+        plan.identity = order.iter().enumerate().all(|(i, o)| usize::from(*o) == i);
+    }
+    if !plan.identity {
+        let ordered = plan
+            .order
+            .iter()
+            .filter_map(|i| entries.get(usize::from(*i)));
+        gather(out, body_start, tmp, ordered)?;
+    }
+    spans.truncate(spans_start);
+    Ok(())
+}
+
+/// Puts the entries in the given order: copies them into `tmp`, then over
+/// `out[body_start..]`. When little precedes the map (the outermost map), `tmp` gets that
+/// prefix too and the two buffers trade places instead: one copy instead of two.
+fn gather<'a>(
+    out: &mut Vec<u8>,
+    body_start: usize,
+    tmp: &mut Vec<u8>,
+    entries: impl Iterator<Item = &'a Span>,
+) -> Result<(), CborError> {
+    const SWAP_PREFIX: usize = 64;
+    tmp.clear();
+    let swap = body_start <= SWAP_PREFIX;
+    if swap {
+        tmp.reserve(out.len());
+        tmp.extend_from_slice(out.get(..body_start).unwrap_or_default());
+    }
+    for span in entries {
+        if let Some(entry) = out.get(span.key_start..span.end) {
+            tmp.extend_from_slice(entry);
+        }
+    }
+    if swap {
+        if tmp.len() == out.len() {
+            std::mem::swap(out, tmp);
+            return Ok(());
+        }
+    } else if let Some(body) = out.get_mut(body_start..) {
+        if body.len() == tmp.len() {
+            body.copy_from_slice(tmp);
+            return Ok(());
+        }
+    }
+    Err(CborError::Encode(
+        "internal: map entry spans do not cover the map".into(),
+    ))
 }
 
 /// One map entry written to the output: where its key starts and ends, where the entry
@@ -337,6 +469,8 @@ pub(super) struct Span {
     key_start: usize,
     key_end: usize,
     end: usize,
+    /// For a struct field, the address of its static key string; otherwise 0.
+    key_id: usize,
 }
 
 impl Span {
@@ -357,6 +491,20 @@ impl Span {
             key_start,
             key_end,
             end,
+            key_id: 0,
+        }
+    }
+
+    /// A struct field's entry: `key` is the field's static name. No prefix is taken (it
+    /// is zero, so comparisons fall through to the key bytes): ordering a struct goes
+    /// through its plan.
+    pub(super) fn field(key: &'static str, key_start: usize, key_end: usize, end: usize) -> Span {
+        Span {
+            prefix: 0,
+            key_start,
+            key_end,
+            end,
+            key_id: key.as_ptr() as usize,
         }
     }
 

@@ -11,7 +11,9 @@ use std::fmt;
 
 use serde::ser::{self, Serialize};
 
-use super::canon::{order_map, write_float, Scratch, Span};
+use std::cell::RefCell;
+
+use super::canon::{order_map, order_struct, write_float, Scratch, Span};
 use super::read::{write_header, Major};
 use super::{CborError, Limits};
 
@@ -44,18 +46,36 @@ pub(super) fn to_canonical_vec<T: Serialize + ?Sized>(
     value: &T,
     limits: &Limits,
 ) -> Result<Vec<u8>, CborError> {
-    // One allocation for typical objects; big ones grow geometrically as usual.
-    let mut out = Vec::with_capacity(1024);
-    let mut scratch = Scratch {
-        spans: Vec::with_capacity(32),
-    };
+    thread_local! {
+        static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    }
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            scratch.reset();
+            encode_with(value, limits, &mut scratch)
+        }
+        // A Serialize impl that encodes something itself: give the inner call its own.
+        Err(_) => encode_with(value, limits, &mut Scratch::default()),
+    })
+}
+
+fn encode_with<T: Serialize + ?Sized>(
+    value: &T,
+    limits: &Limits,
+    scratch: &mut Scratch,
+) -> Result<Vec<u8>, CborError> {
+    // Sized from the last value encoded on this thread (values of one type tend to come
+    // together): usually one allocation; big ones grow geometrically as usual.
+    let hint = scratch.last_len + scratch.last_len / 8;
+    let mut out = Vec::with_capacity(hint.clamp(256, 64 << 10));
     let mut s = Serializer {
         out: &mut out,
-        scratch: &mut scratch,
+        scratch,
         limits,
         depth: 0,
     };
     value.serialize(&mut s).map_err(|e| e.0)?;
+    scratch.last_len = out.len();
     if out.len() > limits.max_size {
         return Err(CborError::TooLarge {
             size: out.len(),
@@ -188,6 +208,8 @@ pub(super) struct Map<'s, 'a> {
     state: MapState,
     /// For a struct variant: the outer one-entry map is already written.
     variant: bool,
+    /// A struct: every key is a static field name (see [`order_struct`]).
+    fields: bool,
 }
 
 /// An array being written.
@@ -227,16 +249,21 @@ impl<'s, 'a> Map<'s, 'a> {
         key: &'static str,
         value: &V,
     ) -> Result<(), SerError> {
-        self.state.key_start = self.ser.out.len();
+        let key_start = self.ser.out.len();
         self.ser.text(key);
-        self.state.key_end = self.ser.out.len();
-        self.entry_value(value)
+        let key_end = self.ser.out.len();
+        value.serialize(&mut *self.ser)?;
+        let span = Span::field(key, key_start, key_end, self.ser.out.len());
+        self.ser.scratch.spans.push(span);
+        self.state.count += 1;
+        Ok(())
     }
 
     fn finish(self) -> Result<(), SerError> {
         let st = self.state;
         let ser = self.ser;
-        order_map(
+        let order = if self.fields { order_struct } else { order_map };
+        order(
             ser.out,
             st.body_start,
             ser.scratch,
@@ -469,11 +496,18 @@ impl<'s, 'a> ser::Serializer for &'s mut Serializer<'a> {
             ser: self,
             state,
             variant: false,
+            fields: false,
         })
     }
 
     fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Map<'s, 'a>, SerError> {
-        self.serialize_map(Some(len))
+        let state = self.begin_map(Some(len))?;
+        Ok(Map {
+            ser: self,
+            state,
+            variant: false,
+            fields: true,
+        })
     }
 
     fn serialize_struct_variant(
@@ -491,6 +525,7 @@ impl<'s, 'a> ser::Serializer for &'s mut Serializer<'a> {
             ser: self,
             state,
             variant: true,
+            fields: true,
         })
     }
 }
