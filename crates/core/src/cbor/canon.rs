@@ -7,6 +7,48 @@ use super::{CborError, Limits};
 
 const BREAK: u8 = 0xff;
 
+/// True when `bytes` are one data item whose declared lengths all fit in the bytes left,
+/// with definite lengths only, no tags, and nesting within `max_depth`. It is much cheaper
+/// than [`validate_item`]. It checks only what bounds a decoder's allocations, so that
+/// `decode` can try its typed round trip first.
+pub(super) fn bounded_structure(bytes: &[u8], max_depth: usize) -> bool {
+    fn item(r: &mut Reader<'_>, depth: usize, max_depth: usize) -> Option<()> {
+        let h = r.header().ok()?;
+        if h.is_indefinite() {
+            return None;
+        }
+        match h.major {
+            Major::Unsigned | Major::Negative | Major::Simple => Some(()),
+            Major::Bytes | Major::Text => {
+                if h.arg > r.remaining() as u64 {
+                    return None;
+                }
+                r.take(h.arg).ok().map(|_| ())
+            }
+            Major::Array | Major::Map => {
+                if depth >= max_depth {
+                    return None;
+                }
+                let n = if h.major == Major::Map {
+                    h.arg.checked_mul(2)?
+                } else {
+                    h.arg
+                };
+                if n > r.remaining() as u64 {
+                    return None;
+                }
+                for _ in 0..n {
+                    item(r, depth + 1, max_depth)?;
+                }
+                Some(())
+            }
+            Major::Tag => None,
+        }
+    }
+    let mut r = Reader::new(bytes);
+    item(&mut r, 0, max_depth).is_some() && r.remaining() == 0
+}
+
 /// Checks one data item (and everything inside it) for canonical form.
 pub(super) fn validate_item(
     r: &mut Reader<'_>,

@@ -244,6 +244,24 @@ pub fn decode_with<T: DeserializeOwned + Serialize>(
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<T, CborError> {
+    if bytes.len() > limits.max_size {
+        return Err(CborError::TooLarge {
+            size: bytes.len(),
+            limit: limits.max_size,
+        });
+    }
+    // Accepting: a value that encodes back to exactly these bytes proves them canonical
+    // (the encoder writes nothing else), so the strict checks would only repeat that. Only
+    // the bounds come first: no declared length beyond the bytes left, no deep nesting,
+    // before the decoder allocates anything.
+    if canon::bounded_structure(bytes, limits.max_depth) {
+        if let Ok(value) = cbor4ii::serde::from_slice::<T>(bytes) {
+            if encode_with(&value, limits).is_ok_and(|again| again == bytes) {
+                return Ok(value);
+            }
+        }
+    }
+    // Refusing: the strict checks in order, so the error names the first violation.
     validate(bytes, limits)?;
     let value: T =
         cbor4ii::serde::from_slice(bytes).map_err(|e| CborError::Type(type_message(&e)))?;
