@@ -6,8 +6,13 @@ use libfuzzer_sys::fuzz_target;
 use tds_core::cbor::{self, Limits, Value};
 
 fn check(data: &[u8], limits: &Limits) {
-    let valid = cbor::validate(data, limits).is_ok();
+    let validated = cbor::validate(data, limits);
+    let valid = validated.is_ok();
     let decoded = cbor::decode_with::<Value>(data, limits);
+    if let (Err(v), Err(d)) = (&validated, &decoded) {
+        // A refusal names the same first violation validate does (spec/encoding.md 1.3).
+        assert_eq!(v, d, "decode and validate name different violations");
+    }
     if valid {
         // Every canonical item is a Value, and encoding it gives the input back.
         let value = decoded.expect("canonical bytes must decode as a Value");
