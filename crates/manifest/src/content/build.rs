@@ -16,6 +16,10 @@ use super::{ChunkSize, Commitment, CommitmentError, MAX_CHUNKS};
 /// more (one buffer per thread): 32 MiB.
 pub const BUFFER_BUDGET: usize = 32 * 1024 * 1024;
 
+/// With several threads, chunks are handed to the hashers in batches of at least this many
+/// bytes (whole chunks).
+const BATCH_BYTES: usize = 1024 * 1024;
+
 /// Told how many bytes have been hashed, in order, on the calling thread.
 pub trait Progress {
     /// `bytes` more bytes have been hashed.
@@ -71,12 +75,13 @@ pub(crate) struct Leaf {
 /// Builds the commitment of an asset from any reader.
 ///
 /// With `threads == 1` the calling thread reads and hashes. With more, the calling thread
-/// reads chunks into a fixed pool of buffers (`2 × threads`, but at most
-/// [`BUFFER_BUDGET`] bytes unless `threads` chunks need more) and hands them round-robin to
-/// `threads` scoped hashing threads over bounded channels; leaf hashes come back out of
-/// order and are folded into the root in order. Nothing grows with the asset size: only
-/// the pool's chunks are in memory, plus O(log n) hashes for the root. No thread
-/// outlives the call and no global pool is used.
+/// reads batches of whole chunks (at least 1 MiB each) into a fixed pool of buffers
+/// (`2 × threads`, but at most [`BUFFER_BUDGET`] bytes unless `threads` batches need more)
+/// and puts them on one bounded queue that `threads` scoped hashing threads share:
+/// whichever is free takes the next batch. Leaf hashes come back out of order and are
+/// folded into the root in order. Nothing grows with the asset size: only the pool's
+/// buffers are in memory, plus O(log n) hashes for the root. No thread outlives the call
+/// and no global pool is used.
 ///
 /// ```
 /// use std::num::NonZeroUsize;
@@ -321,31 +326,49 @@ impl<'p> ContentBuilder<'p> {
     ) -> Result<u64, StreamError<E>> {
         let cs = self.chunk_size.as_usize();
         let threads = self.threads.get();
+        // Work goes out in batches of whole chunks, at least BATCH_BYTES each, so small
+        // chunks cost one hand-over per batch rather than per chunk.
+        let per_batch = (BATCH_BYTES / cs.max(1)).max(1);
+        let batch = cs.saturating_mul(per_batch);
         // Two buffers per thread keep every hasher fed while the reader fills the next
-        // chunk, but never more than BUFFER_BUDGET bytes of them (at least one per thread).
+        // batch, but never more than BUFFER_BUDGET bytes of them (at least one per thread).
         let max_buffers = threads
             .saturating_mul(2)
-            .min(BUFFER_BUDGET / cs.max(1))
+            .min(BUFFER_BUDGET / batch.max(1))
             .max(threads);
         let progress = self.progress;
 
         std::thread::scope(|s| {
             // Results carry the buffer back, so the result channel is also the free pool;
             // it never holds more than `max_buffers` items.
-            let (res_tx, res_rx) = mpsc::channel::<(Leaf, Vec<u8>)>();
-            let mut work = Vec::with_capacity(threads);
+            let (res_tx, res_rx) = mpsc::channel::<(Vec<Leaf>, Vec<u8>)>();
+            // One queue shared by the hashers: whichever is free takes the next batch.
+            let (work, rx) = mpsc::sync_channel::<(u64, usize, Vec<u8>)>(max_buffers);
+            let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
             for _ in 0..threads {
-                let (tx, rx) = mpsc::sync_channel::<(u64, usize, Vec<u8>)>(max_buffers);
                 let res_tx = res_tx.clone();
-                s.spawn(move || {
-                    for (index, len, buf) in rx {
-                        let hash = merkle::leaf_hash(buf.get(..len).unwrap_or_default());
-                        if res_tx.send((Leaf { index, len, hash }, buf)).is_err() {
-                            break;
-                        }
+                let rx = rx.clone();
+                s.spawn(move || loop {
+                    let next = match rx.lock() {
+                        Ok(queue) => queue.recv(),
+                        Err(_) => break,
+                    };
+                    let Ok((first, len, buf)) = next else { break };
+                    let leaves = buf
+                        .get(..len)
+                        .unwrap_or_default()
+                        .chunks(cs)
+                        .zip(first..)
+                        .map(|(chunk, index)| Leaf {
+                            index,
+                            len: chunk.len(),
+                            hash: merkle::leaf_hash(chunk),
+                        })
+                        .collect();
+                    if res_tx.send((leaves, buf)).is_err() {
+                        break;
                     }
                 });
-                work.push(tx);
             }
             drop(res_tx);
 
@@ -355,13 +378,15 @@ impl<'p> ContentBuilder<'p> {
             let mut next = 0u64;
             let mut total = 0u64;
 
-            let mut accept = |(leaf, buf): (Leaf, Vec<u8>),
+            let mut accept = |(leaves, buf): (Vec<Leaf>, Vec<u8>),
                               free: &mut Vec<Vec<u8>>,
                               pending: &mut BTreeMap<u64, Leaf>,
                               next: &mut u64|
              -> Result<(), StreamError<E>> {
                 free.push(buf);
-                pending.insert(leaf.index, leaf);
+                for leaf in leaves {
+                    pending.insert(leaf.index, leaf);
+                }
                 while let Some(leaf) = pending.remove(next) {
                     sink(leaf).map_err(StreamError::Sink)?;
                     if let Some(p) = progress {
@@ -378,7 +403,7 @@ impl<'p> ContentBuilder<'p> {
                     Some(b) => b,
                     None if allocated < max_buffers => {
                         allocated += 1;
-                        vec![0u8; cs]
+                        vec![0u8; batch]
                     }
                     None => {
                         let r = res_rx
@@ -393,18 +418,15 @@ impl<'p> ContentBuilder<'p> {
                 if n == 0 {
                     break;
                 }
-                if index >= MAX_CHUNKS {
+                let chunks = n.div_ceil(cs) as u64;
+                if index.saturating_add(chunks) > MAX_CHUNKS {
                     return Err(StreamError::Build(self.too_large()));
                 }
                 total += n as u64;
-                let slot = usize::try_from(index % threads as u64).unwrap_or(0);
-                let tx = work
-                    .get(slot)
-                    .ok_or_else(|| io::Error::other("no hashing thread"))?;
-                tx.send((index, n, buf))
+                work.send((index, n, buf))
                     .map_err(|_| io::Error::other("a hashing thread failed"))?;
-                index += 1;
-                if n < cs {
+                index += chunks;
+                if n < batch {
                     break;
                 }
                 while let Ok(r) = res_rx.try_recv() {
