@@ -162,6 +162,20 @@ fn rfc9162_inclusion_vectors() {
             "{}: {result:?}",
             path.display()
         );
+        // The cached verifier agrees, from an empty cache.
+        if let (Ok(i), Ok(n), Some(leaf), Some(root)) = (
+            u64::try_from(c.leaf_idx),
+            u64::try_from(c.tree_size),
+            Hash256::from_slice(&b64(&c.leaf_hash)),
+            Hash256::from_slice(&b64(&c.root)),
+        ) {
+            if proof.iter().all(|p| p.len() == 32) {
+                let hashes: Vec<Hash256> = proof.iter().map(|p| h32(p)).collect();
+                let cached =
+                    verify_inclusion_cached(&leaf, i, n, &hashes, &root, &mut PathCache::new());
+                assert_eq!(cached.is_err(), c.want_err, "{}: cached", path.display());
+            }
+        }
         if c.want_err {
             bad += 1;
         } else {
@@ -218,5 +232,49 @@ proptest! {
         let root1 = reference_root(&l[..size1 as usize]);
         let cproof = consistency_proof(&tree, size1, size).unwrap();
         prop_assert!(verify_consistency(size1, size, &cproof, &root1, &root).is_ok());
+    }
+}
+
+proptest! {
+    /// One cache through a run of valid and tampered proofs in one tree (and now and then
+    /// against a wrong root): every answer is the uncached verifier's.
+    #[test]
+    fn cached_verification_answers_like_the_plain_one(
+        size in 1u64..400,
+        steps in prop::collection::vec((any::<u64>(), 0u8..5, any::<(usize, u8)>()), 1..40),
+    ) {
+        let l = leaves(size as usize);
+        let tree = MemoryTree::from_leaves(l.iter().copied());
+        let good_root = tree.root();
+        let other_root = leaf_hash(b"another tree");
+        let mut cache = PathCache::new();
+        for (k, (seed, kind, flip)) in steps.into_iter().enumerate() {
+            let index = seed % size;
+            let mut proof = inclusion_proof(&tree, index, size).unwrap();
+            let mut leaf = l[index as usize];
+            let mut root = good_root;
+            match kind {
+                // A flipped bit in one proof element.
+                1 if !proof.is_empty() => {
+                    let i = flip.0 % proof.len();
+                    let mut bytes = *proof[i].as_bytes();
+                    bytes[(flip.1 % 32) as usize] ^= 1;
+                    proof[i] = Hash256::from_bytes(bytes);
+                }
+                // Another leaf.
+                2 => leaf = leaf_hash(b"not in the tree"),
+                // The proof of a neighbour.
+                3 if size > 1 => {
+                    let other = (index + 1 + flip.0 as u64 % (size - 1)) % size;
+                    proof = inclusion_proof(&tree, other, size).unwrap();
+                }
+                // Another root.
+                4 => root = other_root,
+                _ => {}
+            }
+            let plain = verify_inclusion(&leaf, index, size, &proof, &root);
+            let cached = verify_inclusion_cached(&leaf, index, size, &proof, &root, &mut cache);
+            prop_assert_eq!(plain.is_ok(), cached.is_ok(), "step {} kind {}", k, kind);
+        }
     }
 }

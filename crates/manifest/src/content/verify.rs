@@ -108,12 +108,24 @@ impl<'a> VerifiedChunk<'a> {
 /// assert!(verifier.is_complete());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct ChunkVerifier {
     commitment: Commitment,
     bits: Vec<u64>,
     done: u64,
+    /// The interior hashes of the last path checked (at most 64; never changes an answer).
+    cache: merkle::PathCache,
 }
+
+/// Verifiers are equal when they check the same commitment and have verified the same
+/// chunks; the hash cache is not part of that.
+impl PartialEq for ChunkVerifier {
+    fn eq(&self, other: &Self) -> bool {
+        self.commitment == other.commitment && self.bits == other.bits && self.done == other.done
+    }
+}
+
+impl Eq for ChunkVerifier {}
 
 impl ChunkVerifier {
     /// A verifier with no chunk checked yet.
@@ -125,6 +137,7 @@ impl ChunkVerifier {
             commitment: *commitment,
             bits: vec![0; words],
             done: 0,
+            cache: merkle::PathCache::new(),
         })
     }
 
@@ -160,8 +173,15 @@ impl ChunkVerifier {
             });
         }
         let leaf = merkle::leaf_hash(data);
-        merkle::verify_inclusion(&leaf, index, c.chunks, &proof.path, &c.root)
-            .map_err(|_| ChunkError::Mismatch { index })?;
+        merkle::verify_inclusion_cached(
+            &leaf,
+            index,
+            c.chunks,
+            &proof.path,
+            &c.root,
+            &mut self.cache,
+        )
+        .map_err(|_| ChunkError::Mismatch { index })?;
         let offset = c.chunk_offset(index);
         self.mark(index);
         Ok(VerifiedChunk {
