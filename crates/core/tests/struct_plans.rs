@@ -143,3 +143,38 @@ proptest! {
         }
     }
 }
+
+/// Two keys can start at the same address: `&AA[..1]` ("a") and `AA` ("aa"). A plan made
+/// for one must never be used for the other (found in review: unsorted and duplicate keys
+/// came out of the first version, which keyed plans by address alone).
+static AA: &str = "aa";
+
+#[test]
+fn keys_sharing_an_address_get_their_own_plans() {
+    let prefix_b = Shape {
+        fields: vec![(&AA[..1], 1), ("b", 2)],
+    };
+    let whole_b = Shape {
+        fields: vec![(AA, 1), ("b", 2)],
+    };
+    let prefix_dup = Shape {
+        fields: vec![(&AA[..1], 1), ("a", 2)],
+    };
+    let whole_a = Shape {
+        fields: vec![(AA, 1), ("a", 2)],
+    };
+    for _ in 0..3 {
+        for v in [&prefix_b, &whole_b, &whole_a] {
+            let got = cbor::encode(v).unwrap();
+            cbor::validate(&got, &Limits::DEFAULT).unwrap();
+            assert_eq!(
+                got,
+                cbor::encode_via_canonicalize(v, &Limits::DEFAULT).unwrap()
+            );
+        }
+        assert!(matches!(
+            cbor::encode(&prefix_dup),
+            Err(CborError::DuplicateMapKey { .. })
+        ));
+    }
+}

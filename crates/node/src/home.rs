@@ -9,10 +9,11 @@
 //!   LOCK                  flock(2)ed by every command using the home, for its duration
 //! ```
 //!
-//! Commands on one home run one at a time: a second waits for the lock (and says so), so
-//! two `tds witness cosign` or `tds authority admit` runs never lose each other's update
-//! of `authority.json` or `witness.json`. The lock goes away with its process, however it
-//! ends.
+//! `tds authority` and `tds witness` commands on one home run one at a time: a second
+//! waits for the lock (and says so), so two `tds witness cosign` or `tds authority admit`
+//! runs never lose each other's update of `authority.json` or `witness.json`. The lock goes
+//! away with its process, however it ends. (The home's own log, `log/`, has its own writer
+//! lock; a log writer in an authority home never makes up a key of its own.)
 //!
 //! The state is saved before anything it numbers is written out, so a serial or list
 //! sequence is never handed out twice (a crash leaves at most an unused number).
@@ -52,15 +53,21 @@ fn lock_home(dir: &Path) -> anyhow::Result<std::fs::File> {
     let f = opts
         .open(&path)
         .map_err(|e| anyhow!("{}: {}", path.display(), files::io_reason(&e)))?;
-    if flock(&f, FlockOperation::NonBlockingLockExclusive).is_err() {
-        eprintln!(
+    match flock(&f, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => return Ok(f),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => eprintln!(
             "waiting for {}: another tds command is using this home",
             path.display()
-        );
-        flock(&f, FlockOperation::LockExclusive)
-            .map_err(|e| anyhow!("{}: cannot lock: {e}", path.display()))?;
+        ),
+        Err(e) => bail!("{}: cannot lock: {e}", path.display()),
     }
-    Ok(f)
+    loop {
+        match flock(&f, FlockOperation::LockExclusive) {
+            Ok(()) => return Ok(f),
+            Err(e) if e == rustix::io::Errno::INTR => continue,
+            Err(e) => bail!("{}: cannot lock: {e}", path.display()),
+        }
+    }
 }
 
 /// Creates `dir` (and its parents) with mode 0700 where it does not exist yet.

@@ -385,6 +385,8 @@ struct State {
     waiters: Vec<(u64, Waiter)>,
     /// Threads waiting in `become_leader`.
     leader_waiters: usize,
+    /// The id the next waiting future gets.
+    next_task: u64,
     /// The committer is waiting for work.
     committer_idle: bool,
     /// The store is being dropped: the committer ends once the queue is empty.
@@ -429,15 +431,45 @@ impl State {
 enum Waiter {
     /// A thread in [`LogStore::append_many`], parked.
     Thread(std::thread::Thread),
-    /// A task awaiting [`LogStore::append_durable`].
-    Task(Waker),
+    /// A task awaiting [`LogStore::append_durable`], with the id of its future (a future
+    /// polled again replaces its waker instead of adding one).
+    Task(u64, Waker),
+}
+
+/// Fails the store when a panic unwinds out of log I/O (a bug in a [`Storage`]
+/// implementation, say): every waiting appender is woken to see the failure, and the
+/// leader role is given up if this party held it. Nobody waits for a party that is gone.
+/// Declared before any lock guard of the same function, so it runs after they are dropped.
+struct FailOnPanic<'a> {
+    shared: &'a Shared,
+    holds_leader: bool,
+}
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let mut st = lock(&self.shared.state);
+        if st.failed.is_none() {
+            st.failed = Some("a panic during log I/O; reopen the log".into());
+        }
+        if self.holds_leader {
+            st.leader = false;
+        }
+        let all = std::mem::take(&mut st.waiters);
+        drop(st);
+        all.into_iter().for_each(|(_, w)| w.wake());
+        self.shared.cond.notify_all();
+        self.shared.work.notify_all();
+    }
 }
 
 impl Waiter {
     fn wake(self) {
         match self {
             Waiter::Thread(t) => t.unpark(),
-            Waiter::Task(w) => w.wake(),
+            Waiter::Task(_, w) => w.wake(),
         }
     }
 }
@@ -682,6 +714,7 @@ impl Shared {
             leader: false,
             waiters: Vec::new(),
             leader_waiters: 0,
+            next_task: 0,
             committer_idle: false,
             shutdown: false,
             failed: None,
@@ -850,10 +883,16 @@ impl Shared {
         if !self.write {
             return Err(StoreError::ReadOnly);
         }
+        let mut guard = FailOnPanic {
+            shared: self,
+            holds_leader: false,
+        };
         let mut st = self.become_leader()?;
+        guard.holds_leader = true;
         let mut h = st.header;
         if h.committed_entries == st.size && h.committed_bytes == st.end {
             self.release_leader(&mut st);
+            guard.holds_leader = false;
             return Ok(());
         }
         h.seq += 1;
@@ -863,6 +902,7 @@ impl Shared {
         let r = self.write_header(&h);
         let mut st = lock(&self.state);
         self.release_leader(&mut st);
+        guard.holds_leader = false;
         match r {
             Ok(()) => {
                 st.header = h;
@@ -914,6 +954,10 @@ impl Shared {
     /// The committer thread: writes and syncs the queue in batches until shutdown, then
     /// wakes the appenders of each batch.
     fn run_committer(&self) {
+        let mut guard = FailOnPanic {
+            shared: self,
+            holds_leader: false,
+        };
         let mut st = lock(&self.state);
         loop {
             if st.failed.is_some() && !st.waiters.is_empty() {
@@ -938,14 +982,9 @@ impl Shared {
                 continue;
             }
             st.leader = true;
+            guard.holds_leader = true;
             st = self.commit(st);
-            if st.failed.is_none() && st.size - st.header.derived_entries >= self.flush_every {
-                st = self.flush_derived(st);
-            }
-            st.leader = false;
-            if st.leader_waiters > 0 {
-                self.cond.notify_all();
-            }
+            // Acknowledge the batch before any flush of the derived files.
             let size = st.size;
             let mut ready = Vec::new();
             for (need, w) in std::mem::take(&mut st.waiters) {
@@ -955,9 +994,25 @@ impl Shared {
                     st.waiters.push((need, w));
                 }
             }
+            let flush = st.failed.is_none() && size - st.header.derived_entries >= self.flush_every;
+            if !flush {
+                st.leader = false;
+                guard.holds_leader = false;
+                if st.leader_waiters > 0 {
+                    self.cond.notify_all();
+                }
+            }
             drop(st);
             ready.into_iter().for_each(Waiter::wake);
             st = lock(&self.state);
+            if flush {
+                st = self.flush_derived(st);
+                st.leader = false;
+                guard.holds_leader = false;
+                if st.leader_waiters > 0 {
+                    self.cond.notify_all();
+                }
+            }
         }
     }
 
@@ -1136,9 +1191,15 @@ impl Shared {
         if !self.write {
             return Err(StoreError::ReadOnly);
         }
+        let mut guard = FailOnPanic {
+            shared: self,
+            holds_leader: false,
+        };
         let st = self.become_leader()?;
+        guard.holds_leader = true;
         let mut st = self.flush_derived(st);
         self.release_leader(&mut st);
+        guard.holds_leader = false;
         if let Some(f) = &st.failed {
             return Err(StoreError::Failed(f.clone()));
         }
@@ -1540,12 +1601,14 @@ impl Shared {
                 first,
                 last,
                 error: None,
+                id: None,
             },
             Err(e) => Appending {
                 shared: None,
                 first: 0,
                 last: 0,
                 error: Some(e),
+                id: None,
             },
         }
     }
@@ -1568,7 +1631,12 @@ impl Shared {
             return Err(StoreError::RecordSize(note.len()));
         }
         self.sync_marker()?;
+        let mut guard = FailOnPanic {
+            shared: self,
+            holds_leader: false,
+        };
         let mut st = self.become_leader()?;
+        guard.holds_leader = true;
         let n = st.checkpoints.len() as u64;
         let at = st.checkpoints_end;
         let mut rec = Vec::with_capacity(note.len() + RECORD_HEADER);
@@ -1588,6 +1656,7 @@ impl Shared {
             .and_then(|()| self.storage.sync_dir().map_err(io(".")));
         st = lock(&self.state);
         self.release_leader(&mut st);
+        guard.holds_leader = false;
         match r {
             Ok(()) => {
                 st.checkpoints.push(note.to_vec());
@@ -1614,6 +1683,8 @@ pub struct Appending<'a> {
     first: u64,
     last: u64,
     error: Option<StoreError>,
+    /// Set once the future has registered a waker.
+    id: Option<u64>,
 }
 
 impl Future for Appending<'_> {
@@ -1639,8 +1710,22 @@ impl Future for Appending<'_> {
             this.shared = None;
             return Poll::Ready(Err(StoreError::Failed(f.clone())));
         }
+        if let Some(id) = this.id {
+            // Polled again: update its waker rather than adding a second one.
+            for (_, w) in st.waiters.iter_mut() {
+                if let Waiter::Task(i, waker) = w {
+                    if *i == id {
+                        waker.clone_from(cx.waker());
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+        let id = st.next_task;
+        st.next_task += 1;
+        this.id = Some(id);
         st.waiters
-            .push((this.last, Waiter::Task(cx.waker().clone())));
+            .push((this.last, Waiter::Task(id, cx.waker().clone())));
         Poll::Pending
     }
 }
@@ -1731,8 +1816,14 @@ impl Drop for FileStore {
         if let Some(t) = self.committer.take() {
             lock(&self.shared.state).shutdown = true;
             self.shared.work.notify_one();
-            // The committer drains the queue first; a panic in it has already failed the
-            // store, and nothing is left to report it to.
+            if t.thread().id() == std::thread::current().id() {
+                // Dropped by the committer itself (a waker it woke held the last reference):
+                // it ends on its own once the queue is empty; the next open writes the
+                // marker.
+                return;
+            }
+            // The committer drains the queue first. If it panicked, `FailOnPanic` has
+            // failed the store, and the marker below is skipped.
             let _ = t.join();
         }
         if self.shared.write && lock(&self.shared.state).failed.is_none() {

@@ -377,3 +377,99 @@ fn torn_tail_is_cut_but_committed_damage_is_reported() {
         .expect("corruption must be reported");
     assert!(err.to_string().contains("committed"), "{err}");
 }
+
+/// Storage whose `sync_data` panics once armed: a bug in a `Storage` implementation.
+struct PanickyStorage {
+    inner: SimStorage,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+struct PanickyFile {
+    inner: Arc<dyn tds_provenance::storage::StorageFile>,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl tds_provenance::storage::StorageFile for PanickyFile {
+    fn read_exact_at(&self, b: &mut [u8], o: u64) -> std::io::Result<()> {
+        self.inner.read_exact_at(b, o)
+    }
+    fn write_all_at(&self, b: &[u8], o: u64) -> std::io::Result<()> {
+        self.inner.write_all_at(b, o)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        if self.armed.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("a storage bug in sync_data (expected by the test)");
+        }
+        self.inner.sync_data()
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, l: u64) -> std::io::Result<()> {
+        self.inner.set_len(l)
+    }
+}
+
+impl Storage for PanickyStorage {
+    fn open(
+        &self,
+        name: &str,
+        write: bool,
+    ) -> std::io::Result<Arc<dyn tds_provenance::storage::StorageFile>> {
+        Ok(Arc::new(PanickyFile {
+            inner: self.inner.open(name, write)?,
+            armed: self.armed.clone(),
+        }))
+    }
+    fn exists(&self, name: &str) -> bool {
+        self.inner.exists(name)
+    }
+    fn lock(&self) -> std::io::Result<Box<dyn Send + Sync>> {
+        self.inner.lock()
+    }
+    fn sync_dir(&self) -> std::io::Result<()> {
+        self.inner.sync_dir()
+    }
+}
+
+/// Runs `f` on another thread and returns its result; fails the test if it has not
+/// finished after a minute (a liveness check: the operation must not hang).
+fn finishes<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("hung after a panic in the committer")
+}
+
+/// A panic in the committer (from the storage) fails the store: thread and task appenders
+/// get an error instead of waiting forever, later appends are refused, and dropping the
+/// store returns.
+#[test]
+fn a_panic_in_the_committer_fails_the_store_instead_of_hanging() {
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let storage = Arc::new(PanickyStorage {
+        inner: SimStorage::new(),
+        armed: armed.clone(),
+    });
+    let s = Arc::new(FileStore::open(storage, writer(64)).unwrap());
+    s.append(b"before").unwrap();
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let s2 = s.clone();
+    let r = finishes(move || s2.append(b"during"));
+    assert!(r.unwrap_err().to_string().contains("panic"));
+    let s3 = s.clone();
+    let r = finishes(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(s3.append_durable(&[b"async"]))
+    });
+    assert!(r.is_err());
+    assert!(s.append(b"after").is_err());
+    assert_eq!(s.size(), 1);
+    armed.store(false, std::sync::atomic::Ordering::SeqCst);
+    let s = Arc::into_inner(s).unwrap();
+    finishes(move || drop(s));
+}

@@ -197,8 +197,8 @@ pub(super) struct Scratch {
 /// How to order the entries of a struct whose fields came with these keys, in this order.
 #[derive(Default)]
 struct Plan {
-    /// The addresses of the static key strings, in the order the fields came.
-    keys: Vec<usize>,
+    /// The static key strings (address and length), in the order the fields came.
+    keys: Vec<(usize, usize)>,
     /// The positions of the entries in canonical order.
     order: Vec<u16>,
     /// `order` is the identity (fields declared in canonical order).
@@ -394,9 +394,10 @@ pub(super) fn order_map(
 
 /// [`order_map`] for a struct, whose keys are static strings: the order found for a
 /// sequence of keys is kept, so the next value of the same type is reordered without
-/// comparing keys. Spans made by [`Span::field`] carry the key's address; equal address
-/// sequences mean equal key sequences, so a plan is only ever applied to the keys it was
-/// computed from.
+/// comparing keys. Spans made by [`Span::field`] carry the key's address and length: the
+/// same address and length name the same bytes of an immutable static string, so equal
+/// sequences of them are equal key sequences, and a plan is only ever applied to the keys it
+/// was computed from. (The address alone is not enough: `&S[..1]` and `S` share it.)
 pub(super) fn order_struct(
     out: &mut Vec<u8>,
     body_start: usize,
@@ -422,6 +423,7 @@ pub(super) fn order_struct(
     let mut h = entries.len() as u64;
     for e in entries {
         h = (h ^ e.key_id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h = (h ^ e.key_len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
     let slot = (h >> 58) as usize % PLAN_SLOTS;
     if plans.len() < PLAN_SLOTS {
@@ -431,7 +433,11 @@ pub(super) fn order_struct(
         .get_mut(slot)
         .ok_or_else(|| CborError::Encode("internal: plan slot".into()))?;
     let known = plan.keys.len() == entries.len()
-        && plan.keys.iter().zip(entries).all(|(k, e)| *k == e.key_id);
+        && plan
+            .keys
+            .iter()
+            .zip(entries)
+            .all(|(k, e)| *k == (e.key_id, e.key_len));
     if !known {
         order.clear();
         order.extend(0..entries.len() as u16);
@@ -449,7 +455,8 @@ pub(super) fn order_struct(
             return Err(CborError::DuplicateMapKey { offset: map_offset });
         }
         plan.keys.clear();
-        plan.keys.extend(entries.iter().map(|e| e.key_id));
+        plan.keys
+            .extend(entries.iter().map(|e| (e.key_id, e.key_len)));
         plan.order.clear();
         plan.order.extend_from_slice(order);
         plan.identity = order.iter().enumerate().all(|(i, o)| usize::from(*o) == i);
@@ -513,6 +520,8 @@ pub(super) struct Span {
     end: usize,
     /// For a struct field, the address of its static key string; otherwise 0.
     key_id: usize,
+    /// For a struct field, the length of its static key string.
+    key_len: usize,
 }
 
 impl Span {
@@ -534,6 +543,7 @@ impl Span {
             key_end,
             end,
             key_id: 0,
+            key_len: 0,
         }
     }
 
@@ -547,6 +557,7 @@ impl Span {
             key_end,
             end,
             key_id: key.as_ptr() as usize,
+            key_len: key.len(),
         }
     }
 

@@ -49,14 +49,17 @@ pub(super) fn to_canonical_vec<T: Serialize + ?Sized>(
     thread_local! {
         static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
     }
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut scratch) => {
-            scratch.reset();
-            encode_with(value, limits, &mut scratch)
-        }
-        // A Serialize impl that encodes something itself: give the inner call its own.
-        Err(_) => encode_with(value, limits, &mut Scratch::default()),
-    })
+    SCRATCH
+        .try_with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => {
+                scratch.reset();
+                encode_with(value, limits, &mut scratch)
+            }
+            // A Serialize impl that encodes something itself: give the inner call its own.
+            Err(_) => encode_with(value, limits, &mut Scratch::default()),
+        })
+        // During thread teardown the thread-local may be gone.
+        .unwrap_or_else(|_| encode_with(value, limits, &mut Scratch::default()))
 }
 
 fn encode_with<T: Serialize + ?Sized>(

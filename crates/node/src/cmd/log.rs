@@ -200,6 +200,14 @@ pub(crate) fn open_writer(home: &Path) -> anyhow::Result<Log<FileStore>> {
     }
     crate::home::create_private_dir(&home.join(LOG_DIR))?;
     let key_path = log_key_path(home);
+    if !key_path.exists() && home.join(crate::home::STATE_FILE).exists() {
+        // An authority's log is signed by the authority key; never make up another one
+        // (the key file is briefly absent during `tds authority rollover`).
+        bail!(
+            "{}: missing in an authority home (is a key rollover in progress?)",
+            home.join(crate::home::KEY_FILE).display()
+        );
+    }
     if !key_path.exists() {
         let key = SigningKey::generate()?;
         key.write_file(&key_path)?;
