@@ -234,42 +234,55 @@ pub fn root_from_inclusion_proof(
     size: u64,
     proof: &[Hash256],
 ) -> Result<Hash256, MerkleError> {
+    walk_inclusion_proof(leaf, index, size, proof, |_, left, right| {
+        node_hash(left, right)
+    })
+}
+
+/// RFC 9162 §2.1.3.2 with the interior hashing left to `hash(level, left, right)`, where
+/// `level` is the height of the node being made (1 for the parent of two leaves).
+#[inline]
+fn walk_inclusion_proof(
+    leaf: &Hash256,
+    index: u64,
+    size: u64,
+    proof: &[Hash256],
+    mut hash: impl FnMut(u32, &Hash256, &Hash256) -> Hash256,
+) -> Result<Hash256, MerkleError> {
     if index >= size {
         return Err(MerkleError::IndexOutOfRange { index, size });
     }
     let expected = inclusion_proof_len(index, size);
+    let wrong_length = || MerkleError::WrongProofLength {
+        got: proof.len(),
+        expected,
+    };
     if proof.len() != expected {
-        return Err(MerkleError::WrongProofLength {
-            got: proof.len(),
-            expected,
-        });
+        return Err(wrong_length());
     }
     let (mut fnode, mut snode) = (index, size - 1);
+    let mut level = 0u32;
     let mut r = *leaf;
     for p in proof {
         if snode == 0 {
-            return Err(MerkleError::WrongProofLength {
-                got: proof.len(),
-                expected,
-            });
+            return Err(wrong_length());
         }
         if fnode & 1 == 1 || fnode == snode {
-            r = node_hash(p, &r);
             while fnode & 1 == 0 && fnode != 0 {
                 fnode >>= 1;
                 snode >>= 1;
+                level += 1;
             }
+            r = hash(level, p, &r);
         } else {
-            r = node_hash(&r, p);
+            r = hash(level, &r, p);
         }
         fnode >>= 1;
         snode >>= 1;
+        level += 1;
     }
     if snode != 0 {
-        return Err(MerkleError::WrongProofLength {
-            got: proof.len(),
-            expected,
-        });
+        return Err(wrong_length());
     }
     Ok(r)
 }
@@ -323,46 +336,9 @@ pub fn verify_inclusion_cached(
     root: &Hash256,
     cache: &mut PathCache,
 ) -> Result<(), MerkleError> {
-    if index >= size {
-        return Err(MerkleError::IndexOutOfRange { index, size });
-    }
-    let expected = inclusion_proof_len(index, size);
-    if proof.len() != expected {
-        return Err(MerkleError::WrongProofLength {
-            got: proof.len(),
-            expected,
-        });
-    }
-    let (mut fnode, mut snode) = (index, size - 1);
-    let mut level = 0u32;
-    let mut r = *leaf;
-    for p in proof {
-        if snode == 0 {
-            return Err(MerkleError::WrongProofLength {
-                got: proof.len(),
-                expected,
-            });
-        }
-        if fnode & 1 == 1 || fnode == snode {
-            while fnode & 1 == 0 && fnode != 0 {
-                fnode >>= 1;
-                snode >>= 1;
-                level += 1;
-            }
-            r = cache.node_hash(level, p, &r);
-        } else {
-            r = cache.node_hash(level, &r, p);
-        }
-        fnode >>= 1;
-        snode >>= 1;
-        level += 1;
-    }
-    if snode != 0 {
-        return Err(MerkleError::WrongProofLength {
-            got: proof.len(),
-            expected,
-        });
-    }
+    let r = walk_inclusion_proof(leaf, index, size, proof, |level, left, right| {
+        cache.node_hash(level, left, right)
+    })?;
     if r == *root {
         Ok(())
     } else {

@@ -883,10 +883,7 @@ impl Shared {
         if !self.write {
             return Err(StoreError::ReadOnly);
         }
-        let mut guard = FailOnPanic {
-            shared: self,
-            holds_leader: false,
-        };
+        let mut guard = self.fail_on_panic();
         let mut st = self.become_leader()?;
         guard.holds_leader = true;
         let mut h = st.header;
@@ -932,6 +929,14 @@ impl Shared {
         self.work.notify_one();
     }
 
+    /// A guard that fails the store if a panic unwinds past it (see [`FailOnPanic`]).
+    fn fail_on_panic(&self) -> FailOnPanic<'_> {
+        FailOnPanic {
+            shared: self,
+            holds_leader: false,
+        }
+    }
+
     fn become_leader(&self) -> Result<MutexGuard<'_, State>, StoreError> {
         let mut st = lock(&self.state);
         loop {
@@ -954,10 +959,7 @@ impl Shared {
     /// The committer thread: writes and syncs the queue in batches until shutdown, then
     /// wakes the appenders of each batch.
     fn run_committer(&self) {
-        let mut guard = FailOnPanic {
-            shared: self,
-            holds_leader: false,
-        };
+        let mut guard = self.fail_on_panic();
         let mut st = lock(&self.state);
         loop {
             if st.failed.is_some() && !st.waiters.is_empty() {
@@ -996,23 +998,25 @@ impl Shared {
             }
             let flush = st.failed.is_none() && size - st.header.derived_entries >= self.flush_every;
             if !flush {
-                st.leader = false;
-                guard.holds_leader = false;
-                if st.leader_waiters > 0 {
-                    self.cond.notify_all();
-                }
+                self.end_commit(&mut st, &mut guard);
             }
             drop(st);
             ready.into_iter().for_each(Waiter::wake);
             st = lock(&self.state);
             if flush {
                 st = self.flush_derived(st);
-                st.leader = false;
-                guard.holds_leader = false;
-                if st.leader_waiters > 0 {
-                    self.cond.notify_all();
-                }
+                self.end_commit(&mut st, &mut guard);
             }
+        }
+    }
+
+    /// The committer gives up the leader role (it waits for work itself, so only those
+    /// waiting to lead are told).
+    fn end_commit(&self, st: &mut State, guard: &mut FailOnPanic<'_>) {
+        st.leader = false;
+        guard.holds_leader = false;
+        if st.leader_waiters > 0 {
+            self.cond.notify_all();
         }
     }
 
@@ -1191,10 +1195,7 @@ impl Shared {
         if !self.write {
             return Err(StoreError::ReadOnly);
         }
-        let mut guard = FailOnPanic {
-            shared: self,
-            holds_leader: false,
-        };
+        let mut guard = self.fail_on_panic();
         let st = self.become_leader()?;
         guard.holds_leader = true;
         let mut st = self.flush_derived(st);
@@ -1631,10 +1632,7 @@ impl Shared {
             return Err(StoreError::RecordSize(note.len()));
         }
         self.sync_marker()?;
-        let mut guard = FailOnPanic {
-            shared: self,
-            holds_leader: false,
-        };
+        let mut guard = self.fail_on_panic();
         let mut st = self.become_leader()?;
         guard.holds_leader = true;
         let n = st.checkpoints.len() as u64;
