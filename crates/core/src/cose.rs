@@ -41,7 +41,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::cbor::{self, CborError, Limits, Major, Reader, Value};
 use crate::hash::Hash256;
-use crate::key::{PublicKey, SigningKey, SIGNATURE_LEN};
+use crate::key::{PublicKey, SignError, Signer, SIGNATURE_LEN};
 
 /// CBOR tag of COSE_Sign1.
 pub const TAG_SIGN1: u64 = 18;
@@ -120,6 +120,9 @@ pub enum CoseError {
     /// The set of signers of a COSE_Sign is not the expected one.
     #[error("cose: signers: {0}")]
     Signers(String),
+    /// The signer could not sign.
+    #[error(transparent)]
+    Sign(#[from] SignError),
     /// Larger than [`MAX_ENVELOPE`].
     #[error("cose: envelope of {size} bytes exceeds the limit of {limit}")]
     TooLarge {
@@ -578,31 +581,31 @@ pub trait SignedObject: Serialize + DeserializeOwned {
 
 /// The TDS protected header `{1: -8, 3: content_type, 4: kid}`, written directly (it is
 /// already in canonical key order).
-fn sign1_protected(key: &SigningKey, content_type: &str) -> Vec<u8> {
+fn sign1_protected(key: &dyn Signer, content_type: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(40 + content_type.len());
     out.extend_from_slice(&[0xa3, 0x01, 0x27, 0x03]);
     cbor::write_header(&mut out, Major::Text, content_type.len() as u64);
     out.extend_from_slice(content_type.as_bytes());
     out.extend_from_slice(&[0x04, 0x58, 0x20]);
-    out.extend_from_slice(key.id().as_bytes());
+    out.extend_from_slice(key.key_id().as_bytes());
     out
 }
 
 /// Signs `value` as a TDS COSE_Sign1 envelope (tag 18, alg -8).
-pub fn sign<T: SignedObject>(key: &SigningKey, value: &T) -> Result<Vec<u8>, CoseError> {
+pub fn sign<T: SignedObject>(key: &dyn Signer, value: &T) -> Result<Vec<u8>, CoseError> {
     let payload = cbor::encode(value)?;
     sign_payload(key, T::CONTENT_TYPE, payload)
 }
 
 /// Signs already-canonical payload bytes under `content_type`.
 fn sign_payload(
-    key: &SigningKey,
+    key: &dyn Signer,
     content_type: &str,
     payload: Vec<u8>,
 ) -> Result<Vec<u8>, CoseError> {
     let protected = sign1_protected(key, content_type);
     let tbs = sig_structure1(&protected, &[], &payload);
-    let signature = key.sign(&tbs);
+    let signature = key.try_sign(&tbs)?;
     // Tag 18, an array of 4: protected, {} (empty unprotected), payload, signature.
     let mut out = Vec::with_capacity(16 + protected.len() + payload.len() + SIGNATURE_LEN);
     cbor::write_header(&mut out, Major::Tag, TAG_SIGN1);
@@ -839,21 +842,21 @@ fn multi_body_protected(content_type: &str) -> Result<Vec<u8>, CoseError> {
     )]))?)
 }
 
-fn multi_signer_protected(key: &SigningKey) -> Result<Vec<u8>, CoseError> {
+fn multi_signer_protected(key: &dyn Signer) -> Result<Vec<u8>, CoseError> {
     Ok(cbor::encode(&Value::Map(vec![
         (Value::Integer(label::ALG), Value::Integer(alg::EDDSA)),
         (
             Value::Integer(label::KID),
-            Value::Bytes(key.id().as_bytes().to_vec()),
+            Value::Bytes(key.key_id().as_bytes().to_vec()),
         ),
     ]))?)
 }
 
-fn push_signature(msg: &mut CoseSign, key: &SigningKey) -> Result<(), CoseError> {
+fn push_signature(msg: &mut CoseSign, key: &dyn Signer) -> Result<(), CoseError> {
     let sp = multi_signer_protected(key)?;
     let payload = msg.payload.as_deref().ok_or(CoseError::DetachedPayload)?;
     let tbs = sig_structure(&msg.protected, &sp, &[], payload);
-    let signature = key.sign(&tbs).to_vec();
+    let signature = key.try_sign(&tbs)?.to_vec();
     msg.signatures.push(CoseSignature {
         protected_header: decode_protected(&sp)?,
         protected: sp,
@@ -864,7 +867,7 @@ fn push_signature(msg: &mut CoseSign, key: &SigningKey) -> Result<(), CoseError>
 }
 
 /// Signs `value` by every key in `keys`, in order, as one COSE_Sign (tag 98).
-pub fn sign_multi<T: SignedObject>(keys: &[&SigningKey], value: &T) -> Result<Vec<u8>, CoseError> {
+pub fn sign_multi<T: SignedObject>(keys: &[&dyn Signer], value: &T) -> Result<Vec<u8>, CoseError> {
     if keys.is_empty() || keys.len() as u64 > MAX_SIGNERS {
         return Err(CoseError::Signers(format!(
             "between 1 and {MAX_SIGNERS} signers, not {}",
@@ -884,11 +887,11 @@ pub fn sign_multi<T: SignedObject>(keys: &[&SigningKey], value: &T) -> Result<Ve
         if msg
             .signatures
             .iter()
-            .any(|s| s.header(label::KID) == Some(&Value::Bytes(key.id().as_bytes().to_vec())))
+            .any(|s| s.header(label::KID) == Some(&Value::Bytes(key.key_id().as_bytes().to_vec())))
         {
             return Err(CoseError::Signers("the same key twice".into()));
         }
-        push_signature(&mut msg, key)?;
+        push_signature(&mut msg, *key)?;
     }
     msg.to_vec()
 }
@@ -899,13 +902,13 @@ pub fn sign_multi<T: SignedObject>(keys: &[&SigningKey], value: &T) -> Result<Ve
 /// [`open_multi`].
 pub fn add_signature<T: SignedObject>(
     bytes: &[u8],
-    key: &SigningKey,
+    key: &dyn Signer,
 ) -> Result<Vec<u8>, CoseError> {
     let opened = open_multi::<T>(bytes)?;
-    if opened.kids.contains(&key.id()) {
+    if opened.kids.contains(&key.key_id()) {
         return Err(CoseError::Signers(format!(
             "{} has already signed",
-            key.id()
+            key.key_id()
         )));
     }
     if opened.kids.len() as u64 >= MAX_SIGNERS {

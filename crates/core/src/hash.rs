@@ -194,11 +194,19 @@ impl Domain {
     }
 }
 
-/// Incremental domain-separated SHA-256 (from [`Domain::hasher`]).
+/// Incremental domain-separated SHA-256 (from [`Domain::hasher`]), or plain SHA-256
+/// (from [`Hasher::plain`]).
 #[derive(Clone)]
 pub struct Hasher(ring::digest::Context);
 
 impl Hasher {
+    /// A plain SHA-256 hasher with no domain tag, for formats whose bytes are fixed
+    /// elsewhere (RFC 9162 leaf and node hashes, file checksums). Every SHA-256 in TDS goes
+    /// through this module, so a second algorithm suite has one place to plug in.
+    pub fn plain() -> Hasher {
+        Hasher(ring::digest::Context::new(&ring::digest::SHA256))
+    }
+
     /// Feeds bytes.
     pub fn update(&mut self, bytes: &[u8]) {
         self.0.update(bytes);

@@ -75,11 +75,13 @@ pub struct SigningKey {
 impl SigningKey {
     /// A new random key from the operating system's generator (through ring).
     pub fn generate() -> Result<Self, KeyError> {
-        use ring::rand::SecureRandom;
+        Self::generate_from(&crate::rand::SystemRandom)
+    }
+
+    /// A new random key with its seed from `source`.
+    pub fn generate_from(source: &dyn crate::rand::RandomSource) -> Result<Self, KeyError> {
         let mut seed = Zeroizing::new([0u8; 32]);
-        ring::rand::SystemRandom::new()
-            .fill(seed.as_mut())
-            .map_err(|_| KeyError::Rng)?;
+        source.fill(seed.as_mut()).map_err(|_| KeyError::Rng)?;
         Ok(Self::from_seed(&seed))
     }
 
@@ -187,6 +189,84 @@ fn with_path(e: KeyError, path: &Path) -> KeyError {
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SigningKey({})", self.id())
+    }
+}
+
+/// Why a [`Signer`] could not sign.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignError {
+    /// The key is not usable now (a hardware module that is absent or locked, a remote
+    /// signer that does not answer); the text says why.
+    #[error("signer unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Something that signs with one key: an in-memory [`SigningKey`] today, a hardware
+/// module or a GM/T SM2 key later. Object-safe, so logs, authorities and witnesses hold an
+/// `Arc<dyn Signer>` without knowing where the secret lives.
+///
+/// Every signature TDS makes goes through this trait: COSE envelopes
+/// ([`crate::cose::sign`] and friends), checkpoint notes and cosignatures.
+pub trait Signer: Send + Sync + fmt::Debug {
+    /// The public key that verifies this signer's signatures.
+    fn public_key(&self) -> PublicKey;
+
+    /// The key id (`tds/participant/v1` hash of the public key), the COSE `kid` of
+    /// everything this signer signs.
+    fn key_id(&self) -> Hash256 {
+        self.public_key().id()
+    }
+
+    /// Signs `message` (pure Ed25519 over the whole message).
+    fn try_sign(&self, message: &[u8]) -> Result<[u8; SIGNATURE_LEN], SignError>;
+}
+
+impl Signer for SigningKey {
+    fn public_key(&self) -> PublicKey {
+        SigningKey::public_key(self)
+    }
+
+    fn key_id(&self) -> Hash256 {
+        self.id
+    }
+
+    fn try_sign(&self, message: &[u8]) -> Result<[u8; SIGNATURE_LEN], SignError> {
+        Ok(self.sign(message))
+    }
+}
+
+impl From<SigningKey> for std::sync::Arc<dyn Signer> {
+    fn from(key: SigningKey) -> Self {
+        std::sync::Arc::new(key)
+    }
+}
+
+impl<S: Signer + ?Sized> Signer for std::sync::Arc<S> {
+    fn public_key(&self) -> PublicKey {
+        (**self).public_key()
+    }
+
+    fn key_id(&self) -> Hash256 {
+        (**self).key_id()
+    }
+
+    fn try_sign(&self, message: &[u8]) -> Result<[u8; SIGNATURE_LEN], SignError> {
+        (**self).try_sign(message)
+    }
+}
+
+impl<S: Signer + ?Sized> Signer for Box<S> {
+    fn public_key(&self) -> PublicKey {
+        (**self).public_key()
+    }
+
+    fn key_id(&self) -> Hash256 {
+        (**self).key_id()
+    }
+
+    fn try_sign(&self, message: &[u8]) -> Result<[u8; SIGNATURE_LEN], SignError> {
+        (**self).try_sign(message)
     }
 }
 

@@ -8,8 +8,9 @@ pub mod fs;
 pub mod hash;
 pub mod key;
 pub mod merkle;
+pub mod rand;
 pub mod time;
 
 pub use hash::{Domain, Hash256};
-pub use key::{PublicKey, SigningKey};
+pub use key::{PublicKey, SignError, Signer, SigningKey};
 pub use time::{Clock, Timestamp};

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeSet;
 use std::ops::Deref;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tds_core::{cose, PublicKey, SigningKey, Timestamp};
+use tds_core::{cose, PublicKey, Signer, Timestamp};
 
 use crate::attributes::{check_name, Jurisdiction, Role, Sector};
 use crate::credential::Credential;
@@ -73,7 +74,7 @@ impl<T> Deref for Signed<T> {
     }
 }
 
-fn sign<T: cose::SignedObject>(key: &SigningKey, value: T) -> Result<Signed<T>, IdentityError> {
+fn sign<T: cose::SignedObject>(key: &dyn Signer, value: T) -> Result<Signed<T>, IdentityError> {
     let envelope = cose::sign(key, &value)?;
     Ok(Signed { value, envelope })
 }
@@ -244,13 +245,14 @@ impl AuthorityState {
 /// ```
 #[derive(Debug)]
 pub struct Authority {
-    key: SigningKey,
+    key: Arc<dyn Signer>,
     state: AuthorityState,
 }
 
 impl Authority {
     /// A new authority named `name` with signing key `key` and nothing issued yet.
-    pub fn new(name: &str, key: SigningKey) -> Result<Self, IdentityError> {
+    pub fn new(name: &str, key: impl Into<Arc<dyn Signer>>) -> Result<Self, IdentityError> {
+        let key = key.into();
         let state = AuthorityState {
             version: STATE_VERSION,
             name: name.to_owned(),
@@ -265,7 +267,11 @@ impl Authority {
     }
 
     /// An authority from a stored key and state; the key must be the one the state names.
-    pub fn from_parts(key: SigningKey, state: AuthorityState) -> Result<Self, IdentityError> {
+    pub fn from_parts(
+        key: impl Into<Arc<dyn Signer>>,
+        state: AuthorityState,
+    ) -> Result<Self, IdentityError> {
+        let key = key.into();
         if key.public_key() != state.public_key {
             return Err(IdentityError::KeyMismatch {
                 key: ParticipantId::of(&key.public_key()),
@@ -276,7 +282,7 @@ impl Authority {
     }
 
     /// The key and state, to store.
-    pub fn into_parts(self) -> (SigningKey, AuthorityState) {
+    pub fn into_parts(self) -> (Arc<dyn Signer>, AuthorityState) {
         (self.key, self.state)
     }
 
@@ -285,8 +291,8 @@ impl Authority {
         &self.state
     }
 
-    /// The current signing key.
-    pub fn signing_key(&self) -> &SigningKey {
+    /// The current signer (shared: the authority's log and witness sign with it too).
+    pub fn signer(&self) -> &Arc<dyn Signer> {
         &self.key
     }
 
@@ -342,7 +348,7 @@ impl Authority {
             admission.not_after,
             now,
         )?;
-        let signed = sign(&self.key, credential)?;
+        let signed = sign(&*self.key, credential)?;
         self.state.next_serial = next;
         Ok(signed)
     }
@@ -388,7 +394,7 @@ impl Authority {
             next_update,
             self.state.revoked.iter().copied().collect(),
         )?;
-        let signed = sign(&self.key, list)?;
+        let signed = sign(&*self.key, list)?;
         self.state.crl_sequence = sequence;
         Ok(signed)
     }
@@ -442,9 +448,10 @@ impl Authority {
     /// lists (signed by the new key) cover credentials signed by the old one.
     pub fn rollover(
         &mut self,
-        new_key: SigningKey,
+        new_key: impl Into<Arc<dyn Signer>>,
         now: Timestamp,
-    ) -> Result<(Signed<KeyRollover>, SigningKey), IdentityError> {
+    ) -> Result<(Signed<KeyRollover>, Arc<dyn Signer>), IdentityError> {
+        let new_key = new_key.into();
         let new_public = new_key.public_key();
         if self.state.previous_keys.contains(&new_public) {
             return Err(FieldError::new(
@@ -460,7 +467,7 @@ impl Authority {
             new_public,
             now,
         )?;
-        let signed = sign(&self.key, rollover)?;
+        let signed = sign(&*self.key, rollover)?;
         self.state.previous_keys.push(self.state.public_key);
         self.state.public_key = new_public;
         let old = std::mem::replace(&mut self.key, new_key);

@@ -533,7 +533,7 @@ fn issue_checks_the_fields() {
 
 /// Signs `raw` with the authority key as if the authority had skipped its checks.
 fn sign_raw(a: &Authority, raw: &RawCredential) -> Vec<u8> {
-    cose::sign(a.signing_key(), raw).unwrap()
+    cose::sign(a.signer().as_ref(), raw).unwrap()
 }
 
 #[test]
@@ -587,7 +587,7 @@ fn issuer_must_be_the_signer() {
     let mut a = authority(1);
     let raw = raw_from(issue(&mut a, 2).value());
     let b = authority(9);
-    let forged = cose::sign(b.signing_key(), &raw).unwrap();
+    let forged = cose::sign(b.signer().as_ref(), &raw).unwrap();
     let err = store_for(&b).verify(&forged, t(T0)).unwrap_err();
     assert!(matches!(err, IdentityError::SignerMismatch { .. }), "{err}");
 }
@@ -614,12 +614,12 @@ fn crl_decode_checks_the_fields() {
     ];
     let mut store = store_for(&a);
     store
-        .add_revocation_list(&cose::sign(a.signing_key(), &base).unwrap(), t(T0))
+        .add_revocation_list(&cose::sign(a.signer().as_ref(), &base).unwrap(), t(T0))
         .unwrap();
     for (change, want) in cases {
         let mut raw = base.clone();
         change(&mut raw);
-        let env = cose::sign(a.signing_key(), &raw).unwrap();
+        let env = cose::sign(a.signer().as_ref(), &raw).unwrap();
         let err = store_for(&a).add_revocation_list(&env, t(T0)).unwrap_err();
         let msg = err.to_string();
         let (object, field, _) = field_of(err);

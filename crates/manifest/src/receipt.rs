@@ -83,7 +83,7 @@ pub fn register(
         authority: authority.id(),
         registered: now,
     };
-    let envelope = cose::sign(authority.signing_key(), &receipt)?;
+    let envelope = cose::sign(&**authority.signer(), &receipt)?;
     Ok((receipt, envelope))
 }
 

@@ -174,7 +174,7 @@ impl Home {
     /// reports instead of guessing.
     pub(crate) fn replace_key(
         &self,
-        old: &SigningKey,
+        old: tds_core::Hash256,
         new: &SigningKey,
         state: &AuthorityState,
     ) -> anyhow::Result<PathBuf> {
@@ -183,7 +183,7 @@ impl Home {
         self.save_state(state)?;
         let retired_dir = self.dir.join(RETIRED_DIR);
         create_private_dir(&retired_dir)?;
-        let retired = retired_dir.join(format!("{}.key", old.id().to_hex()));
+        let retired = retired_dir.join(format!("{}.key", old.to_hex()));
         std::fs::rename(self.key_path(), &retired).map_err(|e| {
             anyhow!(
                 "{}: cannot move to {}: {}",

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteArray;
 use tds_core::cose::{self, CoseError, SignedObject};
+use tds_core::rand::RandomSource;
 use tds_core::{Domain, Hash256, PublicKey, SigningKey, Timestamp};
 
 use crate::contain::{contains, Containment};
@@ -277,14 +278,11 @@ impl NonceStore for NoNonceStore {
     }
 }
 
-/// A fresh random nonce from the operating system.
-pub fn random_nonce() -> Result<[u8; 16], ContractError> {
-    use ring::rand::SecureRandom;
-    let mut n = [0u8; 16];
-    ring::rand::SystemRandom::new()
-        .fill(&mut n)
-        .map_err(|_| ContractError::Invalid("no randomness available for a nonce".into()))?;
-    Ok(n)
+/// A fresh random nonce from `source` (a node passes
+/// [`tds_core::rand::SystemRandom`]; a simulation a seeded source).
+pub fn random_nonce(source: &dyn RandomSource) -> Result<[u8; 16], ContractError> {
+    tds_core::rand::random_array(source)
+        .map_err(|_| ContractError::Invalid("no randomness available for a nonce".into()))
 }
 
 fn check_signer(what: &'static str, named: Hash256, key: &PublicKey) -> Result<(), ContractError> {

@@ -1,7 +1,9 @@
 //! The provenance log: typed events over a [`LogStore`], signed checkpoints and proofs.
 
+use std::sync::Arc;
 use tds_core::hash::Hash256;
-use tds_core::key::{PublicKey, SigningKey};
+
+use tds_core::key::{PublicKey, Signer};
 use tds_core::merkle::{self, MerkleError};
 
 use crate::event::{Event, EventError};
@@ -75,19 +77,20 @@ impl Default for CheckpointPolicy {
 /// A provenance log: a store, the log's signing key and its origin.
 pub struct Log<S: LogStore> {
     store: S,
-    key: SigningKey,
+    key: Arc<dyn Signer>,
     origin: String,
     /// Size and time (ms) of the last checkpoint issued by this process.
     last: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
 impl<S: LogStore> Log<S> {
-    /// A log over `store`, signed by `key` (the node key).
-    pub fn new(store: S, key: SigningKey) -> Self {
-        let origin = origin_for(&key.public_key());
+    /// A log over `store`, signed by `key` (the node key, or any [`Signer`] for it).
+    pub fn new(store: S, key: impl Into<Arc<dyn Signer>>) -> Self {
+        let signer = key.into();
+        let origin = origin_for(&signer.public_key());
         Log {
             store,
-            key,
+            key: signer,
             origin,
             last: std::sync::Mutex::new(None),
         }
@@ -166,7 +169,7 @@ impl<S: LogStore> Log<S> {
             extensions: Vec::new(),
         };
         let text = cp.to_text();
-        let sig = note::sign(&text, &self.origin, &self.key)?;
+        let sig = note::sign(&text, &self.origin, &*self.key)?;
         let out = Note {
             text,
             signatures: vec![sig],

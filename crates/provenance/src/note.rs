@@ -18,7 +18,7 @@ use std::fmt;
 
 use base64::Engine;
 use tds_core::hash::Hash256;
-use tds_core::key::{PublicKey, SigningKey};
+use tds_core::key::{PublicKey, SignError, Signer};
 
 /// Largest accepted note.
 pub const MAX_NOTE_BYTES: usize = 16 * 1024;
@@ -53,6 +53,9 @@ pub enum NoteError {
     /// A signature from the expected key does not verify.
     #[error("note: signature from key {0} does not verify")]
     BadSignature(String),
+    /// The signer could not sign.
+    #[error(transparent)]
+    Sign(#[from] SignError),
 }
 
 fn fmt_err(s: impl Into<String>) -> NoteError {
@@ -272,12 +275,12 @@ impl fmt::Display for VerifierKey {
 }
 
 /// Signs note text with an Ed25519 note signature (type 0x01).
-pub fn sign(text: &str, name: &str, key: &SigningKey) -> Result<NoteSignature, NoteError> {
+pub fn sign(text: &str, name: &str, key: &dyn Signer) -> Result<NoteSignature, NoteError> {
     check_name(name).map_err(NoteError::Key)?;
     Ok(NoteSignature {
         name: name.to_owned(),
         key_id: key_id(name, TYPE_ED25519, key.public_key().as_bytes()),
-        signature: key.sign(text.as_bytes()).to_vec(),
+        signature: key.try_sign(text.as_bytes())?.to_vec(),
     })
 }
 
@@ -310,14 +313,14 @@ pub fn cosignature_message(text: &str, timestamp: u64) -> String {
 pub fn cosign(
     text: &str,
     name: &str,
-    key: &SigningKey,
+    key: &dyn Signer,
     timestamp: u64,
 ) -> Result<NoteSignature, NoteError> {
     check_name(name).map_err(NoteError::Key)?;
     if timestamp > i64::MAX as u64 {
         return Err(NoteError::Key("timestamp over 2^63 - 1".into()));
     }
-    let sig = key.sign(cosignature_message(text, timestamp).as_bytes());
+    let sig = key.try_sign(cosignature_message(text, timestamp).as_bytes())?;
     let mut signature = timestamp.to_be_bytes().to_vec();
     signature.extend_from_slice(&sig);
     Ok(NoteSignature {
@@ -459,6 +462,7 @@ pub fn verify_checkpoint(bytes: &[u8], key: &VerifierKey) -> Result<VerifiedChec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tds_core::key::SigningKey;
 
     #[test]
     fn spec_example_key_id_and_vkey() {

@@ -320,13 +320,13 @@ impl Header {
 
 /// First 8 bytes of SHA-256 over the parts.
 fn checksum(parts: &[&[u8]]) -> [u8; 8] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut ctx = tds_core::hash::Hasher::plain();
     for p in parts {
         ctx.update(p);
     }
     let d = ctx.finish();
     let mut out = [0u8; 8];
-    if let Some(s) = d.as_ref().get(..8) {
+    if let Some(s) = d.as_bytes().get(..8) {
         out.copy_from_slice(s);
     }
     out

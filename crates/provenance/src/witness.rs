@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use tds_core::hash::Hash256;
-use tds_core::key::{PublicKey, SigningKey};
+#[cfg(test)]
+use tds_core::key::SigningKey;
+use tds_core::key::{PublicKey, Signer};
 
 use crate::note::{self, NoteError, VerifierKey, TYPE_COSIGNATURE};
 use crate::proof::ConsistencyProof;
@@ -89,7 +91,7 @@ pub struct Cosigned {
 /// `now` (seconds), and updates `state`.
 pub fn cosign(
     state: &mut WitnessState,
-    key: &SigningKey,
+    key: &dyn Signer,
     log_key: &VerifierKey,
     checkpoint: &[u8],
     proof: Option<&ConsistencyProof>,

@@ -108,7 +108,7 @@ fn cosigned(s: &Setup) -> String {
     let mut state = WitnessState::default();
     witness::cosign(
         &mut state,
-        s.authority.signing_key(),
+        s.authority.signer().as_ref(),
         &s.log.verifier_key().unwrap(),
         note.as_bytes(),
         None,

@@ -2,6 +2,7 @@ use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::*;
+use crate::key::SigningKey;
 
 fn h(s: &str) -> Vec<u8> {
     hex::decode(s).unwrap()

@@ -279,7 +279,7 @@ impl<'p> ContentBuilder<'p> {
         let mut total = 0u64;
         let mut index = 0u64;
         loop {
-            let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+            let mut ctx = tds_core::hash::Hasher::plain();
             ctx.update(&[0x00]);
             let mut filled = 0u64;
             while filled < cs {
@@ -304,7 +304,7 @@ impl<'p> ContentBuilder<'p> {
             if index >= MAX_CHUNKS {
                 return Err(StreamError::Build(self.too_large()));
             }
-            let hash = Hash256::from_slice(ctx.finish().as_ref()).unwrap_or_default();
+            let hash = ctx.finish();
             let len = usize::try_from(filled).unwrap_or(usize::MAX);
             sink(Leaf { index, len, hash }).map_err(StreamError::Sink)?;
             if let Some(p) = self.progress {

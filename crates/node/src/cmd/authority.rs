@@ -1,6 +1,7 @@
 //! `tds authority ...`: the data-space authority kept in a home directory.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use serde_json::{json, Value as Json};
@@ -36,10 +37,10 @@ fn summary(authority: &Authority) -> serde_json::Map<String, Json> {
 }
 
 pub(crate) fn init(dir: &Path, name: &str) -> anyhow::Result<()> {
-    let key = SigningKey::generate()?;
-    let authority = Authority::new(name, key)?;
+    let key = Arc::new(SigningKey::generate()?);
+    let authority = Authority::new(name, key.clone() as Arc<dyn tds_core::Signer>)?;
     let home = Home::create(dir)?;
-    home.write_new_key(authority.signing_key())?;
+    home.write_new_key(&key)?;
     home.save_state(authority.state())?;
     let mut m = summary(&authority);
     m.insert("home".into(), json!(dir.display().to_string()));
@@ -112,13 +113,13 @@ pub(crate) fn rollover(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let home = Home::open(dir)?;
     let mut authority = home.load()?;
     let now = Timestamp::now();
-    let new_key = SigningKey::generate()?;
-    let new_copy = SigningKey::from_pkcs8_pem(&new_key.to_pkcs8_pem()?)?;
-    let (statement, old_key) = authority.rollover(new_key, now)?;
+    let new_key = Arc::new(SigningKey::generate()?);
+    let (statement, old_key) =
+        authority.rollover(new_key.clone() as Arc<dyn tds_core::Signer>, now)?;
     // The statement first: if it cannot be written, nothing has changed yet.
     files::write(out, statement.envelope(), files::PUBLIC_MODE)?;
     let retired = home
-        .replace_key(&old_key, &new_copy, authority.state())
+        .replace_key(old_key.key_id(), &new_key, authority.state())
         .context("key rollover")?;
     let mut m = output::rollover(statement.value());
     m.insert("file".into(), json!(out.display().to_string()));

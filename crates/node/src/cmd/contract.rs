@@ -186,7 +186,9 @@ pub(crate) fn contract(c: ContractCommand) -> anyhow::Result<()> {
                 consumer_key: key.public_key(),
                 policy: asked,
                 purpose: purpose.clone(),
-                nonce: serde_bytes::ByteArray::new(contract::random_nonce()?),
+                nonce: serde_bytes::ByteArray::new(contract::random_nonce(
+                    &tds_core::rand::SystemRandom,
+                )?),
                 time: now,
             };
             let bytes = contract::create_request(&key, &r)?;

@@ -89,7 +89,7 @@ fn cosign(args: &CosignArgs) -> anyhow::Result<()> {
     let now = Timestamp::now().as_secs();
     match witness::cosign(
         &mut state,
-        authority.signing_key(),
+        &**authority.signer(),
         &log_key,
         &checkpoint,
         proof.as_ref(),
@@ -109,13 +109,7 @@ fn cosign(args: &CosignArgs) -> anyhow::Result<()> {
             size,
             reason,
         }) => {
-            if let Err(e) = alert(
-                &args.home,
-                authority.signing_key(),
-                &checkpoint,
-                &origin,
-                size,
-            ) {
+            if let Err(e) = alert(&args.home, authority.signer(), &checkpoint, &origin, size) {
                 let _ = writeln!(
                     std::io::stderr(),
                     "warning: the alert event was not logged: {e:#}"
@@ -130,7 +124,7 @@ fn cosign(args: &CosignArgs) -> anyhow::Result<()> {
 /// Logs a `checkpoint_refused` alert in the authority's own log.
 fn alert(
     home: &Path,
-    key: &tds_core::SigningKey,
+    key: &Arc<dyn tds_core::Signer>,
     checkpoint: &[u8],
     origin: &str,
     size: u64,
@@ -144,9 +138,8 @@ fn alert(
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow!("{}: {}", dir.display(), files::io_reason(&e)))?;
     let store = FileStore::open(Arc::new(DirStorage::new(&dir)), OpenOptions::writer())?;
-    let key = tds_core::SigningKey::from_pkcs8_pem(&key.to_pkcs8_pem()?)?;
-    let actor = key.id();
-    let log = Log::new(store, key);
+    let actor = key.key_id();
+    let log = Log::new(store, key.clone());
     log.append(&Event::new(
         Timestamp::now().as_millis(),
         actor,
