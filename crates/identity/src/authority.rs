@@ -312,9 +312,12 @@ impl Authority {
     }
 
     /// A trust store that trusts this authority's current and earlier keys (as one
-    /// authority), for checking credentials it issued.
+    /// authority), for checking credentials it issued. It holds no revocation list and
+    /// accepts credentials without one: the authority checks revocation against its own
+    /// records ([`Authority::is_revoked`]), as [`Authority::check_member`] does.
     pub fn trust_store(&self) -> TrustStore {
         let mut store = TrustStore::new();
+        store.dangerous().accept_missing_revocation_lists();
         let keys: Vec<PublicKey> = self
             .state
             .previous_keys
@@ -324,6 +327,24 @@ impl Authority {
             .collect();
         store.add_authority_keys(&keys);
         store
+    }
+
+    /// Verifies a member's credential envelope as this authority: issued under its current
+    /// or an earlier key, valid at `now`, and not revoked in its own records (which are
+    /// always current, so no revocation list is needed). What the witness and the
+    /// registration desk use before they act for a member.
+    pub fn check_member(
+        &self,
+        envelope: &[u8],
+        now: Timestamp,
+    ) -> Result<VerifiedCredential, IdentityError> {
+        let verified = self.trust_store().verify(envelope, now)?;
+        if self.is_revoked(verified.serial()) {
+            return Err(IdentityError::RevokedHere {
+                serial: verified.serial(),
+            });
+        }
+        Ok(verified)
     }
 
     /// Checks `admission` and signs a credential for it with the next serial number.

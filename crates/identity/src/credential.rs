@@ -194,6 +194,11 @@ impl Credential {
     /// The rules that involve more than one field's type.
     fn check(&self) -> Result<(), FieldError> {
         check_version(self.version)?;
+        // No revocation list can name serial 0 (list serials start at 1), so a credential
+        // with it could never be revoked.
+        if self.serial == 0 {
+            return Err(field("serial", Invalid::OutOfRange("serials start at 1")));
+        }
         if !self.issuer.is_id_of(&self.issuer_key) {
             return Err(field("issuer", Invalid::NotKeyId("issuer_key")));
         }

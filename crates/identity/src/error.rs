@@ -163,6 +163,12 @@ pub enum IdentityError {
         /// The sequence number of the list that revokes it.
         sequence: u64,
     },
+    /// The authority's own records revoke the credential (no list needed).
+    #[error("credential: serial {serial} is revoked by this authority")]
+    RevokedHere {
+        /// The credential's serial.
+        serial: u64,
+    },
     /// A revocation list past its `next_update`, refused because freshness is required.
     #[error("revocation list: stale since {next_update} (now {now}); fetch a current one")]
     StaleRevocationList {

@@ -48,9 +48,12 @@ fn issue(a: &mut Authority, subject: u8) -> Signed<Credential> {
     .unwrap()
 }
 
+/// A store trusting `a` that lets credentials pass without a revocation list (most tests
+/// are about something else; `a_list_is_required_by_default` covers the default).
 fn store_for(a: &Authority) -> TrustStore {
     let mut s = TrustStore::new();
     s.add_authority(a.public_key());
+    s.dangerous().accept_missing_revocation_lists();
     s
 }
 
@@ -198,11 +201,12 @@ fn stale_lists_are_refused_unless_dangerously_accepted() {
 }
 
 #[test]
-fn a_list_can_be_required() {
+fn a_list_is_required_by_default() {
     let mut a = authority(1);
     let one = issue(&mut a, 2);
-    let mut store = store_for(&a);
-    store.require_revocation_lists();
+    let mut store = TrustStore::new();
+    store.add_authority(a.public_key());
+    assert!(store.requires_revocation_lists());
     assert!(matches!(
         store.verify(one.envelope(), t(T0)),
         Err(IdentityError::RevocationListMissing { .. })
@@ -378,6 +382,7 @@ fn rollover_chain_is_followed() {
     );
 
     let mut store = TrustStore::new();
+    store.dangerous().accept_missing_revocation_lists();
     store.add_authority(key(1).public_key());
     // Out of order: the second link's signer is not trusted yet.
     assert!(matches!(
@@ -421,6 +426,7 @@ fn rollover_by_an_untrusted_key_is_refused() {
     let mut rogue = authority(7);
     let (stmt, _) = rogue.rollover(key(8), t(T0)).unwrap();
     let mut store = TrustStore::new();
+    store.dangerous().accept_missing_revocation_lists();
     store.add_authority(key(1).public_key());
     let err = store.add_rollover(stmt.envelope()).unwrap_err();
     assert!(
@@ -435,6 +441,7 @@ fn rollover_to_a_separately_trusted_authority_is_refused() {
     let mut a = authority(1);
     let (stmt, _) = a.rollover(key(2), t(T0)).unwrap();
     let mut store = TrustStore::new();
+    store.dangerous().accept_missing_revocation_lists();
     store.add_authority(key(1).public_key());
     store.add_authority(key(2).public_key());
     assert!(matches!(
@@ -848,7 +855,7 @@ fn sectors() -> impl Strategy<Value = Vec<Sector>> {
 
 prop_compose! {
     fn credential()(
-        serial in any::<u64>(),
+        serial in 1..=u64::MAX,
         issuer in any::<[u8; 32]>(),
         subject in any::<[u8; 32]>(),
         name in name(),
@@ -946,6 +953,7 @@ proptest! {
         cbor_round_trip(&c);
         cose_round_trip(&key, &c);
         let mut store = TrustStore::new();
+        store.dangerous().accept_missing_revocation_lists();
         store.add_authority(key.public_key());
         let env = cose::sign(&key, &c).unwrap();
         let v = store.verify(&env, c.not_before()).unwrap();
@@ -958,6 +966,7 @@ proptest! {
         cbor_round_trip(&list);
         cose_round_trip(&key, &list);
         let mut store = TrustStore::new();
+        store.dangerous().accept_missing_revocation_lists();
         store.add_authority(key.public_key());
         let env = cose::sign(&key, &list).unwrap();
         let held = store.add_revocation_list(&env, list.issued_at()).unwrap();
@@ -970,6 +979,7 @@ proptest! {
         cbor_round_trip(&r);
         cose_round_trip(&key, &r);
         let mut store = TrustStore::new();
+        store.dangerous().accept_missing_revocation_lists();
         store.add_authority(key.public_key());
         let env = cose::sign(&key, &r).unwrap();
         prop_assert_eq!(store.add_rollover(&env).unwrap(), r.new_id());
@@ -1024,6 +1034,7 @@ proptest! {
     #[test]
     fn prop_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let mut store = TrustStore::new();
+        store.dangerous().accept_missing_revocation_lists();
         store.add_authority(key(1).public_key());
         let _ = store.verify(&bytes, t(T0));
         let _ = store.add_revocation_list(&bytes, t(T0));

@@ -37,8 +37,9 @@ struct AuthorityEntry {
 /// the same authority, and a revocation list signed by any of them covers credentials
 /// signed by all of them (serial numbers are per authority).
 ///
-/// By default the store is strict: a revocation list past its `next_update` is refused,
-/// when added and when used. [`dangerous`](Self::dangerous) gives the weaker option.
+/// By default the store is strict: a credential verifies only against a revocation list
+/// of its authority, and a list past its `next_update` is refused, when added and when
+/// used. [`dangerous`](Self::dangerous) gives the weaker options.
 ///
 /// ```
 /// use tds_core::{SigningKey, Timestamp};
@@ -48,13 +49,14 @@ struct AuthorityEntry {
 /// let mut store = TrustStore::new();
 /// let id = store.add_authority(authority_key);
 /// assert!(store.is_trusted(&id));
+/// assert!(store.requires_revocation_lists());
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct TrustStore {
     keys: BTreeMap<ParticipantId, TrustedKey>,
     authorities: Vec<AuthorityEntry>,
     accept_stale_crls: bool,
-    require_crls: bool,
+    accept_missing_crls: bool,
 }
 
 /// Options that weaken a [`TrustStore`]'s checks, from [`TrustStore::dangerous`].
@@ -71,10 +73,19 @@ impl DangerousTrustStore<'_> {
         self.store.accept_stale_crls = true;
         self
     }
+
+    /// Lets credentials of an authority for which no revocation list has been added pass
+    /// unchecked ([`VerifiedCredential::revocation_checked`] is then `false`): a revoked
+    /// credential verifies. Only for offline tools that say so in their output.
+    pub fn accept_missing_revocation_lists(&mut self) -> &mut Self {
+        self.store.accept_missing_crls = true;
+        self
+    }
 }
 
 impl TrustStore {
-    /// An empty store that trusts nothing and requires fresh revocation lists.
+    /// An empty store that trusts nothing and requires a fresh revocation list of the
+    /// issuing authority for every credential.
     pub fn new() -> Self {
         Self::default()
     }
@@ -84,12 +95,15 @@ impl TrustStore {
         DangerousTrustStore { store: self }
     }
 
-    /// Refuses credentials of an authority for which no revocation list has been added
-    /// (by default such credentials pass with [`VerifiedCredential::revocation_checked`]
-    /// false).
-    pub fn require_revocation_lists(&mut self) -> &mut Self {
-        self.require_crls = true;
-        self
+    /// Whether credentials of an authority without a revocation list are refused (the
+    /// default; see [`DangerousTrustStore::accept_missing_revocation_lists`]).
+    pub fn requires_revocation_lists(&self) -> bool {
+        !self.accept_missing_crls
+    }
+
+    /// Whether a revocation list is held for the authority of key `id`.
+    pub fn has_revocation_list(&self, id: &ParticipantId) -> bool {
+        self.revocation_list(id).is_some()
     }
 
     /// Trusts `key` as an authority key (a trust anchor). Adding a key already trusted
@@ -260,10 +274,10 @@ impl TrustStore {
     /// 2. the `kid` names a trusted authority key, and the signature verifies with it;
     /// 3. the fields follow the credential rules, and `issuer` is the signing key's id;
     /// 4. `not_before <= now < not_after`;
-    /// 5. if a revocation list is held for the issuing authority: the serial is not on it,
-    ///    and the list is fresh (unless stale lists are accepted); if none is held, the
-    ///    credential passes unchecked unless [`require_revocation_lists`](Self::require_revocation_lists)
-    ///    was called.
+    /// 5. a revocation list is held for the issuing authority, the serial is not on it,
+    ///    and the list is fresh (unless stale lists are accepted); a credential of an
+    ///    authority without a list is refused unless
+    ///    [`DangerousTrustStore::accept_missing_revocation_lists`] was called.
     pub fn verify(
         &self,
         envelope: &[u8],
@@ -323,7 +337,7 @@ impl TrustStore {
                 }
                 Some(list.sequence())
             }
-            None if self.require_crls => {
+            None if !self.accept_missing_crls => {
                 return Err(IdentityError::RevocationListMissing {
                     issuer: credential.issuer(),
                 });

@@ -180,6 +180,7 @@ pub fn verify_with_assets(
 
     let mut trust = tds_identity::TrustStore::new();
     trust.add_authority(*authority);
+    trust.dangerous().accept_missing_revocation_lists();
     // The cosignature has one-second resolution: check at the end of that second.
     let at = Timestamp::from_secs(cosigned_at).saturating_add_millis(999);
     let mut credentials = Vec::new();

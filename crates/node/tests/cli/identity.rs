@@ -1,59 +1,33 @@
-//! The `tds` binary, run for real in temporary directories: identity verbs (key,
-//! authority, credential, inspect). Output formats are a contract; these tests pin them.
-
-// The helpers below are test code too; clippy's test exemptions only reach #[test] fns.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+//! Identity verbs (key, authority, credential, inspect).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 use tds_core::time::DAY_MS;
 use tds_core::Timestamp;
 
+use crate::util;
+
 fn tds(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tds"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run tds")
+    util::run(dir, args)
 }
 
 /// Runs a verb that must succeed and print one JSON object.
 fn ok(dir: &Path, args: &[&str]) -> Value {
-    let out = tds(dir, args);
-    assert!(
-        out.status.success(),
-        "tds {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "tds {args:?}: stdout is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    util::json_of(&util::succeeded(util::run(dir, args), args))
 }
 
-/// Runs a verb that must fail with one line on stderr; returns that line.
+/// Runs a verb that must fail with exactly one line on stderr; returns that line.
 fn fails(dir: &Path, args: &[&str]) -> String {
-    let out = tds(dir, args);
-    assert!(!out.status.success(), "tds {args:?} succeeded");
-    let err = String::from_utf8(out.stderr).unwrap();
+    let out = util::run(dir, args);
     assert_eq!(
-        err.lines().count(),
+        String::from_utf8_lossy(&out.stderr).lines().count(),
         1,
-        "tds {args:?}: not one line: {err:?}"
+        "tds {args:?}: not one line: {:?}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(out.stdout.is_empty(), "tds {args:?} printed on failure");
-    err.trim_end().to_owned()
+    util::one_error_line(out, args)
 }
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -852,4 +826,85 @@ fn inspect_unknown_content_type_and_plain_cbor() {
     let shown = ok(dir.path(), &["inspect", "p.cbor"]);
     assert_eq!(shown["content_type"], Value::Null);
     assert_eq!(shown["cbor"], serde_json::json!([1, 2, 3]));
+}
+
+/// Red-team finding 3: with the old and the new authority key passed as two separate
+/// `--authority-key`s (no rollover statement linking them), a revocation list signed by
+/// the new key was silently unused for a credential signed by the old one, and a revoked
+/// credential verified. A list that does not apply is now an error.
+#[test]
+fn red_team_3_a_revocation_list_that_does_not_apply_is_an_error() {
+    let space = Space::new();
+    space.admit("before.cose", &[]);
+    let roll = ok(
+        space.path(),
+        &[
+            "authority",
+            "rollover",
+            "--home",
+            "auth",
+            "--out",
+            "roll.cose",
+        ],
+    );
+    ok(
+        space.path(),
+        &["authority", "revoke", "--home", "auth", "--serial", "1"],
+    );
+    ok(
+        space.path(),
+        &["authority", "crl", "--home", "auth", "--out", "crl.cose"],
+    );
+    let err = space.verify_fails(
+        "before.cose",
+        &["--authority-key", s(&roll, "new_key"), "--crl", "crl.cose"],
+    );
+    assert!(
+        err.contains("crl.cose is not from the authority that issued this credential")
+            && err.contains("--rollover"),
+        "{err}"
+    );
+    // Linked by the statement, the list applies and is applied.
+    let err = space.verify_fails(
+        "before.cose",
+        &["--rollover", "roll.cose", "--crl", "crl.cose"],
+    );
+    assert!(err.contains("serial 1 is revoked"), "{err}");
+}
+
+/// Red-team finding 4: a credential with serial 0 verified, although no revocation list
+/// can name serial 0. It is refused now, with or without a list.
+#[test]
+fn red_team_4_serial_zero_credentials_are_refused() {
+    use tds_core::cbor::{self, Value};
+    use tds_core::cose::{self, SignedObject};
+
+    let space = Space::new();
+    space.admit("cred.cose", &[]);
+    let real = std::fs::read(space.file("cred.cose")).unwrap();
+    let raw = cose::CoseSign1::from_slice(&real).unwrap();
+    let mut payload: Value = cbor::decode(raw.payload.as_deref().unwrap()).unwrap();
+    let Value::Map(entries) = &mut payload else {
+        panic!("credential payload is not a map")
+    };
+    for (k, v) in entries.iter_mut() {
+        if k == &Value::Text("serial".into()) {
+            *v = Value::Integer(0);
+        }
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    #[serde(transparent)]
+    struct Forged(Value);
+    impl SignedObject for Forged {
+        const CONTENT_TYPE: &'static str = "application/tds.credential+cbor";
+    }
+    let key = tds_core::SigningKey::read_file(&space.file("auth/authority.key")).unwrap();
+    let forged = cose::sign(&key, &Forged(payload)).unwrap();
+    std::fs::write(space.file("zero.cose"), forged).unwrap();
+    let err = space.verify_fails("zero.cose", &[]);
+    assert!(
+        err.contains("credential serial: serials start at 1"),
+        "{err}"
+    );
 }

@@ -1,12 +1,4 @@
-//! `tds log ...` end to end: the real binary in temporary directories.
-
-// Test helpers outside #[test] functions unwrap too: a failure is a test failure.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+//! `tds log ...`, `tds witness ...` and `tds evidence ...` end to end.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -18,31 +10,20 @@ use std::time::Duration;
 use tds_provenance::note::{self, VerifierKey};
 use tds_provenance::InclusionProof;
 
+use crate::util::{self, p};
+
 fn tds(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tds"))
-        .args(args)
-        .output()
-        .unwrap()
+    util::run_here(args)
 }
 
 fn ok(args: &[&str]) -> String {
-    let o = tds(args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
+    String::from_utf8(util::succeeded(tds(args), args).stdout).unwrap()
 }
 
 fn fail(args: &[&str]) -> String {
     let o = tds(args);
     assert!(!o.status.success(), "{args:?} should fail");
     String::from_utf8(o.stderr).unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 #[test]

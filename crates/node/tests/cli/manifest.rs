@@ -1,48 +1,24 @@
-//! `tds manifest create|verify|show|register` and `tds catalog export --dcat`, run as the
-//! real binary in a temporary directory.
-
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+//! `tds manifest create|verify|show|register` and `tds catalog export --dcat`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
+
+use crate::util;
 
 const K64: usize = 64 * 1024;
 
 fn tds(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tds"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
+    util::run(dir, args)
 }
 
 fn ok_json(args: &[&str], dir: &Path) -> Value {
-    let out = tds(args, dir);
-    assert!(
-        out.status.success(),
-        "tds {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    util::json_of(&util::succeeded(util::run(dir, args), args))
 }
 
 fn fails(args: &[&str], dir: &Path) -> String {
-    let out = tds(args, dir);
-    assert!(!out.status.success(), "tds {args:?} succeeded");
-    let err = String::from_utf8(out.stderr).unwrap();
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|l| !l.starts_with("warning: "))
-        .collect();
-    assert_eq!(lines.len(), 1, "{err}");
-    lines[0].to_string()
+    util::one_error_line(util::run(dir, args), args)
 }
 
 fn data(len: usize, seed: u64) -> Vec<u8> {

@@ -1,43 +1,22 @@
-//! The `tds` binary's policy and contract verbs, run for real in temporary directories.
-//! Output formats are a contract; these tests pin them.
-
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+//! Policy and contract verbs.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
+use crate::util;
+
 fn tds(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tds"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run tds")
+    util::run(dir, args)
 }
 
 fn ok(dir: &Path, args: &[&str]) -> Output {
-    let out = tds(dir, args);
-    assert!(
-        out.status.success(),
-        "tds {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    util::succeeded(util::run(dir, args), args)
 }
 
 fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    util::json_of(out)
 }
 
 fn fail(dir: &Path, args: &[&str]) -> String {

@@ -9,7 +9,7 @@ fn readme_walkthrough_runs_to_completion() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/walkthrough.sh");
     let out = Command::new("bash")
         .arg(&script)
-        .env("TDS", env!("CARGO_BIN_EXE_tds"))
+        .env("TDS", crate::util::bin())
         .output()
         .expect("run bash");
     let stdout = String::from_utf8_lossy(&out.stdout);
