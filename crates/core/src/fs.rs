@@ -81,13 +81,21 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Reads a whole file, refusing files larger than `limit` bytes before reading them.
+/// Reads a whole regular file, refusing files larger than `limit` bytes before reading
+/// them, and anything that is not a regular file (a FIFO or a device would block or never
+/// end). At most `limit + 1` bytes are ever read, whatever the file claims.
 pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     use std::io::Read;
     let io = |source| ReadError::Io {
         path: path.to_path_buf(),
         source,
     };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(ReadError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
     let file = std::fs::File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
     if len > limit {
@@ -125,6 +133,12 @@ pub enum ReadError {
         #[source]
         source: std::io::Error,
     },
+    /// A directory, FIFO, socket or device where a file was expected.
+    #[error("{path}: not a regular file")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
     /// Larger than the caller allows.
     #[error("{path}: {size} bytes is larger than the limit of {limit}")]
     TooLarge {
@@ -135,6 +149,90 @@ pub enum ReadError {
         /// The limit.
         limit: u64,
     },
+}
+
+/// Why a directory or file that holds secrets or state is not trusted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PermissionError {
+    /// An I/O error on `path`.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Group or others may write it, so anyone in them could replace its keys or state.
+    #[error("{path}: permissions {mode:04o} let group or others write it; a home and its state must be private (chmod go-w {path})")]
+    Writable {
+        /// The path.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Owned by another user (neither the current one nor root).
+    #[error("{path}: owned by user {owner}, not by the user running tds ({uid})")]
+    Owner {
+        /// The path.
+        path: PathBuf,
+        /// The owner's uid.
+        owner: u32,
+        /// The current effective uid.
+        uid: u32,
+    },
+}
+
+/// Checks that `path` (a home directory or a state file in it) is not writable by group or
+/// others and is owned by the current user or root, as ssh checks its files. Off Unix it
+/// only checks that `path` exists.
+pub fn check_private(path: &Path) -> Result<(), PermissionError> {
+    let meta = std::fs::symlink_metadata(path).map_err(|source| PermissionError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let mode = meta.permissions().mode() & 0o7777;
+        // A symlink's own bits mean nothing; the target is checked by the caller's reads.
+        if !meta.file_type().is_symlink() && mode & 0o022 != 0 {
+            return Err(PermissionError::Writable {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+        let uid = rustix::process::geteuid().as_raw();
+        if meta.uid() != uid && meta.uid() != 0 {
+            return Err(PermissionError::Owner {
+                path: path.to_path_buf(),
+                owner: meta.uid(),
+                uid,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    Ok(())
+}
+
+/// Creates `dir` and its missing parents with mode 0700 (Unix), then checks it with
+/// [`check_private`] (an existing directory that group or others may write is refused,
+/// not silently trusted).
+pub fn create_private_dir(dir: &Path) -> Result<(), PermissionError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|source| PermissionError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    check_private(dir)
 }
 
 #[cfg(test)]
@@ -161,6 +259,46 @@ mod tests {
         }
         // No temporary files left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_checks_refuse_group_or_world_writable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        create_private_dir(&home).unwrap();
+        let mode = std::fs::metadata(&home).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(
+            create_private_dir(&home),
+            Err(PermissionError::Writable { mode: 0o777, .. })
+        ));
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+        check_private(&home).unwrap();
+        let f = home.join("state.json");
+        std::fs::write(&f, b"{}").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o620)).unwrap();
+        assert!(matches!(
+            check_private(&f),
+            Err(PermissionError::Writable { .. })
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn bounded_read_refuses_a_fifo_without_opening_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&p).status();
+        if !made.is_ok_and(|s| s.success()) {
+            return; // no mkfifo here: nothing to check
+        }
+        assert!(matches!(
+            read_bounded(&p, 100),
+            Err(ReadError::NotAFile { .. })
+        ));
     }
 
     #[test]

@@ -159,15 +159,20 @@ impl SigningKey {
                 });
             }
         }
-        // A PEM Ed25519 key is about 120 bytes; anything large is not a key file.
+        // A PEM Ed25519 key is about 120 bytes; anything large is not a key file. The
+        // read is bounded whatever the file claims (a FIFO claims 0 bytes and never ends).
         const LIMIT: u64 = 16 * 1024;
-        if meta.len() > LIMIT {
-            return Err(KeyError::Format {
+        let bytes = Zeroizing::new(crate::fs::read_bounded(path, LIMIT).map_err(|e| match e {
+            crate::fs::ReadError::TooLarge { size, .. } => KeyError::Format {
                 path: path.to_path_buf(),
-                reason: format!("{} bytes is too large for a key file", meta.len()),
-            });
-        }
-        let bytes = Zeroizing::new(std::fs::read(path).map_err(io)?);
+                reason: format!("{size} bytes is too large for a key file"),
+            },
+            crate::fs::ReadError::NotAFile { .. } => KeyError::Format {
+                path: path.to_path_buf(),
+                reason: "not a regular file".into(),
+            },
+            crate::fs::ReadError::Io { source, .. } => io(source),
+        })?);
         let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::Format {
             path: path.to_path_buf(),
             reason: "not text".into(),

@@ -15,6 +15,11 @@ use tds_identity::{Jurisdiction, Role, Sector};
     arg_required_else_help = true
 )]
 pub(crate) struct Cli {
+    /// Let an output (`--out`, `--chunks`) replace an existing file. Never an input of the
+    /// same command and never a key or a home's state file (only `tds key new --force`
+    /// replaces a key file).
+    #[arg(long, global = true)]
+    pub(crate) force: bool,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -65,12 +70,10 @@ pub(crate) enum Command {
 pub(crate) enum KeyCommand {
     /// Make a new key and write it to a file (mode 0600).
     New {
-        /// Where to write the key.
+        /// Where to write the key. An existing file is replaced only with --force (the
+        /// key in it is lost).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
-        /// Replace an existing file (the key in it is lost).
-        #[arg(long)]
-        force: bool,
     },
     /// Show the id and public key of a key file.
     Show {

@@ -70,18 +70,24 @@ fn lock_home(dir: &Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
-/// Creates `dir` (and its parents) with mode 0700 where it does not exist yet.
+/// Creates `dir` (and its parents) with mode 0700 where it does not exist yet, and refuses
+/// it when group or others may write it or another user owns it (red-team finding 5).
 pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
+    tds_core::fs::create_private_dir(dir).map_err(permission)
+}
+
+/// Refuses `path` when group or others may write it or another user owns it.
+pub(crate) fn check_private(path: &Path) -> anyhow::Result<()> {
+    tds_core::fs::check_private(path).map_err(permission)
+}
+
+fn permission(e: tds_core::fs::PermissionError) -> anyhow::Error {
+    match e {
+        tds_core::fs::PermissionError::Io { path, source } => {
+            anyhow!("{}: {}", path.display(), files::io_reason(&source))
+        }
+        other => other.into(),
     }
-    builder
-        .create(dir)
-        .map_err(|e| anyhow!("{}: {}", dir.display(), files::io_reason(&e)))
 }
 
 impl Home {
@@ -116,7 +122,8 @@ impl Home {
         Ok(home)
     }
 
-    /// An existing authority's home.
+    /// An existing authority's home. The directory and its state files must be private
+    /// (not writable by group or others, owned by this user or root).
     pub(crate) fn open(dir: &Path) -> anyhow::Result<Home> {
         if !dir.join(STATE_FILE).exists() && !dir.join(KEY_FILE).exists() {
             bail!(
@@ -124,6 +131,13 @@ impl Home {
                 dir.display(),
                 dir.display()
             );
+        }
+        check_private(dir)?;
+        for state in [STATE_FILE, crate::cmd::witness::WITNESS_STATE] {
+            let path = dir.join(state);
+            if path.exists() {
+                check_private(&path)?;
+            }
         }
         Ok(Home {
             dir: dir.to_path_buf(),
@@ -163,7 +177,7 @@ impl Home {
     pub(crate) fn save_state(&self, state: &AuthorityState) -> anyhow::Result<()> {
         let mut json = serde_json::to_vec_pretty(state)?;
         json.push(b'\n');
-        files::write(&self.state_path(), &json, files::PRIVATE_MODE)
+        files::write_state(&self.state_path(), &json, files::PRIVATE_MODE)
     }
 
     /// Replaces the current key file by `new` and keeps the old one in `retired/`.

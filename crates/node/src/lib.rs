@@ -41,7 +41,7 @@ where
         Ok(cli) => cli,
         Err(e) => return usage(e),
     };
-    cmd::dispatch(cli.command)
+    cmd::dispatch(cli.command, cli.force)
 }
 
 fn usage(e: clap::Error) -> anyhow::Result<()> {
@@ -95,6 +95,19 @@ pub fn report(err: &anyhow::Error) {
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     let _ = writeln!(std::io::stderr(), "error: {line}");
+}
+
+/// Whether `err` is a write to a closed pipe (`tds inspect FILE | head`): the reader has
+/// seen what it wanted, so the command ends quietly, as other Unix tools do.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .is_some_and(|e| e.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
+    })
 }
 
 /// The exit status for `err`: 2 for a usage error, 1 otherwise.

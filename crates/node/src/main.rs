@@ -6,6 +6,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     match tds_node::run(std::env::args_os()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if tds_node::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             tds_node::report(&err);
             ExitCode::from(tds_node::exit_status(&err))

@@ -91,6 +91,111 @@ pub(crate) fn rollover(r: &KeyRollover) -> Map<String, Json> {
     m
 }
 
+/// How many CBOR data items `tds inspect` shows of one payload (red-team finding 9: a
+/// 16 MiB payload of tiny items nested 32 deep printed 1.17 GB of indented JSON and needed
+/// 1.6 GB of memory). Past the budget, arrays and maps end with a note of how much was
+/// left out, and the output says how many items were not shown.
+pub(crate) const MAX_SHOWN_ITEMS: u64 = 100_000;
+
+/// Bytes of one byte or text string shown in full; longer ones are cut with a note.
+pub(crate) const MAX_SHOWN_STRING: usize = 4096;
+
+/// Renders the single canonical CBOR data item `bytes` (already validated with `limits`)
+/// as JSON, like [`cbor`], showing at most `budget` items. Returns the JSON and the number
+/// of items left out. Memory and output stay bounded whatever the input holds.
+pub(crate) fn cbor_bounded(
+    bytes: &[u8],
+    limits: &tds_core::cbor::Limits,
+    budget: u64,
+) -> Result<(Json, u64), tds_core::cbor::CborError> {
+    let mut reader = tds_core::cbor::Reader::new(bytes);
+    let mut left = budget;
+    let mut hidden = 0u64;
+    let json = bounded_item(&mut reader, limits, &mut left, &mut hidden)?;
+    reader.finish()?;
+    Ok((json, hidden))
+}
+
+fn bounded_item(
+    r: &mut tds_core::cbor::Reader<'_>,
+    limits: &tds_core::cbor::Limits,
+    left: &mut u64,
+    hidden: &mut u64,
+) -> Result<Json, tds_core::cbor::CborError> {
+    use tds_core::cbor::{self as c, Major};
+    *left = left.saturating_sub(1);
+    let mut peek = r.clone();
+    let h = peek.strict_header()?;
+    match h.major {
+        Major::Array | Major::Map => {
+            *r = peek;
+            let is_map = h.major == Major::Map;
+            let mut items = Vec::new();
+            let mut entries = Map::new();
+            let mut skipped = 0u64;
+            for _ in 0..h.arg {
+                if *left == 0 {
+                    // Skip the rest without building anything: read_item only walks.
+                    c::read_item(r, limits)?;
+                    if is_map {
+                        c::read_item(r, limits)?;
+                    }
+                    skipped += 1;
+                    continue;
+                }
+                if is_map {
+                    let k = bounded_item(r, limits, left, hidden)?;
+                    let v = bounded_item(r, limits, left, hidden)?;
+                    let key = match k {
+                        Json::String(t) => t,
+                        other => other.to_string(),
+                    };
+                    entries.insert(key, v);
+                } else {
+                    items.push(bounded_item(r, limits, left, hidden)?);
+                }
+            }
+            if skipped > 0 {
+                *hidden = hidden.saturating_add(skipped);
+                let note = format!("... {skipped} more not shown");
+                if is_map {
+                    entries.insert("...".into(), json!(note));
+                } else {
+                    items.push(json!(note));
+                }
+            }
+            Ok(if is_map {
+                Json::Object(entries)
+            } else {
+                Json::Array(items)
+            })
+        }
+        _ => {
+            let item = c::read_item(r, limits)?;
+            let v = c::decode_with::<Value>(item, limits)?;
+            Ok(match v {
+                Value::Bytes(b) if b.len() > MAX_SHOWN_STRING => json!(format!(
+                    "{}... ({} bytes)",
+                    hex::encode(b.get(..MAX_SHOWN_STRING).unwrap_or_default()),
+                    b.len()
+                )),
+                Value::Text(t) if t.len() > MAX_SHOWN_STRING => {
+                    let mut end = MAX_SHOWN_STRING;
+                    while !t.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    json!(format!(
+                        "{}... ({} bytes)",
+                        t.get(..end).unwrap_or_default(),
+                        t.len()
+                    ))
+                }
+                other => cbor(&other),
+            })
+        }
+    }
+}
+
 /// Any CBOR value as JSON: byte strings as hex, integers beyond 64 bits as decimal text,
 /// map keys that are not text as their JSON text.
 pub(crate) fn cbor(v: &Value) -> Json {

@@ -60,6 +60,8 @@ fn days_after(start: Timestamp, days: u64) -> anyhow::Result<Timestamp> {
 
 pub(crate) fn admit(args: &AdmitArgs) -> anyhow::Result<()> {
     let home = Home::open(&args.home.home)?;
+    // Before anything is numbered: a refused output must not use up a serial.
+    files::check_out(&args.out, files::Replace::Output)?;
     let mut authority = home.load()?;
     let now = Timestamp::now();
     let not_before = args.not_before.unwrap_or(now);
@@ -98,6 +100,7 @@ pub(crate) fn revoke(dir: &Path, serial: u64) -> anyhow::Result<()> {
 
 pub(crate) fn crl(dir: &Path, days: u64, out: &Path) -> anyhow::Result<()> {
     let home = Home::open(dir)?;
+    files::check_out(out, files::Replace::Output)?;
     let mut authority = home.load()?;
     let now = Timestamp::now();
     let list = authority.revocation_list(now, days_after(now, days)?)?;
@@ -111,6 +114,7 @@ pub(crate) fn crl(dir: &Path, days: u64, out: &Path) -> anyhow::Result<()> {
 
 pub(crate) fn rollover(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let home = Home::open(dir)?;
+    files::check_out(out, files::Replace::Output)?;
     let mut authority = home.load()?;
     let now = Timestamp::now();
     let new_key = Arc::new(SigningKey::generate()?);

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context};
 use serde_json::{json, Map, Value as Json};
-use tds_core::cbor::{self, Limits, Value};
+use tds_core::cbor::{self, Limits};
 use tds_core::cose::{self, CoseSign, CoseSign1, SignedObject};
 use tds_core::hash::Domain;
 use tds_core::{Hash256, Timestamp};
@@ -120,23 +120,27 @@ fn generic(bytes: &[u8]) -> anyhow::Result<Map<String, Json>> {
 }
 
 /// A payload as JSON, under `payload`; a non-canonical one is shown canonicalized and
-/// flagged.
+/// flagged. At most [`output::MAX_SHOWN_ITEMS`] items are shown; `payload_items_not_shown`
+/// counts the rest.
 fn payload_json(payload: &[u8]) -> anyhow::Result<Map<String, Json>> {
     let mut m = Map::new();
     let limits = Limits::DEFAULT.with_floats();
-    match cbor::decode_with::<Value>(payload, &limits) {
-        Ok(v) => {
+    let (json, hidden) = match cbor::validate(payload, &limits) {
+        Ok(()) => {
             m.insert("payload_canonical".into(), json!(true));
-            m.insert("payload".into(), output::cbor(&v));
+            output::cbor_bounded(payload, &limits, output::MAX_SHOWN_ITEMS)?
         }
         Err(strict) => {
             let canonical =
                 cbor::canonicalize(payload, &limits).map_err(|_| anyhow!("payload: {strict}"))?;
-            let v = cbor::decode_with::<Value>(&canonical, &limits)?;
             m.insert("payload_canonical".into(), json!(false));
             m.insert("payload_problem".into(), json!(strict.to_string()));
-            m.insert("payload".into(), output::cbor(&v));
+            output::cbor_bounded(&canonical, &limits, output::MAX_SHOWN_ITEMS)?
         }
+    };
+    m.insert("payload".into(), json);
+    if hidden > 0 {
+        m.insert("payload_items_not_shown".into(), json!(hidden));
     }
     Ok(m)
 }
@@ -158,5 +162,8 @@ fn plain_cbor(bytes: &[u8]) -> anyhow::Result<Map<String, Json>> {
         "cbor".into(),
         inner.get("payload").cloned().unwrap_or(Json::Null),
     );
+    if let Some(hidden) = inner.get("payload_items_not_shown") {
+        m.insert("cbor_items_not_shown".into(), hidden.clone());
+    }
     Ok(m)
 }

@@ -11,7 +11,7 @@ pub(crate) fn new(out: &Path, force: bool) -> anyhow::Result<()> {
     let key = SigningKey::generate()?;
     if force {
         let pem = key.to_pkcs8_pem()?;
-        files::write(out, pem.as_bytes(), 0o600)?;
+        files::write_key(out, pem.as_bytes())?;
     } else {
         key.write_file(out)?;
     }

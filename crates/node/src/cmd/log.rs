@@ -198,6 +198,7 @@ pub(crate) fn open_writer(home: &Path) -> anyhow::Result<Log<FileStore>> {
     if home.exists() && !home.is_dir() {
         bail!("{}: not a directory", home.display());
     }
+    crate::home::create_private_dir(home)?;
     crate::home::create_private_dir(&home.join(LOG_DIR))?;
     let key_path = log_key_path(home);
     if !key_path.exists() && home.join(crate::home::STATE_FILE).exists() {
@@ -243,6 +244,8 @@ pub(crate) fn open_reader(home: &Path) -> anyhow::Result<Log<FileStore>> {
             home.display()
         );
     }
+    crate::home::check_private(home)?;
+    crate::home::check_private(&dir)?;
     let key = SigningKey::read_file(&log_key_path(home))?;
     let store = FileStore::open(Arc::new(DirStorage::new(&dir)), OpenOptions::reader())
         .with_context(|| format!("{}", dir.display()))?;
@@ -458,7 +461,7 @@ fn witnessed(home: &Path, authority_key: &str, file: &Path) -> anyhow::Result<()
     }
     let dir = home.join(WITNESSED_DIR);
     crate::home::create_private_dir(&dir)?;
-    crate::files::write(
+    crate::files::write_state(
         &dir.join(format!("{}.txt", cp.size)),
         &bytes,
         crate::files::PUBLIC_MODE,

@@ -14,9 +14,10 @@ pub(crate) mod witness;
 
 use crate::cli::{AuthorityCommand, Command, CredentialCommand, KeyCommand};
 
-pub(crate) fn dispatch(command: Command) -> anyhow::Result<()> {
+pub(crate) fn dispatch(command: Command, force: bool) -> anyhow::Result<()> {
+    crate::files::begin(force);
     match command {
-        Command::Key(KeyCommand::New { out, force }) => key::new(&out, force),
+        Command::Key(KeyCommand::New { out }) => key::new(&out, force),
         Command::Key(KeyCommand::Show { file }) => key::show(&file),
         Command::Authority(AuthorityCommand::Init { home, name }) => {
             authority::init(&home.home, &name)

@@ -98,7 +98,7 @@ fn cosign(args: &CosignArgs) -> anyhow::Result<()> {
         Ok(done) => {
             let mut json = serde_json::to_vec_pretty(&state)?;
             json.push(b'\n');
-            files::write(&state_path, &json, files::PRIVATE_MODE)?;
+            files::write_state(&state_path, &json, files::PRIVATE_MODE)?;
             let mut out = std::io::stdout().lock();
             out.write_all(done.note.as_bytes())?;
             out.flush()?;
@@ -135,8 +135,7 @@ fn alert(
         .map(|c| c.root)
         .unwrap_or_default();
     let dir = home.join(super::log::LOG_DIR);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| anyhow!("{}: {}", dir.display(), files::io_reason(&e)))?;
+    crate::home::create_private_dir(&dir)?;
     let store = FileStore::open(Arc::new(DirStorage::new(&dir)), OpenOptions::writer())?;
     let actor = key.key_id();
     let log = Log::new(store, key.clone());

@@ -402,20 +402,24 @@ fn revoked_credential_fails_with_the_list() {
     assert_eq!(shown["serials"], serde_json::json!([1]));
     assert_eq!(shown["sequence"], 1);
 
-    // The next list has the next sequence number.
-    let crl2 = ok(
-        space.path(),
-        &[
-            "authority",
-            "crl",
-            "--home",
-            "auth",
-            "--out",
-            "crl.cose",
-            "--days",
-            "1",
-        ],
+    // The next list has the next sequence number; it replaces the old file only with
+    // --force, and the refusal uses up no sequence number.
+    let args = [
+        "authority",
+        "crl",
+        "--home",
+        "auth",
+        "--out",
+        "crl.cose",
+        "--days",
+        "1",
+    ];
+    let err = fails(space.path(), &args);
+    assert_eq!(
+        err,
+        "error: crl.cose: already exists; pass --force to replace it"
     );
+    let crl2 = ok(space.path(), &[&args[..], &["--force"]].concat());
     assert_eq!(crl2["sequence"], 2);
 }
 
@@ -653,6 +657,7 @@ fn bad_admissions_write_nothing_and_use_no_serial() {
             "1",
             "--out",
             "existing.cose",
+            "--force",
         ],
     );
     assert!(
@@ -677,7 +682,15 @@ fn failed_verbs_leave_existing_outputs_alone() {
     std::fs::write(space.file("auth/authority.json"), b"{\"version\": 1").unwrap();
     let err = fails(
         space.path(),
-        &["authority", "crl", "--home", "auth", "--out", "crl.cose"],
+        &[
+            "authority",
+            "crl",
+            "--home",
+            "auth",
+            "--out",
+            "crl.cose",
+            "--force",
+        ],
     );
     assert!(err.contains("auth/authority.json"), "{err}");
     assert_eq!(std::fs::read(space.file("crl.cose")).unwrap(), b"previous");
@@ -907,4 +920,228 @@ fn red_team_4_serial_zero_credentials_are_refused() {
         err.contains("credential serial: serials start at 1"),
         "{err}"
     );
+}
+
+/// Red-team finding 6: every `--out` atomically replaced any file, including the private
+/// key the same command had just read and the authority's key and state.
+#[test]
+fn red_team_6_outputs_never_destroy_inputs_keys_or_state() {
+    let space = Space::new();
+    let key_before = std::fs::read(space.file("member.key")).unwrap();
+    // An input of the same command, even with --force.
+    for force in [false, true] {
+        let mut args = vec![
+            "authority",
+            "admit",
+            "--home",
+            "auth",
+            "--subject-key",
+            &space.member_key,
+            "--name",
+            "Grid",
+            "--sector",
+            "power",
+            "--role",
+            "provider",
+            "--jurisdiction",
+            "CN-SX",
+            "--days",
+            "30",
+            "--out",
+            "auth/authority.json",
+        ];
+        if force {
+            args.push("--force");
+        }
+        let err = fails(space.path(), &args);
+        assert_eq!(
+            err,
+            "error: auth/authority.json: holds a key or a home's state; refusing to overwrite it"
+        );
+    }
+    // A key file, by content, whatever its name.
+    std::fs::copy(space.file("member.key"), space.file("copy.pem")).unwrap();
+    let err = fails(
+        space.path(),
+        &[
+            "authority",
+            "crl",
+            "--home",
+            "auth",
+            "--out",
+            "copy.pem",
+            "--force",
+        ],
+    );
+    assert_eq!(
+        err,
+        "error: copy.pem: holds a key or a home's state; refusing to overwrite it"
+    );
+    let err = fails(
+        space.path(),
+        &[
+            "authority",
+            "crl",
+            "--home",
+            "auth",
+            "--out",
+            "auth/authority.key",
+            "--force",
+        ],
+    );
+    assert!(err.contains("refusing to overwrite it"), "{err}");
+    // An input that is not a key: the credential being verified cannot be an output, and
+    // `key new --force` replaces a key but never an input or state.
+    let err = fails(
+        space.path(),
+        &["key", "new", "--out", "auth/authority.json", "--force"],
+    );
+    assert!(err.contains("refusing to overwrite it"), "{err}");
+    ok(
+        space.path(),
+        &["key", "new", "--out", "copy.pem", "--force"],
+    );
+    assert_eq!(std::fs::read(space.file("member.key")).unwrap(), key_before);
+    // Nothing numbered was used up by the refusals.
+    let shown = ok(space.path(), &["authority", "show", "--home", "auth"]);
+    assert_eq!(shown["next_serial"], 1);
+    assert_eq!(shown["crl_sequence"], 0);
+}
+
+/// Red-team finding 5: `authority init` accepted a world-writable home and left it so, and
+/// `authority.json` / `witness.json` were read whatever their mode. Homes are created 0700
+/// and refused when group or others can write them or their state files.
+#[cfg(unix)]
+#[test]
+fn red_team_5_homes_and_state_files_must_be_private() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("open")).unwrap();
+    set_mode(&dir.path().join("open"), 0o777);
+    let err = fails(
+        dir.path(),
+        &["authority", "init", "--home", "open", "--name", "A"],
+    );
+    assert_eq!(
+        err,
+        "error: open: permissions 0777 let group or others write it; a home and its state must be private (chmod go-w open)"
+    );
+    assert!(!dir.path().join("open/authority.key").exists());
+
+    let space = Space::new();
+    assert_eq!(mode(&space.file("auth")), 0o700);
+    set_mode(&space.file("auth/authority.json"), 0o666);
+    let err = fails(space.path(), &["authority", "show", "--home", "auth"]);
+    assert!(
+        err.starts_with(
+            "error: auth/authority.json: permissions 0666 let group or others write it"
+        ),
+        "{err}"
+    );
+    set_mode(&space.file("auth/authority.json"), 0o600);
+    set_mode(&space.file("auth"), 0o770);
+    let err = fails(space.path(), &["authority", "show", "--home", "auth"]);
+    assert!(err.starts_with("error: auth: permissions 0770"), "{err}");
+    set_mode(&space.file("auth"), 0o700);
+    std::fs::write(space.file("auth/witness.json"), b"{}").unwrap();
+    set_mode(&space.file("auth/witness.json"), 0o646);
+    let err = fails(space.path(), &["authority", "show", "--home", "auth"]);
+    assert!(
+        err.starts_with("error: auth/witness.json: permissions 0646"),
+        "{err}"
+    );
+
+    // A node home for the log verbs too.
+    let node = space.file("node");
+    ok(
+        space.path(),
+        &["log", "annotate", "--home", "node", "--text", "hello"],
+    );
+    assert_eq!(mode(&node), 0o700);
+    set_mode(&node, 0o757);
+    let out = tds(space.path(), &["log", "show", "--home", "node"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("node: permissions 0757"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Red-team finding 10: the 16 KiB key-file limit was checked on the reported size, so a
+/// FIFO (which reports 0 bytes) was read forever. Key files are read through a bounded
+/// reader and must be regular files.
+#[cfg(unix)]
+#[test]
+fn red_team_10_a_fifo_is_not_read_as_a_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("k.pem");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    set_mode(&fifo, 0o600);
+    let err = fails(dir.path(), &["key", "show", "k.pem"]);
+    assert_eq!(
+        err,
+        "error: k.pem: not an Ed25519 PKCS#8 PEM private key (not a regular file)"
+    );
+}
+
+/// A big canonical CBOR payload: 8 MiB of zeros in arrays nested 30 deep.
+#[cfg(unix)]
+fn amplifier(path: &Path) {
+    use tds_core::cbor::{write_header, Major};
+    let mut out = Vec::new();
+    for _ in 0..30 {
+        write_header(&mut out, Major::Array, 1);
+    }
+    let n = 8 * 1024 * 1024 - 64;
+    write_header(&mut out, Major::Array, n as u64);
+    out.resize(out.len() + n, 0);
+    std::fs::write(path, out).unwrap();
+}
+
+/// Red-team finding 9: `tds inspect` of 16 MiB of valid canonical CBOR wrote 1.17 GB and
+/// needed 1.6 GB of memory. What it expands is capped now, and says so.
+#[cfg(unix)]
+#[test]
+fn red_team_9_inspect_output_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    amplifier(&dir.path().join("big.cbor"));
+    let out = util::succeeded(tds(dir.path(), &["inspect", "big.cbor"]), &["inspect"]);
+    assert!(
+        out.stdout.len() < 16 * 1024 * 1024,
+        "{} bytes of output",
+        out.stdout.len()
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cbor_canonical"], true);
+    let hidden = v["cbor_items_not_shown"].as_u64().unwrap();
+    assert!(hidden > 8_000_000, "{hidden}");
+}
+
+/// `tds inspect FILE | head`: a closed stdout ends the command quietly with status 0,
+/// not with `error: Broken pipe (os error 32)`.
+#[cfg(unix)]
+#[test]
+fn closed_stdout_ends_quietly() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    amplifier(&dir.path().join("big.cbor"));
+    let mut child = Command::new(util::bin())
+        .current_dir(dir.path())
+        .args(["inspect", "big.cbor"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }

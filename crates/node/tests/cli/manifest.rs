@@ -100,9 +100,10 @@ fn create_prints_the_contract_keys_and_writes_the_files() {
     assert_eq!(manifest[0], 0xd2, "a tagged COSE_Sign1");
     let list = std::fs::read(s.path("data.manifest.chunks")).unwrap();
     assert_eq!(list.len(), 9 * 32);
-    // Creating again replaces the manifest (same content, newer time).
+    // Creating again replaces the manifest (same content, newer time) with --force.
     ok_json(
         &[
+            "--force",
             "manifest",
             "create",
             "data.bin",
