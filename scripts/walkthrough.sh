@@ -80,21 +80,22 @@ mkdir -m 700 node && cp grid.key node/node.key && chmod 600 node/node.key
 "$TDS" log record --home node --manifest load.manifest
 "$TDS" log record --home node --agreement agreement.cose
 
-step "The authority witnesses the log: it cosigns checkpoints only if each extends the last"
+step "The authority witnesses the log of a member: it cosigns checkpoints only if each extends the last"
 "$TDS" log checkpoint --home node > checkpoint-1.txt
 log_key="$("$TDS" log key --home node)"
-"$TDS" witness cosign --home authority --log-key "$log_key" checkpoint-1.txt > checkpoint-1.cosigned
+"$TDS" witness cosign --home authority --log-key "$log_key" --credential grid.cred checkpoint-1.txt \
+    > checkpoint-1.cosigned
 "$TDS" log witnessed --home node --authority-key "$auth_pub" checkpoint-1.cosigned
 "$TDS" log annotate --home node --text "load data delivered"
 "$TDS" log checkpoint --home node > checkpoint-2.txt
 # The second line of a checkpoint is its tree size.
 "$TDS" log consistency --home node --from "$(sed -n 2p checkpoint-1.txt)" \
     --to "$(sed -n 2p checkpoint-2.txt)" > consistency.json
-"$TDS" witness cosign --home authority --log-key "$log_key" checkpoint-2.txt \
+"$TDS" witness cosign --home authority --log-key "$log_key" --credential grid.cred checkpoint-2.txt \
     --consistency consistency.json > checkpoint-2.cosigned
 cat checkpoint-2.cosigned
 "$TDS" log witnessed --home node --authority-key "$auth_pub" checkpoint-2.cosigned
-"$TDS" log verify --home node
+"$TDS" log verify --home node --authority-key "$auth_pub"
 
 step "Later, an arbiter checks what was agreed and logged, trusting only the authority's key"
 agreement_id="$("$TDS" agreement verify agreement.cose | sed -n 's/.*"agreement_id": *"\([^"]*\)".*/\1/p')"

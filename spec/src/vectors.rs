@@ -456,7 +456,7 @@ pub fn envelope_cases() -> Result<Vec<EnvelopeCase>, SpecError> {
             "sign1-protected-empty",
             "the protected header holds exactly alg, content type and kid (here it is h'')",
             Sign1 { protected: Vec::new(), ..Sign1::standard(&a, payload.clone())? }.sign(&a)?,
-            open("Header"),
+            open("Header(NotAlgContentTypeKid)"),
         ),
         sign1(
             "sign1-alg-es256",
@@ -470,7 +470,7 @@ pub fn envelope_cases() -> Result<Vec<EnvelopeCase>, SpecError> {
                 ..Sign1::standard(&a, payload.clone())?
             }
             .sign(&a)?,
-            open("UnsupportedAlgorithm"),
+            open("UnsupportedAlgorithm(Id)"),
         ),
         sign1(
             "sign1-alg-text",
@@ -484,7 +484,7 @@ pub fn envelope_cases() -> Result<Vec<EnvelopeCase>, SpecError> {
                 ..Sign1::standard(&a, payload.clone())?
             }
             .sign(&a)?,
-            open("UnsupportedAlgorithm"),
+            open("UnsupportedAlgorithm(Name)"),
         ),
         sign1(
             "sign1-no-alg",
@@ -497,7 +497,7 @@ pub fn envelope_cases() -> Result<Vec<EnvelopeCase>, SpecError> {
                 ..Sign1::standard(&a, payload.clone())?
             }
             .sign(&a)?,
-            open("Header"),
+            open("Header(NotAlgContentTypeKid)"),
         ),
         sign1(
             "sign1-crit",
@@ -512,7 +512,7 @@ pub fn envelope_cases() -> Result<Vec<EnvelopeCase>, SpecError> {
                 ..Sign1::standard(&a, payload.clone())?
             }
             .sign(&a)?,
-            open("Header"),
+            open("Header(NotAlgContentTypeKid)"),
         ),
         sign1(
             "sign1-kid-unprotected",
@@ -526,7 +526,7 @@ pub fn envelope_cases() -> Result<Vec<EnvelopeCase>, SpecError> {
                 ..Sign1::standard(&a, payload.clone())?
             }
             .sign(&a)?,
-            open("Header"),
+            open("Header(NotAlgContentTypeKid)"),
         ),
         sign1(
             "sign1-kid-31-bytes",
@@ -540,7 +540,7 @@ pub fn envelope_cases() -> Result<Vec<EnvelopeCase>, SpecError> {
                 ..Sign1::standard(&a, payload.clone())?
             }
             .sign(&a)?,
-            open("Header"),
+            open("Header(KidLength)"),
         ),
         sign1(
             "sign1-kid-text",
@@ -554,7 +554,7 @@ pub fn envelope_cases() -> Result<Vec<EnvelopeCase>, SpecError> {
                 ..Sign1::standard(&a, payload.clone())?
             }
             .sign(&a)?,
-            open("Header"),
+            open("Header(NoKid)"),
         ),
         sign1(
             "sign1-content-type-uint",
@@ -568,7 +568,7 @@ pub fn envelope_cases() -> Result<Vec<EnvelopeCase>, SpecError> {
                 ..Sign1::standard(&a, payload.clone())?
             }
             .sign(&a)?,
-            open("Header"),
+            open("Header(NoContentType)"),
         ),
         sign1(
             "sign1-content-type-other",
@@ -592,7 +592,7 @@ pub fn envelope_cases() -> Result<Vec<EnvelopeCase>, SpecError> {
                 ..Sign1::standard(&a, payload.clone())?
             }
             .sign(&a)?,
-            open("Header"),
+            open("Header(UnprotectedNotEmpty)"),
         ),
         sign1(
             "sign1-signature-63-bytes",
@@ -602,7 +602,7 @@ pub fn envelope_cases() -> Result<Vec<EnvelopeCase>, SpecError> {
                 raw.signature.truncate(63);
                 raw.to_vec()?
             },
-            open("UnsupportedAlgorithm"),
+            open("UnsupportedAlgorithm(SignatureLength)"),
         ),
         sign1(
             "sign1-payload-detached",
@@ -730,14 +730,14 @@ pub fn envelope_cases() -> Result<Vec<EnvelopeCase>, SpecError> {
             "the signers are exactly the expected set (here only A is expected)",
             multi.clone(),
             vec![ka],
-            verify("Signers"),
+            verify("Signers(Number)"),
         ),
         sign(
             "sign-other-expected",
             "the signers are exactly the expected set (here A and C are expected)",
             multi.clone(),
             vec![ka, c.public_key()],
-            verify("Signers"),
+            verify("Signers(Unexpected)"),
         ),
         sign(
             "sign-untagged",
@@ -756,7 +756,7 @@ pub fn envelope_cases() -> Result<Vec<EnvelopeCase>, SpecError> {
             )
             .to_vec()?,
             vec![ka, ka],
-            open("Signers"),
+            open("Signers(Twice)"),
         ),
         sign(
             "sign-17-signers",
@@ -770,7 +770,7 @@ pub fn envelope_cases() -> Result<Vec<EnvelopeCase>, SpecError> {
             )
             .to_vec()?,
             many.iter().map(SigningKey::public_key).collect(),
-            open("Signers"),
+            open("Signers(TooMany)"),
         ),
         sign(
             "sign-no-signatures",
@@ -792,7 +792,7 @@ pub fn envelope_cases() -> Result<Vec<EnvelopeCase>, SpecError> {
             )
             .to_vec()?,
             vec![ka, kb],
-            open("Header"),
+            open("Header(NotContentTypeOnly)"),
         ),
         sign(
             "sign-signer-content-type",
@@ -814,7 +814,7 @@ pub fn envelope_cases() -> Result<Vec<EnvelopeCase>, SpecError> {
             )
             .to_vec()?,
             vec![ka, kb],
-            open("Header"),
+            open("Header(NotAlgKid)"),
         ),
         sign(
             "sign-signer-alg-es256",
@@ -835,7 +835,7 @@ pub fn envelope_cases() -> Result<Vec<EnvelopeCase>, SpecError> {
             )
             .to_vec()?,
             vec![ka, kb],
-            open("UnsupportedAlgorithm"),
+            open("UnsupportedAlgorithm(Id)"),
         ),
         sign(
             "sign-signer-unprotected",
@@ -853,7 +853,7 @@ pub fn envelope_cases() -> Result<Vec<EnvelopeCase>, SpecError> {
             )
             .to_vec()?,
             vec![ka, kb],
-            open("Header"),
+            open("Header(SignerUnprotectedNotEmpty)"),
         ),
         sign(
             "sign-second-signature-bad",

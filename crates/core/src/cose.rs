@@ -91,10 +91,10 @@ pub enum CoseError {
     Structure(&'static str),
     /// An algorithm other than Ed25519.
     #[error("cose: unsupported algorithm: {0}")]
-    UnsupportedAlgorithm(String),
+    UnsupportedAlgorithm(Algorithm),
     /// A header that breaks a rule.
     #[error("cose: header: {0}")]
-    Header(String),
+    Header(HeaderProblem),
     /// A TDS envelope of another kind of object.
     #[error("cose: content type is {found:?}, expected {expected:?}")]
     WrongContentType {
@@ -119,7 +119,7 @@ pub enum CoseError {
     BadSignature,
     /// The set of signers of a COSE_Sign is not the expected one.
     #[error("cose: signers: {0}")]
-    Signers(String),
+    Signers(SignerProblem),
     /// The signer could not sign.
     #[error(transparent)]
     Sign(#[from] SignError),
@@ -131,6 +131,186 @@ pub enum CoseError {
         /// The limit.
         limit: usize,
     },
+}
+
+impl crate::ErrorCode for CoseError {
+    fn code(&self) -> &'static str {
+        match self {
+            CoseError::Cbor(e) => e.code(),
+            CoseError::WrongTag { .. } => "cose.wrong_tag",
+            CoseError::Structure(_) => "cose.structure",
+            CoseError::UnsupportedAlgorithm(_) => "cose.unsupported_algorithm",
+            CoseError::Header(h) => h.code(),
+            CoseError::WrongContentType { .. } => "cose.wrong_content_type",
+            CoseError::DetachedPayload => "cose.detached_payload",
+            CoseError::KidMismatch { .. } => "cose.kid_mismatch",
+            CoseError::BadSignature => "cose.bad_signature",
+            CoseError::Signers(p) => p.code(),
+            CoseError::Sign(_) => "cose.sign",
+            CoseError::TooLarge { .. } => "cose.too_large",
+        }
+    }
+}
+
+/// An algorithm a TDS verifier does not support.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// An integer algorithm id other than -8 and -19.
+    Id(i128),
+    /// A text algorithm name.
+    Name(String),
+    /// No algorithm header at all (the typed layer).
+    Missing,
+    /// An algorithm header that is neither an integer nor text (the typed layer).
+    WrongType,
+    /// An EdDSA signature of another length than Ed25519's 64 bytes.
+    SignatureLength(usize),
+}
+
+impl std::fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const ONLY: &str = "only EdDSA (-8) and Ed25519 (-19) are supported";
+        match self {
+            Algorithm::Id(a) => write!(f, "{a}{}; {ONLY}", alg_name(*a)),
+            Algorithm::Name(t) => write!(f, "{t:?}; {ONLY}"),
+            Algorithm::Missing => write!(f, "no alg; {ONLY}"),
+            Algorithm::WrongType => write!(f, "alg of the wrong type; {ONLY}"),
+            Algorithm::SignatureLength(n) => write!(
+                f,
+                "EdDSA signature of {n} bytes: only Ed25519 (64-byte signatures) is supported{}",
+                if *n == 114 { ", not Ed448" } else { "" }
+            ),
+        }
+    }
+}
+
+/// A header rule an envelope breaks.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeaderProblem {
+    /// A label that is neither an integer nor text.
+    #[error("labels must be integers or text")]
+    LabelType,
+    /// A label in both the protected and the unprotected map.
+    #[error("a label appears in both the protected and the unprotected header")]
+    BothBuckets,
+    /// Critical headers, which TDS does not understand.
+    #[error("critical headers (label 2) are not understood")]
+    Critical,
+    /// No alg header (raw layer).
+    #[error("no alg header")]
+    NoAlg,
+    /// An alg header of the wrong CBOR type (raw layer).
+    #[error("alg must be an integer or text")]
+    AlgType,
+    /// A TDS signer header that holds other labels than alg, content type and kid.
+    #[error("the protected header must hold exactly alg, content type and kid")]
+    NotAlgContentTypeKid,
+    /// A TDS COSE_Sign signer header that holds other labels than alg and kid.
+    #[error("the protected header must hold exactly alg, kid")]
+    NotAlgKid,
+    /// A TDS COSE_Sign body header that holds other labels than the content type.
+    #[error("the body protected header must hold exactly the content type")]
+    NotContentTypeOnly,
+    /// No text content type in the protected header.
+    #[error("the protected header must hold a text content type")]
+    NoContentType,
+    /// A kid that is not 32 bytes.
+    #[error("kid must be 32 bytes")]
+    KidLength,
+    /// No kid byte string in the protected header.
+    #[error("kid must be a byte string in the protected header")]
+    NoKid,
+    /// A TDS envelope with unprotected header entries.
+    #[error("the unprotected header of a TDS envelope must be empty")]
+    UnprotectedNotEmpty,
+    /// A TDS COSE_Sign signer with unprotected header entries.
+    #[error("a signer's unprotected header must be empty")]
+    SignerUnprotectedNotEmpty,
+}
+
+impl crate::ErrorCode for HeaderProblem {
+    fn code(&self) -> &'static str {
+        match self {
+            HeaderProblem::LabelType => "cose.header.label_type",
+            HeaderProblem::BothBuckets => "cose.header.both_buckets",
+            HeaderProblem::Critical => "cose.header.critical",
+            HeaderProblem::NoAlg => "cose.header.no_alg",
+            HeaderProblem::AlgType => "cose.header.alg_type",
+            HeaderProblem::NotAlgContentTypeKid => "cose.header.not_alg_content_type_kid",
+            HeaderProblem::NotAlgKid => "cose.header.not_alg_kid",
+            HeaderProblem::NotContentTypeOnly => "cose.header.not_content_type_only",
+            HeaderProblem::NoContentType => "cose.header.no_content_type",
+            HeaderProblem::KidLength => "cose.header.kid_length",
+            HeaderProblem::NoKid => "cose.header.no_kid",
+            HeaderProblem::UnprotectedNotEmpty => "cose.header.unprotected_not_empty",
+            HeaderProblem::SignerUnprotectedNotEmpty => "cose.header.signer_unprotected_not_empty",
+        }
+    }
+}
+
+/// Why the signers of a COSE_Sign are not acceptable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignerProblem {
+    /// More signatures than [`MAX_SIGNERS`].
+    #[error("{count} signatures exceeds the limit of {MAX_SIGNERS}")]
+    TooMany {
+        /// How many.
+        count: u64,
+    },
+    /// Signing with no key or more than [`MAX_SIGNERS`].
+    #[error("between 1 and {MAX_SIGNERS} signers, not {count}")]
+    Count {
+        /// How many keys were given.
+        count: usize,
+    },
+    /// The same key signs twice.
+    #[error("{0} signs twice")]
+    Twice(Hash256),
+    /// A countersigner that has already signed.
+    #[error("{0} has already signed")]
+    AlreadySigned(Hash256),
+    /// Another number of signers than expected.
+    #[error("expected {expected} signers, found {found}")]
+    Number {
+        /// Expected.
+        expected: usize,
+        /// Found.
+        found: usize,
+    },
+    /// A signer the verifier did not expect.
+    #[error("unexpected signer {0}")]
+    Unexpected(Hash256),
+    /// A signer in another position than expected (the order is part of the contract).
+    #[error("signature {index} is by {found}, expected {expected}")]
+    Order {
+        /// The position.
+        index: usize,
+        /// The key id expected there.
+        expected: Hash256,
+        /// The key id found there.
+        found: Hash256,
+    },
+    /// No signature at this index.
+    #[error("no signature {0}")]
+    Missing(usize),
+}
+
+impl crate::ErrorCode for SignerProblem {
+    fn code(&self) -> &'static str {
+        match self {
+            SignerProblem::TooMany { .. } => "cose.signers.too_many",
+            SignerProblem::Count { .. } => "cose.signers.count",
+            SignerProblem::Twice(_) => "cose.signers.twice",
+            SignerProblem::AlreadySigned(_) => "cose.signers.already_signed",
+            SignerProblem::Number { .. } => "cose.signers.number",
+            SignerProblem::Unexpected(_) => "cose.signers.unexpected",
+            SignerProblem::Order { .. } => "cose.signers.order",
+            SignerProblem::Missing(_) => "cose.signers.missing",
+        }
+    }
 }
 
 /// A decoded header map (protected or unprotected), entries in their encoded order.
@@ -155,7 +335,7 @@ impl HeaderMap {
             Value::Map(entries) => {
                 for (k, _) in &entries {
                     if !matches!(k, Value::Integer(_) | Value::Text(_)) {
-                        return Err(CoseError::Header("labels must be integers or text".into()));
+                        return Err(CoseError::Header(HeaderProblem::LabelType));
                     }
                 }
                 Ok(HeaderMap(entries))
@@ -245,9 +425,7 @@ fn check_disjoint(protected: &HeaderMap, unprotected: &HeaderMap) -> Result<(), 
         .iter()
         .any(|(k, _)| unprotected.0.iter().any(|(k2, _)| k == k2))
     {
-        return Err(CoseError::Header(
-            "a label appears in both the protected and the unprotected header".into(),
-        ));
+        return Err(CoseError::Header(HeaderProblem::BothBuckets));
     }
     Ok(())
 }
@@ -259,35 +437,20 @@ fn check_ed25519(
     signature: &[u8],
 ) -> Result<(), CoseError> {
     if crit.is_some() {
-        return Err(CoseError::Header(
-            "critical headers (label 2) are not understood".into(),
-        ));
+        return Err(CoseError::Header(HeaderProblem::Critical));
     }
     match alg {
         Some(Value::Integer(a)) if *a == alg::EDDSA || *a == alg::ED25519 => {}
-        Some(Value::Integer(a)) => {
-            return Err(CoseError::UnsupportedAlgorithm(format!(
-                "{a}{}; only EdDSA (-8) and Ed25519 (-19) are supported",
-                alg_name(*a)
-            )))
-        }
+        Some(Value::Integer(a)) => return Err(CoseError::UnsupportedAlgorithm(Algorithm::Id(*a))),
         Some(Value::Text(t)) => {
-            return Err(CoseError::UnsupportedAlgorithm(format!(
-                "{t:?}; only EdDSA (-8) and Ed25519 (-19) are supported"
-            )))
+            return Err(CoseError::UnsupportedAlgorithm(Algorithm::Name(t.clone())))
         }
-        Some(_) => return Err(CoseError::Header("alg must be an integer or text".into())),
-        None => return Err(CoseError::Header("no alg header".into())),
+        Some(_) => return Err(CoseError::Header(HeaderProblem::AlgType)),
+        None => return Err(CoseError::Header(HeaderProblem::NoAlg)),
     }
     if signature.len() != SIGNATURE_LEN {
-        return Err(CoseError::UnsupportedAlgorithm(format!(
-            "EdDSA signature of {} bytes: only Ed25519 (64-byte signatures) is supported{}",
+        return Err(CoseError::UnsupportedAlgorithm(Algorithm::SignatureLength(
             signature.len(),
-            if signature.len() == 114 {
-                ", not Ed448"
-            } else {
-                ""
-            }
         )));
     }
     Ok(())
@@ -496,10 +659,7 @@ impl CoseSign {
             return Err(CoseError::Structure("signatures must be a non-empty array"));
         }
         if h.arg > MAX_SIGNERS {
-            return Err(CoseError::Signers(format!(
-                "{} signatures exceeds the limit of {MAX_SIGNERS}",
-                h.arg
-            )));
+            return Err(CoseError::Signers(SignerProblem::TooMany { count: h.arg }));
         }
         let mut signatures = Vec::new();
         for _ in 0..h.arg {
@@ -560,7 +720,7 @@ impl CoseSign {
         let s = self
             .signatures
             .get(index)
-            .ok_or(CoseError::Signers(format!("no signature {index}")))?;
+            .ok_or(CoseError::Signers(SignerProblem::Missing(index)))?;
         check_ed25519(s.header(label::ALG), s.header(label::CRIT), &s.signature)?;
         let payload = self.payload.as_deref().ok_or(CoseError::DetachedPayload)?;
         let tbs = sig_structure(&self.protected, &s.protected, external_aad, payload);
@@ -624,55 +784,36 @@ fn typed_signer_header(
 ) -> Result<(Option<String>, Hash256), CoseError> {
     let expected = if want_content_type { 3 } else { 2 };
     if h.0.len() != expected {
-        return Err(CoseError::Header(format!(
-            "the protected header must hold exactly alg, {}kid",
-            if want_content_type {
-                "content type and "
-            } else {
-                ""
-            }
-        )));
+        return Err(CoseError::Header(if want_content_type {
+            HeaderProblem::NotAlgContentTypeKid
+        } else {
+            HeaderProblem::NotAlgKid
+        }));
     }
     match h.get(label::ALG) {
         Some(Value::Integer(a)) if *a == alg::EDDSA || *a == alg::ED25519 => {}
-        other => {
-            return Err(CoseError::UnsupportedAlgorithm(format!(
-                "{}; TDS envelopes use EdDSA (-8) or Ed25519 (-19)",
-                describe(other)
-            )))
+        Some(Value::Integer(a)) => return Err(CoseError::UnsupportedAlgorithm(Algorithm::Id(*a))),
+        Some(Value::Text(t)) => {
+            return Err(CoseError::UnsupportedAlgorithm(Algorithm::Name(t.clone())))
         }
+        Some(_) => return Err(CoseError::UnsupportedAlgorithm(Algorithm::WrongType)),
+        None => return Err(CoseError::UnsupportedAlgorithm(Algorithm::Missing)),
     }
     let content_type = if want_content_type {
         match h.get(label::CONTENT_TYPE) {
             Some(Value::Text(t)) => Some(t.clone()),
-            _ => {
-                return Err(CoseError::Header(
-                    "the protected header must hold a text content type".into(),
-                ))
-            }
+            _ => return Err(CoseError::Header(HeaderProblem::NoContentType)),
         }
     } else {
         None
     };
     let kid = match h.get(label::KID) {
-        Some(Value::Bytes(b)) => Hash256::from_slice(b)
-            .ok_or_else(|| CoseError::Header("kid must be 32 bytes".into()))?,
-        _ => {
-            return Err(CoseError::Header(
-                "kid must be a byte string in the protected header".into(),
-            ))
+        Some(Value::Bytes(b)) => {
+            Hash256::from_slice(b).ok_or(CoseError::Header(HeaderProblem::KidLength))?
         }
+        _ => return Err(CoseError::Header(HeaderProblem::NoKid)),
     };
     Ok((content_type, kid))
-}
-
-fn describe(v: Option<&Value>) -> String {
-    match v {
-        None => "no alg".into(),
-        Some(Value::Integer(i)) => format!("alg {i}{}", alg_name(*i)),
-        Some(Value::Text(t)) => format!("alg {t:?}"),
-        Some(_) => "alg of the wrong type".into(),
-    }
 }
 
 /// The content type of a TDS envelope (COSE_Sign1 or COSE_Sign), without verifying it.
@@ -695,7 +836,7 @@ pub fn peek_content_type(bytes: &[u8]) -> Result<String, CoseError> {
     };
     match header.get(label::CONTENT_TYPE) {
         Some(Value::Text(t)) => Ok(t.clone()),
-        _ => Err(CoseError::Header("no text content type".into())),
+        _ => Err(CoseError::Header(HeaderProblem::NoContentType)),
     }
 }
 
@@ -729,14 +870,11 @@ pub fn open<T: SignedObject>(bytes: &[u8]) -> Result<Unverified<T>, CoseError> {
         });
     }
     if !message.unprotected.is_empty() {
-        return Err(CoseError::Header(
-            "the unprotected header of a TDS envelope must be empty".into(),
-        ));
+        return Err(CoseError::Header(HeaderProblem::UnprotectedNotEmpty));
     }
     if message.signature.len() != SIGNATURE_LEN {
-        return Err(CoseError::UnsupportedAlgorithm(format!(
-            "signature of {} bytes is not Ed25519",
-            message.signature.len()
+        return Err(CoseError::UnsupportedAlgorithm(Algorithm::SignatureLength(
+            message.signature.len(),
         )));
     }
     let payload = message
@@ -869,10 +1007,9 @@ fn push_signature(msg: &mut CoseSign, key: &dyn Signer) -> Result<(), CoseError>
 /// Signs `value` by every key in `keys`, in order, as one COSE_Sign (tag 98).
 pub fn sign_multi<T: SignedObject>(keys: &[&dyn Signer], value: &T) -> Result<Vec<u8>, CoseError> {
     if keys.is_empty() || keys.len() as u64 > MAX_SIGNERS {
-        return Err(CoseError::Signers(format!(
-            "between 1 and {MAX_SIGNERS} signers, not {}",
-            keys.len()
-        )));
+        return Err(CoseError::Signers(SignerProblem::Count {
+            count: keys.len(),
+        }));
     }
     let protected = multi_body_protected(T::CONTENT_TYPE)?;
     let mut msg = CoseSign {
@@ -889,7 +1026,7 @@ pub fn sign_multi<T: SignedObject>(keys: &[&dyn Signer], value: &T) -> Result<Ve
             .iter()
             .any(|s| s.header(label::KID) == Some(&Value::Bytes(key.key_id().as_bytes().to_vec())))
         {
-            return Err(CoseError::Signers("the same key twice".into()));
+            return Err(CoseError::Signers(SignerProblem::Twice(key.key_id())));
         }
         push_signature(&mut msg, *key)?;
     }
@@ -906,13 +1043,14 @@ pub fn add_signature<T: SignedObject>(
 ) -> Result<Vec<u8>, CoseError> {
     let opened = open_multi::<T>(bytes)?;
     if opened.kids.contains(&key.key_id()) {
-        return Err(CoseError::Signers(format!(
-            "{} has already signed",
-            key.key_id()
+        return Err(CoseError::Signers(SignerProblem::AlreadySigned(
+            key.key_id(),
         )));
     }
     if opened.kids.len() as u64 >= MAX_SIGNERS {
-        return Err(CoseError::Signers("too many signers".into()));
+        return Err(CoseError::Signers(SignerProblem::TooMany {
+            count: opened.kids.len() as u64 + 1,
+        }));
     }
     let mut msg = opened.message;
     push_signature(&mut msg, key)?;
@@ -940,11 +1078,7 @@ pub fn open_multi<T: SignedObject>(bytes: &[u8]) -> Result<UnverifiedMulti<T>, C
     let h = &message.protected_header;
     let content_type = match (h.0.len(), h.get(label::CONTENT_TYPE)) {
         (1, Some(Value::Text(t))) => t.clone(),
-        _ => {
-            return Err(CoseError::Header(
-                "the body protected header must hold exactly the content type".into(),
-            ))
-        }
+        _ => return Err(CoseError::Header(HeaderProblem::NotContentTypeOnly)),
     };
     if content_type != T::CONTENT_TYPE {
         return Err(CoseError::WrongContentType {
@@ -953,26 +1087,21 @@ pub fn open_multi<T: SignedObject>(bytes: &[u8]) -> Result<UnverifiedMulti<T>, C
         });
     }
     if !message.unprotected.is_empty() {
-        return Err(CoseError::Header(
-            "the unprotected header of a TDS envelope must be empty".into(),
-        ));
+        return Err(CoseError::Header(HeaderProblem::UnprotectedNotEmpty));
     }
     let mut kids = Vec::with_capacity(message.signatures.len());
     for s in &message.signatures {
         let (_, kid) = typed_signer_header(&s.protected_header, false)?;
         if !s.unprotected.is_empty() {
-            return Err(CoseError::Header(
-                "a signer's unprotected header must be empty".into(),
-            ));
+            return Err(CoseError::Header(HeaderProblem::SignerUnprotectedNotEmpty));
         }
         if s.signature.len() != SIGNATURE_LEN {
-            return Err(CoseError::UnsupportedAlgorithm(format!(
-                "signature of {} bytes is not Ed25519",
-                s.signature.len()
+            return Err(CoseError::UnsupportedAlgorithm(Algorithm::SignatureLength(
+                s.signature.len(),
             )));
         }
         if kids.contains(&kid) {
-            return Err(CoseError::Signers(format!("{kid} signs twice")));
+            return Err(CoseError::Signers(SignerProblem::Twice(kid)));
         }
         kids.push(kid);
     }
@@ -1011,11 +1140,10 @@ impl<T> UnverifiedMulti<T> {
     /// signature verifies.
     pub fn verify(self, keys: &[PublicKey]) -> Result<VerifiedMulti<T>, CoseError> {
         if keys.len() != self.kids.len() {
-            return Err(CoseError::Signers(format!(
-                "expected {} signers, found {}",
-                keys.len(),
-                self.kids.len()
-            )));
+            return Err(CoseError::Signers(SignerProblem::Number {
+                expected: keys.len(),
+                found: self.kids.len(),
+            }));
         }
         let payload = self
             .message
@@ -1027,7 +1155,7 @@ impl<T> UnverifiedMulti<T> {
             let key = keys
                 .iter()
                 .find(|k| k.id() == *kid)
-                .ok_or_else(|| CoseError::Signers(format!("unexpected signer {kid}")))?;
+                .ok_or(CoseError::Signers(SignerProblem::Unexpected(*kid)))?;
             let tbs = sig_structure(&self.message.protected, &s.protected, &[], payload);
             key.verify(&tbs, &s.signature)
                 .map_err(|_| CoseError::BadSignature)?;

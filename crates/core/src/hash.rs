@@ -147,6 +147,12 @@ impl Domain {
     pub const REQUEST: Domain = Domain("tds/request/v1");
     /// Agreements (the canonical terms).
     pub const AGREEMENT: Domain = Domain("tds/agreement/v1");
+    /// Registration receipts.
+    pub const RECEIPT: Domain = Domain("tds/receipt/v1");
+    /// Termination notices.
+    pub const TERMINATION: Domain = Domain("tds/termination/v1");
+    /// Authority key rollover statements.
+    pub const ROLLOVER: Domain = Domain("tds/key-rollover/v1");
     /// Policies.
     pub const POLICY: Domain = Domain("tds/policy/v1");
     /// Provenance events.

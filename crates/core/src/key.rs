@@ -64,6 +64,20 @@ pub enum KeyError {
     },
 }
 
+impl crate::ErrorCode for KeyError {
+    fn code(&self) -> &'static str {
+        match self {
+            KeyError::InvalidPublicKey(_) => "key.invalid_public_key",
+            KeyError::BadSignature => "key.bad_signature",
+            KeyError::Rng => "key.rng",
+            KeyError::Io { .. } => "key.io",
+            KeyError::Permissions { .. } => "key.permissions",
+            KeyError::Format { .. } => "key.format",
+            KeyError::Exists { .. } => "key.exists",
+        }
+    }
+}
+
 /// An Ed25519 signing key. The secret is zeroized when the value is dropped and never
 /// printed by `Debug`.
 pub struct SigningKey {

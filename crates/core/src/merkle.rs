@@ -72,6 +72,19 @@ pub enum MerkleError {
     Source(String),
 }
 
+impl crate::ErrorCode for MerkleError {
+    fn code(&self) -> &'static str {
+        match self {
+            MerkleError::IndexOutOfRange { .. } => "merkle.index_out_of_range",
+            MerkleError::BadSizes { .. } => "merkle.bad_sizes",
+            MerkleError::WrongProofLength { .. } => "merkle.wrong_proof_length",
+            MerkleError::BadHashLength { .. } => "merkle.bad_hash_length",
+            MerkleError::RootMismatch => "merkle.root_mismatch",
+            MerkleError::Source(_) => "merkle.source",
+        }
+    }
+}
+
 /// `SHA-256(0x00 ‖ data)`.
 pub fn leaf_hash(data: &[u8]) -> Hash256 {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);

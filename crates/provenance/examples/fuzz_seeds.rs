@@ -7,9 +7,11 @@ use std::path::Path;
 
 use tds_core::hash::Hash256;
 use tds_core::key::SigningKey;
+use tds_core::Timestamp;
+use tds_identity::{Admission, Authority, Role, Sector};
 use tds_provenance::event::{Annotation, Code, Event, EventBody, SignedObject};
 use tds_provenance::store::MemoryStore;
-use tds_provenance::witness::{self, WitnessState};
+use tds_provenance::witness;
 use tds_provenance::{evidence, Log};
 
 fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
@@ -51,22 +53,44 @@ fn main() {
         },
     ];
     for (i, b) in bodies.into_iter().enumerate() {
-        let e = Event::new(1_700_000_000_000 + i as u64, actor, b);
+        let e = Event::new(
+            tds_core::Timestamp::from_millis(1_700_000_000_000 + i as u64),
+            actor,
+            b,
+        );
         write(out, "event", &format!("{i}"), &e.encode().unwrap());
         log.append(&e).unwrap();
     }
     let cp = log.checkpoint().unwrap();
-    let authority = SigningKey::from_seed(&[0x42; 32]);
-    let cosigned = witness::cosign(
-        &mut WitnessState::default(),
-        &authority,
-        &log.verifier_key().unwrap(),
-        cp.as_bytes(),
-        None,
-        1_750_000_000,
-    )
-    .unwrap()
-    .note;
+    let mut authority =
+        Authority::new("Seed authority", SigningKey::from_seed(&[0x42; 32])).unwrap();
+    let at = Timestamp::from_secs(1_750_000_000);
+    let credential = authority
+        .admit(
+            &Admission {
+                subject_key: SigningKey::from_seed(&[1; 32]).public_key(),
+                name: "Seed node".into(),
+                sectors: vec![Sector::POWER],
+                roles: vec![Role::Provider],
+                jurisdiction: "CN".parse().unwrap(),
+                not_before: at,
+                not_after: at.saturating_add_millis(tds_core::time::DAY_MS),
+            },
+            at,
+        )
+        .unwrap()
+        .into_envelope();
+    let memory = witness::MemoryWitnessMemory::default();
+    let cosigned = witness::Witness::new(authority.signer().as_ref(), &authority, &memory)
+        .cosign(
+            &log.verifier_key().unwrap(),
+            cp.as_bytes(),
+            None,
+            &credential,
+            at,
+        )
+        .unwrap()
+        .note;
     write(out, "checkpoint_note", "signed", cp.as_bytes());
     write(out, "checkpoint_note", "cosigned", cosigned.as_bytes());
     write(
@@ -79,9 +103,10 @@ fn main() {
     write(out, "proof", "inclusion", &p);
     let c = serde_json::to_vec(&log.consistency(2, Some(4)).unwrap()).unwrap();
     write(out, "proof", "consistency", &c);
-    let b = evidence::export(&log, &agreement, &cosigned, Vec::new()).unwrap();
+    // The embedded agreement is a placeholder (this crate cannot sign one), so the bundle
+    // decodes but does not verify: it seeds the decoder and the early checks.
+    let b = evidence::export(&log, &agreement, &cosigned, vec![credential]).unwrap();
     let bytes = b.encode().unwrap();
-    evidence::verify(&bytes, &authority.public_key()).unwrap();
     write(out, "evidence_bundle", "agreement", &bytes);
     println!("seeds written under {}", out.display());
 }

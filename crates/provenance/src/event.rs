@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tds_core::cbor::{self, CborError, Limits};
 use tds_core::hash::Hash256;
 use tds_core::merkle;
+use tds_core::Timestamp;
 
 /// The event format version this crate writes and accepts.
 pub const EVENT_VERSION: u64 = 1;
@@ -323,8 +324,8 @@ pub enum EventBody {
 pub struct Event {
     /// Format version, [`EVENT_VERSION`].
     pub v: u64,
-    /// When, in milliseconds since the Unix epoch.
-    pub time: u64,
+    /// When (milliseconds since the Unix epoch on the wire).
+    pub time: Timestamp,
     /// The participant id of whoever acted.
     pub actor: Hash256,
     /// What happened.
@@ -333,7 +334,7 @@ pub struct Event {
 
 impl Event {
     /// A version-1 event.
-    pub fn new(time: u64, actor: Hash256, body: EventBody) -> Self {
+    pub fn new(time: Timestamp, actor: Hash256, body: EventBody) -> Self {
         Event {
             v: EVENT_VERSION,
             time,
@@ -498,7 +499,7 @@ mod tests {
             },
         ];
         for b in bodies {
-            let e = Event::new(1_700_000_000_000, h(8), b);
+            let e = Event::new(Timestamp::from_millis(1_700_000_000_000), h(8), b);
             let bytes = e.encode().unwrap();
             assert_eq!(Event::decode(&bytes).unwrap(), e);
             let json = serde_json::to_string(&e).unwrap();
@@ -512,7 +513,11 @@ mod tests {
         assert!(Annotation::new(&"x".repeat(MAX_ANNOTATION_BYTES + 1)).is_err());
         assert!(Annotation::new("a\u{7}").is_err());
         assert!(Code::new("Free Text").is_err());
-        let mut e = Event::new(0, h(1), EventBody::AgreementExpired { agreement: h(2) });
+        let mut e = Event::new(
+            Timestamp::EPOCH,
+            h(1),
+            EventBody::AgreementExpired { agreement: h(2) },
+        );
         e.v = 2;
         assert!(matches!(e.encode(), Err(EventError::Version(2))));
     }

@@ -7,25 +7,36 @@
 //! [`verify`] checks, in order:
 //!
 //! 1. the bundle decodes strictly and within [`MAX_BUNDLE_BYTES`] and [`MAX_EVENTS`];
-//! 2. the checkpoint is signed by the log key (origin = key name);
-//! 3. the checkpoint carries a valid cosignature of the authority's witness key
-//!    ([`crate::witness::witness_key`] of the trusted authority key);
-//! 4. each credential verifies under the authority key at the checkpoint's cosigning
-//!    time; one of them must be for the log key (the log belongs to a member);
-//! 5. each event decodes strictly, concerns the agreement (or publishes an asset a
-//!    transfer of the agreement moved), and its inclusion proof leads to the
-//!    checkpoint's root;
-//! 6. at least one event is the agreement's `agreement_concluded`.
+//! 2. the log key is a TDS log key, named after its key ([`crate::log::check_log_key`]),
+//!    and the checkpoint is signed by it;
+//! 3. the checkpoint carries a valid cosignature of the witness key
+//!    ([`crate::witness::witness_key`]) of an authority key the caller's [`TrustStore`]
+//!    trusts;
+//! 4. each credential verifies in that trust store at the checkpoint's cosigning time, and
+//!    one of them is for the log key: a log counts as evidence only if it belongs to a
+//!    member;
+//! 5. each event decodes strictly, in increasing log order;
+//! 6. every signed object embedded in an event verifies through the caller's
+//!    [`ObjectVerifier`] (which knows agreements and manifests; an object of a kind it does
+//!    not know fails the bundle) and has the id its event claims;
+//! 7. the bundle's agreement is concluded by an `agreement_concluded` event that embeds
+//!    the two-party agreement, whose parties are exactly the event's provider and
+//!    consumer;
+//! 8. each event concerns the agreement (or publishes an asset the agreement covers or a
+//!    transfer of it moved), and its inclusion proof leads to the checkpoint's root.
+//!
+//! Only [`verify`] makes a [`VerifiedEvidence`].
 
 use serde::{Deserialize, Serialize};
 use tds_core::cbor::{self, CborError, Limits};
 use tds_core::hash::Hash256;
-use tds_core::key::PublicKey;
-use tds_core::merkle;
-use tds_core::Timestamp;
+use tds_core::merkle::{self, MerkleError};
+use tds_core::{ErrorCode, Timestamp};
+use tds_identity::{IdentityError, TrustStore};
 
-use crate::event::{Event, EventBody};
-use crate::note::{self, Note, NoteError, VerifierKey, TYPE_ED25519};
+use crate::event::{Event, EventBody, EventError, SignedObject};
+use crate::log::check_log_key;
+use crate::note::{self, Note, NoteError, VerifierKey};
 use crate::witness;
 
 /// Bundle format version.
@@ -40,26 +51,220 @@ pub const MAX_EVENTS: usize = 10_000;
 #[non_exhaustive]
 pub enum EvidenceError {
     /// Not a canonical CBOR bundle.
-    #[error("evidence: {0}")]
+    #[error("evidence")]
     Cbor(#[from] CborError),
-    /// The checkpoint or a key is bad.
-    #[error("evidence: checkpoint: {0}")]
+    /// The checkpoint or the log key is bad.
+    #[error("evidence: checkpoint")]
     Note(#[from] NoteError),
-    /// A check failed; the message names which.
-    #[error("evidence: {field}: {reason}")]
-    Invalid {
-        /// What was being checked.
-        field: String,
-        /// Why it failed.
-        reason: String,
+    /// A check failed; [`Invalid`] says which.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+}
+
+impl ErrorCode for EvidenceError {
+    fn code(&self) -> &'static str {
+        match self {
+            EvidenceError::Cbor(e) => e.code(),
+            EvidenceError::Note(e) => e.code(),
+            EvidenceError::Invalid(i) => i.code(),
+        }
+    }
+}
+
+/// Which check of a bundle failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Invalid {
+    /// The bundle is larger than [`MAX_BUNDLE_BYTES`].
+    #[error("evidence: bundle: {size} bytes is over the limit of {MAX_BUNDLE_BYTES}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+    },
+    /// A bundle format version this code does not know.
+    #[error("evidence: v: unsupported version {0}")]
+    Version(u64),
+    /// More than [`MAX_EVENTS`] events.
+    #[error("evidence: events: more than {MAX_EVENTS}")]
+    TooManyEvents,
+    /// No cosignature by a trusted authority's witness key.
+    #[error("evidence: checkpoint: not cosigned by the witness key of a trusted authority")]
+    NotCosigned,
+    /// A credential does not verify.
+    #[error("evidence: credentials[{index}]")]
+    Credential {
+        /// Its position.
+        index: usize,
+        /// Why.
+        #[source]
+        source: IdentityError,
+    },
+    /// No credential for the log's key: the log is not shown to belong to a member.
+    #[error("evidence: credentials: none is for the log's key (the log is not shown to belong to a member)")]
+    NoLogKeyCredential,
+    /// An event does not decode.
+    #[error("evidence: events[{position}]")]
+    Event {
+        /// Its position in the bundle.
+        position: usize,
+        /// Why.
+        #[source]
+        source: EventError,
+    },
+    /// Events out of log order.
+    #[error(
+        "evidence: events[{position}] (index {index}): events are not in increasing log order"
+    )]
+    Order {
+        /// Its position in the bundle.
+        position: usize,
+        /// Its log index.
+        index: u64,
+    },
+    /// An embedded object does not verify.
+    #[error("evidence: events[{position}] (index {index}): embedded {kind}")]
+    Object {
+        /// Its event's position in the bundle.
+        position: usize,
+        /// Its event's log index.
+        index: u64,
+        /// The object's kind.
+        kind: String,
+        /// Why.
+        #[source]
+        source: ObjectError,
+    },
+    /// An embedded object is not the one its event names.
+    #[error("evidence: events[{position}] (index {index}): embedded {kind} is {found}, the event says {claimed}")]
+    ObjectId {
+        /// Its event's position.
+        position: usize,
+        /// Its event's log index.
+        index: u64,
+        /// The object's kind.
+        kind: String,
+        /// The id the object has.
+        found: Hash256,
+        /// The id the event claims.
+        claimed: Hash256,
+    },
+    /// An `agreement_concluded` event whose agreement is not the bundle's, or whose
+    /// parties are not the embedded agreement's.
+    #[error("evidence: events[{position}] (index {index}): {reason}")]
+    Concluded {
+        /// Its position.
+        position: usize,
+        /// Its log index.
+        index: u64,
+        /// What does not match.
+        reason: &'static str,
+    },
+    /// No `agreement_concluded` event embedding the bundle's agreement.
+    #[error("evidence: events: no agreement_concluded event embedding the signed agreement")]
+    NotConcluded,
+    /// An event that does not concern the agreement.
+    #[error("evidence: events[{position}] (index {index}): does not concern the agreement")]
+    Unrelated {
+        /// Its position.
+        position: usize,
+        /// Its log index.
+        index: u64,
+    },
+    /// An inclusion proof that does not lead to the checkpoint's root.
+    #[error("evidence: events[{position}] (index {index}): inclusion proof")]
+    Inclusion {
+        /// Its position.
+        position: usize,
+        /// Its log index.
+        index: u64,
+        /// Why.
+        #[source]
+        source: MerkleError,
     },
 }
 
-fn invalid(field: impl Into<String>, reason: impl Into<String>) -> EvidenceError {
-    EvidenceError::Invalid {
-        field: field.into(),
-        reason: reason.into(),
+impl ErrorCode for Invalid {
+    fn code(&self) -> &'static str {
+        match self {
+            Invalid::TooLarge { .. } => "evidence.too_large",
+            Invalid::Version(_) => "evidence.version",
+            Invalid::TooManyEvents => "evidence.too_many_events",
+            Invalid::NotCosigned => "evidence.not_cosigned",
+            Invalid::Credential { .. } => "evidence.credential",
+            Invalid::NoLogKeyCredential => "evidence.no_log_key_credential",
+            Invalid::Event { .. } => "evidence.event",
+            Invalid::Order { .. } => "evidence.order",
+            Invalid::Object { .. } => "evidence.object",
+            Invalid::ObjectId { .. } => "evidence.object_id",
+            Invalid::Concluded { .. } => "evidence.concluded",
+            Invalid::NotConcluded => "evidence.not_concluded",
+            Invalid::Unrelated { .. } => "evidence.unrelated",
+            Invalid::Inclusion { .. } => "evidence.inclusion",
+        }
     }
+}
+
+/// Why an embedded signed object did not verify: a code and the underlying error.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ObjectError {
+    /// The code (the object crate's own, or `evidence.object.unknown_kind`).
+    pub code: &'static str,
+    /// The reason, in words.
+    pub message: String,
+}
+
+impl ObjectError {
+    /// An error with `code` from any error (its whole chain becomes the message).
+    pub fn new(code: &'static str, error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut message = error.to_string();
+        let mut cause = error.source();
+        while let Some(c) = cause {
+            message.push_str(": ");
+            message.push_str(&c.to_string());
+            cause = c.source();
+        }
+        ObjectError { code, message }
+    }
+}
+
+/// What an [`ObjectVerifier`] found in one embedded object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckedObject {
+    /// The object's id, computed from its signed bytes.
+    pub id: Hash256,
+    /// For an agreement: its provider and consumer participant ids.
+    pub parties: Option<(Hash256, Hash256)>,
+    /// The assets it covers (an agreement's asset; a manifest's own id).
+    pub assets: Vec<Hash256>,
+    /// What was checked, in words (`signatures of both parties verified`).
+    pub check: &'static str,
+}
+
+impl CheckedObject {
+    /// A checked object.
+    pub fn new(
+        id: Hash256,
+        parties: Option<(Hash256, Hash256)>,
+        assets: Vec<Hash256>,
+        check: &'static str,
+    ) -> Self {
+        CheckedObject {
+            id,
+            parties,
+            assets,
+            check,
+        }
+    }
+}
+
+/// Verifies the signed objects events embed. This crate keeps them as opaque bytes; the
+/// crate that knows policies and manifests (`tds-objects`) implements this for agreements
+/// and manifests. An implementation must refuse kinds it does not know.
+pub trait ObjectVerifier {
+    /// Verifies `object` (its signatures and rules) and returns what it found.
+    fn verify_object(&self, object: &SignedObject) -> Result<CheckedObject, ObjectError>;
 }
 
 /// One event with its proof.
@@ -110,131 +315,220 @@ impl Bundle {
     /// Decodes strictly (no size or count checks beyond the limits; [`verify`] checks).
     pub fn decode(bytes: &[u8]) -> Result<Self, EvidenceError> {
         if bytes.len() > MAX_BUNDLE_BYTES {
-            return Err(invalid(
-                "bundle",
-                format!("{} bytes is over the limit", bytes.len()),
-            ));
+            return Err(Invalid::TooLarge { size: bytes.len() }.into());
         }
         let b: Bundle = cbor::decode_with(bytes, &limits())?;
         if b.v != BUNDLE_VERSION {
-            return Err(invalid("v", format!("unsupported version {}", b.v)));
+            return Err(Invalid::Version(b.v).into());
         }
         if b.events.len() > MAX_EVENTS {
-            return Err(invalid("events", format!("more than {MAX_EVENTS}")));
+            return Err(Invalid::TooManyEvents.into());
         }
         Ok(b)
     }
 }
 
-/// What a verified bundle shows.
+/// One embedded object of a verified bundle.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Summary {
+pub struct ObjectSummary {
+    /// The log index of the event that embeds it.
+    pub event: u64,
+    /// Its kind.
+    pub kind: String,
+    /// Its id.
+    pub id: Hash256,
+    /// What was checked.
+    pub check: &'static str,
+}
+
+/// A bundle that passed every check of [`verify`]; only [`verify`] makes one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedEvidence {
+    agreement: Hash256,
+    origin: String,
+    tree_size: u64,
+    root: Hash256,
+    cosigned_at: Timestamp,
+    events: Vec<(u64, String)>,
+    credentials: Vec<(Hash256, String)>,
+    revocation_checked: bool,
+    objects: Vec<ObjectSummary>,
+}
+
+impl VerifiedEvidence {
     /// The agreement.
-    pub agreement: Hash256,
+    pub fn agreement(&self) -> Hash256 {
+        self.agreement
+    }
     /// The log's origin.
-    pub origin: String,
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
     /// The checkpoint's tree size.
-    pub tree_size: u64,
+    pub fn tree_size(&self) -> u64 {
+        self.tree_size
+    }
     /// The checkpoint's root.
-    pub root: Hash256,
-    /// When the authority cosigned (seconds since the epoch).
-    pub cosigned_at: u64,
-    /// `(index, kind)` of each event.
-    pub events: Vec<(u64, String)>,
+    pub fn root(&self) -> Hash256 {
+        self.root
+    }
+    /// When the authority's witness cosigned (whole seconds).
+    pub fn cosigned_at(&self) -> Timestamp {
+        self.cosigned_at
+    }
+    /// `(log index, kind)` of each event.
+    pub fn events(&self) -> &[(u64, String)] {
+        &self.events
+    }
     /// Credential ids checked, with the member names.
-    pub credentials: Vec<(Hash256, String)>,
-    /// Whether a credential for the log key was among them.
-    pub log_key_credential: bool,
+    pub fn credentials(&self) -> &[(Hash256, String)] {
+        &self.credentials
+    }
+    /// Whether every credential was checked against a revocation list.
+    pub fn revocation_checked(&self) -> bool {
+        self.revocation_checked
+    }
+    /// The embedded objects and what was checked of each.
+    pub fn objects(&self) -> &[ObjectSummary] {
+        &self.objects
+    }
 }
 
-/// Verifies a bundle trusting only `authority` (see the [module docs](self) for the
-/// steps).
-pub fn verify(bytes: &[u8], authority: &PublicKey) -> Result<Summary, EvidenceError> {
-    verify_with_assets(bytes, authority, &[])
-}
-
-/// [`verify`], also accepting the `asset_published` events of `assets`: the assets the
-/// agreement covers, which the caller reads from the agreement it has verified itself
-/// (this crate does not parse agreements).
-pub fn verify_with_assets(
+/// Verifies a bundle (see the [module docs](self) for the steps), trusting the authority
+/// keys and revocation lists in `trust` and checking embedded objects with `objects`.
+pub fn verify(
     bytes: &[u8],
-    authority: &PublicKey,
-    assets: &[Hash256],
-) -> Result<Summary, EvidenceError> {
-    let extra_assets = assets;
+    trust: &TrustStore,
+    objects: &dyn ObjectVerifier,
+) -> Result<VerifiedEvidence, EvidenceError> {
     let b = Bundle::decode(bytes)?;
     let log_key = VerifierKey::parse(&b.log_key)?;
-    if log_key.kind != TYPE_ED25519 {
-        return Err(invalid("log_key", "not an Ed25519 note key"));
-    }
+    check_log_key(&log_key)?;
     let cp = note::verify_checkpoint(b.checkpoint.as_bytes(), &log_key)?;
-    let wk = witness::witness_key(authority)?;
-    let cosigned_at = note::verify_cosignature(cp.note(), &wk).map_err(|e| {
-        invalid(
-            "checkpoint",
-            format!("not cosigned by the authority's witness key {wk}: {e}"),
-        )
-    })?;
+    // The cosignature of any trusted authority key's witness.
+    let mut cosigned_at = None;
+    for (_, key) in trust.keys() {
+        let wk = witness::witness_key(key)?;
+        if let Ok(t) = note::verify_cosignature(cp.note(), &wk) {
+            cosigned_at = Some(cosigned_at.map_or(t, |c: u64| c.max(t)));
+        }
+    }
+    let cosigned_at = cosigned_at.ok_or(Invalid::NotCosigned)?;
     let size = cp.checkpoint().size;
     let root = cp.checkpoint().root;
 
-    let mut trust = tds_identity::TrustStore::new();
-    trust.add_authority(*authority);
-    trust.dangerous().accept_missing_revocation_lists();
     // The cosignature has one-second resolution: check at the end of that second.
     let at = Timestamp::from_secs(cosigned_at).saturating_add_millis(999);
     let mut credentials = Vec::new();
     let mut log_key_credential = false;
-    for (i, env) in b.credentials.iter().enumerate() {
+    let mut revocation_checked = true;
+    for (index, env) in b.credentials.iter().enumerate() {
         let v = trust
             .verify(env, at)
-            .map_err(|e| invalid(format!("credentials[{i}]"), e.to_string()))?;
+            .map_err(|source| Invalid::Credential { index, source })?;
         if v.credential().subject_key() == &log_key.key {
             log_key_credential = true;
         }
+        revocation_checked &= v.revocation_checked();
         credentials.push((v.id(), v.credential().name().to_owned()));
     }
-    if !b.credentials.is_empty() && !log_key_credential {
-        return Err(invalid(
-            "credentials",
-            "none is for the log's key (the log is not shown to belong to a member)",
-        ));
+    if !log_key_credential {
+        return Err(Invalid::NoLogKeyCredential.into());
     }
 
-    // Assets moved by transfers of this agreement: their publication is related too.
     let mut decoded = Vec::with_capacity(b.events.len());
-    for (k, be) in b.events.iter().enumerate() {
-        let e =
-            Event::decode(&be.event).map_err(|e| invalid(format!("events[{k}]"), e.to_string()))?;
-        decoded.push(e);
-    }
-    let assets: Vec<Hash256> = extra_assets
-        .iter()
-        .copied()
-        .chain(decoded.iter().filter_map(|e| match &e.body {
-            EventBody::TransferStarted {
-                agreement, asset, ..
-            } if *agreement == b.agreement => Some(*asset),
-            _ => None,
-        }))
-        .collect();
-    let mut events = Vec::new();
-    let mut concluded = false;
     let mut prev: Option<u64> = None;
-    for (k, (be, e)) in b.events.iter().zip(&decoded).enumerate() {
-        let field = format!("events[{k}] (index {})", be.index);
+    for (position, be) in b.events.iter().enumerate() {
         if prev.is_some_and(|p| be.index <= p) {
-            return Err(invalid(field, "events are not in increasing log order"));
+            return Err(Invalid::Order {
+                position,
+                index: be.index,
+            }
+            .into());
         }
         prev = Some(be.index);
+        let e = Event::decode(&be.event).map_err(|source| Invalid::Event { position, source })?;
+        decoded.push(e);
+    }
+
+    // Every embedded object, checked; the agreement names the assets that belong here.
+    let mut summaries = Vec::new();
+    let mut assets: Vec<Hash256> = Vec::new();
+    let mut concluded = false;
+    for (position, (be, e)) in b.events.iter().zip(&decoded).enumerate() {
+        for o in e.objects() {
+            let kind = o.kind.as_str().to_owned();
+            let checked = objects.verify_object(o).map_err(|source| Invalid::Object {
+                position,
+                index: be.index,
+                kind: kind.clone(),
+                source,
+            })?;
+            if checked.id != o.id {
+                return Err(Invalid::ObjectId {
+                    position,
+                    index: be.index,
+                    kind,
+                    found: checked.id,
+                    claimed: o.id,
+                }
+                .into());
+            }
+            summaries.push(ObjectSummary {
+                event: be.index,
+                kind,
+                id: o.id,
+                check: checked.check,
+            });
+            if let EventBody::AgreementConcluded {
+                agreement,
+                provider,
+                consumer,
+                ..
+            } = &e.body
+            {
+                let concluded_here = |reason| Invalid::Concluded {
+                    position,
+                    index: be.index,
+                    reason,
+                };
+                if *agreement != b.agreement || o.id != b.agreement {
+                    return Err(
+                        concluded_here("concludes another agreement than the bundle's").into(),
+                    );
+                }
+                if checked.parties != Some((*provider, *consumer)) {
+                    return Err(concluded_here(
+                        "its provider and consumer are not the embedded agreement's parties",
+                    )
+                    .into());
+                }
+                concluded = true;
+                assets.extend(checked.assets.iter().copied());
+            }
+        }
+    }
+    if !concluded {
+        return Err(Invalid::NotConcluded.into());
+    }
+    // Assets moved by transfers of this agreement: their publication is related too.
+    assets.extend(decoded.iter().filter_map(|e| match &e.body {
+        EventBody::TransferStarted {
+            agreement, asset, ..
+        } if *agreement == b.agreement => Some(*asset),
+        _ => None,
+    }));
+
+    let mut events = Vec::new();
+    for (position, (be, e)) in b.events.iter().zip(&decoded).enumerate() {
         let related = e.agreement() == Some(&b.agreement)
             || matches!(&e.body, EventBody::AssetPublished { asset, .. } if assets.contains(asset));
         if !related {
-            return Err(invalid(field, "does not concern the agreement"));
-        }
-        if matches!(&e.body, EventBody::AgreementConcluded { agreement, .. } if *agreement == b.agreement)
-        {
-            concluded = true;
+            return Err(Invalid::Unrelated {
+                position,
+                index: be.index,
+            }
+            .into());
         }
         merkle::verify_inclusion(
             &merkle::leaf_hash(&be.event),
@@ -243,24 +537,23 @@ pub fn verify_with_assets(
             &be.proof,
             &root,
         )
-        .map_err(|err| invalid(field, format!("inclusion proof: {err}")))?;
+        .map_err(|source| Invalid::Inclusion {
+            position,
+            index: be.index,
+            source,
+        })?;
         events.push((be.index, e.kind().to_owned()));
     }
-    if !concluded {
-        return Err(invalid(
-            "events",
-            "no agreement_concluded event for the agreement",
-        ));
-    }
-    Ok(Summary {
+    Ok(VerifiedEvidence {
         agreement: b.agreement,
         origin: cp.checkpoint().origin.clone(),
         tree_size: size,
         root,
-        cosigned_at,
+        cosigned_at: Timestamp::from_secs(cosigned_at),
         events,
         credentials,
-        log_key_credential,
+        revocation_checked,
+        objects: summaries,
     })
 }
 

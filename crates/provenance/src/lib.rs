@@ -10,6 +10,7 @@ pub mod proof;
 pub mod storage;
 pub mod store;
 pub mod witness;
+pub mod witnessed;
 
 pub use event::{Event, EventBody};
 pub use log::{CheckpointPolicy, Log, LogError};
@@ -17,3 +18,5 @@ pub use note::{Checkpoint, Note, VerifierKey};
 pub use proof::{ConsistencyProof, InclusionProof};
 pub use storage::{DirStorage, SimStorage, Storage};
 pub use store::{FileStore, LogStore, MemoryStore};
+pub use witness::{Witness, WitnessError};
+pub use witnessed::{CosignedStore, DirCosignedStore};

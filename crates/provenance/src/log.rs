@@ -5,6 +5,7 @@ use tds_core::hash::Hash256;
 
 use tds_core::key::{PublicKey, Signer};
 use tds_core::merkle::{self, MerkleError};
+use tds_core::Timestamp;
 
 use crate::event::{Event, EventError};
 use crate::note::{self, Checkpoint, Note, NoteError, VerifiedCheckpoint, VerifierKey};
@@ -33,6 +34,9 @@ pub enum LogError {
     /// Verification found a problem; the message names it.
     #[error("log verify: {0}")]
     Verify(String),
+    /// A cosigned checkpoint was refused or could not be kept.
+    #[error(transparent)]
+    Cosigned(#[from] crate::witnessed::CosignedError),
     /// An operation needs a checkpoint and there is none.
     #[error("log: no checkpoint yet (write one with `tds log checkpoint`)")]
     NoCheckpoint,
@@ -41,6 +45,26 @@ pub enum LogError {
 /// The origin line (and key name) of the log of the participant with key `key`.
 pub fn origin_for(key: &PublicKey) -> String {
     format!("tds.log/{}", key.id().to_hex())
+}
+
+/// Checks that `key` is a TDS log's verifier key: an Ed25519 note key (type 0x01) whose
+/// name is the origin its key gives it ([`origin_for`]). A log's name is bound to its key
+/// this way, so nobody can present checkpoints under another participant's log name with
+/// a key of their own. Witnesses and evidence verifiers check it before anything else.
+pub fn check_log_key(key: &VerifierKey) -> Result<(), NoteError> {
+    if key.kind != note::TYPE_ED25519 {
+        return Err(NoteError::Key(
+            "a TDS log key is an Ed25519 note key (type 0x01)".into(),
+        ));
+    }
+    let expected = origin_for(&key.key);
+    if key.name != expected {
+        return Err(NoteError::Key(format!(
+            "a TDS log key is named after its key ({expected}), not {:?}",
+            key.name
+        )));
+    }
+    Ok(())
 }
 
 /// What [`Log::verify`] checked.
@@ -99,6 +123,11 @@ impl<S: LogStore> Log<S> {
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The signer of the log's checkpoints (the node key).
+    pub fn signer(&self) -> &Arc<dyn Signer> {
+        &self.key
     }
 
     /// The origin line.
@@ -179,14 +208,15 @@ impl<S: LogStore> Log<S> {
         Ok(out)
     }
 
-    /// Issues a checkpoint if `policy` says one is due at `now_ms`; returns it if so. The
+    /// Issues a checkpoint if `policy` says one is due at `now`; returns it if so. The
     /// first call after opening compares with the latest stored checkpoint (as if it had
     /// been issued at time 0).
     pub fn checkpoint_if_due(
         &self,
         policy: &CheckpointPolicy,
-        now_ms: u64,
+        now: Timestamp,
     ) -> Result<Option<String>, LogError> {
+        let now_ms = now.as_millis();
         let mut last = self
             .last
             .lock()

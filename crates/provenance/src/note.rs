@@ -58,6 +58,19 @@ pub enum NoteError {
     Sign(#[from] SignError),
 }
 
+impl tds_core::ErrorCode for NoteError {
+    fn code(&self) -> &'static str {
+        match self {
+            NoteError::Format(_) => "note.format",
+            NoteError::Key(_) => "note.key",
+            NoteError::Checkpoint(_) => "note.checkpoint",
+            NoteError::Unsigned(_) => "note.unsigned",
+            NoteError::BadSignature(_) => "note.bad_signature",
+            NoteError::Sign(_) => "note.sign",
+        }
+    }
+}
+
 fn fmt_err(s: impl Into<String>) -> NoteError {
     NoteError::Format(s.into())
 }

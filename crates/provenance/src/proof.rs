@@ -19,9 +19,37 @@ pub enum ProofError {
     /// Not proof JSON of the expected shape.
     #[error("proof: {0}")]
     Json(String),
+    /// The proof names another root than the one the caller trusts.
+    #[error("proof: it is for root {claimed}, not the trusted root {trusted}")]
+    UntrustedRoot {
+        /// The root the proof carries.
+        claimed: Hash256,
+        /// The root the caller trusts.
+        trusted: Hash256,
+    },
     /// The proof does not check.
-    #[error("proof: {0}")]
+    #[error(transparent)]
     Merkle(#[from] MerkleError),
+}
+
+impl tds_core::ErrorCode for ProofError {
+    fn code(&self) -> &'static str {
+        match self {
+            ProofError::Json(_) => "log.proof.format",
+            ProofError::UntrustedRoot { .. } => "log.proof.untrusted_root",
+            ProofError::Merkle(_) => "log.proof.mismatch",
+        }
+    }
+}
+
+fn trusted(claimed: &Hash256, trusted: &Hash256) -> Result<(), ProofError> {
+    if claimed != trusted {
+        return Err(ProofError::UntrustedRoot {
+            claimed: *claimed,
+            trusted: *trusted,
+        });
+    }
+    Ok(())
 }
 
 pub(crate) mod b64hash {
@@ -92,14 +120,17 @@ pub struct InclusionProof {
 }
 
 impl InclusionProof {
-    /// Checks the proof leads from the leaf hash to the root.
-    pub fn verify(&self) -> Result<(), ProofError> {
+    /// Checks that the proof leads from its leaf hash to `trusted_root`, a root the caller
+    /// trusts (from a checkpoint whose signature it checked), not merely to the root the
+    /// proof carries.
+    pub fn verify(&self, trusted_root: &Hash256) -> Result<(), ProofError> {
+        trusted(&self.root, trusted_root)?;
         Ok(merkle::verify_inclusion(
             &self.leaf_hash,
             self.index,
             self.tree_size,
             &self.proof,
-            &self.root,
+            trusted_root,
         )?)
     }
 
@@ -129,14 +160,18 @@ pub struct ConsistencyProof {
 }
 
 impl ConsistencyProof {
-    /// Checks the proof (RFC 9162 §2.1.4.2).
-    pub fn verify(&self) -> Result<(), ProofError> {
+    /// Checks (RFC 9162 §2.1.4.2) that the tree with root `trusted_old` is a prefix of the
+    /// tree with root `trusted_new`: both roots are ones the caller trusts (a checkpoint it
+    /// cosigned or verified), not merely the roots the proof carries.
+    pub fn verify(&self, trusted_old: &Hash256, trusted_new: &Hash256) -> Result<(), ProofError> {
+        trusted(&self.root1, trusted_old)?;
+        trusted(&self.root2, trusted_new)?;
         Ok(merkle::verify_consistency(
             self.size1,
             self.size2,
             &self.proof,
-            &self.root1,
-            &self.root2,
+            trusted_old,
+            trusted_new,
         )?)
     }
 

@@ -10,16 +10,61 @@
 
 use tds_core::hash::Hash256;
 use tds_core::key::SigningKey;
+use tds_core::ErrorCode;
 use tds_core::Timestamp;
+use tds_identity::TrustStore;
 use tds_identity::{Admission, Authority, Role, Sector};
 use tds_provenance::event::{Code, Event, EventBody, SignedObject};
-use tds_provenance::evidence::{self, Bundle};
+use tds_provenance::evidence::{
+    self, Bundle, CheckedObject, EvidenceError, Invalid, ObjectError, ObjectVerifier,
+};
 use tds_provenance::store::MemoryStore;
-use tds_provenance::witness::{self, WitnessState};
+use tds_provenance::witness::{MemoryWitnessMemory, Witness};
 use tds_provenance::Log;
 
 fn h(b: u8) -> Hash256 {
     Hash256::from_bytes([b; 32])
+}
+
+/// Stands in for the crate that knows agreements and manifests (`tds-objects`): accepts
+/// the placeholder bytes this test embeds, says who the agreement's parties are.
+struct Objects {
+    provider: Hash256,
+    consumer: Hash256,
+}
+
+impl ObjectVerifier for Objects {
+    fn verify_object(&self, o: &SignedObject) -> Result<CheckedObject, ObjectError> {
+        match (o.kind.as_str(), o.bytes.as_slice()) {
+            ("agreement", [4, 5, 6]) => Ok(CheckedObject::new(
+                o.id,
+                Some((self.provider, self.consumer)),
+                vec![h(0xa1)],
+                "test agreement",
+            )),
+            ("manifest", [1, 2, 3]) => {
+                Ok(CheckedObject::new(o.id, None, vec![o.id], "test manifest"))
+            }
+            (kind, _) => Err(ObjectError {
+                code: "test.unknown",
+                message: format!("{kind} does not verify"),
+            }),
+        }
+    }
+}
+
+fn trust(s: &Setup) -> TrustStore {
+    let mut t = TrustStore::new();
+    t.add_authority(s.authority.public_key());
+    t.dangerous().accept_missing_revocation_lists();
+    t
+}
+
+fn objects(s: &Setup) -> Objects {
+    Objects {
+        provider: s.log.signer().key_id(),
+        consumer: h(3),
+    }
 }
 
 struct Setup {
@@ -75,8 +120,12 @@ fn setup() -> Setup {
         },
     ];
     for (i, b) in events.into_iter().enumerate() {
-        log.append(&Event::new(1_700_000_000_000 + i as u64, actor, b))
-            .unwrap();
+        log.append(&Event::new(
+            tds_core::Timestamp::from_millis(1_700_000_000_000 + i as u64),
+            actor,
+            b,
+        ))
+        .unwrap();
     }
     let mut authority = Authority::new("Space authority", SigningKey::from_seed(&[2; 32])).unwrap();
     let now = Timestamp::from_secs(1_700_000_000);
@@ -105,17 +154,21 @@ fn setup() -> Setup {
 
 fn cosigned(s: &Setup) -> String {
     let note = s.log.checkpoint().unwrap();
-    let mut state = WitnessState::default();
-    witness::cosign(
-        &mut state,
-        s.authority.signer().as_ref(),
-        &s.log.verifier_key().unwrap(),
-        note.as_bytes(),
-        None,
-        1_750_000_000,
-    )
-    .unwrap()
-    .note
+    let memory = MemoryWitnessMemory::default();
+    Witness::new(s.authority.signer().as_ref(), &s.authority, &memory)
+        .cosign(
+            &s.log.verifier_key().unwrap(),
+            note.as_bytes(),
+            None,
+            &s.credential,
+            Timestamp::from_secs(1_750_000_000),
+        )
+        .unwrap()
+        .note
+}
+
+fn verify(s: &Setup, bytes: &[u8]) -> Result<evidence::VerifiedEvidence, EvidenceError> {
+    evidence::verify(bytes, &trust(s), &objects(s))
 }
 
 #[test]
@@ -126,16 +179,22 @@ fn export_and_verify() {
     let kinds: Vec<u64> = b.events.iter().map(|e| e.index).collect();
     assert_eq!(kinds, [0, 2, 4, 5]);
     let bytes = b.encode().unwrap();
-    let sum = evidence::verify(&bytes, &s.authority.public_key()).unwrap();
-    assert_eq!(sum.tree_size, 6);
-    assert!(sum.log_key_credential);
-    assert_eq!(sum.cosigned_at, 1_750_000_000);
+    let v = verify(&s, &bytes).unwrap();
+    assert_eq!(v.tree_size(), 6);
+    assert_eq!(v.cosigned_at(), Timestamp::from_secs(1_750_000_000));
+    assert!(!v.revocation_checked());
+    assert_eq!(v.objects().len(), 2);
     assert_eq!(Bundle::decode(&bytes).unwrap(), b);
 
     // Another authority's key: refused.
-    let other = SigningKey::from_seed(&[3; 32]).public_key();
-    let err = evidence::verify(&bytes, &other).unwrap_err();
-    assert!(err.to_string().contains("cosigned"), "{err}");
+    let mut other = TrustStore::new();
+    other.add_authority(SigningKey::from_seed(&[3; 32]).public_key());
+    let err = evidence::verify(&bytes, &other, &objects(&s)).unwrap_err();
+    assert!(
+        matches!(err, EvidenceError::Invalid(Invalid::NotCosigned)),
+        "{err}"
+    );
+    assert_eq!(err.code(), "evidence.not_cosigned");
 }
 
 #[test]
@@ -143,30 +202,65 @@ fn tampered_bundles_are_refused() {
     let s = setup();
     let note = cosigned(&s);
     let good = evidence::export(&s.log, &s.agreement, &note, vec![s.credential.clone()]).unwrap();
-    let key = s.authority.public_key();
+    let fails = |b: &Bundle| verify(&s, &b.encode().unwrap()).unwrap_err();
 
     let mut b = good.clone();
     b.events[1].event[10] ^= 1;
-    assert!(evidence::verify(&b.encode().unwrap(), &key).is_err());
+    let err = fails(&b);
+    assert!(
+        matches!(
+            err,
+            EvidenceError::Invalid(Invalid::Event { .. } | Invalid::Inclusion { .. })
+        ),
+        "{err}"
+    );
 
     let mut b = good.clone();
     b.events[1].proof[0] = h(9);
-    let err = evidence::verify(&b.encode().unwrap(), &key).unwrap_err();
-    assert!(err.to_string().contains("inclusion proof"), "{err}");
+    let err = fails(&b);
+    assert!(
+        matches!(
+            err,
+            EvidenceError::Invalid(Invalid::Inclusion { index: 2, .. })
+        ),
+        "{err}"
+    );
 
     let mut b = good.clone();
     b.events.remove(1);
-    let err = evidence::verify(&b.encode().unwrap(), &key).unwrap_err();
-    assert!(err.to_string().contains("agreement_concluded"), "{err}");
+    let err = fails(&b);
+    assert!(
+        matches!(err, EvidenceError::Invalid(Invalid::NotConcluded)),
+        "{err}"
+    );
 
     // Uncosigned checkpoint.
     let mut b = good.clone();
     b.checkpoint = s.log.checkpoint().unwrap();
-    let err = evidence::verify(&b.encode().unwrap(), &key).unwrap_err();
-    assert!(err.to_string().contains("cosigned"), "{err}");
+    let err = fails(&b);
+    assert!(
+        matches!(err, EvidenceError::Invalid(Invalid::NotCosigned)),
+        "{err}"
+    );
 
-    // A credential for another key only.
-    let mut b = good;
+    // No credential for the log key: the log is not shown to belong to a member
+    // (red-team finding 1: such a bundle used to verify).
+    let mut b = good.clone();
     b.credentials.clear();
-    assert!(evidence::verify(&b.encode().unwrap(), &key).is_ok());
+    let err = fails(&b);
+    assert!(
+        matches!(err, EvidenceError::Invalid(Invalid::NoLogKeyCredential)),
+        "{err}"
+    );
+
+    // The concluding event's parties are not the embedded agreement's.
+    let wrong = Objects {
+        provider: h(8),
+        consumer: h(3),
+    };
+    let err = evidence::verify(&good.encode().unwrap(), &trust(&s), &wrong).unwrap_err();
+    assert!(
+        matches!(err, EvidenceError::Invalid(Invalid::Concluded { .. })),
+        "{err}"
+    );
 }

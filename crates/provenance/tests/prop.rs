@@ -145,7 +145,7 @@ fn body() -> impl Strategy<Value = EventBody> {
 proptest! {
     #[test]
     fn events_round_trip(time in any::<u64>(), actor in hash(), body in body()) {
-        let e = Event::new(time, actor, body);
+        let e = Event::new(tds_core::Timestamp::from_millis(time), actor, body);
         let bytes = e.encode().unwrap();
         let back = Event::decode(&bytes).unwrap();
         prop_assert_eq!(&back, &e);

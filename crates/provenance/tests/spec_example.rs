@@ -11,9 +11,11 @@
 
 use tds_core::hash::Hash256;
 use tds_core::key::SigningKey;
+use tds_core::Timestamp;
+use tds_identity::{Admission, Authority, Role, Sector};
 use tds_provenance::event::{Annotation, Event, EventBody};
 use tds_provenance::store::{LogStore, MemoryStore};
-use tds_provenance::witness::{self, WitnessState};
+use tds_provenance::witness::{self, MemoryWitnessMemory, Witness};
 use tds_provenance::Log;
 
 fn example() -> String {
@@ -23,19 +25,19 @@ fn example() -> String {
     let agreement = Hash256::from_bytes([0xab; 32]);
     let events = [
         Event::new(
-            1_700_000_000_000,
+            tds_core::Timestamp::from_millis(1_700_000_000_000),
             actor,
             EventBody::Annotation {
                 text: Annotation::new("log opened").unwrap(),
             },
         ),
         Event::new(
-            1_700_000_000_001,
+            tds_core::Timestamp::from_millis(1_700_000_000_001),
             actor,
             EventBody::AgreementExpired { agreement },
         ),
         Event::new(
-            1_700_000_000_002,
+            tds_core::Timestamp::from_millis(1_700_000_000_002),
             actor,
             EventBody::Annotation {
                 text: Annotation::new("maintenance").unwrap(),
@@ -81,15 +83,33 @@ fn example() -> String {
     out.push_str(
         "```\n\nThe same note cosigned at time 1750000000 (`tds witness cosign`):\n\n```text\n",
     );
-    let cos = witness::cosign(
-        &mut WitnessState::default(),
-        &witness_key,
-        &log.verifier_key().unwrap(),
-        note.as_bytes(),
-        None,
-        1_750_000_000,
-    )
-    .unwrap();
+    // The witness (the authority) cosigns only logs of its members.
+    let mut authority = Authority::new("Example", SigningKey::from_seed(&[2; 32])).unwrap();
+    let at = Timestamp::from_secs(1_750_000_000);
+    let credential = authority
+        .admit(
+            &Admission {
+                subject_key: SigningKey::from_seed(&[1; 32]).public_key(),
+                name: "Node".into(),
+                sectors: vec![Sector::POWER],
+                roles: vec![Role::Provider],
+                jurisdiction: "CN".parse().unwrap(),
+                not_before: at,
+                not_after: at.saturating_add_millis(tds_core::time::DAY_MS),
+            },
+            at,
+        )
+        .unwrap();
+    let memory = MemoryWitnessMemory::default();
+    let cos = Witness::new(&witness_key, &authority, &memory)
+        .cosign(
+            &log.verifier_key().unwrap(),
+            note.as_bytes(),
+            None,
+            credential.envelope(),
+            at,
+        )
+        .unwrap();
     out.push_str(&cos.note);
     out.push_str("```\n\nThe inclusion proof of event 1 (`tds log prove --index 1`):\n\n```json\n");
     out.push_str(&serde_json::to_string(&log.prove(1, None).unwrap()).unwrap());

@@ -159,7 +159,7 @@ fn async_appends_share_syncs() {
         key,
     );
     let e = Event::new(
-        1,
+        tds_core::Timestamp::from_millis(1),
         actor,
         EventBody::Annotation {
             text: Annotation::new("async").unwrap(),
@@ -284,7 +284,7 @@ fn build(dir: &std::path::Path, n: u64) -> SigningKey {
     let log = Log::new(s, SigningKey::from_seed(&[5; 32]));
     for i in 0..n {
         let e = Event::new(
-            i,
+            tds_core::Timestamp::from_millis(i),
             key.id(),
             EventBody::Annotation {
                 text: Annotation::new(&format!("event {i}")).unwrap(),

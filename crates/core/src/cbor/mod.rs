@@ -201,6 +201,31 @@ pub enum CborError {
     Encode(String),
 }
 
+impl crate::ErrorCode for CborError {
+    fn code(&self) -> &'static str {
+        match self {
+            CborError::Truncated { .. } => "cbor.truncated",
+            CborError::TrailingBytes { .. } => "cbor.trailing_bytes",
+            CborError::NonMinimal { .. } => "cbor.non_minimal",
+            CborError::IndefiniteLength { .. } => "cbor.indefinite_length",
+            CborError::Malformed { .. } => "cbor.malformed",
+            CborError::UnsortedMapKeys { .. } => "cbor.unsorted_map_keys",
+            CborError::DuplicateMapKey { .. } => "cbor.duplicate_map_key",
+            CborError::FloatNotAllowed { .. } => "cbor.float_not_allowed",
+            CborError::NonMinimalFloat { .. } => "cbor.non_minimal_float",
+            CborError::TagNotAllowed { .. } => "cbor.tag_not_allowed",
+            CborError::SimpleNotAllowed { .. } => "cbor.simple_not_allowed",
+            CborError::InvalidUtf8 { .. } => "cbor.invalid_utf8",
+            CborError::TooDeep { .. } => "cbor.too_deep",
+            CborError::TooLarge { .. } => "cbor.too_large",
+            CborError::LengthTooLarge { .. } => "cbor.length_too_large",
+            CborError::Type(_) => "cbor.type",
+            CborError::NotCanonicalForType => "cbor.not_canonical_for_type",
+            CborError::Encode(_) => "cbor.encode",
+        }
+    }
+}
+
 /// Encodes `value` in canonical CBOR with the default [`Limits`].
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CborError> {
     encode_with(value, &Limits::DEFAULT)

@@ -13,9 +13,15 @@ use crate::cli::AdmitArgs;
 use crate::home::Home;
 use crate::{files, output};
 
-fn summary(authority: &Authority) -> serde_json::Map<String, Json> {
+fn summary(authority: &Authority) -> anyhow::Result<serde_json::Map<String, Json>> {
     let state = authority.state();
     let mut m = output::key(&authority.public_key());
+    // The verifier key an outside checker of this authority's witness cosignatures needs
+    // (C2SP signed-note form, type 0x04).
+    m.insert(
+        "witness_vkey".into(),
+        json!(tds_provenance::witness::witness_key(&authority.public_key())?.to_string()),
+    );
     m.insert("name".into(), json!(state.name()));
     m.insert("next_serial".into(), json!(state.next_serial()));
     m.insert(
@@ -33,7 +39,7 @@ fn summary(authority: &Authority) -> serde_json::Map<String, Json> {
                 .collect(),
         ),
     );
-    m
+    Ok(m)
 }
 
 pub(crate) fn init(dir: &Path, name: &str) -> anyhow::Result<()> {
@@ -42,14 +48,14 @@ pub(crate) fn init(dir: &Path, name: &str) -> anyhow::Result<()> {
     let home = Home::create(dir)?;
     home.write_new_key(&key)?;
     home.save_state(authority.state())?;
-    let mut m = summary(&authority);
+    let mut m = summary(&authority)?;
     m.insert("home".into(), json!(dir.display().to_string()));
     output::print(&Json::Object(m))
 }
 
 pub(crate) fn show(dir: &Path) -> anyhow::Result<()> {
     let authority = Home::open(dir)?.load()?;
-    output::print(&Json::Object(summary(&authority)))
+    output::print(&Json::Object(summary(&authority)?))
 }
 
 fn days_after(start: Timestamp, days: u64) -> anyhow::Result<Timestamp> {

@@ -6,8 +6,9 @@ use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use tds_core::{Hash256, PublicKey};
-use tds_provenance::event::SignedObject;
+use tds_identity::TrustStore;
 use tds_provenance::evidence;
+use tds_provenance::CosignedStore;
 
 use crate::files;
 
@@ -51,6 +52,14 @@ pub(crate) struct VerifyArgs {
     /// The authority's public key, 64 hex digits.
     #[arg(long, value_name = "HEX", value_parser = parse_key)]
     authority_key: PublicKey,
+    /// A signed key-rollover statement to follow from the authority key; repeat, oldest
+    /// first.
+    #[arg(long = "rollover", value_name = "FILE")]
+    rollovers: Vec<PathBuf>,
+    /// The authority's revocation list; without it revocation is not checked
+    /// (`"revocation_checked": false`).
+    #[arg(long, value_name = "FILE")]
+    crl: Option<PathBuf>,
 }
 
 fn parse_key(s: &str) -> Result<PublicKey, String> {
@@ -66,13 +75,14 @@ pub(crate) fn dispatch(command: EvidenceCommand) -> anyhow::Result<()> {
 
 fn export(a: &ExportArgs) -> anyhow::Result<()> {
     let log = super::log::open_reader(&a.home)?;
-    let checkpoint = match a
-        .checkpoint
-        .clone()
-        .or(super::log::latest_witnessed(&a.home)?)
-    {
-        Some(p) => String::from_utf8(files::read(&p)?)
-            .map_err(|_| anyhow!("{}: not UTF-8", p.display()))?,
+    let kept = match &a.checkpoint {
+        Some(p) => Some(files::read(p)?),
+        None => super::log::witnessed_store(&a.home)
+            .latest()?
+            .map(|(_, note)| note),
+    };
+    let checkpoint = match kept {
+        Some(note) => String::from_utf8(note).map_err(|_| anyhow!("checkpoint: not UTF-8"))?,
         None => {
             let stored = tds_provenance::LogStore::checkpoints(log.store())?;
             let last = stored.last().ok_or_else(|| {
@@ -102,33 +112,29 @@ fn export(a: &ExportArgs) -> anyhow::Result<()> {
     }))
 }
 
-/// The asset an embedded signed agreement covers, if `o` is the agreement `agreement`
-/// and its asset is an asset id (`sha256:...`): that asset's manifest event belongs in the
-/// agreement's evidence. The agreement's signatures are checked.
-fn covered_asset(o: &SignedObject, agreement: &Hash256) -> anyhow::Result<Option<Hash256>> {
-    if o.kind.as_str() != "agreement" || o.id != *agreement {
-        return Ok(None);
-    }
-    let v = tds_policy::contract::verify_agreement(&o.bytes)
-        .map_err(|e| anyhow!("embedded agreement: {e}"))?;
-    Ok(v.terms().asset.as_str().parse::<Hash256>().ok())
-}
-
-/// The assets of `agreement`, read from the signed agreement the log holds (if any).
+/// The assets of `agreement`, read from the signed agreement the log holds (if any),
+/// checked as evidence verification checks it.
 fn agreement_assets(
     log: &tds_provenance::Log<tds_provenance::store::FileStore>,
     agreement: &Hash256,
 ) -> anyhow::Result<Vec<Hash256>> {
+    use tds_provenance::evidence::ObjectVerifier;
     let store = log.store();
+    let verifier = tds_objects::StandardVerifier::new();
     let mut out = Vec::new();
     for i in 0..tds_provenance::LogStore::size(store) {
         let event = tds_provenance::Event::decode(&tds_provenance::LogStore::read(store, i)?)?;
         for o in event.objects() {
+            if o.kind.as_str() != "agreement" || o.id != *agreement {
+                continue;
+            }
             // A log entry that fails to verify is not evidence; leave it out here and
             // let `evidence verify` say why if it is ever bundled.
-            if let Ok(Some(asset)) = covered_asset(o, agreement) {
-                if !out.contains(&asset) {
-                    out.push(asset);
+            if let Ok(checked) = verifier.verify_object(o) {
+                for asset in checked.assets {
+                    if !out.contains(&asset) {
+                        out.push(asset);
+                    }
                 }
             }
         }
@@ -138,97 +144,43 @@ fn agreement_assets(
 
 fn verify(a: &VerifyArgs) -> anyhow::Result<()> {
     let bytes = files::read(&a.file)?;
-    let in_file = |e: anyhow::Error| anyhow!("{}: {e}", a.file.display());
-    // The signed objects the events embed (agreements, manifests) are checked here, where
-    // their crates are known; the agreement names the assets whose manifest events belong
-    // in the bundle. Then the provenance crate proves the events are in the cosigned log.
-    let checked = check_objects(&bytes).map_err(in_file)?;
-    let s = evidence::verify_with_assets(&bytes, &a.authority_key, &checked.assets)
-        .map_err(|e| in_file(e.into()))?;
-    let objects = checked.objects;
-    super::log::print_line(&json!({
-        "ok": true,
-        "agreement": s.agreement.to_string(),
-        "log": s.origin,
-        "tree_size": s.tree_size,
-        "root": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s.root.as_bytes()),
-        "cosigned_at": s.cosigned_at,
-        "events": s.events.iter().map(|(i, k)| json!({"index": i, "kind": k})).collect::<Vec<_>>(),
-        "credentials": s.credentials.iter().map(|(id, name)| json!({"id": id.to_string(), "name": name})).collect::<Vec<_>>(),
-        "log_key_credential": s.log_key_credential,
-        "objects": objects,
-    }))
-}
-
-/// What [`check_objects`] found.
-struct CheckedObjects {
-    /// One JSON line per embedded object.
-    objects: Vec<serde_json::Value>,
-    /// The assets the bundle's agreement covers.
-    assets: Vec<Hash256>,
-}
-
-/// Verifies the signatures of the agreements and manifests embedded in the bundle's
-/// events and that each has the id its event claims; an embedded agreement must be the
-/// bundle's. Objects of other kinds are listed as not checked.
-fn check_objects(bundle: &[u8]) -> anyhow::Result<CheckedObjects> {
-    let bundle = evidence::Bundle::decode(bundle)?;
-    let mut out = CheckedObjects {
-        objects: Vec::new(),
-        assets: Vec::new(),
-    };
-    for be in &bundle.events {
-        let event = tds_provenance::Event::decode(&be.event)?;
-        for o in event.objects() {
-            let kind = o.kind.as_str();
-            let checked = match kind {
-                "agreement" => {
-                    if o.id != bundle.agreement {
-                        return Err(anyhow!(
-                            "event {}: embeds agreement {}, the bundle is for {}",
-                            be.index,
-                            o.id,
-                            bundle.agreement
-                        ));
-                    }
-                    let v = tds_policy::contract::verify_agreement(&o.bytes)
-                        .map_err(|e| anyhow!("event {}: embedded agreement: {e}", be.index))?;
-                    if v.id() != o.id {
-                        return Err(anyhow!(
-                            "event {}: embedded agreement is {}, the event says {}",
-                            be.index,
-                            v.id(),
-                            o.id
-                        ));
-                    }
-                    if let Ok(asset) = v.terms().asset.as_str().parse::<Hash256>() {
-                        out.assets.push(asset);
-                    }
-                    "signatures of both parties verified"
-                }
-                "manifest" => {
-                    let v = tds_manifest::open(&o.bytes)
-                        .and_then(|u| u.verify_named_owner())
-                        .map_err(|e| anyhow!("event {}: embedded manifest: {e}", be.index))?;
-                    if *v.id().as_hash() != o.id {
-                        return Err(anyhow!(
-                            "event {}: embedded manifest is {}, the event says {}",
-                            be.index,
-                            v.id(),
-                            o.id
-                        ));
-                    }
-                    "owner signature verified"
-                }
-                _ => "not checked (unknown kind)",
-            };
-            out.objects.push(json!({
-                "event": be.index,
-                "kind": kind,
-                "id": o.id.to_string(),
-                "check": checked,
-            }));
+    let now = tds_core::Timestamp::now();
+    let mut trust = TrustStore::new();
+    trust.add_authority(a.authority_key);
+    for path in &a.rollovers {
+        trust
+            .add_rollover(&files::read(path)?)
+            .with_context(|| path.display().to_string())?;
+    }
+    match &a.crl {
+        Some(path) => {
+            trust
+                .add_revocation_list(&files::read(path)?, now)
+                .with_context(|| path.display().to_string())?;
+        }
+        None => {
+            trust.dangerous().accept_missing_revocation_lists();
         }
     }
-    Ok(out)
+    let objects = tds_objects::StandardVerifier::with_trust(&trust);
+    let v =
+        evidence::verify(&bytes, &trust, &objects).with_context(|| a.file.display().to_string())?;
+    super::log::print_line(&json!({
+        "ok": true,
+        "agreement": v.agreement().to_string(),
+        "log": v.origin(),
+        "tree_size": v.tree_size(),
+        "root": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, v.root().as_bytes()),
+        "cosigned_at": v.cosigned_at().as_secs(),
+        "events": v.events().iter().map(|(i, k)| json!({"index": i, "kind": k})).collect::<Vec<_>>(),
+        "credentials": v.credentials().iter().map(|(id, name)| json!({"id": id.to_string(), "name": name})).collect::<Vec<_>>(),
+        "log_key_credential": true,
+        "revocation_checked": v.revocation_checked(),
+        "objects": v.objects().iter().map(|o| json!({
+            "event": o.event,
+            "kind": o.kind,
+            "id": o.id.to_string(),
+            "check": o.check,
+        })).collect::<Vec<_>>(),
+    }))
 }

@@ -7,10 +7,9 @@ use std::path::Path;
 use anyhow::{anyhow, Context};
 use serde_json::{json, Map, Value as Json};
 use tds_core::cbor::{self, Limits};
-use tds_core::cose::{self, CoseSign, CoseSign1, SignedObject};
-use tds_core::hash::Domain;
+use tds_core::cose::{self, CoseSign, CoseSign1};
 use tds_core::{Hash256, Timestamp};
-use tds_identity::{Credential, KeyRollover, RevocationList};
+use tds_objects::Value;
 
 use crate::{files, output};
 
@@ -34,34 +33,36 @@ fn render(bytes: &[u8]) -> anyhow::Result<Map<String, Json>> {
     let now = Timestamp::now();
     let mut m = Map::new();
     m.insert("content_type".into(), json!(content_type));
-    match content_type.as_str() {
-        Credential::CONTENT_TYPE => {
-            let opened = cose::open::<Credential>(bytes)?;
-            let c = opened.value().clone();
-            let id = Domain::CREDENTIAL.hash(opened.payload());
-            m.insert("kid".into(), json!(opened.kid().to_string()));
-            let ok = opened.verify(c.issuer_key()).is_ok();
-            m.insert("signature_matches_issuer_key".into(), json!(ok));
-            m.extend(output::credential(&c, &id));
+    let decoded = match tds_objects::decode_any(bytes) {
+        Ok(d) => d,
+        Err(tds_objects::DecodeError::UnknownContentType(_)) => {
+            m.extend(generic(bytes)?);
+            m.insert("trust_checked".into(), json!(false));
+            return Ok(m);
         }
-        RevocationList::CONTENT_TYPE => {
-            let opened = cose::open::<RevocationList>(bytes)?;
-            let l = opened.value().clone();
-            let id = Domain::CRL.hash(opened.payload());
-            m.insert("kid".into(), json!(opened.kid().to_string()));
-            let ok = opened.verify(l.issuer_key()).is_ok();
-            m.insert("signature_matches_issuer_key".into(), json!(ok));
-            m.extend(output::crl(&l, &id, now));
+        Err(e) => return Err(e.into()),
+    };
+    let kind = decoded.kind();
+    m.insert("kind".into(), json!(kind.name()));
+    let id = decoded.id().unwrap_or_default();
+    let signed = decoded.self_signed();
+    match decoded.value() {
+        Value::Credential(c) => {
+            m.insert("kid".into(), json!(kid(&decoded)));
+            m.insert("signature_matches_issuer_key".into(), json!(signed));
+            m.extend(output::credential(c, &id));
         }
-        KeyRollover::CONTENT_TYPE => {
-            let opened = cose::open::<KeyRollover>(bytes)?;
-            let r = opened.value().clone();
-            m.insert("kid".into(), json!(opened.kid().to_string()));
-            let ok = opened.verify(r.old_key()).is_ok();
-            m.insert("signature_matches_old_key".into(), json!(ok));
-            m.extend(output::rollover(&r));
+        Value::RevocationList(l) => {
+            m.insert("kid".into(), json!(kid(&decoded)));
+            m.insert("signature_matches_issuer_key".into(), json!(signed));
+            m.extend(output::crl(l, &id, now));
         }
-        tds_manifest::Manifest::CONTENT_TYPE => {
+        Value::KeyRollover(r) => {
+            m.insert("kid".into(), json!(kid(&decoded)));
+            m.insert("signature_matches_old_key".into(), json!(signed));
+            m.extend(output::rollover(r));
+        }
+        Value::Manifest(_) => {
             // Checked against the owner key the manifest names: self-consistent, not
             // authenticated (trust_checked stays false).
             let opened = tds_manifest::open(bytes)?;
@@ -79,10 +80,40 @@ fn render(bytes: &[u8]) -> anyhow::Result<Map<String, Json>> {
                 }
             }
         }
-        _ => m.extend(generic(bytes)?),
+        _ => {
+            // Offers, requests, agreements, terminations and receipts: their fields as
+            // signed, with what the signatures were checked against.
+            m.insert("id".into(), json!(id.to_string()));
+            m.insert(
+                "signers".into(),
+                Json::Array(
+                    decoded
+                        .signers()
+                        .iter()
+                        .map(|s| json!(s.to_string()))
+                        .collect(),
+                ),
+            );
+            m.insert(
+                "signatures_match_named_keys".into(),
+                match signed {
+                    Some(ok) => json!(ok),
+                    // A receipt names only the authority's id: nothing to check it with.
+                    None => json!("not checkable without the signer's key"),
+                },
+            );
+            m.extend(generic(bytes)?);
+        }
     }
     m.insert("trust_checked".into(), json!(false));
     Ok(m)
+}
+
+fn kid(d: &tds_objects::Decoded) -> String {
+    d.signers()
+        .first()
+        .map(|k| k.to_string())
+        .unwrap_or_default()
 }
 
 /// An envelope of a kind this build does not know: its headers, signers and payload.

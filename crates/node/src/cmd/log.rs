@@ -16,9 +16,10 @@ use base64::Engine;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value as Json};
 use tds_core::{SigningKey, Timestamp};
+use tds_objects::record;
 use tds_provenance::event::{Annotation, Event, EventBody};
 use tds_provenance::store::{FileStore, OpenOptions};
-use tds_provenance::{DirStorage, Log};
+use tds_provenance::{DirCosignedStore, DirStorage, Log};
 
 /// The node key file in a node home.
 pub(crate) const NODE_KEY: &str = "node.key";
@@ -39,11 +40,15 @@ pub(crate) enum LogCommand {
         #[arg(long)]
         limit: Option<u64>,
     },
-    /// Recompute the whole tree and check every record, hash and checkpoint (read-only);
-    /// exit 0 if intact.
+    /// Recompute the whole tree and check every record, hash and checkpoint, and the
+    /// cosigned checkpoints kept in `witnessed/` (read-only); exit 0 if intact.
     Verify {
         #[command(flatten)]
         home: NodeHome,
+        /// The authority's public key, 64 hex digits: also check the witness's
+        /// cosignature on every kept checkpoint.
+        #[arg(long, value_name = "HEX")]
+        authority_key: Option<String>,
     },
     /// Write a new signed checkpoint and print it (C2SP signed-note text).
     Checkpoint {
@@ -151,7 +156,10 @@ pub(crate) struct NodeHome {
 pub(crate) fn dispatch(command: LogCommand) -> anyhow::Result<()> {
     match command {
         LogCommand::Show { home, from, limit } => show(&home.home, from, limit),
-        LogCommand::Verify { home } => verify(&home.home),
+        LogCommand::Verify {
+            home,
+            authority_key,
+        } => verify(&home.home, authority_key.as_deref()),
         LogCommand::Checkpoint { home } => checkpoint(&home.home),
         LogCommand::Key { home } => key(&home.home),
         LogCommand::Prove { home, index, size } => prove(&home.home, index, size),
@@ -263,8 +271,8 @@ pub(crate) fn event_json(index: u64, leaf: &tds_core::Hash256, e: &Event) -> any
         "leaf_hash": b64(leaf.as_bytes()),
         "v": e.v,
         "kind": e.kind(),
-        "time": Timestamp::from_millis(e.time).to_rfc3339(),
-        "time_ms": e.time,
+        "time": e.time.to_rfc3339(),
+        "time_ms": e.time.as_millis(),
         "actor": e.actor.to_string(),
         "body": body,
     }))
@@ -285,9 +293,17 @@ fn show(home: &Path, from: u64, limit: Option<u64>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn verify(home: &Path) -> anyhow::Result<()> {
+fn verify(home: &Path, authority_key: Option<&str>) -> anyhow::Result<()> {
+    let authority = authority_key
+        .map(tds_core::PublicKey::from_hex)
+        .transpose()
+        .context("--authority-key")?;
     let log = open_reader(home)?;
     let r = log.verify()?;
+    let store = witnessed_store(home);
+    let cosigned = log
+        .verify_cosigned(&store, authority.as_ref())
+        .with_context(|| store.dir().display().to_string())?;
     print_line(&json!({
         "ok": true,
         "tree_size": log.size(),
@@ -295,6 +311,8 @@ fn verify(home: &Path) -> anyhow::Result<()> {
         "entries": r.storage.entries,
         "interior_hashes": r.storage.interior,
         "checkpoints": r.checkpoints,
+        "cosigned_checkpoints": cosigned,
+        "cosignatures_checked": authority.is_some(),
     }))
 }
 
@@ -343,11 +361,7 @@ fn annotate(home: &Path, text: &str) -> anyhow::Result<()> {
         "note: annotations are public and permanent; they must never hold personal information"
     );
     let actor = SigningKey::read_file(&log_key_path(home))?.id();
-    let e = Event::new(
-        Timestamp::now().as_millis(),
-        actor,
-        EventBody::Annotation { text },
-    );
+    let e = Event::new(Timestamp::now(), actor, EventBody::Annotation { text });
     let index = log.append(&e)?;
     let leaf = tds_core::merkle::leaf_hash(&e.encode()?);
     print_line(&json!({
@@ -360,80 +374,38 @@ fn annotate(home: &Path, text: &str) -> anyhow::Result<()> {
 /// Where a node keeps the checkpoints its witness cosigned: `<home>/witnessed/<size>.txt`.
 pub(crate) const WITNESSED_DIR: &str = "witnessed";
 
-/// The cosigned checkpoint of the largest size kept in `home`, if any.
-pub(crate) fn latest_witnessed(home: &Path) -> anyhow::Result<Option<PathBuf>> {
-    let dir = home.join(WITNESSED_DIR);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(anyhow!("{}: {e}", dir.display())),
-    };
-    let mut best: Option<(u64, PathBuf)> = None;
-    for entry in entries {
-        let path = entry.map_err(|e| anyhow!("{}: {e}", dir.display()))?.path();
-        let size = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .and_then(|s| s.parse::<u64>().ok());
-        if let (Some(size), Some("txt")) = (size, path.extension().and_then(|e| e.to_str())) {
-            if best.as_ref().is_none_or(|(b, _)| size > *b) {
-                best = Some((size, path));
-            }
-        }
-    }
-    Ok(best.map(|(_, p)| p))
+/// The store of cosigned checkpoints of a node home.
+pub(crate) fn witnessed_store(home: &Path) -> DirCosignedStore {
+    DirCosignedStore::new(home.join(WITNESSED_DIR))
 }
 
 fn record(home: &Path, agreement: Option<&Path>, manifest: Option<&Path>) -> anyhow::Result<()> {
-    use tds_provenance::event::{Code, SignedObject};
-    let (body, kind, id) = match (agreement, manifest) {
+    let now = Timestamp::now();
+    let r = match (agreement, manifest) {
         (Some(path), _) => {
             let bytes = crate::files::read(path)?;
             let v = tds_policy::contract::verify_agreement(&bytes)
-                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-            let t = v.terms();
-            let body = EventBody::AgreementConcluded {
-                agreement: v.id(),
-                negotiation: t.request,
-                provider: t.provider,
-                consumer: t.consumer,
-                object: Some(SignedObject {
-                    kind: Code::new("agreement")?,
-                    id: v.id(),
-                    bytes,
-                }),
-            };
-            (body, "agreement", v.id())
+                .with_context(|| path.display().to_string())?;
+            let log = open_writer(home)?;
+            (record::record_agreement(&log, &v, now)?, log.size())
         }
         (None, Some(path)) => {
             let bytes = crate::files::read(path)?;
             let v = tds_manifest::open(&bytes)
                 .and_then(|u| u.verify_named_owner())
-                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-            let id = *v.id().as_hash();
-            let body = EventBody::AssetPublished {
-                asset: id,
-                object: Some(SignedObject {
-                    kind: Code::new("manifest")?,
-                    id,
-                    bytes,
-                }),
-            };
-            (body, "manifest", id)
+                .with_context(|| path.display().to_string())?;
+            let log = open_writer(home)?;
+            (record::record_manifest(&log, &v, now)?, log.size())
         }
         (None, None) => bail!("give --agreement FILE or --manifest FILE"),
     };
-    let log = open_writer(home)?;
-    let actor = SigningKey::read_file(&log_key_path(home))?.id();
-    let e = Event::new(Timestamp::now().as_millis(), actor, body);
-    let kind_name = e.kind();
-    let index = log.append(&e)?;
+    let (recorded, size) = r;
     print_line(&json!({
-        "index": index,
-        "event": kind_name,
-        "object": kind,
-        "id": id.to_string(),
-        "tree_size": log.size(),
+        "index": recorded.index,
+        "event": recorded.event,
+        "object": recorded.kind.name(),
+        "id": recorded.id.to_string(),
+        "tree_size": size,
     }))
 }
 
@@ -441,48 +413,15 @@ fn witnessed(home: &Path, authority_key: &str, file: &Path) -> anyhow::Result<()
     let authority = tds_core::PublicKey::from_hex(authority_key).context("--authority-key")?;
     let log = open_writer(home)?;
     let bytes = crate::files::read(file)?;
-    let fail = |e: &dyn std::fmt::Display| anyhow!("{}: {e}", file.display());
-    let verified = tds_provenance::note::verify_checkpoint(&bytes, &log.verifier_key()?)
-        .map_err(|e| fail(&e))?;
-    let cp = verified.checkpoint().clone();
-    if cp.origin != log.origin() {
-        return Err(fail(&format!(
-            "checkpoint of log {:?}, not of this log",
-            cp.origin
-        )));
-    }
-    let witness = tds_provenance::witness::witness_key(&authority)?;
-    let at = tds_provenance::note::verify_cosignature(verified.note(), &witness)
-        .map_err(|e| fail(&e))?;
-    if cp.size > log.size() || log.root(cp.size)? != cp.root {
-        return Err(fail(
-            &"the checkpoint's root is not this log's root at that size",
-        ));
-    }
-    let dir = home.join(WITNESSED_DIR);
-    crate::home::create_private_dir(&dir)?;
-    crate::files::write_state(
-        &dir.join(format!("{}.txt", cp.size)),
-        &bytes,
-        crate::files::PUBLIC_MODE,
-    )?;
-    let actor = SigningKey::read_file(&log_key_path(home))?.id();
-    let e = Event::new(
-        Timestamp::now().as_millis(),
-        actor,
-        EventBody::CheckpointWitnessed {
-            witness: authority.id(),
-            size: cp.size,
-            root: cp.root,
-        },
-    );
-    let index = log.append(&e)?;
+    let accepted = log
+        .accept_cosigned(&bytes, &authority, &witnessed_store(home), Timestamp::now())
+        .with_context(|| file.display().to_string())?;
     print_line(&json!({
-        "index": index,
+        "index": accepted.index,
         "event": "checkpoint_witnessed",
-        "witness": authority.id().to_string(),
-        "size": cp.size,
-        "cosigned_at": at,
+        "witness": accepted.witness.to_string(),
+        "size": accepted.size,
+        "cosigned_at": accepted.cosigned_at.as_secs(),
     }))
 }
 
@@ -510,7 +449,7 @@ impl AckReporter {
 fn bench_event(actor: tds_core::hash::Hash256, t: u64, i: u64) -> anyhow::Result<Event> {
     let text = Annotation::new(&format!("bench {t}/{i}"))?;
     Ok(Event::new(
-        Timestamp::now().as_millis(),
+        Timestamp::now(),
         actor,
         EventBody::Annotation { text },
     ))

@@ -1,8 +1,9 @@
-//! `tds witness cosign`: the authority cosigns a participant's log checkpoint.
+//! `tds witness cosign`: the authority cosigns a member's log checkpoint, through
+//! [`tds_provenance::witness::Witness`].
 //!
 //! The authority's home keeps `witness.json` (the last checkpoint cosigned per log,
-//! [`tds_provenance::witness::WitnessState`]) and, for alerts, its own provenance log in
-//! `log/` signed with the authority key.
+//! [`tds_provenance::witness::DirWitnessMemory`]) and, for alerts, its own provenance log
+//! in `log/` signed with the authority key.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,10 +12,10 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
 use tds_core::Timestamp;
-use tds_provenance::event::{Code, Event, EventBody};
-use tds_provenance::note::{Checkpoint, Note, VerifierKey};
+use tds_identity::Authority;
+use tds_provenance::note::VerifierKey;
 use tds_provenance::store::{FileStore, OpenOptions};
-use tds_provenance::witness::{self, WitnessError, WitnessState};
+use tds_provenance::witness::{DirWitnessMemory, Witness, WitnessError};
 use tds_provenance::{ConsistencyProof, DirStorage, Log};
 
 use crate::files;
@@ -39,6 +40,10 @@ pub(crate) struct CosignArgs {
     /// The log's verifier key (as printed by `tds log key`), or a file holding it.
     #[arg(long, value_name = "VKEY")]
     log_key: String,
+    /// The log owner's membership credential: the witness cosigns only logs of members
+    /// (checked against this authority's own records).
+    #[arg(long, value_name = "FILE")]
+    credential: PathBuf,
     /// The checkpoint (signed-note text, as printed by `tds log checkpoint`).
     #[arg(value_name = "CHECKPOINT_FILE")]
     checkpoint: PathBuf,
@@ -72,6 +77,7 @@ fn cosign(args: &CosignArgs) -> anyhow::Result<()> {
     let authority = home.load()?;
     let log_key = read_log_key(&args.log_key)?;
     let checkpoint = files::read(&args.checkpoint)?;
+    let credential = files::read(&args.credential)?;
     let proof = match &args.consistency {
         Some(p) => Some(
             ConsistencyProof::from_json(&files::read(p)?)
@@ -79,80 +85,56 @@ fn cosign(args: &CosignArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let state_path = args.home.join(WITNESS_STATE);
-    let mut state: WitnessState = if state_path.exists() {
-        serde_json::from_slice(&files::read(&state_path)?)
-            .map_err(|e| anyhow!("{}: {e}", state_path.display()))?
-    } else {
-        WitnessState::default()
-    };
-    let now = Timestamp::now().as_secs();
-    match witness::cosign(
-        &mut state,
-        &**authority.signer(),
+    let memory = DirWitnessMemory::new(args.home.join(WITNESS_STATE));
+    let alerts = alert_log(&args.home, &authority)?;
+    let witness = Witness::new(&**authority.signer(), &authority, &memory).with_alerts(&alerts);
+    match witness.cosign(
         &log_key,
         &checkpoint,
         proof.as_ref(),
-        now,
+        &credential,
+        Timestamp::now(),
     ) {
         Ok(done) => {
-            let mut json = serde_json::to_vec_pretty(&state)?;
-            json.push(b'\n');
-            files::write_state(&state_path, &json, files::PRIVATE_MODE)?;
             let mut out = std::io::stdout().lock();
             out.write_all(done.note.as_bytes())?;
             out.flush()?;
             Ok(())
         }
-        Err(WitnessError::Refused {
-            origin,
-            size,
-            reason,
-        }) => {
-            if let Err(e) = alert(&args.home, authority.signer(), &checkpoint, &origin, size) {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "warning: the alert event was not logged: {e:#}"
-                );
+        Err(e @ WitnessError::Refused(_)) => {
+            if let WitnessError::Refused(r) = &e {
+                let origin = &r.origin;
+                let mut err = std::io::stderr();
+                match (&r.alert, &r.alert_error) {
+                    (Some(_), _) => {
+                        let _ = writeln!(
+                            err,
+                            "alert: logged checkpoint_refused for {origin} in {}",
+                            args.home.join(super::log::LOG_DIR).display()
+                        );
+                    }
+                    (None, Some(why)) => {
+                        let _ = writeln!(err, "warning: the alert event was not logged: {why}");
+                    }
+                    (None, None) => {}
+                }
             }
-            bail!("{}: refused: {reason}", args.checkpoint.display())
+            bail!("{}: {e}", args.checkpoint.display())
         }
-        Err(e) => Err(anyhow!("{}: {e}", args.checkpoint.display())),
+        Err(e @ WitnessError::NotMember(_))
+        | Err(e @ WitnessError::CredentialForAnotherKey { .. }) => {
+            Err(anyhow::Error::new(e).context(args.credential.display().to_string()))
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(args.checkpoint.display().to_string())),
     }
 }
 
-/// Logs a `checkpoint_refused` alert in the authority's own log.
-fn alert(
-    home: &Path,
-    key: &Arc<dyn tds_core::Signer>,
-    checkpoint: &[u8],
-    origin: &str,
-    size: u64,
-) -> anyhow::Result<()> {
-    let root = Note::parse(checkpoint)
-        .ok()
-        .and_then(|n| Checkpoint::parse(&n.text).ok())
-        .map(|c| c.root)
-        .unwrap_or_default();
+/// The authority's own log (`<home>/log`, signed with the authority key), where refusals
+/// are raised as `checkpoint_refused` alerts.
+fn alert_log(home: &Path, authority: &Authority) -> anyhow::Result<Log<FileStore>> {
     let dir = home.join(super::log::LOG_DIR);
     crate::home::create_private_dir(&dir)?;
-    let store = FileStore::open(Arc::new(DirStorage::new(&dir)), OpenOptions::writer())?;
-    let actor = key.key_id();
-    let log = Log::new(store, key.clone());
-    log.append(&Event::new(
-        Timestamp::now().as_millis(),
-        actor,
-        EventBody::CheckpointRefused {
-            log: tds_core::Hash256::sha256(origin.as_bytes()),
-            size,
-            root,
-            reason: Code::new("inconsistent")?,
-        },
-    ))?;
-    let _ = writeln!(
-        std::io::stderr(),
-        "alert: logged checkpoint_refused for {origin} in {}",
-        dir.display()
-    );
-    Ok(())
+    let store = FileStore::open(Arc::new(DirStorage::new(&dir)), OpenOptions::writer())
+        .with_context(|| dir.display().to_string())?;
+    Ok(Log::new(store, authority.signer().clone()))
 }

@@ -225,6 +225,14 @@ fn authority_init_show_and_layout() {
     assert_eq!(shown["next_serial"], 1);
     assert_eq!(shown["crl_sequence"], 0);
     assert_eq!(shown["revoked_serials"], serde_json::json!([]));
+    // The witness verifier key: tds.witness/<key id hex>, type 0x04, the authority key.
+    let vkey = tds_provenance::note::VerifierKey::parse(s(&shown, "witness_vkey")).unwrap();
+    assert_eq!(vkey.kind, tds_provenance::note::TYPE_COSIGNATURE);
+    assert_eq!(vkey.key.to_hex(), space.authority_key);
+    assert_eq!(
+        vkey.name,
+        format!("tds.witness/{}", &s(&shown, "id")["sha256:".len()..])
+    );
     #[cfg(unix)]
     {
         assert_eq!(mode(&space.file("auth")), 0o700);

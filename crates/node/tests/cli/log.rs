@@ -73,7 +73,12 @@ fn log_verbs_round_trip() {
     let ip = InclusionProof::from_json(proof.as_bytes()).unwrap();
     assert_eq!(ip.tree_size, 5);
     assert_eq!(ip.root, cp.checkpoint().root);
-    ip.verify().unwrap();
+    ip.verify(&cp.checkpoint().root).unwrap();
+    // A proof verifies only against the root the caller trusts, not the one it carries.
+    assert!(matches!(
+        ip.verify(&tds_core::Hash256::from_bytes([7; 32])),
+        Err(tds_provenance::proof::ProofError::UntrustedRoot { .. })
+    ));
 
     ok(&["log", "annotate", "--home", h, "--text", "later"]);
     let c = ok(&[
@@ -89,10 +94,8 @@ fn log_verbs_round_trip() {
     let v: serde_json::Value = serde_json::from_str(&c).unwrap();
     assert_eq!(v["size1"], 3);
     assert_eq!(v["size2"], 6);
-    tds_provenance::ConsistencyProof::from_json(c.as_bytes())
-        .unwrap()
-        .verify()
-        .unwrap();
+    let cproof = tds_provenance::ConsistencyProof::from_json(c.as_bytes()).unwrap();
+    cproof.verify(&cproof.root1, &cproof.root2).unwrap();
 
     let v: serde_json::Value = serde_json::from_str(&ok(&["log", "verify", "--home", h])).unwrap();
     assert_eq!(v["ok"], true);
@@ -286,19 +289,79 @@ fn sigkill_keeps_every_acknowledged_append() {
 
 /// Concurrent cosigns on one authority home wait for each other: none loses another's
 /// update of `witness.json`.
+/// `tds authority init` in `auth`; returns the authority's public key hex.
+fn init_authority(auth: &Path) -> String {
+    let v = json(&ok(&[
+        "authority",
+        "init",
+        "--home",
+        p(auth),
+        "--name",
+        "Space authority",
+    ]));
+    v["public_key_hex"].as_str().unwrap().to_owned()
+}
+
+/// The authority in `auth` admits the owner of the log key of node home `node`; returns
+/// the credential's path.
+fn admit_node(auth: &Path, node: &Path) -> std::path::PathBuf {
+    let key = tds_core::SigningKey::read_file(&node.join("node.key"))
+        .unwrap()
+        .public_key()
+        .to_hex();
+    let cred = node.with_extension("cred");
+    ok(&[
+        "authority",
+        "admit",
+        "--home",
+        p(auth),
+        "--subject-key",
+        &key,
+        "--name",
+        "Grid operator",
+        "--sector",
+        "power",
+        "--role",
+        "provider",
+        "--jurisdiction",
+        "CN",
+        "--days",
+        "30",
+        "--out",
+        p(&cred),
+    ]);
+    cred
+}
+
+/// `tds witness cosign` with `extra` arguments.
+fn cosign_args<'a>(
+    auth: &'a str,
+    vkey: &'a str,
+    cred: &'a str,
+    cp: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "witness",
+        "cosign",
+        "--home",
+        auth,
+        "--log-key",
+        vkey,
+        "--credential",
+        cred,
+        cp,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 #[test]
 fn concurrent_cosigns_keep_every_log() {
     let dir = tempfile::tempdir().unwrap();
     let auth = dir.path().join("auth");
     let a = p(&auth).to_owned();
-    ok(&[
-        "authority",
-        "init",
-        "--home",
-        &a,
-        "--name",
-        "Space authority",
-    ]);
+    init_authority(&auth);
     let n = 6;
     let mut jobs = Vec::new();
     for i in 0..n {
@@ -308,13 +371,14 @@ fn concurrent_cosigns_keep_every_log() {
         let vkey = ok(&["log", "key", "--home", h]).trim().to_owned();
         let cp = dir.path().join(format!("cp{i}"));
         std::fs::write(&cp, ok(&["log", "checkpoint", "--home", h])).unwrap();
-        jobs.push((vkey, cp));
+        let cred = admit_node(&auth, &node);
+        jobs.push((vkey, cp, cred));
     }
     let children: Vec<_> = jobs
         .iter()
-        .map(|(vkey, cp)| {
-            Command::new(env!("CARGO_BIN_EXE_tds"))
-                .args(["witness", "cosign", "--home", &a, "--log-key", vkey, p(cp)])
+        .map(|(vkey, cp, cred)| {
+            Command::new(util::bin())
+                .args(cosign_args(&a, vkey, p(cred), p(cp), &[]))
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -343,34 +407,28 @@ fn witness_tofu_consistency_and_fork() {
     let dir = tempfile::tempdir().unwrap();
     let auth = dir.path().join("auth");
     let a = p(&auth);
-    ok(&[
-        "authority",
-        "init",
-        "--home",
-        a,
-        "--name",
-        "Space authority",
-    ]);
+    init_authority(&auth);
     let node = dir.path().join("node");
     let n = p(&node);
     ok(&["log", "annotate", "--home", n, "--text", "one"]);
+    let cred = admit_node(&auth, &node);
+    let c = p(&cred);
     let vkey = ok(&["log", "key", "--home", n]).trim().to_owned();
     let cp1 = dir.path().join("cp1");
     std::fs::write(&cp1, ok(&["log", "checkpoint", "--home", n])).unwrap();
-    let out = ok(&[
-        "witness",
-        "cosign",
-        "--home",
-        a,
-        "--log-key",
-        &vkey,
-        p(&cp1),
-    ]);
+    let out = ok(&cosign_args(a, &vkey, c, p(&cp1), &[]));
     assert!(out.contains("\u{2014} tds.witness/"), "{out}");
 
     // Fork: a copy of the node home that diverges from here on.
     let fork = dir.path().join("fork");
     std::fs::create_dir_all(fork.join("log")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for d in [&fork, &fork.join("log")] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+    }
     std::fs::copy(node.join("node.key"), fork.join("node.key")).unwrap();
     for f in std::fs::read_dir(node.join("log")).unwrap() {
         let f = f.unwrap();
@@ -380,15 +438,7 @@ fn witness_tofu_consistency_and_fork() {
     ok(&["log", "annotate", "--home", n, "--text", "two"]);
     let cp2 = dir.path().join("cp2");
     std::fs::write(&cp2, ok(&["log", "checkpoint", "--home", n])).unwrap();
-    let err = fail(&[
-        "witness",
-        "cosign",
-        "--home",
-        a,
-        "--log-key",
-        &vkey,
-        p(&cp2),
-    ]);
+    let err = fail(&cosign_args(a, &vkey, c, p(&cp2), &[]));
     assert!(err.contains("consistency proof"), "{err}");
     let proof = dir.path().join("proof.json");
     std::fs::write(
@@ -396,17 +446,13 @@ fn witness_tofu_consistency_and_fork() {
         ok(&["log", "consistency", "--home", n, "--from", "1"]),
     )
     .unwrap();
-    ok(&[
-        "witness",
-        "cosign",
-        "--home",
+    ok(&cosign_args(
         a,
-        "--log-key",
         &vkey,
+        c,
         p(&cp2),
-        "--consistency",
-        p(&proof),
-    ]);
+        &["--consistency", p(&proof)],
+    ));
 
     let f = p(&fork);
     ok(&["log", "annotate", "--home", f, "--text", "rewritten"]);
@@ -419,148 +465,115 @@ fn witness_tofu_consistency_and_fork() {
         ok(&["log", "consistency", "--home", f, "--from", "2"]),
     )
     .unwrap();
-    let err = fail(&[
-        "witness",
-        "cosign",
-        "--home",
+    let err = fail(&cosign_args(
         a,
-        "--log-key",
         &vkey,
+        c,
         p(&cp3),
-        "--consistency",
-        p(&proof3),
-    ]);
-    assert!(err.contains("refused"), "{err}");
-    // The refusal raised an alert in the authority's own log.
+        &["--consistency", p(&proof3)],
+    ));
+    assert!(err.contains("witness refuses checkpoint"), "{err}");
+    assert!(err.contains("alert: logged checkpoint_refused"), "{err}");
+    // The refusal raised an alert in the authority's own log, with its reason code.
     let shown = ok(&["log", "show", "--home", a]);
     assert!(shown.contains("checkpoint_refused"), "{shown}");
+    assert!(shown.contains("witness.proof_start"), "{shown}");
 }
 
+/// Red-team finding 2: anyone could present a checkpoint under another participant's log
+/// name (`tds.log/<their id>`) with a key of its own; the witness remembered it first,
+/// then refused the real log for good and wrote an alert blaming it. A log's name is bound
+/// to its key now, checked on every cosign and verify.
 #[test]
-fn evidence_export_and_verify() {
-    use std::sync::Arc;
+fn red_team_2_log_names_are_bound_to_keys() {
     use tds_core::SigningKey;
-    use tds_provenance::event::{Event, EventBody};
-    use tds_provenance::store::{FileStore, OpenOptions};
 
     let dir = tempfile::tempdir().unwrap();
-    let node = dir.path().join("node");
-    let n = p(&node);
-    ok(&["log", "annotate", "--home", n, "--text", "start"]);
-    let agreement = tds_core::Hash256::from_bytes([7; 32]);
-    {
-        let key = SigningKey::read_file(&node.join("node.key")).unwrap();
-        let actor = key.id();
-        let store = FileStore::open(
-            Arc::new(tds_provenance::DirStorage::new(&node.join("log"))),
-            OpenOptions::writer(),
-        )
-        .unwrap();
-        let log = tds_provenance::Log::new(store, key);
-        for body in [
-            EventBody::AgreementConcluded {
-                agreement,
-                negotiation: tds_core::Hash256::from_bytes([1; 32]),
-                provider: actor,
-                consumer: tds_core::Hash256::from_bytes([2; 32]),
-                object: None,
-            },
-            EventBody::AgreementExpired { agreement },
-        ] {
-            log.append(&Event::new(1_700_000_000_000, actor, body))
-                .unwrap();
-        }
-    }
     let auth = dir.path().join("auth");
     let a = p(&auth);
-    let shown = json(&ok(&[
-        "authority",
-        "init",
-        "--home",
-        a,
-        "--name",
-        "Space authority",
-    ]));
-    let auth_key = shown["public_key_hex"].as_str().unwrap().to_owned();
-    let node_key = SigningKey::read_file(&node.join("node.key"))
-        .unwrap()
-        .public_key()
-        .to_hex();
-    let cred = dir.path().join("node.cred");
-    ok(&[
-        "authority",
-        "admit",
-        "--home",
-        a,
-        "--subject-key",
-        &node_key,
-        "--name",
-        "Grid operator",
-        "--sector",
-        "power",
-        "--role",
-        "provider",
-        "--jurisdiction",
-        "CN",
-        "--days",
-        "30",
-        "--out",
-        p(&cred),
-    ]);
-    let vkey = ok(&["log", "key", "--home", n]).trim().to_owned();
-    let cp = dir.path().join("cp");
-    std::fs::write(&cp, ok(&["log", "checkpoint", "--home", n])).unwrap();
-    let cosigned = dir.path().join("cosigned");
-    std::fs::write(
-        &cosigned,
-        ok(&["witness", "cosign", "--home", a, "--log-key", &vkey, p(&cp)]),
-    )
-    .unwrap();
-    let bundle = dir.path().join("bundle.cbor");
-    let out = json(&ok(&[
-        "evidence",
-        "export",
-        "--home",
-        n,
-        "--agreement",
-        &agreement.to_string(),
-        "--out",
-        p(&bundle),
-        "--checkpoint",
-        p(&cosigned),
-        "--credential",
-        p(&cred),
-    ]));
-    assert_eq!(out["events"], 2);
-    let v = json(&ok(&[
-        "evidence",
-        "verify",
-        p(&bundle),
-        "--authority-key",
-        &auth_key,
-    ]));
-    assert_eq!(v["ok"], true);
-    assert_eq!(v["log_key_credential"], true);
-    assert_eq!(v["events"][0]["kind"], "agreement_concluded");
+    init_authority(&auth);
+    let node = dir.path().join("node");
+    ok(&["log", "annotate", "--home", p(&node), "--text", "one"]);
+    let real_vkey = ok(&["log", "key", "--home", p(&node)]).trim().to_owned();
+    let origin = real_vkey.split('+').next().unwrap().to_owned();
 
-    // Not cosigned: refused.
-    let bad = dir.path().join("bad.cbor");
-    ok(&[
-        "evidence",
-        "export",
-        "--home",
-        n,
-        "--agreement",
-        &agreement.to_string(),
-        "--out",
-        p(&bad),
-    ]);
-    let err = fail(&["evidence", "verify", p(&bad), "--authority-key", &auth_key]);
-    assert!(err.contains("cosigned"), "{err}");
+    // The squatter: a member too, with a key of its own, naming its log after the node's.
+    let squatter = dir.path().join("squatter");
+    ok(&["log", "annotate", "--home", p(&squatter), "--text", "x"]);
+    let squatter_cred = admit_node(&auth, &squatter);
+    let skey = SigningKey::read_file(&squatter.join("node.key")).unwrap();
+    let forged_vkey = VerifierKey::new(&origin, note::TYPE_ED25519, skey.public_key()).unwrap();
+    let cp = tds_provenance::Checkpoint {
+        origin: origin.clone(),
+        size: 1,
+        root: tds_core::Hash256::from_bytes([1; 32]),
+        extensions: Vec::new(),
+    };
+    let text = cp.to_text();
+    let forged = note::Note {
+        signatures: vec![note::sign(&text, &origin, &skey).unwrap()],
+        text,
+    };
+    let forged_cp = dir.path().join("forged");
+    std::fs::write(&forged_cp, forged.to_text()).unwrap();
+    let err = fail(&cosign_args(
+        a,
+        &forged_vkey.to_string(),
+        p(&squatter_cred),
+        p(&forged_cp),
+        &[],
+    ));
+    assert!(
+        err.contains("a TDS log key is named after its key"),
+        "{err}"
+    );
+    assert!(!auth.join("witness.json").exists());
+
+    // The real log is cosigned as if nothing had happened.
+    let cred = admit_node(&auth, &node);
+    let cp1 = dir.path().join("cp1");
+    std::fs::write(&cp1, ok(&["log", "checkpoint", "--home", p(&node)])).unwrap();
+    ok(&cosign_args(a, &real_vkey, p(&cred), p(&cp1), &[]));
+}
+
+/// Red-team finding 1 (witness side): the witness cosigned the first checkpoint of any log
+/// on first use. It refuses a log whose key holds no valid membership credential now.
+#[test]
+fn red_team_1_the_witness_refuses_logs_of_non_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth");
+    let a = p(&auth);
+    init_authority(&auth);
+    let member = dir.path().join("member");
+    ok(&["log", "annotate", "--home", p(&member), "--text", "m"]);
+    let member_cred = admit_node(&auth, &member);
+    let outsider = dir.path().join("outsider");
+    ok(&["log", "annotate", "--home", p(&outsider), "--text", "o"]);
+    let vkey = ok(&["log", "key", "--home", p(&outsider)])
+        .trim()
+        .to_owned();
+    let cp = dir.path().join("cp");
+    std::fs::write(&cp, ok(&["log", "checkpoint", "--home", p(&outsider)])).unwrap();
+    // Someone else's credential does not make the outsider a member.
+    let err = fail(&cosign_args(a, &vkey, p(&member_cred), p(&cp), &[]));
+    assert!(
+        err.contains("witness: the credential is for key") && err.contains("not for the log key"),
+        "{err}"
+    );
+    // Neither does a revoked one.
+    let cred = admit_node(&auth, &outsider);
+    ok(&["authority", "revoke", "--home", a, "--serial", "2"]);
+    let err = fail(&cosign_args(a, &vkey, p(&cred), p(&cp), &[]));
+    assert!(
+        err.contains("witness: the log key holds no valid membership credential")
+            && err.contains("revoked"),
+        "{err}"
+    );
+    assert!(!auth.join("witness.json").exists());
 }
 
 /// Makes a real two-party agreement with the offline contract verbs; returns its bytes
-/// and id.
+/// and id. The provider's key is `dir/provider.key`.
 fn real_agreement(dir: &Path) -> (Vec<u8>, tds_core::Hash256) {
     let f = |name: &str| dir.join(name).to_str().unwrap().to_owned();
     std::fs::write(
@@ -619,23 +632,36 @@ fn real_agreement(dir: &Path) -> (Vec<u8>, tds_core::Hash256) {
     (std::fs::read(dir.join("agreement.cose")).unwrap(), id)
 }
 
-/// A node log holding one `agreement_concluded` event that embeds `bytes` under `id`,
-/// checkpointed and cosigned by a fresh authority; returns the bundle path and the
-/// authority key.
+/// The provider's node home `dir/node` (its log key is the provider's key), holding one
+/// `agreement_concluded` event that embeds `bytes` under `id` with the parties the terms
+/// name (appended directly, so a forgery can be logged), checkpointed and cosigned by a
+/// fresh authority that admitted the node; returns the bundle path and the authority key.
 fn bundle_with_embedded(
     dir: &Path,
     bytes: Vec<u8>,
     id: tds_core::Hash256,
 ) -> (std::path::PathBuf, String) {
     use tds_core::SigningKey;
+    use tds_policy::contract::AgreementTerms;
     use tds_provenance::event::{Code, Event, EventBody, SignedObject};
     use tds_provenance::store::{FileStore, OpenOptions};
 
     let node = dir.join("node");
+    std::fs::create_dir(&node).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    std::fs::copy(dir.join("provider.key"), node.join("node.key")).unwrap();
     ok(&["log", "annotate", "--home", p(&node), "--text", "start"]);
     {
         let key = SigningKey::read_file(&node.join("node.key")).unwrap();
         let actor = key.id();
+        let terms = tds_core::cose::open_multi::<AgreementTerms>(&bytes)
+            .unwrap()
+            .value()
+            .clone();
         let store = FileStore::open(
             Arc::new(tds_provenance::DirStorage::new(&node.join("log"))),
             OpenOptions::writer(),
@@ -644,43 +670,32 @@ fn bundle_with_embedded(
         let log = tds_provenance::Log::new(store, key);
         let body = EventBody::AgreementConcluded {
             agreement: id,
-            negotiation: tds_core::Hash256::from_bytes([1; 32]),
-            provider: actor,
-            consumer: tds_core::Hash256::from_bytes([2; 32]),
+            negotiation: terms.request,
+            provider: terms.provider,
+            consumer: terms.consumer,
             object: Some(SignedObject {
                 kind: Code::new("agreement").unwrap(),
                 id,
                 bytes,
             }),
         };
-        log.append(&Event::new(1_700_000_000_000, actor, body))
-            .unwrap();
+        log.append(&Event::new(
+            tds_core::Timestamp::from_millis(1_700_000_000_000),
+            actor,
+            body,
+        ))
+        .unwrap();
     }
     let auth = dir.join("auth");
-    let shown: serde_json::Value = serde_json::from_str(&ok(&[
-        "authority",
-        "init",
-        "--home",
-        p(&auth),
-        "--name",
-        "Space authority",
-    ]))
-    .unwrap();
+    let auth_key = init_authority(&auth);
+    let cred = admit_node(&auth, &node);
     let vkey = ok(&["log", "key", "--home", p(&node)]).trim().to_owned();
     let cp = dir.join("cp");
     std::fs::write(&cp, ok(&["log", "checkpoint", "--home", p(&node)])).unwrap();
     let cosigned = dir.join("cosigned");
     std::fs::write(
         &cosigned,
-        ok(&[
-            "witness",
-            "cosign",
-            "--home",
-            p(&auth),
-            "--log-key",
-            &vkey,
-            p(&cp),
-        ]),
+        ok(&cosign_args(p(&auth), &vkey, p(&cred), p(&cp), &[])),
     )
     .unwrap();
     let bundle = dir.join("bundle.cbor");
@@ -695,30 +710,106 @@ fn bundle_with_embedded(
         p(&bundle),
         "--checkpoint",
         p(&cosigned),
+        "--credential",
+        p(&cred),
     ]);
-    (bundle, shown["public_key_hex"].as_str().unwrap().to_owned())
+    (bundle, auth_key)
 }
 
 #[test]
-fn evidence_verify_checks_the_embedded_agreement_signatures() {
+fn evidence_export_and_verify() {
     let dir = tempfile::tempdir().unwrap();
     let (bytes, id) = real_agreement(dir.path());
     let (bundle, auth_key) = bundle_with_embedded(dir.path(), bytes, id);
-    let v: serde_json::Value = serde_json::from_str(&ok(&[
+    let v = json(&ok(&[
         "evidence",
         "verify",
         p(&bundle),
         "--authority-key",
         &auth_key,
-    ]))
-    .unwrap();
+    ]));
     assert_eq!(v["ok"], true);
+    assert_eq!(v["log_key_credential"], true);
+    assert_eq!(v["revocation_checked"], false);
+    assert_eq!(v["events"][0]["kind"], "agreement_concluded");
     assert_eq!(v["objects"][0]["kind"], "agreement");
     assert_eq!(v["objects"][0]["id"], id.to_string());
     assert_eq!(
         v["objects"][0]["check"],
         "signatures of both parties verified"
     );
+
+    // With the authority's revocation list, revocation is checked.
+    let crl = dir.path().join("crl.cose");
+    ok(&[
+        "authority",
+        "crl",
+        "--home",
+        p(&dir.path().join("auth")),
+        "--out",
+        p(&crl),
+    ]);
+    let v = json(&ok(&[
+        "evidence",
+        "verify",
+        p(&bundle),
+        "--authority-key",
+        &auth_key,
+        "--crl",
+        p(&crl),
+    ]));
+    assert_eq!(v["revocation_checked"], true);
+    // A revoked log owner: the evidence no longer verifies.
+    ok(&[
+        "authority",
+        "revoke",
+        "--home",
+        p(&dir.path().join("auth")),
+        "--serial",
+        "1",
+    ]);
+    ok(&[
+        "--force",
+        "authority",
+        "crl",
+        "--home",
+        p(&dir.path().join("auth")),
+        "--out",
+        p(&crl),
+    ]);
+    let err = fail(&[
+        "evidence",
+        "verify",
+        p(&bundle),
+        "--authority-key",
+        &auth_key,
+        "--crl",
+        p(&crl),
+    ]);
+    assert!(
+        err.contains("credentials[0]") && err.contains("revoked"),
+        "{err}"
+    );
+
+    // Not cosigned: refused.
+    let node = dir.path().join("node");
+    let bad = dir.path().join("bad.cbor");
+    ok(&[
+        "evidence",
+        "export",
+        "--home",
+        p(&node),
+        "--agreement",
+        &id.to_string(),
+        "--out",
+        p(&bad),
+        "--checkpoint",
+        p(&dir.path().join("cp")),
+        "--credential",
+        p(&node.with_extension("cred")),
+    ]);
+    let err = fail(&["evidence", "verify", p(&bad), "--authority-key", &auth_key]);
+    assert!(err.contains("cosigned"), "{err}");
 }
 
 #[test]
@@ -741,6 +832,80 @@ fn evidence_verify_refuses_a_logged_agreement_with_a_broken_signature() {
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
+/// Red-team finding 1: a non-member signed a one-event log with a made-up
+/// `agreement_concluded` between two real participants, a witness cosigned its first
+/// checkpoint on first use, and `tds evidence verify` said `"ok": true`. Now the log key
+/// must hold a valid credential, and the event must embed the real agreement of exactly
+/// the parties it names.
+#[test]
+fn red_team_1_forged_evidence_is_refused() {
+    use tds_core::SigningKey;
+    use tds_provenance::event::{Event, EventBody};
+    use tds_provenance::evidence::{Bundle, BundleEvent, BUNDLE_VERSION};
+    use tds_provenance::store::MemoryStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth");
+    let auth_key = init_authority(&auth);
+    let authority = SigningKey::read_file(&auth.join("authority.key")).unwrap();
+    // Two real participants, one admitted.
+    let real = dir.path().join("real");
+    ok(&["log", "annotate", "--home", p(&real), "--text", "r"]);
+    let real_cred = admit_node(&auth, &real);
+    let real_id = SigningKey::read_file(&real.join("node.key")).unwrap().id();
+
+    // The forger's log: one made-up agreement_concluded, no embedded agreement.
+    let forger = SigningKey::from_seed(&[0x66; 32]);
+    let log = tds_provenance::Log::new(MemoryStore::new(), forger);
+    let agreement = tds_core::Hash256::from_bytes([0xaa; 32]);
+    let event = Event::new(
+        tds_core::Timestamp::from_millis(1_700_000_000_000),
+        log.signer().key_id(),
+        EventBody::AgreementConcluded {
+            agreement,
+            negotiation: tds_core::Hash256::from_bytes([1; 32]),
+            provider: real_id,
+            consumer: tds_core::Hash256::from_bytes([2; 32]),
+            object: None,
+        },
+    );
+    log.append(&event).unwrap();
+    let note_text = log.checkpoint().unwrap();
+    // A witness of old cosigned it on first use.
+    let mut n = note::Note::parse(note_text.as_bytes()).unwrap();
+    let name = tds_provenance::witness::witness_name(&authority.public_key());
+    n.signatures.push(
+        note::cosign(
+            &n.text,
+            &name,
+            &authority,
+            tds_core::Timestamp::now().as_secs(),
+        )
+        .unwrap(),
+    );
+    let bundle = Bundle {
+        v: BUNDLE_VERSION,
+        agreement,
+        log_key: log.verifier_key().unwrap().to_string(),
+        checkpoint: n.to_text(),
+        events: vec![BundleEvent {
+            index: 0,
+            event: event.encode().unwrap(),
+            proof: Vec::new(),
+        }],
+        credentials: vec![serde_bytes::ByteBuf::from(
+            std::fs::read(&real_cred).unwrap(),
+        )],
+    };
+    let path = dir.path().join("forged.cbor");
+    std::fs::write(&path, bundle.encode().unwrap()).unwrap();
+    let err = fail(&["evidence", "verify", p(&path), "--authority-key", &auth_key]);
+    assert!(
+        err.contains("credentials: none is for the log's key"),
+        "{err}"
+    );
+}
+
 #[test]
 fn log_witnessed_checks_the_cosignature_and_records_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -748,35 +913,16 @@ fn log_witnessed_checks_the_cosignature_and_records_it() {
     let auth = dir.path().join("auth");
     let other = dir.path().join("other");
     ok(&["log", "annotate", "--home", p(&node), "--text", "one"]);
-    let key_of = |home: &Path| -> String {
-        let v: serde_json::Value = serde_json::from_str(&ok(&[
-            "authority",
-            "init",
-            "--home",
-            p(home),
-            "--name",
-            "Space authority",
-        ]))
-        .unwrap();
-        v["public_key_hex"].as_str().unwrap().to_owned()
-    };
-    let auth_key = key_of(&auth);
-    let other_key = key_of(&other);
+    let auth_key = init_authority(&auth);
+    let other_key = init_authority(&other);
+    let cred = admit_node(&auth, &node);
     let vkey = ok(&["log", "key", "--home", p(&node)]).trim().to_owned();
     let cp = dir.path().join("cp");
     std::fs::write(&cp, ok(&["log", "checkpoint", "--home", p(&node)])).unwrap();
     let cosigned = dir.path().join("cosigned");
     std::fs::write(
         &cosigned,
-        ok(&[
-            "witness",
-            "cosign",
-            "--home",
-            p(&auth),
-            "--log-key",
-            &vkey,
-            p(&cp),
-        ]),
+        ok(&cosign_args(p(&auth), &vkey, p(&cred), p(&cp), &[])),
     )
     .unwrap();
     // Another authority's key: no valid cosignature by it.
@@ -801,7 +947,7 @@ fn log_witnessed_checks_the_cosignature_and_records_it() {
         &auth_key,
         p(&cp),
     ]);
-    let v: serde_json::Value = serde_json::from_str(&ok(&[
+    let v = json(&ok(&[
         "log",
         "witnessed",
         "--home",
@@ -809,11 +955,45 @@ fn log_witnessed_checks_the_cosignature_and_records_it() {
         "--authority-key",
         &auth_key,
         p(&cosigned),
-    ]))
-    .unwrap();
+    ]));
     assert_eq!(v["event"], "checkpoint_witnessed");
     assert_eq!(v["size"], 1);
     assert!(node.join("witnessed").join("1.txt").exists());
     let shown = ok(&["log", "show", "--home", p(&node)]);
     assert!(shown.contains("checkpoint_witnessed"), "{shown}");
+
+    // `log verify` checks the kept cosigned checkpoints too (red-team finding 12).
+    let v = json(&ok(&[
+        "log",
+        "verify",
+        "--home",
+        p(&node),
+        "--authority-key",
+        &auth_key,
+    ]));
+    assert_eq!(v["cosigned_checkpoints"], 1);
+    assert_eq!(v["cosignatures_checked"], true);
+    let err = fail(&[
+        "log",
+        "verify",
+        "--home",
+        p(&node),
+        "--authority-key",
+        &other_key,
+    ]);
+    assert!(
+        err.contains("witnessed") && err.contains("not cosigned"),
+        "{err}"
+    );
+    // A kept checkpoint that is not this log's root is found.
+    std::fs::write(
+        node.join("witnessed").join("1.txt"),
+        std::fs::read(dir.path().join("cp")).unwrap(),
+    )
+    .unwrap();
+    ok(&["log", "annotate", "--home", p(&node), "--text", "two"]);
+    let other_cp = ok(&["log", "checkpoint", "--home", p(&node)]);
+    std::fs::write(node.join("witnessed").join("1.txt"), other_cp).unwrap();
+    let err = fail(&["log", "verify", "--home", p(&node)]);
+    assert!(err.contains("1.txt"), "{err}");
 }

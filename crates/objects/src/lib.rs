@@ -1,0 +1,488 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod record;
+
+use tds_core::cose::{self, CoseError, SignedObject as _};
+use tds_core::hash::{Domain, Hash256};
+use tds_core::{ErrorCode, PublicKey};
+use tds_identity::{Credential, KeyRollover, RevocationList, TrustStore};
+use tds_manifest::{Manifest, Receipt};
+use tds_policy::contract::{AgreementTerms, ContractRequest, Offer, Termination};
+use tds_provenance::event::SignedObject;
+use tds_provenance::evidence::{CheckedObject, ObjectError, ObjectVerifier};
+
+/// The COSE structure an object travels in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Envelope {
+    /// COSE_Sign1 (tag 18): one signer.
+    Sign1,
+    /// COSE_Sign (tag 98): several signers (the two parties of an agreement).
+    Sign,
+}
+
+/// Every kind of TDS signed object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kind {
+    /// A membership credential (tds-identity).
+    Credential,
+    /// A revocation list (tds-identity).
+    RevocationList,
+    /// An authority key rollover statement (tds-identity).
+    KeyRollover,
+    /// A data-asset manifest (tds-manifest).
+    Manifest,
+    /// A registration receipt (tds-manifest).
+    Receipt,
+    /// An offer (tds-policy).
+    Offer,
+    /// A contract request (tds-policy).
+    Request,
+    /// An agreement signed by both parties (tds-policy).
+    Agreement,
+    /// A termination notice (tds-policy).
+    Termination,
+}
+
+impl Kind {
+    /// Every kind, in this order.
+    pub const ALL: [Kind; 9] = [
+        Kind::Credential,
+        Kind::RevocationList,
+        Kind::KeyRollover,
+        Kind::Manifest,
+        Kind::Receipt,
+        Kind::Offer,
+        Kind::Request,
+        Kind::Agreement,
+        Kind::Termination,
+    ];
+
+    /// The content type in the envelope's protected header.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Kind::Credential => Credential::CONTENT_TYPE,
+            Kind::RevocationList => RevocationList::CONTENT_TYPE,
+            Kind::KeyRollover => KeyRollover::CONTENT_TYPE,
+            Kind::Manifest => Manifest::CONTENT_TYPE,
+            Kind::Receipt => Receipt::CONTENT_TYPE,
+            Kind::Offer => Offer::CONTENT_TYPE,
+            Kind::Request => ContractRequest::CONTENT_TYPE,
+            Kind::Agreement => AgreementTerms::CONTENT_TYPE,
+            Kind::Termination => Termination::CONTENT_TYPE,
+        }
+    }
+
+    /// The name the provenance log files an embedded object of this kind under
+    /// (`tds_provenance::event::SignedObject::kind`), and the name tools print.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Credential => "credential",
+            Kind::RevocationList => "crl",
+            Kind::KeyRollover => "key-rollover",
+            Kind::Manifest => "manifest",
+            Kind::Receipt => "receipt",
+            Kind::Offer => "offer",
+            Kind::Request => "request",
+            Kind::Agreement => "agreement",
+            Kind::Termination => "termination",
+        }
+    }
+
+    /// The domain its id is hashed under: `id = H(domain, signed payload)`.
+    pub fn domain(self) -> Domain {
+        match self {
+            Kind::Credential => Domain::CREDENTIAL,
+            Kind::RevocationList => Domain::CRL,
+            Kind::KeyRollover => Domain::ROLLOVER,
+            Kind::Manifest => Domain::MANIFEST,
+            Kind::Receipt => Domain::RECEIPT,
+            Kind::Offer => Domain::OFFER,
+            Kind::Request => Domain::REQUEST,
+            Kind::Agreement => Domain::AGREEMENT,
+            Kind::Termination => Domain::TERMINATION,
+        }
+    }
+
+    /// The envelope it travels in.
+    pub fn envelope(self) -> Envelope {
+        match self {
+            Kind::Agreement => Envelope::Sign,
+            _ => Envelope::Sign1,
+        }
+    }
+
+    /// The kind with this content type.
+    pub fn from_content_type(content_type: &str) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.content_type() == content_type)
+    }
+
+    /// The kind with this log name.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why bytes could not be decoded as a TDS object.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Not a TDS envelope (or a malformed one).
+    #[error(transparent)]
+    Envelope(#[from] CoseError),
+    /// A TDS envelope of a content type this build does not know.
+    #[error("unknown content type {0:?}")]
+    UnknownContentType(String),
+    /// A known kind whose fields break its rules.
+    #[error("{kind}")]
+    Invalid {
+        /// The kind.
+        kind: Kind,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl ErrorCode for DecodeError {
+    fn code(&self) -> &'static str {
+        match self {
+            DecodeError::Envelope(e) => e.code(),
+            DecodeError::UnknownContentType(_) => "objects.unknown_content_type",
+            DecodeError::Invalid { .. } => "objects.invalid",
+        }
+    }
+}
+
+/// The typed value of a decoded object.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Value {
+    /// A membership credential.
+    Credential(Box<Credential>),
+    /// A revocation list.
+    RevocationList(RevocationList),
+    /// A key rollover statement.
+    KeyRollover(KeyRollover),
+    /// A manifest.
+    Manifest(Box<Manifest>),
+    /// A registration receipt.
+    Receipt(Receipt),
+    /// An offer.
+    Offer(Box<Offer>),
+    /// A contract request.
+    Request(Box<ContractRequest>),
+    /// Agreement terms.
+    Agreement(Box<AgreementTerms>),
+    /// A termination notice.
+    Termination(Termination),
+}
+
+/// A TDS object parsed by [`decode_any`]. Nothing here is trusted: the signatures were
+/// checked only against the keys the object itself names ([`Decoded::self_signed`]).
+#[derive(Clone, Debug)]
+pub struct Decoded {
+    kind: Kind,
+    id: Option<Hash256>,
+    signers: Vec<Hash256>,
+    self_signed: Option<bool>,
+    value: Value,
+    payload: Vec<u8>,
+}
+
+impl Decoded {
+    /// The kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The object's id (`H(kind.domain(), payload)`).
+    pub fn id(&self) -> Option<Hash256> {
+        self.id
+    }
+
+    /// The key ids that signed it (COSE `kid`s), in order.
+    pub fn signers(&self) -> &[Hash256] {
+        &self.signers
+    }
+
+    /// Whether every signature verifies with the key(s) the object names for its signers
+    /// (`issuer_key`, `owner_key`, `provider_key` and `consumer_key`...), in the order it
+    /// names them; `None` for a kind that does not name its signer's key (a receipt names
+    /// only the authority's id). Self-consistency, not trust: anyone can make a key.
+    pub fn self_signed(&self) -> Option<bool> {
+        self.self_signed
+    }
+
+    /// The typed value.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// The canonical signed payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
+fn invalid(kind: Kind) -> impl Fn(Box<dyn std::error::Error + Send + Sync>) -> DecodeError {
+    move |source| DecodeError::Invalid { kind, source }
+}
+
+fn sign1<T: cose::SignedObject + Clone>(
+    bytes: &[u8],
+    kind: Kind,
+    named: impl Fn(&T) -> Option<PublicKey>,
+    wrap: impl Fn(T) -> Value,
+) -> Result<Decoded, DecodeError> {
+    let opened = cose::open::<T>(bytes)?;
+    let payload = opened.payload().to_vec();
+    let signers = vec![opened.kid()];
+    let value = opened.value().clone();
+    let self_signed = named(&value).map(|k| opened.verify(&k).is_ok());
+    Ok(Decoded {
+        kind,
+        id: Some(kind.domain().hash(&payload)),
+        signers,
+        self_signed,
+        value: wrap(value),
+        payload,
+    })
+}
+
+/// Parses any TDS envelope: finds its kind from the content type and decodes the typed
+/// value strictly (the object's own rules included), without trusting it.
+pub fn decode_any(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    let content_type = cose::peek_content_type(bytes)?;
+    let kind = Kind::from_content_type(&content_type)
+        .ok_or(DecodeError::UnknownContentType(content_type))?;
+    match kind {
+        Kind::Credential => {
+            let d = sign1::<Credential>(
+                bytes,
+                kind,
+                |c| Some(*c.issuer_key()),
+                |c| Value::Credential(Box::new(c)),
+            )?;
+            Ok(d)
+        }
+        Kind::RevocationList => sign1::<RevocationList>(
+            bytes,
+            kind,
+            |l| Some(*l.issuer_key()),
+            Value::RevocationList,
+        ),
+        Kind::KeyRollover => {
+            sign1::<KeyRollover>(bytes, kind, |r| Some(*r.old_key()), Value::KeyRollover)
+        }
+        Kind::Manifest => {
+            let raw = cose::open::<Manifest>(bytes)?;
+            let payload = raw.payload().to_vec();
+            let signers = vec![raw.kid()];
+            let opened = tds_manifest::open(bytes).map_err(|e| invalid(kind)(Box::new(e)))?;
+            let manifest = opened.manifest().clone();
+            let ok = opened.verify_named_owner().is_ok();
+            Ok(Decoded {
+                kind,
+                id: Some(kind.domain().hash(&payload)),
+                signers,
+                self_signed: Some(ok),
+                value: Value::Manifest(Box::new(manifest)),
+                payload,
+            })
+        }
+        Kind::Receipt => sign1::<Receipt>(bytes, kind, |_| None, Value::Receipt),
+        Kind::Offer => sign1::<Offer>(
+            bytes,
+            kind,
+            |o| Some(o.provider_key),
+            |o| Value::Offer(Box::new(o)),
+        ),
+        Kind::Request => sign1::<ContractRequest>(
+            bytes,
+            kind,
+            |r| Some(r.consumer_key),
+            |r| Value::Request(Box::new(r)),
+        ),
+        Kind::Termination => {
+            sign1::<Termination>(bytes, kind, |t| Some(t.party_key), Value::Termination)
+        }
+        Kind::Agreement => {
+            let opened = cose::open_multi::<AgreementTerms>(bytes)?;
+            let payload = opened.payload().to_vec();
+            let signers = opened.kids().to_vec();
+            let terms = opened.value().clone();
+            // Both parties, provider first: the order the contract flow signs in.
+            let expected = [terms.provider_key.id(), terms.consumer_key.id()];
+            let ok = signers.len() == 2
+                && signers == expected
+                && opened
+                    .verify(&[terms.provider_key, terms.consumer_key])
+                    .is_ok();
+            Ok(Decoded {
+                kind,
+                id: Some(kind.domain().hash(&payload)),
+                signers,
+                self_signed: Some(ok),
+                value: Value::Agreement(Box::new(terms)),
+                payload,
+            })
+        }
+    }
+}
+
+/// The [`ObjectVerifier`] of the standard TDS kinds, for evidence bundles:
+///
+/// - `agreement`: both parties' signatures, by the keys the terms name, in the contract
+///   order (`tds_policy::contract::verify_agreement`); reports its parties and asset;
+/// - `manifest`: the owner's signature against the owner key the manifest names (the
+///   evidence is about what the log's owner published; who that owner is, the log's
+///   membership credential says);
+/// - `offer`: the provider's signature against the key the offer names;
+/// - `receipt`: a registration receipt signed by an authority key `trust` holds;
+/// - anything else, `termination` included (it needs its agreement), is refused: an
+///   object the verifier cannot check must not pass as checked.
+#[derive(Clone, Copy, Debug)]
+pub struct StandardVerifier<'a> {
+    trust: Option<&'a TrustStore>,
+}
+
+impl<'a> StandardVerifier<'a> {
+    /// A verifier without authority keys (receipts are refused).
+    pub fn new() -> Self {
+        StandardVerifier { trust: None }
+    }
+
+    /// A verifier that also checks registration receipts against `trust`'s authority keys.
+    pub fn with_trust(trust: &'a TrustStore) -> Self {
+        StandardVerifier { trust: Some(trust) }
+    }
+}
+
+impl Default for StandardVerifier<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn object_error<E: std::error::Error + ErrorCode + 'static>(e: E) -> ObjectError {
+    ObjectError::new(e.code(), &e)
+}
+
+impl ObjectVerifier for StandardVerifier<'_> {
+    fn verify_object(&self, object: &SignedObject) -> Result<CheckedObject, ObjectError> {
+        let kind = Kind::from_name(object.kind.as_str()).ok_or_else(|| ObjectError {
+            code: "evidence.object.unknown_kind",
+            message: format!(
+                "objects of kind {:?} cannot be checked, so they are not accepted",
+                object.kind.as_str()
+            ),
+        })?;
+        match kind {
+            Kind::Agreement => {
+                let v = tds_policy::contract::verify_agreement(&object.bytes)
+                    .map_err(|e| ObjectError::new("contract.agreement", &e))?;
+                let t = v.terms();
+                Ok(CheckedObject::new(
+                    v.id(),
+                    Some((t.provider, t.consumer)),
+                    t.asset
+                        .as_str()
+                        .parse::<Hash256>()
+                        .ok()
+                        .into_iter()
+                        .collect(),
+                    "signatures of both parties verified",
+                ))
+            }
+            Kind::Manifest => {
+                let v = tds_manifest::open(&object.bytes)
+                    .and_then(|u| u.verify_named_owner())
+                    .map_err(|e| ObjectError::new("manifest.invalid", &e))?;
+                let id = *v.id().as_hash();
+                Ok(CheckedObject::new(
+                    id,
+                    None,
+                    vec![id],
+                    "owner signature verified",
+                ))
+            }
+            Kind::Offer => {
+                let v = tds_policy::contract::verify_offer(&object.bytes)
+                    .map_err(|e| ObjectError::new("contract.offer", &e))?;
+                Ok(CheckedObject::new(
+                    v.id(),
+                    None,
+                    v.offer()
+                        .asset
+                        .as_str()
+                        .parse::<Hash256>()
+                        .ok()
+                        .into_iter()
+                        .collect(),
+                    "provider signature verified",
+                ))
+            }
+            Kind::Receipt => {
+                let trust = self.trust.ok_or_else(|| ObjectError {
+                    code: "evidence.object.no_authority",
+                    message: "a registration receipt needs the authority's key".into(),
+                })?;
+                let opened = cose::open::<Receipt>(&object.bytes).map_err(object_error)?;
+                let key = trust
+                    .key(&tds_identity::ParticipantId::from_hash(opened.kid()))
+                    .copied()
+                    .ok_or_else(|| ObjectError {
+                        code: "evidence.object.untrusted_signer",
+                        message: format!(
+                            "receipt signed by {}, not a trusted authority",
+                            opened.kid()
+                        ),
+                    })?;
+                let v = tds_manifest::verify_receipt(&object.bytes, &key)
+                    .map_err(|e| ObjectError::new("receipt.invalid", &e))?;
+                Ok(CheckedObject::new(
+                    Domain::RECEIPT.hash(v.payload()),
+                    None,
+                    vec![*v.value().asset.as_hash()],
+                    "authority signature verified",
+                ))
+            }
+            other => Err(ObjectError {
+                code: "evidence.object.unsupported_kind",
+                message: format!(
+                    "objects of kind {other} are not checked in evidence, so they are not accepted"
+                ),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_is_one_to_one() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::from_content_type(k.content_type()), Some(k));
+            assert_eq!(Kind::from_name(k.name()), Some(k));
+            assert!(k.content_type().starts_with("application/tds."));
+            assert!(k.content_type().ends_with("+cbor"));
+        }
+        let mut domains: Vec<&str> = Kind::ALL.iter().map(|k| k.domain().as_str()).collect();
+        domains.sort_unstable();
+        domains.dedup();
+        assert_eq!(domains.len(), Kind::ALL.len());
+    }
+}
