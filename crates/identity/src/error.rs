@@ -231,3 +231,53 @@ pub enum IdentityError {
         state: ParticipantId,
     },
 }
+
+impl tds_core::ErrorCode for Invalid {
+    fn code(&self) -> &'static str {
+        match self {
+            Invalid::Empty => "identity.field.empty",
+            Invalid::TooLong { .. } => "identity.field.too_long",
+            Invalid::TooMany { .. } => "identity.field.too_many",
+            Invalid::Duplicate(_) => "identity.field.duplicate",
+            Invalid::NotSortedUnique => "identity.field.not_sorted_unique",
+            Invalid::NotAToken(_) => "identity.field.not_a_token",
+            Invalid::UnknownRole(_) => "identity.field.unknown_role",
+            Invalid::NotARegion(_) => "identity.field.not_a_region",
+            Invalid::BadText(_) => "identity.field.bad_text",
+            Invalid::NotKeyId(_) => "identity.field.not_key_id",
+            Invalid::NotLater(_) => "identity.field.not_later",
+            Invalid::NotDifferent(_) => "identity.field.not_different",
+            Invalid::OutOfRange(_) => "identity.field.out_of_range",
+            Invalid::UnsupportedVersion { .. } => "identity.field.unsupported_version",
+        }
+    }
+}
+
+impl tds_core::ErrorCode for IdentityError {
+    fn code(&self) -> &'static str {
+        match self {
+            IdentityError::Field(f) => f.reason.code(),
+            IdentityError::Envelope(e) => e.code(),
+            IdentityError::Cbor(e) => e.code(),
+            IdentityError::Key(e) => e.code(),
+            IdentityError::TooLarge { .. } => "identity.too_large",
+            IdentityError::UntrustedSigner { .. } => "identity.untrusted_signer",
+            IdentityError::SignerMismatch { .. } => "identity.signer_mismatch",
+            IdentityError::NotYetValid { .. } => "identity.not_yet_valid",
+            IdentityError::Expired { .. } => "identity.expired",
+            IdentityError::Revoked { .. } => "identity.revoked",
+            IdentityError::RevokedHere { .. } => "identity.revoked",
+            IdentityError::StaleRevocationList { .. } => "identity.stale_revocation_list",
+            IdentityError::RevocationListMissing { .. } => "identity.revocation_list_missing",
+            IdentityError::OlderRevocationList { .. } => "identity.older_revocation_list",
+            IdentityError::ConflictingRevocationList { .. } => {
+                "identity.conflicting_revocation_list"
+            }
+            IdentityError::RolloverConflict { .. } => "identity.rollover_conflict",
+            IdentityError::UnknownSerial { .. } => "identity.unknown_serial",
+            IdentityError::Exhausted(_) => "identity.exhausted",
+            IdentityError::NotIssuedHere { .. } => "identity.not_issued_here",
+            IdentityError::KeyMismatch { .. } => "identity.key_mismatch",
+        }
+    }
+}

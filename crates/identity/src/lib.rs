@@ -9,6 +9,7 @@ mod crl;
 mod error;
 mod participant;
 mod rollover;
+pub mod store;
 mod trust;
 
 pub use attributes::{
@@ -20,6 +21,7 @@ pub use crl::{RevocationList, CRL_VERSION};
 pub use error::{FieldError, IdentityError, Invalid};
 pub use participant::ParticipantId;
 pub use rollover::{KeyRollover, ROLLOVER_VERSION};
+pub use store::{AuthorityStore, AuthorityStoreError, DirAuthorityStore};
 pub use trust::{DangerousTrustStore, TrustStore, VerifiedCredential, CONTENT_TYPES};
 
 #[cfg(test)]

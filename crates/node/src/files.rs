@@ -19,8 +19,6 @@ pub(crate) const MAX_INPUT: u64 = 16 * 1024 * 1024;
 
 /// Mode of written objects (credentials, lists, statements): public by nature.
 pub(crate) const PUBLIC_MODE: u32 = 0o644;
-/// Mode of the authority's state file.
-pub(crate) const PRIVATE_MODE: u32 = 0o600;
 
 /// A short lowercase reason for an I/O error.
 pub(crate) fn io_reason(e: &io::Error) -> String {
@@ -217,12 +215,6 @@ pub(crate) fn write(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> 
 pub(crate) fn write_key(path: &Path, pem: &[u8]) -> anyhow::Result<()> {
     check_out(path, Replace::Key)?;
     write_inner(path, pem, 0o600, true)
-}
-
-/// Writes a file a home owns (its state, the checkpoints it keeps), replacing it
-/// atomically: not an output of the user's choosing.
-pub(crate) fn write_state(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    write_inner(path, bytes, mode, true)
 }
 
 fn write_inner(path: &Path, bytes: &[u8], mode: u32, overwrite: bool) -> anyhow::Result<()> {

@@ -1,17 +1,15 @@
 //! `tds authority ...`: the data-space authority kept in a home directory.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use serde_json::{json, Value as Json};
 use tds_core::time::DAY_MS;
-use tds_core::{SigningKey, Timestamp};
-use tds_identity::{Admission, Authority};
+use tds_core::Timestamp;
+use tds_identity::{Admission, Authority, AuthorityStore};
 
 use crate::cli::AdmitArgs;
-use crate::home::Home;
-use crate::{files, output};
+use crate::{files, home, output};
 
 fn summary(authority: &Authority) -> anyhow::Result<serde_json::Map<String, Json>> {
     let state = authority.state();
@@ -43,18 +41,17 @@ fn summary(authority: &Authority) -> anyhow::Result<serde_json::Map<String, Json
 }
 
 pub(crate) fn init(dir: &Path, name: &str) -> anyhow::Result<()> {
-    let key = Arc::new(SigningKey::generate()?);
-    let authority = Authority::new(name, key.clone() as Arc<dyn tds_core::Signer>)?;
-    let home = Home::create(dir)?;
-    home.write_new_key(&key)?;
-    home.save_state(authority.state())?;
+    // The name is checked before anything is created.
+    tds_identity::check_name(name).map_err(|e| anyhow!("--name: {e}"))?;
+    let home = home::create(dir)?;
+    let authority = home.create(name)?;
     let mut m = summary(&authority)?;
     m.insert("home".into(), json!(dir.display().to_string()));
     output::print(&Json::Object(m))
 }
 
 pub(crate) fn show(dir: &Path) -> anyhow::Result<()> {
-    let authority = Home::open(dir)?.load()?;
+    let authority = home::open(dir)?.load()?;
     output::print(&Json::Object(summary(&authority)?))
 }
 
@@ -65,7 +62,7 @@ fn days_after(start: Timestamp, days: u64) -> anyhow::Result<Timestamp> {
 }
 
 pub(crate) fn admit(args: &AdmitArgs) -> anyhow::Result<()> {
-    let home = Home::open(&args.home.home)?;
+    let home = home::open(&args.home.home)?;
     // Before anything is numbered: a refused output must not use up a serial.
     files::check_out(&args.out, files::Replace::Output)?;
     let mut authority = home.load()?;
@@ -82,7 +79,7 @@ pub(crate) fn admit(args: &AdmitArgs) -> anyhow::Result<()> {
     };
     let issued = authority.admit(&admission, now)?;
     // Save the state first: the serial must never be issued twice.
-    home.save_state(authority.state())?;
+    home.save(authority.state())?;
     files::write(&args.out, issued.envelope(), files::PUBLIC_MODE)?;
     let id = issued.value().id()?;
     let mut m = output::credential(issued.value(), &id);
@@ -91,11 +88,11 @@ pub(crate) fn admit(args: &AdmitArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) fn revoke(dir: &Path, serial: u64) -> anyhow::Result<()> {
-    let home = Home::open(dir)?;
+    let home = home::open(dir)?;
     let mut authority = home.load()?;
     let newly = authority.revoke(serial)?;
     if newly {
-        home.save_state(authority.state())?;
+        home.save(authority.state())?;
     }
     output::print(&json!({
         "serial": serial,
@@ -105,12 +102,12 @@ pub(crate) fn revoke(dir: &Path, serial: u64) -> anyhow::Result<()> {
 }
 
 pub(crate) fn crl(dir: &Path, days: u64, out: &Path) -> anyhow::Result<()> {
-    let home = Home::open(dir)?;
+    let home = home::open(dir)?;
     files::check_out(out, files::Replace::Output)?;
     let mut authority = home.load()?;
     let now = Timestamp::now();
     let list = authority.revocation_list(now, days_after(now, days)?)?;
-    home.save_state(authority.state())?;
+    home.save(authority.state())?;
     files::write(out, list.envelope(), files::PUBLIC_MODE)?;
     let id = list.value().id()?;
     let mut m = output::crl(list.value(), &id, now);
@@ -119,23 +116,17 @@ pub(crate) fn crl(dir: &Path, days: u64, out: &Path) -> anyhow::Result<()> {
 }
 
 pub(crate) fn rollover(dir: &Path, out: &Path) -> anyhow::Result<()> {
-    let home = Home::open(dir)?;
+    let home = home::open(dir)?;
     files::check_out(out, files::Replace::Output)?;
     let mut authority = home.load()?;
     let now = Timestamp::now();
-    let new_key = Arc::new(SigningKey::generate()?);
-    let (statement, old_key) =
-        authority.rollover(new_key.clone() as Arc<dyn tds_core::Signer>, now)?;
-    // The statement first: if it cannot be written, nothing has changed yet.
-    files::write(out, statement.envelope(), files::PUBLIC_MODE)?;
-    let retired = home
-        .replace_key(old_key.key_id(), &new_key, authority.state())
-        .context("key rollover")?;
-    let mut m = output::rollover(statement.value());
+    // The statement is written before the key is replaced: if it cannot be, nothing
+    // changes.
+    let done = home.rollover(&mut authority, now, &mut |statement| {
+        files::write(out, statement.envelope(), files::PUBLIC_MODE).map_err(Into::into)
+    })?;
+    let mut m = output::rollover(done.statement.value());
     m.insert("file".into(), json!(out.display().to_string()));
-    m.insert(
-        "retired_key_file".into(),
-        json!(retired.display().to_string()),
-    );
+    m.insert("retired_key_file".into(), json!(done.retired));
     output::print(&Json::Object(m))
 }

@@ -24,7 +24,9 @@ use tds_manifest::{
     MANIFEST_VERSION,
 };
 
-use crate::{files, home::Home, output};
+use tds_identity::AuthorityStore;
+
+use crate::{files, output};
 
 /// `tds manifest ...`
 #[derive(Debug, Subcommand)]
@@ -491,7 +493,7 @@ fn show(path: &Path) -> anyhow::Result<()> {
 
 fn register(args: &RegisterArgs) -> anyhow::Result<()> {
     let now = args.at.unwrap_or_else(Timestamp::now);
-    let authority = Home::open(&args.home)?.load()?;
+    let authority = crate::home::open(&args.home)?.load()?;
     let manifest = open_manifest(&args.manifest, None)?;
     let cred_bytes = files::read(&args.credential)?;
     let credential = authority

@@ -19,7 +19,7 @@ use tds_provenance::witness::{DirWitnessMemory, Witness, WitnessError};
 use tds_provenance::{ConsistencyProof, DirStorage, Log};
 
 use crate::files;
-use crate::home::Home;
+use tds_identity::AuthorityStore;
 
 /// The witness memory in an authority home.
 pub(crate) const WITNESS_STATE: &str = "witness.json";
@@ -73,7 +73,7 @@ fn read_log_key(text: &str) -> anyhow::Result<VerifierKey> {
 }
 
 fn cosign(args: &CosignArgs) -> anyhow::Result<()> {
-    let home = Home::open(&args.home)?;
+    let home = crate::home::open(&args.home)?;
     let authority = home.load()?;
     let log_key = read_log_key(&args.log_key)?;
     let checkpoint = files::read(&args.checkpoint)?;
