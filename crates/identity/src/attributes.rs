@@ -22,8 +22,25 @@ pub(crate) fn quote(s: &str) -> String {
     s.chars().take(QUOTE_CHARS).collect()
 }
 
+/// Whether `c` changes how text around it is displayed without being seen: the Unicode
+/// bidirectional controls (embeddings, overrides, isolates and marks) and the zero-width
+/// and invisible format characters. A name holding one can pass for another name.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
 /// Checks a display name: 1 to [`MAX_NAME_CHARS`] characters, no control characters, no
-/// white space at either end.
+/// bidirectional controls or zero-width characters ([`is_invisible_format`]), no white
+/// space at either end.
 pub fn check_name(name: &str) -> Result<(), Invalid> {
     if name.is_empty() {
         return Err(Invalid::Empty);
@@ -37,6 +54,11 @@ pub fn check_name(name: &str) -> Result<(), Invalid> {
     }
     if name.chars().any(char::is_control) {
         return Err(Invalid::BadText("contains a control character"));
+    }
+    if name.chars().any(is_invisible_format) {
+        return Err(Invalid::BadText(
+            "contains a bidirectional control or zero-width character",
+        ));
     }
     if name.trim() != name {
         return Err(Invalid::BadText("starts or ends with white space"));
@@ -348,6 +370,26 @@ mod tests {
             check_name(&"é".repeat(129)),
             Err(Invalid::TooLong { len: 129, .. })
         ));
+    }
+
+    /// Red-team finding 12: names could hide a bidi override or a zero-width character
+    /// and pass for another participant's name.
+    #[test]
+    fn red_team_12_names_refuse_bidi_and_zero_width_characters() {
+        for c in [
+            '\u{202E}', '\u{2066}', '\u{200B}', '\u{200D}', '\u{FEFF}', '\u{061C}',
+        ] {
+            let name = format!("State{c}Grid");
+            assert_eq!(
+                check_name(&name),
+                Err(Invalid::BadText(
+                    "contains a bidirectional control or zero-width character"
+                )),
+                "{:?}",
+                c
+            );
+        }
+        assert!(check_name("State Grid").is_ok());
     }
 
     #[test]

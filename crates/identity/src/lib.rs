@@ -13,7 +13,8 @@ pub mod store;
 mod trust;
 
 pub use attributes::{
-    check_name, Jurisdiction, Role, Sector, MAX_NAME_CHARS, MAX_SECTORS, MAX_SECTOR_LEN,
+    check_name, is_invisible_format, Jurisdiction, Role, Sector, MAX_NAME_CHARS, MAX_SECTORS,
+    MAX_SECTOR_LEN,
 };
 pub use authority::{Admission, Authority, AuthorityState, Signed, STATE_VERSION};
 pub use credential::{Credential, CREDENTIAL_VERSION, MAX_CREDENTIAL_LEN};

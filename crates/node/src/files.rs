@@ -190,7 +190,9 @@ pub(crate) fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
             "{}: {size} bytes is larger than the limit of {limit}",
             path.display()
         ),
-        other => anyhow!("{}: {other}", path.display()),
+        ReadError::NotAFile { .. } => anyhow!("{}: not a regular file", path.display()),
+        // Every other variant names the path itself.
+        other => other.into(),
     })
 }
 
