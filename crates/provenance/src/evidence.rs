@@ -410,7 +410,7 @@ pub fn verify(
     for (_, key) in trust.keys() {
         let wk = witness::witness_key(key)?;
         if let Ok(t) = note::verify_cosignature(cp.note(), &wk) {
-            cosigned_at = Some(cosigned_at.map_or(t, |c: u64| c.max(t)));
+            cosigned_at = Some(cosigned_at.map_or(t, |c: Timestamp| c.max(t)));
         }
     }
     let cosigned_at = cosigned_at.ok_or(Invalid::NotCosigned)?;
@@ -418,7 +418,7 @@ pub fn verify(
     let root = cp.checkpoint().root;
 
     // The cosignature has one-second resolution: check at the end of that second.
-    let at = Timestamp::from_secs(cosigned_at).saturating_add_millis(999);
+    let at = cosigned_at.saturating_add_millis(999);
     let mut credentials = Vec::new();
     let mut log_key_credential = false;
     let mut revocation_checked = true;
@@ -549,7 +549,7 @@ pub fn verify(
         origin: cp.checkpoint().origin.clone(),
         tree_size: size,
         root,
-        cosigned_at: Timestamp::from_secs(cosigned_at),
+        cosigned_at,
         events,
         credentials,
         revocation_checked,

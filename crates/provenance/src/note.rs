@@ -19,6 +19,7 @@ use std::fmt;
 use base64::Engine;
 use tds_core::hash::Hash256;
 use tds_core::key::{PublicKey, SignError, Signer};
+use tds_core::Timestamp;
 
 /// Largest accepted note.
 pub const MAX_NOTE_BYTES: usize = 16 * 1024;
@@ -322,14 +323,16 @@ pub fn cosignature_message(text: &str, timestamp: u64) -> String {
     format!("cosignature/v1\ntime {timestamp}\n{text}")
 }
 
-/// Cosigns checkpoint text at `timestamp` (seconds since the epoch) with type 0x04.
+/// Cosigns checkpoint text at `at` with type 0x04. The cosignature carries whole seconds
+/// (the C2SP format), so `at` is truncated to its second.
 pub fn cosign(
     text: &str,
     name: &str,
     key: &dyn Signer,
-    timestamp: u64,
+    at: Timestamp,
 ) -> Result<NoteSignature, NoteError> {
     check_name(name).map_err(NoteError::Key)?;
+    let timestamp = at.as_secs();
     if timestamp > i64::MAX as u64 {
         return Err(NoteError::Key("timestamp over 2^63 - 1".into()));
     }
@@ -343,9 +346,9 @@ pub fn cosign(
     })
 }
 
-/// Checks the note carries a valid cosignature from `key` (type 0x04); returns its
-/// timestamp (the latest, if several).
-pub fn verify_cosignature(note: &Note, key: &VerifierKey) -> Result<u64, NoteError> {
+/// Checks the note carries a valid cosignature from `key` (type 0x04); returns its time
+/// (the latest, if several; whole seconds).
+pub fn verify_cosignature(note: &Note, key: &VerifierKey) -> Result<Timestamp, NoteError> {
     if key.kind != TYPE_COSIGNATURE {
         return Err(NoteError::Key("not a cosignature key (type 0x04)".into()));
     }
@@ -366,7 +369,8 @@ pub fn verify_cosignature(note: &Note, key: &VerifierKey) -> Result<u64, NoteErr
             .map_err(|_| NoteError::BadSignature(key.to_string()))?;
         best = Some(best.map_or(t, |b| b.max(t)));
     }
-    best.ok_or_else(|| NoteError::Unsigned(key.to_string()))
+    best.map(Timestamp::from_secs)
+        .ok_or_else(|| NoteError::Unsigned(key.to_string()))
 }
 
 /// A checkpoint body: origin, tree size, root hash, extension lines.
@@ -513,11 +517,21 @@ mod tests {
         let vk = VerifierKey::new("example.com/log", TYPE_ED25519, k.public_key()).unwrap();
         verify_checkpoint(note.to_text().as_bytes(), &vk).unwrap();
         let w = SigningKey::from_seed(&[3; 32]);
-        note.signatures
-            .push(cosign(&text, "witness.example/w", &w, 1_700_000_000).unwrap());
+        note.signatures.push(
+            cosign(
+                &text,
+                "witness.example/w",
+                &w,
+                Timestamp::from_secs(1_700_000_000),
+            )
+            .unwrap(),
+        );
         let wk = VerifierKey::new("witness.example/w", TYPE_COSIGNATURE, w.public_key()).unwrap();
         let again = Note::parse(note.to_text().as_bytes()).unwrap();
-        assert_eq!(verify_cosignature(&again, &wk).unwrap(), 1_700_000_000);
+        assert_eq!(
+            verify_cosignature(&again, &wk).unwrap(),
+            Timestamp::from_secs(1_700_000_000)
+        );
         assert_eq!(VerifierKey::parse(&wk.to_string()).unwrap(), wk);
     }
 

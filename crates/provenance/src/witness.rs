@@ -273,7 +273,7 @@ pub fn cosign(
     };
     let name = witness_name(&signer.public_key());
     let secs = now.as_secs();
-    let sig = note::cosign(&verified.note().text, &name, signer, secs)?;
+    let sig = note::cosign(&verified.note().text, &name, signer, now)?;
     let mut out = verified.note().clone();
     // Replace an earlier cosignature by this witness rather than stacking them.
     out.signatures

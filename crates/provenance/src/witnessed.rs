@@ -211,13 +211,13 @@ fn check_cosigned<S: LogStore>(
         None => None,
         Some(a) => {
             let wk = witness_key(a)?;
-            let secs = note::verify_cosignature(verified.note(), &wk).map_err(|source| {
+            let at = note::verify_cosignature(verified.note(), &wk).map_err(|source| {
                 CosignedError::NotCosigned {
                     key: wk.to_string(),
                     source,
                 }
             })?;
-            Some(Timestamp::from_secs(secs))
+            Some(at)
         }
     };
     Ok((cp.size, cp.root, at))

@@ -874,15 +874,8 @@ fn red_team_1_forged_evidence_is_refused() {
     // A witness of old cosigned it on first use.
     let mut n = note::Note::parse(note_text.as_bytes()).unwrap();
     let name = tds_provenance::witness::witness_name(&authority.public_key());
-    n.signatures.push(
-        note::cosign(
-            &n.text,
-            &name,
-            &authority,
-            tds_core::Timestamp::now().as_secs(),
-        )
-        .unwrap(),
-    );
+    n.signatures
+        .push(note::cosign(&n.text, &name, &authority, tds_core::Timestamp::now()).unwrap());
     let bundle = Bundle {
         v: BUNDLE_VERSION,
         agreement,
