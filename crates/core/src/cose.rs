@@ -848,7 +848,9 @@ pub fn peek_content_type(bytes: &[u8]) -> Result<String, CoseError> {
 pub struct Unverified<T> {
     value: T,
     kid: Hash256,
+    /// The message, its payload taken out into `payload`.
     message: CoseSign1,
+    payload: Vec<u8>,
     bytes: Vec<u8>,
 }
 
@@ -862,7 +864,7 @@ pub fn open<T: SignedObject>(bytes: &[u8]) -> Result<Unverified<T>, CoseError> {
         });
     }
     let (content_type, kid) = typed_signer_header(&message.protected_header, true)?;
-    let content_type = content_type.unwrap_or_default();
+    let content_type = content_type.ok_or(CoseError::Header(HeaderProblem::NoContentType))?;
     if content_type != T::CONTENT_TYPE {
         return Err(CoseError::WrongContentType {
             expected: T::CONTENT_TYPE,
@@ -877,17 +879,16 @@ pub fn open<T: SignedObject>(bytes: &[u8]) -> Result<Unverified<T>, CoseError> {
             message.signature.len(),
         )));
     }
-    let payload = message
-        .payload
-        .as_deref()
-        .ok_or(CoseError::DetachedPayload)?;
+    let mut message = message;
+    let payload = message.payload.take().ok_or(CoseError::DetachedPayload)?;
     // The raw parser accepts only canonical framing and header maps, so the message
     // re-encodes to exactly these bytes (the `envelope` fuzz target asserts it).
-    let value: T = cbor::decode(payload)?;
+    let value: T = cbor::decode(&payload)?;
     Ok(Unverified {
         value,
         kid,
         message,
+        payload,
         bytes: bytes.to_vec(),
     })
 }
@@ -905,7 +906,7 @@ impl<T> Unverified<T> {
 
     /// The canonical payload bytes.
     pub fn payload(&self) -> &[u8] {
-        self.message.payload.as_deref().unwrap_or_default()
+        &self.payload
     }
 
     /// Checks that `key` is the one `kid` names and that its signature verifies.
@@ -916,14 +917,13 @@ impl<T> Unverified<T> {
                 key: key.id(),
             });
         }
-        let tbs = self.message.to_be_signed(&[], None)?;
+        let tbs = sig_structure1(&self.message.protected, &[], &self.payload);
         key.verify(&tbs, &self.message.signature)
             .map_err(|_| CoseError::BadSignature)?;
-        let payload = self.message.payload.unwrap_or_default();
         Ok(Verified {
             value: self.value,
             signer: *key,
-            payload,
+            payload: self.payload,
             bytes: self.bytes,
         })
     }
@@ -1053,6 +1053,7 @@ pub fn add_signature<T: SignedObject>(
         }));
     }
     let mut msg = opened.message;
+    msg.payload = Some(opened.payload);
     push_signature(&mut msg, key)?;
     msg.to_vec()
 }
@@ -1062,7 +1063,9 @@ pub fn add_signature<T: SignedObject>(
 pub struct UnverifiedMulti<T> {
     value: T,
     kids: Vec<Hash256>,
+    /// The message, its payload taken out into `payload`.
     message: CoseSign,
+    payload: Vec<u8>,
     bytes: Vec<u8>,
 }
 
@@ -1105,17 +1108,16 @@ pub fn open_multi<T: SignedObject>(bytes: &[u8]) -> Result<UnverifiedMulti<T>, C
         }
         kids.push(kid);
     }
-    let payload = message
-        .payload
-        .as_deref()
-        .ok_or(CoseError::DetachedPayload)?;
+    let mut message = message;
+    let payload = message.payload.take().ok_or(CoseError::DetachedPayload)?;
     // The raw parser accepts only canonical framing and header maps, so the message
     // re-encodes to exactly these bytes (the `envelope` fuzz target asserts it).
-    let value: T = cbor::decode(payload)?;
+    let value: T = cbor::decode(&payload)?;
     Ok(UnverifiedMulti {
         value,
         kids,
         message,
+        payload,
         bytes: bytes.to_vec(),
     })
 }
@@ -1133,7 +1135,7 @@ impl<T> UnverifiedMulti<T> {
 
     /// The canonical payload bytes.
     pub fn payload(&self) -> &[u8] {
-        self.message.payload.as_deref().unwrap_or_default()
+        &self.payload
     }
 
     /// Checks that the signers are exactly `keys` (same set, any order) and that every
@@ -1145,11 +1147,7 @@ impl<T> UnverifiedMulti<T> {
                 found: self.kids.len(),
             }));
         }
-        let payload = self
-            .message
-            .payload
-            .as_deref()
-            .ok_or(CoseError::DetachedPayload)?;
+        let payload = self.payload.as_slice();
         let mut signers = Vec::with_capacity(keys.len());
         for (s, kid) in self.message.signatures.iter().zip(&self.kids) {
             let key = keys
@@ -1161,11 +1159,10 @@ impl<T> UnverifiedMulti<T> {
                 .map_err(|_| CoseError::BadSignature)?;
             signers.push(*key);
         }
-        let payload = payload.to_vec();
         Ok(VerifiedMulti {
             value: self.value,
             signers,
-            payload,
+            payload: self.payload,
             bytes: self.bytes,
         })
     }

@@ -105,6 +105,7 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
             limit,
         });
     }
+    // A capacity hint only (the read below is bounded by `limit` whatever the size says).
     let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     // Read at most limit + 1 bytes in case the file grew after the size check.
     file.take(limit.saturating_add(1))

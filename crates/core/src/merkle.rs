@@ -107,8 +107,12 @@ pub fn empty_root() -> Hash256 {
     Hash256::sha256(&[])
 }
 
+#[expect(
+    clippy::expect_used,
+    reason = "a ring SHA-256 digest is always 32 bytes"
+)]
 fn to_hash(d: ring::digest::Digest) -> Hash256 {
-    Hash256::from_slice(d.as_ref()).unwrap_or_default()
+    Hash256::from_slice(d.as_ref()).expect("SHA-256 digests are 32 bytes")
 }
 
 /// The largest power of two strictly smaller than `n` (`n >= 2`).
@@ -236,8 +240,10 @@ fn check_len(proof: &[&[u8]]) -> Result<(), MerkleError> {
     Ok(())
 }
 
-fn h32(b: &[u8]) -> Hash256 {
-    Hash256::from_slice(b).unwrap_or_default()
+/// A proof element, leaf hash or root as a hash (callers check the lengths first; one of
+/// another length can never match a SHA-256 tree).
+fn h32(b: &[u8]) -> Result<Hash256, MerkleError> {
+    Hash256::from_slice(b).ok_or(MerkleError::RootMismatch)
 }
 
 /// The root an inclusion proof leads to (RFC 9162 §2.1.3.2).
@@ -403,8 +409,11 @@ pub fn verify_inclusion_bytes(
         // A leaf hash or root of another length can never be part of a SHA-256 tree.
         return Err(MerkleError::RootMismatch);
     }
-    let proof: Vec<Hash256> = proof.iter().map(|p| h32(p)).collect();
-    verify_inclusion(&h32(leaf), index, size, &proof, &h32(root))
+    let proof = proof
+        .iter()
+        .map(|p| h32(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    verify_inclusion(&h32(leaf)?, index, size, &proof, &h32(root)?)
 }
 
 /// Checks a consistency proof between two roots (RFC 9162 §2.1.4.2).
@@ -447,8 +456,11 @@ pub fn verify_consistency_bytes(
     if root1.len() != 32 || root2.len() != 32 {
         return Err(MerkleError::RootMismatch);
     }
-    let (root1, root2) = (h32(root1), h32(root2));
-    let proof: Vec<Hash256> = proof.iter().map(|p| h32(p)).collect();
+    let (root1, root2) = (h32(root1)?, h32(root2)?);
+    let proof = proof
+        .iter()
+        .map(|p| h32(p))
+        .collect::<Result<Vec<_>, _>>()?;
 
     // Drop the common right-edge levels of size1 - 1; if size1 is a power of two its
     // root is the first hash of the path.
@@ -558,8 +570,12 @@ impl MemoryTree {
     }
 
     /// The current root.
+    #[expect(
+        clippy::expect_used,
+        reason = "a MemoryTree holds every perfect subtree of its own size, so the root of that size cannot fail"
+    )]
     pub fn root(&self) -> Hash256 {
-        root(self, self.size()).unwrap_or_default()
+        root(self, self.size()).expect("a memory tree has every node of its own size")
     }
 }
 

@@ -125,6 +125,8 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
+        // A system clock set before 1970 reads as the epoch: every validity window then
+        // fails closed (not yet valid), rather than the process failing.
         let ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())

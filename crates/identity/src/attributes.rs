@@ -238,7 +238,9 @@ impl Jurisdiction {
 
     /// The country part (`CN` of `CN-SX`).
     pub fn country(&self) -> &str {
-        self.0.split('-').next().unwrap_or_default()
+        self.0
+            .split_once('-')
+            .map_or(self.0.as_str(), |(country, _)| country)
     }
 
     /// Whether `self` is `other` or a subdivision of it (`CN-SX` is within `CN`).

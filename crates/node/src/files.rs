@@ -105,25 +105,10 @@ fn is_key_or_state(path: &Path) -> bool {
 /// Whether `path` starts like a PEM private key.
 fn is_private_key(path: &Path) -> bool {
     use std::io::Read;
-    let mut head = [0u8; 64];
-    let n = match std::fs::File::open(path) {
-        Ok(f) => {
-            let mut f = f.take(64);
-            let mut n = 0;
-            loop {
-                match f.read(head.get_mut(n..).unwrap_or_default()) {
-                    Ok(0) => break,
-                    Ok(k) => n += k,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-            n
-        }
-        Err(_) => 0,
-    };
-    let head = String::from_utf8_lossy(head.get(..n).unwrap_or_default());
-    head.starts_with("-----BEGIN") && head.contains("PRIVATE KEY")
+    let mut head = Vec::with_capacity(64);
+    let read = std::fs::File::open(path).and_then(|f| f.take(64).read_to_end(&mut head));
+    let head = String::from_utf8_lossy(&head);
+    read.is_ok() && head.starts_with("-----BEGIN") && head.contains("PRIVATE KEY")
 }
 
 /// Which existing files an output may replace.

@@ -176,7 +176,7 @@ fn bounded_item(
             Ok(match v {
                 Value::Bytes(b) if b.len() > MAX_SHOWN_STRING => json!(format!(
                     "{}... ({} bytes)",
-                    hex::encode(b.get(..MAX_SHOWN_STRING).unwrap_or_default()),
+                    hex::encode(b.get(..MAX_SHOWN_STRING).unwrap_or(&b)),
                     b.len()
                 )),
                 Value::Text(t) if t.len() > MAX_SHOWN_STRING => {
@@ -186,7 +186,7 @@ fn bounded_item(
                     }
                     json!(format!(
                         "{}... ({} bytes)",
-                        t.get(..end).unwrap_or_default(),
+                        t.get(..end).unwrap_or(&t),
                         t.len()
                     ))
                 }

@@ -193,7 +193,7 @@ pub enum Value {
 #[derive(Clone, Debug)]
 pub struct Decoded {
     kind: Kind,
-    id: Option<Hash256>,
+    id: Hash256,
     signers: Vec<Hash256>,
     self_signed: Option<bool>,
     value: Value,
@@ -207,7 +207,7 @@ impl Decoded {
     }
 
     /// The object's id (`H(kind.domain(), payload)`).
-    pub fn id(&self) -> Option<Hash256> {
+    pub fn id(&self) -> Hash256 {
         self.id
     }
 
@@ -252,7 +252,7 @@ fn sign1<T: cose::SignedObject + Clone>(
     let self_signed = named(&value).map(|k| opened.verify(&k).is_ok());
     Ok(Decoded {
         kind,
-        id: Some(kind.domain().hash(&payload)),
+        id: kind.domain().hash(&payload),
         signers,
         self_signed,
         value: wrap(value),
@@ -294,7 +294,7 @@ pub fn decode_any(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             let ok = opened.verify_named_owner().is_ok();
             Ok(Decoded {
                 kind,
-                id: Some(kind.domain().hash(&payload)),
+                id: kind.domain().hash(&payload),
                 signers,
                 self_signed: Some(ok),
                 value: Value::Manifest(Box::new(manifest)),
@@ -331,7 +331,7 @@ pub fn decode_any(bytes: &[u8]) -> Result<Decoded, DecodeError> {
                     .is_ok();
             Ok(Decoded {
                 kind,
-                id: Some(kind.domain().hash(&payload)),
+                id: kind.domain().hash(&payload),
                 signers,
                 self_signed: Some(ok),
                 value: Value::Agreement(Box::new(terms)),

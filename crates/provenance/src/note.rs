@@ -152,8 +152,11 @@ impl Note {
         let split = s
             .rfind("\n\n")
             .ok_or_else(|| fmt_err("no blank line before the signatures"))?;
-        let text = s.get(..split + 1).unwrap_or_default();
-        let sigs = s.get(split + 2..).unwrap_or_default();
+        // `split` is where "\n\n" starts, so both cuts fall on ASCII newlines in `s`.
+        let (text, sigs) = match (s.get(..split + 1), s.get(split + 2..)) {
+            (Some(t), Some(g)) => (t, g),
+            _ => return Err(fmt_err("no blank line before the signatures")),
+        };
         if sigs.is_empty() {
             return Err(fmt_err("no signature lines"));
         }

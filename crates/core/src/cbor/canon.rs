@@ -105,7 +105,9 @@ pub(super) fn validate_item(
             for _ in 0..h.arg {
                 let key_start = r.position();
                 validate_item(r, limits, depth)?;
-                let key = input.get(key_start..r.position()).unwrap_or_default();
+                let key = input
+                    .get(key_start..r.position())
+                    .ok_or(CborError::Invariant("a key's bytes lie inside the input"))?;
                 if let Some(prev) = previous {
                     match prev.cmp(key) {
                         Ordering::Less => {}
@@ -137,7 +139,10 @@ pub(super) fn validate_item(
                 let value = float_value(h.info, h.arg);
                 let mut shortest = Vec::with_capacity(9);
                 write_float(&mut shortest, value);
-                let seen = r.input().get(h.offset..r.position()).unwrap_or_default();
+                let seen = r
+                    .input()
+                    .get(h.offset..r.position())
+                    .ok_or(CborError::Invariant("a float's bytes lie inside the input"))?;
                 if seen != shortest.as_slice() {
                     return Err(CborError::NonMinimalFloat { offset: h.offset });
                 }
@@ -372,7 +377,9 @@ pub(super) fn order_map(
     map_offset: usize,
 ) -> Result<(), CborError> {
     let Scratch { spans, tmp, .. } = scratch;
-    let entries = spans.get_mut(spans_start..).unwrap_or_default();
+    let entries = spans.get_mut(spans_start..).ok_or(CborError::Invariant(
+        "a map's entries start inside the span list",
+    ))?;
     let sorted = entries.windows(2).all(|w| match w {
         [a, b] => a.cmp_key(b, out).is_lt(),
         _ => true,
@@ -406,7 +413,12 @@ pub(super) fn order_struct(
     map_offset: usize,
 ) -> Result<(), CborError> {
     let dynamic = {
-        let entries = scratch.spans.get(spans_start..).unwrap_or_default();
+        let entries = scratch
+            .spans
+            .get(spans_start..)
+            .ok_or(CborError::Invariant(
+                "a struct's fields start inside the span list",
+            ))?;
         entries.len() > usize::from(u16::MAX) || entries.iter().any(|e| e.key_id == 0)
     };
     if dynamic {
@@ -419,7 +431,9 @@ pub(super) fn order_struct(
         order,
         ..
     } = scratch;
-    let entries = spans.get(spans_start..).unwrap_or_default();
+    let entries = spans.get(spans_start..).ok_or(CborError::Invariant(
+        "a struct's fields start inside the span list",
+    ))?;
     let mut h = entries.len() as u64;
     for e in entries {
         h = (h ^ e.key_id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -486,7 +500,9 @@ fn gather<'a>(
     let swap = body_start <= SWAP_PREFIX;
     if swap {
         tmp.reserve(out.len());
-        tmp.extend_from_slice(out.get(..body_start).unwrap_or_default());
+        tmp.extend_from_slice(out.get(..body_start).ok_or(CborError::Invariant(
+            "a map's body starts inside the output",
+        ))?);
     }
     for span in entries {
         if let Some(entry) = out.get(span.key_start..span.end) {
@@ -525,8 +541,14 @@ pub(super) struct Span {
 }
 
 impl Span {
+    #[expect(
+        clippy::expect_used,
+        reason = "the encoder records key_start <= key_end <= out.len() as it writes the key"
+    )]
     pub(super) fn new(out: &[u8], key_start: usize, key_end: usize, end: usize) -> Span {
-        let key = out.get(key_start..key_end).unwrap_or_default();
+        let key = out
+            .get(key_start..key_end)
+            .expect("a key span lies inside the output");
         let prefix = match key.first_chunk::<8>() {
             Some(first) => u64::from_be_bytes(*first),
             None => {
@@ -595,6 +617,8 @@ fn enter(limits: &Limits, depth: usize, offset: usize) -> Result<usize, CborErro
 fn malformed(r: &Reader<'_>, offset: usize) -> CborError {
     CborError::Malformed {
         offset,
+        // `offset` is where a header was read, so the byte exists; 0 would only mislabel
+        // the error, not accept anything.
         byte: r.input().get(offset).copied().unwrap_or_default(),
     }
 }

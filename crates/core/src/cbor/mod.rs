@@ -199,6 +199,10 @@ pub enum CborError {
     /// The value cannot be serialized.
     #[error("cbor: cannot encode: {0}")]
     Encode(String),
+    /// An internal invariant of the codec does not hold (a bug, reported instead of
+    /// producing wrong bytes).
+    #[error("cbor: internal invariant broken: {0}")]
+    Invariant(&'static str),
 }
 
 impl crate::ErrorCode for CborError {
@@ -222,6 +226,7 @@ impl crate::ErrorCode for CborError {
             CborError::Type(_) => "cbor.type",
             CborError::NotCanonicalForType => "cbor.not_canonical_for_type",
             CborError::Encode(_) => "cbor.encode",
+            CborError::Invariant(_) => "cbor.invariant",
         }
     }
 }

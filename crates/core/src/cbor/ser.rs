@@ -154,6 +154,7 @@ impl Serializer<'_> {
     fn begin_map(&mut self, len: Option<usize>) -> Result<MapState, SerError> {
         self.enter()?;
         let header_pos = self.out.len();
+        // A placeholder when serde gives no length: the header is rewritten at the end.
         write_header(self.out, Major::Map, len.unwrap_or(0) as u64);
         Ok(MapState {
             header_pos,
@@ -170,6 +171,7 @@ impl Serializer<'_> {
     fn begin_seq(&mut self, len: Option<usize>) -> Result<SeqState, SerError> {
         self.enter()?;
         let header_pos = self.out.len();
+        // A placeholder when serde gives no length: the header is rewritten at the end.
         write_header(self.out, Major::Array, len.unwrap_or(0) as u64);
         Ok(SeqState {
             header_pos,

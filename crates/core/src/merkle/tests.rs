@@ -170,7 +170,7 @@ fn rfc9162_inclusion_vectors() {
             Hash256::from_slice(&b64(&c.root)),
         ) {
             if proof.iter().all(|p| p.len() == 32) {
-                let hashes: Vec<Hash256> = proof.iter().map(|p| h32(p)).collect();
+                let hashes: Vec<Hash256> = proof.iter().map(|p| h32(p).unwrap()).collect();
                 let cached =
                     verify_inclusion_cached(&leaf, i, n, &hashes, &root, &mut PathCache::new());
                 assert_eq!(cached.is_err(), c.want_err, "{}: cached", path.display());

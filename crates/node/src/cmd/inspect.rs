@@ -44,7 +44,7 @@ fn render(bytes: &[u8]) -> anyhow::Result<Map<String, Json>> {
     };
     let kind = decoded.kind();
     m.insert("kind".into(), json!(kind.name()));
-    let id = decoded.id().unwrap_or_default();
+    let id = decoded.id();
     let signed = decoded.self_signed();
     match decoded.value() {
         Value::Credential(c) => {
@@ -109,11 +109,11 @@ fn render(bytes: &[u8]) -> anyhow::Result<Map<String, Json>> {
     Ok(m)
 }
 
-fn kid(d: &tds_objects::Decoded) -> String {
+/// The one `kid` of a COSE_Sign1 kind (decode_any always has it).
+fn kid(d: &tds_objects::Decoded) -> Json {
     d.signers()
         .first()
-        .map(|k| k.to_string())
-        .unwrap_or_default()
+        .map_or(Json::Null, |k| json!(k.to_string()))
 }
 
 /// An envelope of a kind this build does not know: its headers, signers and payload.
