@@ -103,6 +103,12 @@ impl KeyRollover {
         Ok(())
     }
 
+    /// The statement id: the `tds/key-rollover/v1` hash of its canonical CBOR (the signed
+    /// payload).
+    pub fn id(&self) -> Result<tds_core::Hash256, tds_core::cbor::CborError> {
+        Ok(tds_core::Domain::ROLLOVER.hash(&tds_core::cbor::encode(self)?))
+    }
+
     /// The format version ([`ROLLOVER_VERSION`]).
     pub fn version(&self) -> u64 {
         self.version
