@@ -53,18 +53,14 @@ fn store() -> FileStore {
         }
     }
     let t = Instant::now();
-    let memory_level = std::env::var("TDS_BENCH_MEMORY_LEVEL")
+    let mut opts = OpenOptions::reader();
+    if let Some(level) = std::env::var("TDS_BENCH_MEMORY_LEVEL")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(tds_provenance::store::MEMORY_LEVEL);
-    let s = FileStore::open(
-        storage,
-        OpenOptions {
-            memory_level,
-            ..OpenOptions::reader()
-        },
-    )
-    .unwrap();
+    {
+        opts = opts.memory_level(level);
+    }
+    let s = FileStore::open(storage, opts).unwrap();
     eprintln!(
         "opened {} entries in {:.1} ms",
         s.size(),

@@ -587,36 +587,40 @@ pub fn export_with_assets<S: crate::store::LogStore>(
             "the checkpoint's root for size {size} is not this log's"
         )));
     }
-    let mut chosen: Vec<(u64, Vec<u8>, Event)> = Vec::new();
-    for i in 0..size {
+    // Only the events the log's index names: the agreement's, then the publications of
+    // its assets (those given and those its transfers moved).
+    let mut chosen: std::collections::BTreeMap<u64, Vec<u8>> = std::collections::BTreeMap::new();
+    let mut assets: Vec<Hash256> = assets.to_vec();
+    for i in log.events_for(agreement)?.into_iter().filter(|i| *i < size) {
         let bytes = log.store().read(i)?;
         let e = Event::decode(&bytes)?;
-        chosen.push((i, bytes, e));
-    }
-    let assets: Vec<Hash256> = assets
-        .iter()
-        .copied()
-        .chain(chosen.iter().filter_map(|(_, _, e)| match &e.body {
-            EventBody::TransferStarted {
-                agreement: a,
-                asset,
-                ..
-            } if a == agreement => Some(*asset),
-            _ => None,
-        }))
-        .collect();
-    let mut events = Vec::new();
-    for (i, bytes, e) in chosen {
-        let related = e.agreement() == Some(agreement)
-            || matches!(&e.body, EventBody::AssetPublished { asset, .. } if assets.contains(asset));
-        if related {
-            let proof = log.store().inclusion_proof(i, size)?;
-            events.push(BundleEvent {
-                index: i,
-                event: bytes,
-                proof,
-            });
+        if e.agreement() != Some(agreement) {
+            continue;
         }
+        if let EventBody::TransferStarted { asset, .. } = &e.body {
+            assets.push(*asset);
+        }
+        chosen.insert(i, bytes);
+    }
+    assets.sort_unstable();
+    assets.dedup();
+    for asset in &assets {
+        for i in log.events_for(asset)?.into_iter().filter(|i| *i < size) {
+            let bytes = log.store().read(i)?;
+            if matches!(&Event::decode(&bytes)?.body, EventBody::AssetPublished { asset: a, .. } if a == asset)
+            {
+                chosen.insert(i, bytes);
+            }
+        }
+    }
+    let mut events = Vec::with_capacity(chosen.len());
+    for (i, bytes) in chosen {
+        let proof = log.store().inclusion_proof(i, size)?;
+        events.push(BundleEvent {
+            index: i,
+            event: bytes,
+            proof,
+        });
     }
     // Keep the note exactly as given (with its cosignatures).
     let _ = Note::parse(checkpoint.as_bytes())?;

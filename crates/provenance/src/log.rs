@@ -10,7 +10,7 @@ use tds_core::Timestamp;
 use crate::event::{Event, EventError};
 use crate::note::{self, Checkpoint, Note, NoteError, VerifiedCheckpoint, VerifierKey};
 use crate::proof::{ConsistencyProof, InclusionProof, ProofError};
-use crate::store::{LogStore, StoreError, StoreVerify};
+use crate::store::{ids, LogStore, StoreError, StoreVerify};
 
 /// Why a log operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +151,9 @@ impl<S: LogStore> Log<S> {
 
     /// Appends an event; returns its index once durable.
     pub fn append(&self, event: &Event) -> Result<u64, LogError> {
-        Ok(self.store.append(&event.encode()?)?)
+        let index = self.store.append(&event.encode()?)?;
+        self.store.note_ids(index, &ids::ids_of(event));
+        Ok(index)
     }
 
     /// Appends an event from an async task; resolves to its index once durable. The
@@ -163,12 +165,27 @@ impl<S: LogStore> Log<S> {
         let queued = event
             .encode()
             .map(|bytes| self.store.append_durable(&[&bytes]));
+        let names = ids::ids_of(event);
         async move {
             match queued {
-                Ok(f) => Ok(f.await?),
+                Ok(f) => {
+                    let index = f.await?;
+                    self.store.note_ids(index, &names);
+                    Ok(index)
+                }
                 Err(e) => Err(e.into()),
             }
         }
+    }
+
+    /// The indexes of the events that name `id` as their agreement or as an asset
+    /// (`asset_published`, `offer_published`, `transfer_started`), ascending: from the
+    /// store's index when it keeps one, else by reading every event.
+    pub fn events_for(&self, id: &Hash256) -> Result<Vec<u64>, LogError> {
+        Ok(match self.store.entries_naming(id)? {
+            Some(entries) => entries,
+            None => ids::scan_store(&self.store, id)?,
+        })
     }
 
     /// Entry `index`, decoded.
@@ -341,27 +358,16 @@ impl<S: LogStore> Log<S> {
     }
 }
 
-impl Log<crate::store::FileStore> {
-    /// Full verification of a file-backed log: every record, leaf and interior hash,
-    /// index entry and checkpoint. Read-only.
+impl<S: LogStore> Log<S> {
+    /// Full verification of any log: every record, leaf and interior hash (and what else
+    /// the store keeps: [`LogStore::verify_storage`]) and every checkpoint. Read-only.
     pub fn verify(&self) -> Result<VerifyReport, LogError> {
         self.verify_with(|s| s.verify_storage())
     }
 }
 
-/// Recomputes the tree from the records of any store and checks it against the store's
-/// stored leaves (for stores without a cheaper check of their own).
+/// Recomputes the tree from the records of any store and checks every leaf and interior
+/// hash the store serves (the default [`LogStore::verify_storage`]).
 pub fn recompute<S: LogStore>(store: &S) -> Result<StoreVerify, StoreError> {
-    let mut report = StoreVerify::default();
-    for i in 0..store.size() {
-        let leaf = merkle::leaf_hash(&store.read(i)?);
-        if leaf != store.leaf(i)? {
-            return Err(StoreError::Corrupt {
-                file: "leaves".into(),
-                what: format!("leaf hash {i} differs from its record"),
-            });
-        }
-        report.entries += 1;
-    }
-    Ok(report)
+    crate::store::verify_recompute(store)
 }

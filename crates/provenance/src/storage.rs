@@ -149,6 +149,8 @@ struct SimFileData {
 
 #[derive(Default, Clone)]
 struct SimFileState {
+    /// `sync_data` calls that succeeded.
+    syncs: u64,
     /// What a reader sees now.
     current: Vec<u8>,
     /// What survives a power loss for sure.
@@ -212,16 +214,18 @@ impl SimStorage {
                 let choice = next() % 3;
                 if truncate {
                     if choice != 0 {
-                        img.resize(usize::try_from(off).unwrap_or(usize::MAX), 0);
+                        resize(&mut img, off);
                     }
                     continue;
                 }
                 let keep = match choice {
                     0 => 0,
                     1 => data.len(),
-                    _ => usize::try_from(next()).unwrap_or(0) % (data.len() + 1),
+                    // Below data.len() + 1, so it fits a usize.
+                    _ => (next() % (data.len() as u64 + 1)) as usize,
                 };
-                apply(&mut img, off, data.get(..keep).unwrap_or(&[]));
+                let (kept, _) = data.split_at(keep.min(data.len()));
+                apply(&mut img, off, kept);
             }
             st.current = img.clone();
             st.durable = img;
@@ -235,6 +239,32 @@ impl SimStorage {
         let s = lock(&self.inner);
         s.files.get(name).map(|f| lock(&f.state).current.clone())
     }
+
+    /// Replaces the bytes of a file, durably (for tampering tests); creates it if missing.
+    pub fn write_file(&self, name: &str, bytes: &[u8]) {
+        let mut s = lock(&self.inner);
+        let f = s.files.entry(name.to_owned()).or_default();
+        let mut st = lock(&f.state);
+        st.current = bytes.to_vec();
+        st.durable = bytes.to_vec();
+        st.unsynced.clear();
+    }
+
+    /// How many times `sync_data` succeeded on file `name` (0 for a missing file).
+    pub fn syncs(&self, name: &str) -> u64 {
+        let s = lock(&self.inner);
+        s.files.get(name).map_or(0, |f| lock(&f.state).syncs)
+    }
+}
+
+/// Truncates or zero-extends a simulated file image to `len`, a length recorded by
+/// [`SimFile::set_len`].
+#[expect(
+    clippy::expect_used,
+    reason = "set_len refuses a length that does not fit a usize before recording it"
+)]
+fn resize(img: &mut Vec<u8>, len: u64) {
+    img.resize(usize::try_from(len).expect("checked by set_len"), 0);
 }
 
 fn apply(img: &mut Vec<u8>, off: u64, data: &[u8]) {
@@ -282,12 +312,12 @@ impl StorageFile for SimFile {
         let writes = std::mem::take(&mut st.unsynced);
         for (off, data, truncate) in writes {
             if truncate {
-                st.durable
-                    .resize(usize::try_from(off).unwrap_or(usize::MAX), 0);
+                resize(&mut st.durable, off);
             } else {
                 apply(&mut st.durable, off, &data);
             }
         }
+        st.syncs += 1;
         Ok(())
     }
     fn len(&self) -> io::Result<u64> {

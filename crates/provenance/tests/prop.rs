@@ -162,7 +162,7 @@ proptest! {
     #[test]
     fn store_matches_reference(n in 1u64..300, flush in 1u64..5) {
         let sim = SimStorage::new();
-        let s = FileStore::open(Arc::new(sim.clone()), OpenOptions { write: true, flush_every: flush * 64, ..OpenOptions::writer() }).unwrap();
+        let s = FileStore::open(Arc::new(sim.clone()), OpenOptions::writer().flush_every(flush * 64)).unwrap();
         let mut tree = MemoryTree::new();
         for i in 0..n {
             let r = i.to_be_bytes();

@@ -17,11 +17,7 @@ use tds_provenance::store::{FileStore, LogStore, OpenOptions};
 use tds_provenance::{DirStorage, Log, SimStorage, Storage};
 
 fn writer(flush: u64) -> OpenOptions {
-    OpenOptions {
-        write: true,
-        flush_every: flush,
-        ..OpenOptions::writer()
-    }
+    OpenOptions::writer().flush_every(flush)
 }
 
 fn rec(i: u64) -> Vec<u8> {
@@ -49,15 +45,12 @@ fn append_reopen_prove() {
         assert_eq!(merkle::root(&s, 1000).unwrap(), tree.root());
     }
     for write in [false, true] {
-        let s = FileStore::open(
-            st.clone(),
-            OpenOptions {
-                write,
-                flush_every: 64,
-                ..OpenOptions::writer()
-            },
-        )
-        .unwrap();
+        let opts = if write {
+            OpenOptions::writer()
+        } else {
+            OpenOptions::reader()
+        };
+        let s = FileStore::open(st.clone(), opts.flush_every(64)).unwrap();
         assert_eq!(s.size(), 1000);
         assert_eq!(s.read(777).unwrap(), rec(777));
         s.verify_storage().unwrap();
@@ -79,8 +72,9 @@ fn append_reopen_prove() {
 
 #[test]
 fn concurrent_appends_share_syncs() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Arc::new(FileStore::open(Arc::new(DirStorage::new(dir.path())), writer(256)).unwrap());
+    let sim = SimStorage::new();
+    let s = Arc::new(FileStore::open(Arc::new(sim.clone()), writer(256)).unwrap());
+    let syncs_before = sim.syncs("events");
     let threads: Vec<_> = (0..16)
         .map(|t| {
             let s = s.clone();
@@ -99,6 +93,11 @@ fn concurrent_appends_share_syncs() {
         .flat_map(|t| t.join().unwrap())
         .collect();
     assert_eq!(s.size(), 3200);
+    // Counted, not inferred: 3,200 appends from 16 threads took fewer syncs of the events
+    // file than appends (each batch is one sync; every 256 entries a flush adds one).
+    let syncs = sim.syncs("events") - syncs_before;
+    eprintln!("3200 appends from 16 threads: {syncs} syncs of events");
+    assert!(syncs < 3200, "{syncs} syncs for 3200 appends: none shared");
     for (i, r) in &all {
         assert_eq!(&s.read(*i).unwrap(), r);
     }
@@ -107,8 +106,9 @@ fn concurrent_appends_share_syncs() {
 
 #[test]
 fn async_appends_share_syncs() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Arc::new(FileStore::open(Arc::new(DirStorage::new(dir.path())), writer(256)).unwrap());
+    let sim = SimStorage::new();
+    let s = Arc::new(FileStore::open(Arc::new(sim.clone()), writer(256)).unwrap());
+    let syncs_before = sim.syncs("events");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
@@ -139,6 +139,9 @@ fn async_appends_share_syncs() {
         all
     });
     assert_eq!(s.size(), 6400);
+    let syncs = sim.syncs("events") - syncs_before;
+    eprintln!("3200 two-record appends from 32 tasks: {syncs} syncs of events");
+    assert!(syncs < 3200, "{syncs} syncs for 3200 appends: none shared");
     let mut seen: Vec<u64> = all.iter().map(|(i, _)| *i).collect();
     seen.sort_unstable();
     assert_eq!(seen, (0..6400).collect::<Vec<_>>());
@@ -155,7 +158,7 @@ fn async_appends_share_syncs() {
     let actor = key.id();
     drop(s);
     let log = Log::new(
-        FileStore::open(Arc::new(DirStorage::new(dir.path())), writer(256)).unwrap(),
+        FileStore::open(Arc::new(sim.clone()), writer(256)).unwrap(),
         key,
     );
     let e = Event::new(
@@ -179,6 +182,7 @@ fn power_loss_keeps_every_acknowledged_async_append() {
         let sim = SimStorage::new();
         let storage: Arc<dyn Storage> = Arc::new(sim.clone());
         let mut acked: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut per_crash: Vec<usize> = Vec::new();
         let mut seed = 0x2545_f491_4f6c_dd1du64 ^ round;
         for crash in 0..4u64 {
             let s = Arc::new(FileStore::open(storage.clone(), writer(64)).unwrap());
@@ -213,16 +217,51 @@ fn power_loss_keeps_every_acknowledged_async_append() {
                 }
                 got
             });
+            per_crash.push(got.len());
             acked.extend(got);
             drop(s);
             sim.power_loss(seed);
         }
-        let s = FileStore::open(storage.clone(), writer(64)).unwrap();
-        for (i, r) in &acked {
-            assert_eq!(&s.read(*i).unwrap(), r);
-        }
-        s.verify_storage().unwrap();
+        assert_acknowledged(round, &per_crash, &acked, storage.clone());
     }
+}
+
+/// Every crash of a round acknowledged a counted number of appends, their total is not
+/// zero (so the round tested something), each index was acknowledged once, and after the
+/// last power loss the log holds at least that many, each with its bytes.
+fn assert_acknowledged(
+    round: u64,
+    per_crash: &[usize],
+    acked: &[(u64, Vec<u8>)],
+    storage: Arc<dyn Storage>,
+) {
+    assert_eq!(per_crash.iter().sum::<usize>(), acked.len());
+    assert!(
+        !acked.is_empty(),
+        "round {round}: no append acknowledged before any crash {per_crash:?}"
+    );
+    let mut idx: Vec<u64> = acked.iter().map(|(i, _)| *i).collect();
+    idx.sort_unstable();
+    idx.dedup();
+    assert_eq!(
+        idx.len(),
+        acked.len(),
+        "round {round}: an index acknowledged twice"
+    );
+    let s = FileStore::open(storage, writer(64)).unwrap();
+    assert!(
+        s.size() > *idx.last().unwrap(),
+        "round {round}: size {} but {} acknowledged",
+        s.size(),
+        acked.len()
+    );
+    for (i, r) in acked {
+        assert_eq!(&s.read(*i).unwrap(), r);
+    }
+    if round < 3 {
+        eprintln!("round {round}: acknowledged per crash {per_crash:?}, all survived");
+    }
+    s.verify_storage().unwrap();
 }
 
 #[test]
@@ -231,6 +270,7 @@ fn power_loss_keeps_every_acknowledged_append() {
         let sim = SimStorage::new();
         let storage: Arc<dyn Storage> = Arc::new(sim.clone());
         let mut acked: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut per_crash: Vec<usize> = Vec::new();
         let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ round;
         for crash in 0..4u64 {
             let s = Arc::new(FileStore::open(storage.clone(), writer(64)).unwrap());
@@ -258,23 +298,16 @@ fn power_loss_keeps_every_acknowledged_append() {
                     })
                 })
                 .collect();
+            let mut got = Vec::new();
             for t in threads {
-                acked.extend(t.join().unwrap());
+                got.extend(t.join().unwrap());
             }
+            per_crash.push(got.len());
+            acked.extend(got);
             drop(s);
             sim.power_loss(seed);
         }
-        let s = FileStore::open(storage.clone(), writer(64)).unwrap();
-        for (i, r) in &acked {
-            assert_eq!(&s.read(*i).unwrap(), r);
-        }
-        if round < 3 {
-            eprintln!(
-                "round {round}: {} acknowledged appends survived 4 power losses",
-                acked.len()
-            );
-        }
-        s.verify_storage().unwrap();
+        assert_acknowledged(round, &per_crash, &acked, storage.clone());
     }
 }
 
@@ -472,4 +505,295 @@ fn a_panic_in_the_committer_fails_the_store_instead_of_hanging() {
     armed.store(false, std::sync::atomic::Ordering::SeqCst);
     let s = Arc::into_inner(s).unwrap();
     finishes(move || drop(s));
+}
+
+// ---------------------------------------------------------------------------------------
+// Red-team finding 7: a forged commit marker (its checksum is unkeyed, so anyone can
+// recompute it) must neither make a reader allocate what it claims nor make a writer cut
+// acknowledged records.
+
+/// The bytes of a commit-marker slot, as `spec/provenance.md` §2 defines them.
+fn marker(seq: u64, ce: u64, cb: u64, de: u64, db: u64) -> Vec<u8> {
+    let mut b = b"TDSLOG01".to_vec();
+    for v in [seq, ce, cb, de, db] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    let sum = tds_core::Hash256::sha256(&b);
+    b.extend_from_slice(&sum.as_bytes()[..8]);
+    b
+}
+
+/// Writes `slot` where its sequence number puts it.
+fn put_marker(events: &mut [u8], seq: u64, slot: &[u8]) {
+    let at = if seq.is_multiple_of(2) { 0 } else { 512 };
+    events[at..at + slot.len()].copy_from_slice(slot);
+}
+
+/// `len ‖ check ‖ payload` of event record `index`.
+fn record_bytes(index: u64, payload: &[u8]) -> Vec<u8> {
+    let leaf = merkle::leaf_hash(payload);
+    let mut m = b"tds/log-record/v1\0".to_vec();
+    m.extend_from_slice(&index.to_be_bytes());
+    m.extend_from_slice(leaf.as_bytes());
+    let check = tds_core::Hash256::sha256(&m);
+    let mut out = (payload.len() as u32).to_le_bytes().to_vec();
+    out.extend_from_slice(&check.as_bytes()[..8]);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Offsets of the record boundaries of an events file: where each record starts, then
+/// where the last ends.
+fn boundaries(events: &[u8]) -> Vec<u64> {
+    let mut out = vec![4096u64];
+    let mut off = 4096usize;
+    loop {
+        let len = u32::from_le_bytes(events[off..off + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            return out;
+        }
+        off += 12 + len;
+        out.push(off as u64);
+    }
+}
+
+/// The largest sequence number of the two slots.
+fn max_seq(events: &[u8]) -> u64 {
+    [0usize, 512]
+        .iter()
+        .map(|&at| u64::from_le_bytes(events[at + 8..at + 16].try_into().unwrap()))
+        .max()
+        .unwrap()
+}
+
+/// A file that claims a length and reads as zeros past its real bytes, with some bytes
+/// patched in: what a sparse file grown with `truncate -s` looks like, at no cost here.
+struct SparseFile {
+    inner: Arc<dyn tds_provenance::storage::StorageFile>,
+    len: u64,
+    patches: Patches,
+}
+
+impl tds_provenance::storage::StorageFile for SparseFile {
+    fn read_exact_at(&self, buf: &mut [u8], off: u64) -> std::io::Result<()> {
+        if off + buf.len() as u64 > self.len {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.fill(0);
+        let real = self.inner.len()?;
+        if off < real {
+            let n = ((real - off) as usize).min(buf.len());
+            self.inner.read_exact_at(&mut buf[..n], off)?;
+        }
+        for (at, bytes) in &self.patches {
+            for (k, b) in bytes.iter().enumerate() {
+                let p = at + k as u64;
+                if p >= off && p < off + buf.len() as u64 {
+                    buf[(p - off) as usize] = *b;
+                }
+            }
+        }
+        Ok(())
+    }
+    fn write_all_at(&self, _: &[u8], _: u64) -> std::io::Result<()> {
+        Err(std::io::Error::other("read-only in this test"))
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.len)
+    }
+    fn set_len(&self, _: u64) -> std::io::Result<()> {
+        Err(std::io::Error::other("read-only in this test"))
+    }
+}
+
+/// Bytes patched into a file: (offset, bytes).
+type Patches = Vec<(u64, Vec<u8>)>;
+
+/// A log directory some of whose files are [`SparseFile`]s: name -> (length, patches).
+struct SparseStorage {
+    inner: SimStorage,
+    files: std::collections::HashMap<String, (u64, Patches)>,
+}
+
+impl Storage for SparseStorage {
+    fn open(
+        &self,
+        name: &str,
+        write: bool,
+    ) -> std::io::Result<Arc<dyn tds_provenance::storage::StorageFile>> {
+        let inner = self
+            .inner
+            .open(name, write || self.files.contains_key(name))?;
+        Ok(match self.files.get(name) {
+            Some((len, patches)) => Arc::new(SparseFile {
+                inner,
+                len: *len,
+                patches: patches.clone(),
+            }),
+            None => inner,
+        })
+    }
+    fn exists(&self, name: &str) -> bool {
+        self.files.contains_key(name) || self.inner.exists(name)
+    }
+    fn lock(&self) -> std::io::Result<Box<dyn Send + Sync>> {
+        self.inner.lock()
+    }
+    fn sync_dir(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Peak resident memory of this process, in bytes (Linux).
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// A genuine log of 300 records (256 of them in the derived files) in simulated storage.
+fn genuine_log() -> (SimStorage, Vec<Vec<u8>>) {
+    let sim = SimStorage::new();
+    let s = FileStore::open(Arc::new(sim.clone()), writer(64)).unwrap();
+    let recs: Vec<Vec<u8>> = (0..300).map(rec).collect();
+    for r in &recs {
+        s.append(r).unwrap();
+    }
+    s.flush().unwrap();
+    drop(s);
+    (sim, recs)
+}
+
+/// A marker claiming 2^34 entries over sparse files (the red team's setting, where the
+/// reader used to allocate the upper tree levels up front and abort) is refused with a
+/// typed error, without the memory it claims: whether the claimed derived point fails to
+/// check against the index and the records, or is forged to pass that and the level
+/// files hold only zeros where hashes should be.
+#[test]
+fn red_team_7_a_marker_claiming_a_huge_log_is_refused_before_allocating() {
+    let d: u64 = 1 << 34;
+    let db = 4096 + 13 * d;
+    for forge_derived_point in [false, true] {
+        let (sim, _) = genuine_log();
+        let mut events = sim.read_file("events").unwrap();
+        let seq = max_seq(&events) + 1;
+        put_marker(&mut events, seq, &marker(seq, d, db, d, db));
+        let mut files = std::collections::HashMap::new();
+        let mut ev_patches = vec![(0u64, events[..4096].to_vec())];
+        let mut idx_patches = Vec::new();
+        if forge_derived_point {
+            // Record d-1, one byte long, ending exactly at the claimed derived point,
+            // and the index entry pointing at it.
+            let at = db - 13;
+            ev_patches.push((at, record_bytes(d - 1, b"x")));
+            idx_patches.push(((d - 1) * 8, at.to_le_bytes().to_vec()));
+        }
+        files.insert("events".to_owned(), (db + 8 * 1024 * 1024, ev_patches));
+        files.insert("index".to_owned(), (d * 8, idx_patches));
+        files.insert("tiles".to_owned(), (d / 16 * 960, Vec::new()));
+        for l in 0..64 {
+            if d >> l == 0 {
+                break;
+            }
+            files.insert(format!("level-{l:02}"), ((d >> l) * 32, Vec::new()));
+        }
+        let storage = Arc::new(SparseStorage {
+            inner: sim.clone(),
+            files,
+        });
+        let before = peak_rss();
+        let err = FileStore::open(storage, OpenOptions::reader())
+            .err()
+            .expect("a forged marker must be refused");
+        let grew = peak_rss().saturating_sub(before);
+        let msg = err.to_string();
+        if forge_derived_point {
+            assert!(
+                msg.contains("level-04") && msg.contains("never written"),
+                "{msg}"
+            );
+        } else {
+            assert!(
+                msg.contains("commit marker") && msg.contains("nothing was cut"),
+                "{msg}"
+            );
+        }
+        // The level files claim 2^34 leaves: loading level 4 up front would take 32 GiB.
+        assert!(grew < 256 << 20, "peak memory grew by {grew} bytes");
+    }
+}
+
+/// Forged markers whose checksums are right cannot make a writer zero acknowledged
+/// records: each either opens to the whole log, records intact and no torn tail, or is
+/// refused with the events file untouched. The first is the red team's (zero entries
+/// ending inside the first record, which made a writer zero every record as a torn tail
+/// and sign a checkpoint of zero leaves).
+#[test]
+fn red_team_7_a_forged_marker_never_makes_a_writer_cut_records() {
+    let (sim0, recs) = genuine_log();
+    let events0 = sim0.read_file("events").unwrap();
+    let b = boundaries(&events0);
+    assert_eq!(b.len(), 301);
+    let cases: Vec<(&str, u64, u64, u64, u64)> = vec![
+        ("zero entries ending inside record 0", 0, 4097, 0, 4097),
+        (
+            "zero derived entries at a later record",
+            300,
+            b[300],
+            0,
+            b[100],
+        ),
+        (
+            "derived count and bytes that disagree",
+            300,
+            b[300],
+            256,
+            b[100],
+        ),
+        (
+            "derived bytes inside a record",
+            300,
+            b[300],
+            256,
+            b[256] + 5,
+        ),
+        (
+            "committed count and bytes that disagree",
+            200,
+            b[150],
+            64,
+            b[64],
+        ),
+        ("nothing committed, all bytes claimed", 0, b[300], 0, 4096),
+        ("fewer committed than there are", 100, b[100], 64, b[64]),
+    ];
+    for (name, ce, cb, de, db) in cases {
+        let (sim, _) = genuine_log();
+        let mut events = sim.read_file("events").unwrap();
+        let seq = max_seq(&events) + 1;
+        put_marker(&mut events, seq, &marker(seq, ce, cb, de, db));
+        sim.write_file("events", &events);
+        let opened = FileStore::open(Arc::new(sim.clone()), writer(64));
+        match opened {
+            Ok(s) => {
+                assert_eq!(s.size(), 300, "{name}");
+                assert_eq!(s.recovery().torn_tail_bytes, 0, "{name}");
+                for (i, r) in recs.iter().enumerate() {
+                    assert_eq!(&s.read(i as u64).unwrap(), r, "{name}");
+                }
+                s.verify_storage().unwrap();
+            }
+            Err(e) => {
+                assert!(e.to_string().contains("corrupt"), "{name}: {e}");
+                let after = sim.read_file("events").unwrap();
+                assert_eq!(after[4096..], events[4096..], "{name}: records changed");
+            }
+        }
+    }
 }

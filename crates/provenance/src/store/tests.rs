@@ -1,0 +1,1 @@
+//! Schedule-exploring tests of the committer (decision 0009).
