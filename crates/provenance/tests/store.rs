@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tds_core::key::SigningKey;
 use tds_core::merkle::{self, MemoryTree};
 use tds_provenance::event::{Annotation, Event, EventBody};
-use tds_provenance::store::{FileStore, LogStore, OpenOptions};
+use tds_provenance::store::{FileStore, LogStore, MemoryStore, OpenOptions};
 use tds_provenance::{DirStorage, Log, SimStorage, Storage};
 
 fn writer(flush: u64) -> OpenOptions {
@@ -796,4 +796,226 @@ fn red_team_7_a_forged_marker_never_makes_a_writer_cut_records() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The index by agreement and asset id, and verification of any store.
+
+fn id(b: u8) -> tds_core::Hash256 {
+    tds_core::Hash256::from_bytes([b; 32])
+}
+
+/// Events about agreements 1 and 2 and assets 3 and 4 among annotations.
+fn indexed_events(actor: tds_core::Hash256, n: u64) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            let body = match i % 10 {
+                1 => EventBody::AssetPublished {
+                    asset: id(3 + (i % 20 == 1) as u8),
+                    object: None,
+                },
+                3 => EventBody::AgreementConcluded {
+                    agreement: id(1 + (i % 20 == 3) as u8),
+                    negotiation: id(9),
+                    provider: actor,
+                    consumer: id(8),
+                    object: None,
+                },
+                6 => EventBody::TransferStarted {
+                    transfer: id(7),
+                    agreement: id(1),
+                    asset: id(3),
+                },
+                8 => EventBody::AgreementExpired { agreement: id(2) },
+                _ => EventBody::Annotation {
+                    text: Annotation::new(&format!("event {i}")).unwrap(),
+                },
+            };
+            Event::new(tds_core::Timestamp::from_millis(i), actor, body)
+        })
+        .collect()
+}
+
+/// What the index must answer, by reading every event.
+fn naming(events: &[Event], x: &tds_core::Hash256) -> Vec<u64> {
+    (0..events.len() as u64)
+        .filter(|i| {
+            let e = &events[*i as usize];
+            e.agreement() == Some(x)
+                || matches!(&e.body,
+                    EventBody::AssetPublished { asset, .. }
+                    | EventBody::TransferStarted { asset, .. } if asset == x)
+        })
+        .collect()
+}
+
+/// A store that counts reads and can serve one record tampered with.
+struct Watched<S> {
+    inner: S,
+    reads: std::sync::atomic::AtomicU64,
+    tamper: Option<u64>,
+}
+
+impl<S: tds_core::merkle::NodeSource> tds_core::merkle::NodeSource for Watched<S> {
+    fn perfect(&self, level: u32, index: u64) -> Result<tds_core::Hash256, merkle::MerkleError> {
+        self.inner.perfect(level, index)
+    }
+}
+
+impl<S: LogStore> LogStore for Watched<S> {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn append(&self, record: &[u8]) -> Result<u64, tds_provenance::store::StoreError> {
+        self.inner.append(record)
+    }
+    fn read(&self, index: u64) -> Result<Vec<u8>, tds_provenance::store::StoreError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut r = self.inner.read(index)?;
+        if self.tamper == Some(index) {
+            r[0] ^= 1;
+        }
+        Ok(r)
+    }
+    fn add_checkpoint(&self, note: &[u8]) -> Result<(), tds_provenance::store::StoreError> {
+        self.inner.add_checkpoint(note)
+    }
+    fn checkpoints(&self) -> Result<Vec<Vec<u8>>, tds_provenance::store::StoreError> {
+        self.inner.checkpoints()
+    }
+    fn inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<tds_core::Hash256>, merkle::MerkleError> {
+        self.inner.inclusion_proof(index, size)
+    }
+    fn note_ids(&self, index: u64, ids: &[tds_core::Hash256]) {
+        self.inner.note_ids(index, ids)
+    }
+    fn entries_naming(
+        &self,
+        id: &tds_core::Hash256,
+    ) -> Result<Option<Vec<u64>>, tds_provenance::store::StoreError> {
+        self.inner.entries_naming(id)
+    }
+}
+
+fn watched<S>(inner: S) -> Watched<S> {
+    Watched {
+        inner,
+        reads: std::sync::atomic::AtomicU64::new(0),
+        tamper: None,
+    }
+}
+
+/// `Log::events_for` answers from the index: in a file store (kept in `ids`, caught up
+/// from events appended around `Log`, read by readers, recomputed when damaged) and in
+/// memory; evidence export reads only the events it exports.
+#[test]
+fn events_for_uses_the_index_and_export_reads_only_what_it_exports() {
+    let key = SigningKey::from_seed(&[4; 32]);
+    let actor = key.id();
+    let events = indexed_events(actor, 1000);
+    let sim = SimStorage::new();
+    {
+        let log = Log::new(
+            watched(FileStore::open(Arc::new(sim.clone()), writer(64)).unwrap()),
+            SigningKey::from_seed(&[4; 32]),
+        );
+        for e in &events[..990] {
+            log.append(e).unwrap();
+        }
+        // Appended around `Log`: the index learns of them from the events.
+        for e in &events[990..] {
+            log.store().append(&e.encode().unwrap()).unwrap();
+        }
+        for x in 1..=4 {
+            assert_eq!(
+                log.events_for(&id(x)).unwrap(),
+                naming(&events, &id(x)),
+                "id {x}"
+            );
+        }
+        assert_eq!(log.events_for(&id(99)).unwrap(), Vec::<u64>::new());
+        let note = log.checkpoint().unwrap();
+        log.store()
+            .reads
+            .store(0, std::sync::atomic::Ordering::SeqCst);
+        let b = tds_provenance::evidence::export(&log, &id(1), &note, vec![]).unwrap();
+        let want: Vec<u64> = {
+            let mut v = naming(&events, &id(1));
+            v.extend(naming(&events, &id(3)).into_iter().filter(|i| i % 10 == 1));
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let got: Vec<u64> = b.events.iter().map(|e| e.index).collect();
+        assert_eq!(got, want);
+        let reads = log.store().reads.load(std::sync::atomic::Ordering::SeqCst);
+        // Each exported event once, and the transfer events once more (they name the
+        // asset too); never the 1000-entry log.
+        assert!(
+            reads <= 2 * want.len() as u64,
+            "{reads} reads for {} events",
+            want.len()
+        );
+    }
+    assert!(!sim.read_file("ids").unwrap().is_empty());
+    // A reader answers the same from the file.
+    let reader = Log::new(
+        FileStore::open(Arc::new(sim.clone()), OpenOptions::reader()).unwrap(),
+        SigningKey::from_seed(&[4; 32]),
+    );
+    for x in 1..=4 {
+        assert_eq!(reader.events_for(&id(x)).unwrap(), naming(&events, &id(x)));
+    }
+    drop(reader);
+    // Damage in the file: from there on it is recomputed from the events.
+    let ids_len = sim.read_file("ids").unwrap().len() as u64;
+    assert!(sim.flip_byte("ids", ids_len / 2));
+    for opts in [OpenOptions::reader(), OpenOptions::writer()] {
+        let log = Log::new(
+            FileStore::open(Arc::new(sim.clone()), opts).unwrap(),
+            SigningKey::from_seed(&[4; 32]),
+        );
+        for x in 1..=4 {
+            assert_eq!(log.events_for(&id(x)).unwrap(), naming(&events, &id(x)));
+        }
+    }
+    // In memory, the same answers.
+    let mem = Log::new(MemoryStore::new(), SigningKey::from_seed(&[4; 32]));
+    for e in &events {
+        mem.append(e).unwrap();
+    }
+    for x in 1..=4 {
+        assert_eq!(mem.events_for(&id(x)).unwrap(), naming(&events, &id(x)));
+    }
+}
+
+/// `Log::verify` checks any store: a memory store verifies, and one serving a record
+/// that does not match its leaf hash fails, naming the entry.
+#[test]
+fn log_verify_works_for_every_store() {
+    let key = SigningKey::from_seed(&[6; 32]);
+    let events = indexed_events(key.id(), 300);
+    let mem = MemoryStore::new();
+    for e in &events {
+        mem.append(&e.encode().unwrap()).unwrap();
+    }
+    let log = Log::new(mem, SigningKey::from_seed(&[6; 32]));
+    log.checkpoint().unwrap();
+    let r = log.verify().unwrap();
+    assert_eq!(r.storage.entries, 300);
+    assert_eq!(r.storage.interior, 150 + 75 + 37 + 18 + 9 + 4 + 2 + 1);
+    let mut bad = watched(MemoryStore::new());
+    for e in &events {
+        bad.append(&e.encode().unwrap()).unwrap();
+    }
+    bad.tamper = Some(123);
+    let err = Log::new(bad, SigningKey::from_seed(&[6; 32]))
+        .verify()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("leaf hash 123"), "{err}");
 }
