@@ -8,10 +8,9 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use base64::Engine;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value as Json};
@@ -425,36 +424,8 @@ fn witnessed(home: &Path, authority_key: &str, file: &Path) -> anyhow::Result<()
     }))
 }
 
-/// Prints "acked K" when K (everything durable so far) is more than was last printed.
-struct AckReporter {
-    last: Mutex<u64>,
-}
-
-impl AckReporter {
-    fn report(&self, durable: u64) -> anyhow::Result<()> {
-        let mut last = self
-            .last
-            .lock()
-            .map_err(|_| anyhow!("a bench writer panicked"))?;
-        if durable > *last {
-            *last = durable;
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "acked {durable}")?;
-            out.flush()?;
-        }
-        Ok(())
-    }
-}
-
-fn bench_event(actor: tds_core::hash::Hash256, t: u64, i: u64) -> anyhow::Result<Event> {
-    let text = Annotation::new(&format!("bench {t}/{i}"))?;
-    Ok(Event::new(
-        Timestamp::now(),
-        actor,
-        EventBody::Annotation { text },
-    ))
-}
-
+/// `tds log bench`: a front to the benchmark in `tds-bench` (`tds-bench log` runs the
+/// same), on this home's log as the writing verbs open it.
 fn bench(
     home: &Path,
     count: u64,
@@ -464,73 +435,13 @@ fn bench(
 ) -> anyhow::Result<()> {
     let log = Arc::new(open_writer(home)?);
     let actor = SigningKey::read_file(&log_key_path(home))?.id();
-    let acks = Arc::new(AckReporter {
-        last: Mutex::new(0),
-    });
-    let per = count / concurrency;
-    let extra = count % concurrency;
-    let writes = |t: u64| per + u64::from(t < extra);
-    let start = Instant::now();
-    if threads {
-        let handles: Vec<_> = (0..concurrency)
-            .map(|t| {
-                let (log, acks) = (log.clone(), acks.clone());
-                let n = writes(t);
-                std::thread::spawn(move || -> anyhow::Result<()> {
-                    for i in 0..n {
-                        log.append(&bench_event(actor, t, i)?)?;
-                        if report_acks {
-                            // Everything below the size is durable once an append returns.
-                            acks.report(log.size())?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().map_err(|_| anyhow!("a bench writer panicked"))??;
-        }
-    } else {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async {
-            let tasks: Vec<_> = (0..concurrency)
-                .map(|t| {
-                    let (log, acks) = (log.clone(), acks.clone());
-                    let n = writes(t);
-                    tokio::spawn(async move {
-                        for i in 0..n {
-                            log.append_async(&bench_event(actor, t, i)?).await?;
-                            if report_acks {
-                                acks.report(log.size())?;
-                            }
-                        }
-                        anyhow::Ok(())
-                    })
-                })
-                .collect();
-            for task in tasks {
-                task.await
-                    .map_err(|_| anyhow!("a bench writer panicked"))??;
-            }
-            anyhow::Ok(())
-        })?;
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    let rate = if seconds > 0.0 {
-        count as f64 / seconds
-    } else {
-        0.0
+    let opts = tds_bench::log::LogBench {
+        count,
+        concurrency,
+        report_acks,
+        threads,
     };
-    let writers = if threads { "threads" } else { "tasks" };
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{{\"appends\": {count}, \"seconds\": {seconds:.3}, \"appends_per_sec\": {rate:.0}, \"writers\": \"{writers}\", \"concurrency\": {concurrency}}}"
-    )?;
-    out.flush()?;
+    tds_bench::log::run(log, actor, &opts, Box::new(std::io::stdout()))?;
     Ok(())
 }
 

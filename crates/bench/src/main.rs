@@ -1,0 +1,71 @@
+//! `tds-bench`: benchmarks that drive TDS as a node would (see the crate README).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+/// TDS benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "tds-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Disk benchmark of the provenance log: append COUNT annotation events from
+    /// CONCURRENCY writers, each waiting for its own append to be durable before the next.
+    Log {
+        /// The node's data directory (created with its log and key if missing).
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        /// Events to append.
+        #[arg(long)]
+        count: u64,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        concurrency: u64,
+        /// Print "acked K" each time a batch is durable (K = total durable so far).
+        #[arg(long)]
+        report_acks: bool,
+        /// Writers are operating-system threads blocked in each append, instead of async
+        /// tasks on a runtime with one worker per core.
+        #[arg(long)]
+        threads: bool,
+    },
+}
+
+fn run() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Log {
+            home,
+            count,
+            concurrency,
+            report_acks,
+            threads,
+        } => {
+            let (log, actor) = tds_bench::log::open_home(&home)?;
+            let opts = tds_bench::log::LogBench {
+                count,
+                concurrency,
+                report_acks,
+                threads,
+            };
+            tds_bench::log::run(Arc::new(log), actor, &opts, Box::new(std::io::stdout()))?;
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
