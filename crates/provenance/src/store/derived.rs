@@ -53,6 +53,11 @@ impl State {
     }
 }
 
+/// `n`, which counts items of a vector of `len`, as an index no larger than `len`.
+fn at_most(n: u64, len: usize) -> usize {
+    usize::try_from(n).map_or(len, |n| n.min(len))
+}
+
 /// What a flush of the derived files writes, taken under the lock.
 struct FlushPlan {
     target: u64,
@@ -191,15 +196,13 @@ impl Shared {
                         level.flushed = upto;
                     }
                     if (l as u32) < self.memory_level && upto > level.base {
-                        let drop_n = usize::try_from(upto - level.base).unwrap_or(usize::MAX);
-                        level.mem.drain(..drop_n.min(level.mem.len()));
+                        let synced = at_most(upto - level.base, level.mem.len());
+                        level.mem.drain(..synced);
                         level.base = upto;
                     }
                 }
-                let drop_n = usize::try_from(target - st.idx_base)
-                    .unwrap_or(usize::MAX)
-                    .min(st.idx_mem.len());
-                st.idx_mem.drain(..drop_n);
+                let synced = at_most(target - st.idx_base, st.idx_mem.len());
+                st.idx_mem.drain(..synced);
                 st.idx_base = target;
                 st.header = plan.header;
             }
