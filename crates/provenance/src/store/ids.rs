@@ -251,8 +251,14 @@ impl IdIndex {
         if !st.loaded || index < st.covered {
             return;
         }
-        st.pending.insert(index, ids.to_vec());
-        advance(&mut st);
+        if index == st.covered && st.pending.is_empty() {
+            // In order, the usual case: straight into the rows.
+            st.rows.extend(ids.iter().map(|id| (index, *id)));
+            st.covered += 1;
+        } else {
+            st.pending.insert(index, ids.to_vec());
+            advance(&mut st);
+        }
         self.maybe_persist(&mut st);
         let gap = st.pending.len() > MAX_PENDING;
         let upto = st.pending.last_key_value().map(|(k, _)| *k);
