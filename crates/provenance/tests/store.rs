@@ -703,29 +703,33 @@ fn red_team_7_a_marker_claiming_a_huge_log_is_refused_before_allocating() {
             }
             files.insert(format!("level-{l:02}"), ((d >> l) * 32, Vec::new()));
         }
-        let storage = Arc::new(SparseStorage {
+        let storage: Arc<dyn Storage> = Arc::new(SparseStorage {
             inner: sim.clone(),
             files,
         });
-        let before = peak_rss();
-        let err = FileStore::open(storage, OpenOptions::reader())
-            .err()
-            .expect("a forged marker must be refused");
-        let grew = peak_rss().saturating_sub(before);
-        let msg = err.to_string();
-        if forge_derived_point {
-            assert!(
-                msg.contains("level-04") && msg.contains("never written"),
-                "{msg}"
-            );
-        } else {
-            assert!(
-                msg.contains("commit marker") && msg.contains("nothing was cut"),
-                "{msg}"
-            );
+        // A writer is refused the same way, before it writes anything (the sparse files
+        // refuse writes, which would show as an I/O error instead).
+        for opts in [OpenOptions::reader(), OpenOptions::writer()] {
+            let before = peak_rss();
+            let err = FileStore::open(storage.clone(), opts)
+                .err()
+                .expect("a forged marker must be refused");
+            let grew = peak_rss().saturating_sub(before);
+            let msg = err.to_string();
+            if forge_derived_point {
+                assert!(
+                    msg.contains("level-04") && msg.contains("never written"),
+                    "{msg}"
+                );
+            } else {
+                assert!(
+                    msg.contains("commit marker") && msg.contains("nothing was cut"),
+                    "{msg}"
+                );
+            }
+            // The level files claim 2^34 leaves: loading level 4 up front would take 32 GiB.
+            assert!(grew < 256 << 20, "peak memory grew by {grew} bytes");
         }
-        // The level files claim 2^34 leaves: loading level 4 up front would take 32 GiB.
-        assert!(grew < 256 << 20, "peak memory grew by {grew} bytes");
     }
 }
 
