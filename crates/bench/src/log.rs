@@ -19,7 +19,7 @@ pub enum BenchError {
     #[error(transparent)]
     Log(#[from] LogError),
     /// The node key could not be made or read.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Key {
         /// The key file.
         path: PathBuf,
@@ -28,7 +28,7 @@ pub enum BenchError {
         source: tds_core::key::KeyError,
     },
     /// Writing the output, creating the home or starting the runtime failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,

@@ -14,6 +14,20 @@ pub trait ErrorCode {
     fn code(&self) -> &'static str;
 }
 
+/// An error and its causes on one line, joined by `: ` (as `anyhow` prints `{:#}`). TDS
+/// errors name their cause once, in the chain, not again in their own message; use this
+/// where one string must carry the whole reason.
+pub fn full_message(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 /// Whether `code` has the form of an error code (see [`ErrorCode::code`]).
 pub fn is_well_formed(code: &str) -> bool {
     !code.is_empty()

@@ -32,7 +32,7 @@ pub enum KeyError {
     #[error("no randomness available from the operating system")]
     Rng,
     /// A key file that could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,

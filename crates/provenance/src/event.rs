@@ -33,7 +33,7 @@ pub const MAX_CODES: usize = 16;
 #[non_exhaustive]
 pub enum EventError {
     /// The bytes are not a canonical CBOR event.
-    #[error("event: {0}")]
+    #[error("event")]
     Cbor(#[from] CborError),
     /// A format version this crate does not know.
     #[error("event: field v: unsupported version {0} (expected {EVENT_VERSION})")]
@@ -46,6 +46,16 @@ pub enum EventError {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+impl tds_core::ErrorCode for EventError {
+    fn code(&self) -> &'static str {
+        match self {
+            EventError::Cbor(e) => e.code(),
+            EventError::Version(_) => "event.version",
+            EventError::Field { .. } => "event.field",
+        }
+    }
 }
 
 fn field(field: &'static str, reason: impl Into<String>) -> EventError {

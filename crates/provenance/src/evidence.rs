@@ -583,9 +583,7 @@ pub fn export_with_assets<S: crate::store::LogStore>(
     let cp = note::verify_checkpoint(checkpoint.as_bytes(), &vk)?;
     let size = cp.checkpoint().size;
     if log.root(size)? != cp.checkpoint().root {
-        return Err(crate::LogError::Verify(format!(
-            "the checkpoint's root for size {size} is not this log's"
-        )));
+        return Err(crate::log::VerifyError::ForeignCheckpoint { size }.into());
     }
     // Only the events the log's index names: the agreement's, then the publications of
     // its assets (those given and those its transfers moved).

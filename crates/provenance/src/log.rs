@@ -26,20 +26,98 @@ pub enum LogError {
     #[error(transparent)]
     Note(#[from] NoteError),
     /// A proof could not be made.
-    #[error("proof: {0}")]
+    #[error("proof")]
     Merkle(#[from] MerkleError),
     /// A proof did not check.
     #[error(transparent)]
     Proof(#[from] ProofError),
-    /// Verification found a problem; the message names it.
-    #[error("log verify: {0}")]
-    Verify(String),
+    /// Verification found a problem; [`VerifyError`] says which.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
     /// A cosigned checkpoint was refused or could not be kept.
     #[error(transparent)]
     Cosigned(#[from] crate::witnessed::CosignedError),
     /// An operation needs a checkpoint and there is none.
     #[error("log: no checkpoint yet (write one with `tds log checkpoint`)")]
     NoCheckpoint,
+}
+
+impl tds_core::ErrorCode for LogError {
+    fn code(&self) -> &'static str {
+        match self {
+            LogError::Store(e) => e.code(),
+            LogError::Event(e) => e.code(),
+            LogError::Note(e) => e.code(),
+            LogError::Merkle(e) => e.code(),
+            LogError::Proof(e) => e.code(),
+            LogError::Verify(e) => e.code(),
+            LogError::Cosigned(e) => e.code(),
+            LogError::NoCheckpoint => "log.no_checkpoint",
+        }
+    }
+}
+
+/// What a log's verification found wrong with its checkpoints.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// A stored checkpoint whose signature does not verify under the log key.
+    #[error("log verify: checkpoint {index}")]
+    CheckpointSignature {
+        /// Its position among the stored checkpoints.
+        index: usize,
+        /// Why.
+        #[source]
+        source: NoteError,
+    },
+    /// A checkpoint of more entries than the log holds.
+    #[error("log verify: checkpoint {index}: size {size} is beyond the log size {log_size}")]
+    BeyondLog {
+        /// Its position.
+        index: usize,
+        /// Its size.
+        size: u64,
+        /// The log's size.
+        log_size: u64,
+    },
+    /// A checkpoint smaller than the one before it.
+    #[error(
+        "log verify: checkpoint {index}: size {size} is below the previous checkpoint's {previous}"
+    )]
+    Shrinks {
+        /// Its position.
+        index: usize,
+        /// Its size.
+        size: u64,
+        /// The previous checkpoint's size.
+        previous: u64,
+    },
+    /// A checkpoint whose root is not the tree's at its size.
+    #[error("log verify: checkpoint {index}: root hash for size {size} differs from the tree's")]
+    RootMismatch {
+        /// Its position.
+        index: usize,
+        /// Its size.
+        size: u64,
+    },
+    /// A checkpoint given to prove into that is not this log's tree.
+    #[error("log: the checkpoint's root for size {size} is not this log's")]
+    ForeignCheckpoint {
+        /// Its size.
+        size: u64,
+    },
+}
+
+impl tds_core::ErrorCode for VerifyError {
+    fn code(&self) -> &'static str {
+        match self {
+            VerifyError::CheckpointSignature { .. } => "log.verify.checkpoint_signature",
+            VerifyError::BeyondLog { .. } => "log.verify.beyond_log",
+            VerifyError::Shrinks { .. } => "log.verify.shrinks",
+            VerifyError::RootMismatch { .. } => "log.verify.root_mismatch",
+            VerifyError::ForeignCheckpoint { .. } => "log.foreign_checkpoint",
+        }
+    }
 }
 
 /// The origin line (and key name) of the log of the participant with key `key`.
@@ -328,26 +406,31 @@ impl<S: LogStore> Log<S> {
         let cps = self.store.checkpoints()?;
         for (i, b) in cps.iter().enumerate() {
             let v = note::verify_checkpoint(b, &vk)
-                .map_err(|e| LogError::Verify(format!("checkpoint {i}: {e}")))?;
+                .map_err(|source| VerifyError::CheckpointSignature { index: i, source })?;
             let cp = v.checkpoint();
             if cp.size > size {
-                return Err(LogError::Verify(format!(
-                    "checkpoint {i}: size {} is beyond the log size {size}",
-                    cp.size
-                )));
+                return Err(VerifyError::BeyondLog {
+                    index: i,
+                    size: cp.size,
+                    log_size: size,
+                }
+                .into());
             }
             if cp.size < prev {
-                return Err(LogError::Verify(format!(
-                    "checkpoint {i}: size {} is below the previous checkpoint's {prev}",
-                    cp.size
-                )));
+                return Err(VerifyError::Shrinks {
+                    index: i,
+                    size: cp.size,
+                    previous: prev,
+                }
+                .into());
             }
             prev = cp.size;
             if self.root(cp.size)? != cp.root {
-                return Err(LogError::Verify(format!(
-                    "checkpoint {i}: root hash for size {} differs from the tree's",
-                    cp.size
-                )));
+                return Err(VerifyError::RootMismatch {
+                    index: i,
+                    size: cp.size,
+                }
+                .into());
             }
         }
         Ok(VerifyReport {

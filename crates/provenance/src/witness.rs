@@ -383,10 +383,10 @@ impl DirWitnessMemory {
         &self.path
     }
 
-    fn fail(&self, reason: impl std::fmt::Display) -> WitnessError {
+    fn fail(&self, reason: impl std::error::Error + 'static) -> WitnessError {
         WitnessError::Memory {
             path: self.path.display().to_string(),
-            reason: reason.to_string(),
+            reason: tds_core::code::full_message(&reason),
         }
     }
 }
@@ -511,7 +511,7 @@ impl<'a> Witness<'a> {
                 if let Some(sink) = self.alerts {
                     match sink.checkpoint_refused(&r.origin, r.size, &r.root, &r.refusal, now) {
                         Ok(i) => r.alert = Some(i),
-                        Err(e) => r.alert_error = Some(e.to_string()),
+                        Err(e) => r.alert_error = Some(tds_core::code::full_message(&e)),
                     }
                 }
                 Err(WitnessError::Refused(r))

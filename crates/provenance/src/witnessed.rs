@@ -126,10 +126,10 @@ impl DirCosignedStore {
         &self.dir
     }
 
-    fn fail(&self, path: &Path, reason: impl std::fmt::Display) -> CosignedError {
+    fn fail(&self, path: &Path, reason: impl std::error::Error + 'static) -> CosignedError {
         CosignedError::Store {
             path: path.display().to_string(),
-            reason: reason.to_string(),
+            reason: tds_core::code::full_message(&reason),
         }
     }
 }

@@ -65,7 +65,7 @@ pub(crate) fn verify_recompute<S: LogStore + ?Sized>(store: &S) -> Result<StoreV
 #[non_exhaustive]
 pub enum StoreError {
     /// An I/O error on one of the log's files.
-    #[error("log file {file}: {source}")]
+    #[error("log file {file}")]
     Io {
         /// The file.
         file: String,
@@ -109,6 +109,21 @@ pub enum StoreError {
     /// A record of bad size.
     #[error("log: record of {0} bytes (must be 1 to {max})", max = format::MAX_RECORD)]
     RecordSize(usize),
+}
+
+impl tds_core::ErrorCode for StoreError {
+    fn code(&self) -> &'static str {
+        match self {
+            StoreError::Io { .. } => "store.io",
+            StoreError::Corrupt { .. } => "store.corrupt",
+            StoreError::OutOfMemory { .. } => "store.out_of_memory",
+            StoreError::Failed(_) => "store.failed",
+            StoreError::ReadOnly => "store.read_only",
+            StoreError::Missing(_) => "store.missing",
+            StoreError::OutOfRange { .. } => "store.out_of_range",
+            StoreError::RecordSize(_) => "store.record_size",
+        }
+    }
 }
 
 fn io(file: &str) -> impl Fn(std::io::Error) -> StoreError + '_ {
