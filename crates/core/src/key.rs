@@ -393,10 +393,19 @@ mod tests {
         let k = SigningKey::from_seed(&[1; 32]);
         let sig = k.sign(b"hello");
         k.public_key().verify(b"hello", &sig).unwrap();
-        assert!(k.public_key().verify(b"hellp", &sig).is_err());
-        assert!(k.public_key().verify(b"hello", &sig[..63]).is_err());
+        assert!(matches!(
+            k.public_key().verify(b"hellp", &sig),
+            Err(KeyError::BadSignature)
+        ));
+        assert!(matches!(
+            k.public_key().verify(b"hello", &sig[..63]),
+            Err(KeyError::BadSignature)
+        ));
         let other = SigningKey::from_seed(&[2; 32]);
-        assert!(other.public_key().verify(b"hello", &sig).is_err());
+        assert!(matches!(
+            other.public_key().verify(b"hello", &sig),
+            Err(KeyError::BadSignature)
+        ));
     }
 
     #[test]
@@ -418,9 +427,18 @@ mod tests {
         // The identity point (small order).
         let mut identity = [0u8; 32];
         identity[0] = 1;
-        assert!(PublicKey::from_bytes(&identity).is_err());
-        assert!(PublicKey::from_slice(&[0u8; 31]).is_err());
-        assert!(PublicKey::from_hex("zz").is_err());
+        assert!(matches!(
+            PublicKey::from_bytes(&identity),
+            Err(KeyError::InvalidPublicKey("small-order (weak) key"))
+        ));
+        assert!(matches!(
+            PublicKey::from_slice(&[0u8; 31]),
+            Err(KeyError::InvalidPublicKey("an Ed25519 key is 32 bytes"))
+        ));
+        assert!(matches!(
+            PublicKey::from_hex("zz"),
+            Err(KeyError::InvalidPublicKey("expected 64 hex digits"))
+        ));
         // y = 3 written as 3 + p: a valid point, but not its canonical encoding.
         let mut non_canonical = [0xffu8; 32];
         non_canonical[0] = 0xf0;

@@ -180,7 +180,10 @@ mod tests {
 
     #[test]
     fn rfc3339_refuses_garbage_and_pre_epoch() {
-        assert!(Timestamp::parse_rfc3339("yesterday").is_err());
+        assert!(matches!(
+            Timestamp::parse_rfc3339("yesterday"),
+            Err(TimeError::Parse(..))
+        ));
         assert_eq!(
             Timestamp::parse_rfc3339("1969-12-31T23:59:59Z"),
             Err(TimeError::BeforeEpoch)

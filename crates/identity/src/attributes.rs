@@ -365,8 +365,14 @@ mod tests {
     fn names() {
         assert!(check_name("State Grid Shanxi 国网山西").is_ok());
         assert_eq!(check_name(""), Err(Invalid::Empty));
-        assert!(check_name(" x").is_err());
-        assert!(check_name("a\nb").is_err());
+        assert_eq!(
+            check_name(" x"),
+            Err(Invalid::BadText("starts or ends with white space"))
+        );
+        assert_eq!(
+            check_name("a\nb"),
+            Err(Invalid::BadText("contains a control character"))
+        );
         assert!(check_name(&"é".repeat(128)).is_ok());
         assert!(matches!(
             check_name(&"é".repeat(129)),

@@ -520,9 +520,18 @@ mod tests {
 
     #[test]
     fn bounds() {
-        assert!(Annotation::new(&"x".repeat(MAX_ANNOTATION_BYTES + 1)).is_err());
-        assert!(Annotation::new("a\u{7}").is_err());
-        assert!(Code::new("Free Text").is_err());
+        assert!(matches!(
+            Annotation::new(&"x".repeat(MAX_ANNOTATION_BYTES + 1)),
+            Err(EventError::Field { field: "text", .. })
+        ));
+        assert!(matches!(
+            Annotation::new("a\u{7}"),
+            Err(EventError::Field { field: "text", .. })
+        ));
+        assert!(matches!(
+            Code::new("Free Text"),
+            Err(EventError::Field { field: "code", .. })
+        ));
         let mut e = Event::new(
             Timestamp::EPOCH,
             h(1),

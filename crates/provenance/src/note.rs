@@ -550,11 +550,14 @@ mod tests {
             b"te\rxt\n\n\xe2\x80\x94 name AAAAAAA=\n",
         ] {
             assert!(
-                Note::parse(bad).is_err(),
+                matches!(Note::parse(bad), Err(NoteError::Format(_))),
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
         }
-        assert!(Checkpoint::parse("o\n01\nAAAA\n").is_err());
+        assert!(matches!(
+            Checkpoint::parse("o\n01\nAAAA\n"),
+            Err(NoteError::Checkpoint(_))
+        ));
     }
 }

@@ -397,26 +397,44 @@ fn cose_sign_two_parties() {
     // All at once gives the same bytes (Ed25519 is deterministic).
     assert_eq!(sign_multi(&[&provider, &consumer], &note()).unwrap(), full);
 
-    // The wrong set of signers is refused.
-    assert!(open_multi::<Note>(&full)
-        .unwrap()
-        .verify(&[provider.public_key()])
-        .is_err());
-    assert!(open_multi::<Note>(&full)
-        .unwrap()
-        .verify(&[provider.public_key(), third.public_key()])
-        .is_err());
-    assert!(open_multi::<Note>(&half)
-        .unwrap()
-        .verify(&[provider.public_key(), consumer.public_key()])
-        .is_err());
-    assert!(sign_multi(&[&provider, &provider], &note()).is_err());
+    // The wrong set of signers is refused, each for its reason.
+    assert!(matches!(
+        open_multi::<Note>(&full)
+            .unwrap()
+            .verify(&[provider.public_key()]),
+        Err(CoseError::Signers(SignerProblem::Number {
+            expected: 1,
+            found: 2
+        }))
+    ));
+    assert!(matches!(
+        open_multi::<Note>(&full)
+            .unwrap()
+            .verify(&[provider.public_key(), third.public_key()]),
+        Err(CoseError::Signers(SignerProblem::Unexpected(k))) if k == consumer.id()
+    ));
+    assert!(matches!(
+        open_multi::<Note>(&half)
+            .unwrap()
+            .verify(&[provider.public_key(), consumer.public_key()]),
+        Err(CoseError::Signers(SignerProblem::Number {
+            expected: 2,
+            found: 1
+        }))
+    ));
+    assert!(matches!(
+        sign_multi(&[&provider, &provider], &note()),
+        Err(CoseError::Signers(SignerProblem::Twice(k))) if k == provider.id()
+    ));
 
     // An independent raw verification of each signature agrees.
     let raw = CoseSign::from_slice(&full).unwrap();
     raw.verify_ed25519(0, &[], &provider.public_key()).unwrap();
     raw.verify_ed25519(1, &[], &consumer.public_key()).unwrap();
-    assert!(raw.verify_ed25519(0, &[], &consumer.public_key()).is_err());
+    assert!(matches!(
+        raw.verify_ed25519(0, &[], &consumer.public_key()),
+        Err(CoseError::BadSignature)
+    ));
     assert_eq!(raw.to_vec().unwrap(), full);
     assert_eq!(peek_content_type(&full).unwrap(), Note::CONTENT_TYPE);
 }
