@@ -55,8 +55,11 @@ step "The operator offers the data under the power-sector policy template, price
 "$TDS" offer create --key grid.key --asset "$asset_id" --policy power.tdsp --price 12.50 \
     --currency CNY --out offer.cose
 
-step "A planning institute asks for grid planning inside CN-SX; its terms sit inside the offer"
+step "A planning institute, admitted as a consumer, asks for grid planning inside CN-SX"
 "$TDS" key new --out planner.key
+planner_pub="$("$TDS" key show planner.key | sed -n 's/.*"public_key_hex": *"\([0-9a-f]*\)".*/\1/p')"
+"$TDS" authority admit --home authority --subject-key "$planner_pub" --name "Shanxi Grid Planning Institute" \
+    --sector power --role consumer --jurisdiction CN-SX --days 365 --out planner.cred
 cat > planner.tdsp <<'POLICY'
 policy set;
 
@@ -71,7 +74,9 @@ POLICY
     --out request.cose
 
 step "Both parties sign the agreement (one COSE_Sign, two signatures); anyone can check it"
-"$TDS" contract accept request.cose --offer offer.cose --key grid.key --out half.cose
+"$TDS" authority crl --home authority --out authority.crl
+"$TDS" contract accept request.cose --offer offer.cose --key grid.key --credential planner.cred \
+    --authority-key "$auth_pub" --crl authority.crl --out half.cose
 "$TDS" contract countersign half.cose --key planner.key --out agreement.cose
 "$TDS" agreement verify agreement.cose
 

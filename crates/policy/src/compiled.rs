@@ -8,12 +8,15 @@
 //!
 //! The semantics are exactly those of [`crate::eval::evaluate`] (the reference
 //! interpreter); a property test checks that the two agree. The compiled form does not
-//! explain itself: call [`crate::eval::evaluate`] when the reasons are wanted.
+//! explain itself: call [`CompiledPolicy::explain`] when the reasons are wanted.
+//!
+//! A `CompiledPolicy` is also the proof that its policy is valid: [`CompiledPolicy::new`]
+//! and [`Policy::validate`] check every bound and type first, and nothing else makes one.
 
 use tds_core::Hash256;
 
 use crate::error::PolicyError;
-use crate::eval::{Effect, Request};
+use crate::eval::{Decision, Effect, Request};
 use crate::model::*;
 
 /// Most distinct values per operand a compiled policy holds.
@@ -63,62 +66,90 @@ impl Bits {
 const MISSING: u16 = u16::MAX;
 const OTHER: u16 = u16::MAX - 1;
 
-// Dimension numbers.
-const H_PURPOSE: usize = 0;
-const H_SPATIAL: usize = 1;
-const E_INDUSTRY: usize = 0;
-const E_CURRENCY: usize = 1;
-const E_RECIPIENT: usize = 2;
+/// A hierarchical request field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HierDim {
+    Purpose,
+    Spatial,
+}
 
-fn ord_dim(o: Operand) -> usize {
-    match o {
-        Operand::DateTime => 0,
-        Operand::ElapsedTime => 1,
-        Operand::Count => 2,
-        Operand::Volume => 3,
-        Operand::PayAmount => 4,
-        Operand::Classification => 5,
-        _ => 6, // PersonalInfo
-    }
+/// A request field compared for equality.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EqDim {
+    Industry,
+    Currency,
+    Recipient,
+}
+
+/// An ordered request field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OrdDim {
+    Time,
+    Elapsed,
+    Count,
+    Volume,
+    Pay,
+    Class,
+    Pi,
+}
+
+/// A presence field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PresentDim {
+    Consent,
+    Export,
+}
+
+fn ord_dim(o: Operand) -> Option<OrdDim> {
+    Some(match o {
+        Operand::DateTime => OrdDim::Time,
+        Operand::ElapsedTime => OrdDim::Elapsed,
+        Operand::Count => OrdDim::Count,
+        Operand::Volume => OrdDim::Volume,
+        Operand::PayAmount => OrdDim::Pay,
+        Operand::Classification => OrdDim::Class,
+        Operand::PersonalInfo => OrdDim::Pi,
+        _ => return None,
+    })
 }
 
 #[derive(Debug, Clone)]
 enum Atom {
     HierEq {
-        d: usize,
+        d: HierDim,
         c: u16,
         neg: bool,
     },
     HierWithin {
-        d: usize,
+        d: HierDim,
         c: u16,
     },
     HierContains {
-        d: usize,
+        d: HierDim,
         c: u16,
     },
     HierAny {
-        d: usize,
+        d: HierDim,
         mask: Bits,
         neg: bool,
     },
     Ord {
-        d: usize,
+        d: OrdDim,
         op: Operator,
         v: u64,
     },
     OrdAny {
-        d: usize,
+        d: OrdDim,
         vals: Box<[u64]>,
         neg: bool,
     },
     EqEq {
-        d: usize,
+        d: EqDim,
         c: u16,
         neg: bool,
     },
     EqAny {
-        d: usize,
+        d: EqDim,
         mask: Bits,
         neg: bool,
     },
@@ -134,7 +165,7 @@ enum Atom {
         mask: Bits,
     },
     Present {
-        d: usize,
+        d: PresentDim,
         want: bool,
     },
 }
@@ -156,11 +187,16 @@ struct CRule {
     pay_currency: Option<u16>,
 }
 
-/// A policy compiled for fast decisions.
+/// A valid policy compiled for fast decisions. Only [`CompiledPolicy::new`] (and
+/// [`CompiledPolicy::compile`], [`Policy::validate`]) make one, after checking the policy,
+/// so holding one proves the policy valid.
 #[derive(Debug, Clone)]
 pub struct CompiledPolicy {
-    hier: [Vec<String>; 2],
-    eq: [Vec<String>; 2],
+    policy: Policy,
+    purposes: Vec<String>,
+    regions: Vec<String>,
+    sectors: Vec<String>,
+    currencies: Vec<String>,
     recipients: Vec<Hash256>,
     roles: Vec<String>,
     rules: Vec<CRule>,
@@ -189,15 +225,72 @@ fn tri(b: bool) -> u8 {
     u8::from(b)
 }
 
+/// A hierarchical field bound to its table: the constant it equals (or `OTHER`, or
+/// `MISSING`), the constants it lies within, and those within it.
+#[derive(Clone, Copy, Default)]
+struct HierBound {
+    exact: u16,
+    within: Bits,
+    contains: Bits,
+}
+
 /// The request bound to one compiled policy's tables.
 struct Bound {
-    hier_exact: [u16; 2],
-    hier_within: [Bits; 2],
-    hier_contains: [Bits; 2],
-    eq: [u16; 3],
+    purpose: HierBound,
+    spatial: HierBound,
+    industry: u16,
+    currency: u16,
+    recipient: u16,
     roles: Bits,
-    ord: [Option<u64>; 7],
-    present: [bool; 2],
+    time: Option<u64>,
+    elapsed: Option<u64>,
+    count: Option<u64>,
+    volume: Option<u64>,
+    pay: Option<u64>,
+    class: Option<u64>,
+    pi: Option<u64>,
+    consent: bool,
+    export: bool,
+}
+
+impl Bound {
+    #[inline]
+    fn hier(&self, d: HierDim) -> &HierBound {
+        match d {
+            HierDim::Purpose => &self.purpose,
+            HierDim::Spatial => &self.spatial,
+        }
+    }
+
+    #[inline]
+    fn eq(&self, d: EqDim) -> u16 {
+        match d {
+            EqDim::Industry => self.industry,
+            EqDim::Currency => self.currency,
+            EqDim::Recipient => self.recipient,
+        }
+    }
+
+    #[inline]
+    fn ord(&self, d: OrdDim) -> Option<u64> {
+        match d {
+            OrdDim::Time => self.time,
+            OrdDim::Elapsed => self.elapsed,
+            OrdDim::Count => self.count,
+            OrdDim::Volume => self.volume,
+            OrdDim::Pay => self.pay,
+            OrdDim::Class => self.class,
+            OrdDim::Pi => self.pi,
+        }
+    }
+
+    #[inline]
+    fn present(&self, d: PresentDim) -> bool {
+        match d {
+            PresentDim::Consent => self.consent,
+            PresentDim::Export => self.export,
+        }
+    }
 }
 
 fn intern<T: PartialEq + Clone>(table: &mut Vec<T>, v: &T) -> Result<u16, PolicyError> {
@@ -229,11 +322,20 @@ fn value_text(v: &Value) -> String {
 }
 
 impl CompiledPolicy {
-    /// Compiles a policy.
+    /// Checks and compiles a policy (a copy of it is kept).
     pub fn compile(policy: &Policy) -> Result<CompiledPolicy, PolicyError> {
+        CompiledPolicy::new(policy.clone())
+    }
+
+    /// Checks every bound and type of `policy` (see [`Policy::validate`]) and compiles it.
+    pub fn new(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
+        policy.check()?;
         let mut c = CompiledPolicy {
-            hier: [Vec::new(), Vec::new()],
-            eq: [Vec::new(), Vec::new()],
+            policy: Policy::default(),
+            purposes: Vec::new(),
+            regions: Vec::new(),
+            sectors: Vec::new(),
+            currencies: Vec::new(),
             recipients: Vec::new(),
             roles: Vec::new(),
             rules: Vec::new(),
@@ -264,7 +366,7 @@ impl CompiledPolicy {
                     // Two pay duties in different currencies can never both be met; the
                     // first decides here, the second pass below marks the pair.
                     Duty::Pay { currency, .. } if pay_currency.is_none() => {
-                        pay_currency = Some(intern(&mut c.eq[E_CURRENCY], &currency.to_string())?);
+                        pay_currency = Some(intern(&mut c.currencies, &currency.to_string())?);
                     }
                     Duty::ObtainConsent(_) => needs_consent = true,
                     _ => {}
@@ -300,7 +402,24 @@ impl CompiledPolicy {
                 }
             }
         }
+        c.policy = policy;
         Ok(c)
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The policy, consuming the compiled form.
+    pub fn into_policy(self) -> Policy {
+        self.policy
+    }
+
+    /// Decides `req` with the reference interpreter, explaining every rule
+    /// ([`crate::eval::evaluate`]); the same decision as [`CompiledPolicy::decide`].
+    pub fn explain(&self, req: &Request) -> Decision {
+        crate::eval::evaluate(&self.policy, req)
     }
 
     fn node(&mut self, k: &Constraint) -> Result<Node, PolicyError> {
@@ -331,12 +450,15 @@ impl CompiledPolicy {
 
     fn id(&mut self, table: Table, v: &Value) -> Result<u16, PolicyError> {
         match table {
-            Table::Hier(d) => intern(self.hier.get_mut(d).ok_or_else(too_many)?, &value_text(v)),
-            Table::Eq(E_RECIPIENT) => match v {
+            Table::Hier(HierDim::Purpose) => intern(&mut self.purposes, &value_text(v)),
+            Table::Hier(HierDim::Spatial) => intern(&mut self.regions, &value_text(v)),
+            Table::Eq(EqDim::Recipient) => match v {
                 Value::Participant(h) => intern(&mut self.recipients, h),
-                _ => Ok(OTHER),
+                // A valid policy compares recipients with participant ids only.
+                _ => Err(wrong_type(Operand::Recipient, v)),
             },
-            Table::Eq(d) => intern(self.eq.get_mut(d).ok_or_else(too_many)?, &value_text(v)),
+            Table::Eq(EqDim::Industry) => intern(&mut self.sectors, &value_text(v)),
+            Table::Eq(EqDim::Currency) => intern(&mut self.currencies, &value_text(v)),
             Table::Roles => intern(&mut self.roles, &value_text(v)),
         }
     }
@@ -346,9 +468,9 @@ impl CompiledPolicy {
         Ok(match operand.kind() {
             OperandKind::Hierarchy => {
                 let d = if operand == Operand::Purpose {
-                    H_PURPOSE
+                    HierDim::Purpose
                 } else {
-                    H_SPATIAL
+                    HierDim::Spatial
                 };
                 let t = Table::Hier(d);
                 match op {
@@ -373,25 +495,26 @@ impl CompiledPolicy {
                 }
             }
             OperandKind::Ordered => {
-                let d = ord_dim(operand);
+                let d = ord_dim(operand).ok_or_else(|| wrong_type(operand, v))?;
+                let ordinal = |x: &Value| x.ordinal().ok_or_else(|| wrong_type(operand, x));
                 match op {
                     Operator::IsAnyOf | Operator::IsNoneOf => Atom::OrdAny {
                         d,
-                        vals: items.iter().filter_map(Value::ordinal).collect(),
+                        vals: items.iter().map(ordinal).collect::<Result<_, _>>()?,
                         neg: op == Operator::IsNoneOf,
                     },
                     _ => Atom::Ord {
                         d,
                         op,
-                        v: v.ordinal().unwrap_or_default(),
+                        v: ordinal(v)?,
                     },
                 }
             }
             OperandKind::Equality => {
                 let d = match operand {
-                    Operand::Industry => E_INDUSTRY,
-                    Operand::Currency => E_CURRENCY,
-                    _ => E_RECIPIENT,
+                    Operand::Industry => EqDim::Industry,
+                    Operand::Currency => EqDim::Currency,
+                    _ => EqDim::Recipient,
                 };
                 let t = Table::Eq(d);
                 match op {
@@ -421,56 +544,46 @@ impl CompiledPolicy {
                 },
             },
             OperandKind::Presence => Atom::Present {
-                d: usize::from(operand == Operand::ExportAssessmentRef),
+                d: if operand == Operand::ExportAssessmentRef {
+                    PresentDim::Export
+                } else {
+                    PresentDim::Consent
+                },
                 want: matches!(v, Value::Present(true)) == (op == Operator::Eq),
             },
         })
     }
 
-    fn bind(&self, req: &Request) -> Bound {
-        let mut b = Bound {
-            hier_exact: [MISSING; 2],
-            hier_within: [Bits::default(); 2],
-            hier_contains: [Bits::default(); 2],
-            eq: [MISSING; 3],
-            roles: Bits::default(),
-            ord: [None; 7],
-            present: [
-                req.consent_ref.is_some(),
-                req.export_assessment_ref.is_some(),
-            ],
-        };
-        let hier = [
-            (req.purpose.as_ref().map(Purpose::as_str), '/'),
-            (req.location.as_ref().map(Region::as_str), '-'),
-        ];
-        for (d, (actual, sep)) in hier.iter().enumerate() {
-            let (Some(a), Some(table), Some(exact), Some(within), Some(contains)) = (
-                actual,
-                self.hier.get(d),
-                b.hier_exact.get_mut(d),
-                b.hier_within.get_mut(d),
-                b.hier_contains.get_mut(d),
-            ) else {
-                continue;
+    fn bind_hier(table: &[String], actual: Option<&str>, sep: char) -> HierBound {
+        let Some(a) = actual else {
+            return HierBound {
+                exact: MISSING,
+                ..HierBound::default()
             };
-            *exact = OTHER;
-            for (i, c) in table.iter().enumerate() {
-                let i = i as u16;
-                if a == c {
-                    *exact = i;
-                    within.set(i);
-                    contains.set(i);
-                } else {
-                    if hier_within(a, c, *sep) {
-                        within.set(i);
-                    }
-                    if hier_within(c, a, *sep) {
-                        contains.set(i);
-                    }
+        };
+        let mut b = HierBound {
+            exact: OTHER,
+            ..HierBound::default()
+        };
+        for (i, c) in table.iter().enumerate() {
+            let i = i as u16;
+            if a == c {
+                b.exact = i;
+                b.within.set(i);
+                b.contains.set(i);
+            } else {
+                if hier_within(a, c, sep) {
+                    b.within.set(i);
+                }
+                if hier_within(c, a, sep) {
+                    b.contains.set(i);
                 }
             }
         }
+        b
+    }
+
+    fn bind(&self, req: &Request) -> Bound {
         let lookup = |table: &[String], v: Option<&str>| match v {
             None => MISSING,
             Some(v) => table
@@ -478,34 +591,47 @@ impl CompiledPolicy {
                 .position(|c| c == v)
                 .map_or(OTHER, |i| i as u16),
         };
-        b.eq[E_INDUSTRY] = lookup(&self.eq[E_INDUSTRY], req.sector.as_ref().map(Token::as_str));
-        b.eq[E_CURRENCY] = lookup(
-            &self.eq[E_CURRENCY],
-            req.currency.as_ref().map(Currency::as_str),
-        );
-        b.eq[E_RECIPIENT] = match &req.recipient {
-            None => MISSING,
-            Some(r) => self
-                .recipients
-                .iter()
-                .position(|c| c == r)
-                .map_or(OTHER, |i| i as u16),
-        };
+        let mut roles = Bits::default();
         for role in &req.roles {
             if let Some(i) = self.roles.iter().position(|c| c == role.as_str()) {
-                b.roles.set(i as u16);
+                roles.set(i as u16);
             }
         }
-        b.ord = [
-            req.time.map(|t| t.as_millis()),
-            req.elapsed,
-            req.uses.map(|u| u.saturating_add(1)),
-            req.volume,
-            req.pay_amount.map(|a| a.0),
-            req.classification.map(|c| c as u64),
-            req.personal_info.map(|c| c as u64),
-        ];
-        b
+        Bound {
+            purpose: Self::bind_hier(
+                &self.purposes,
+                req.purpose.as_ref().map(Purpose::as_str),
+                '/',
+            ),
+            spatial: Self::bind_hier(
+                &self.regions,
+                req.location.as_ref().map(Region::as_str),
+                '-',
+            ),
+            industry: lookup(&self.sectors, req.sector.as_ref().map(Token::as_str)),
+            currency: lookup(
+                &self.currencies,
+                req.currency.as_ref().map(Currency::as_str),
+            ),
+            recipient: match &req.recipient {
+                None => MISSING,
+                Some(r) => self
+                    .recipients
+                    .iter()
+                    .position(|c| c == r)
+                    .map_or(OTHER, |i| i as u16),
+            },
+            roles,
+            time: req.time.map(|t| t.as_millis()),
+            elapsed: req.elapsed,
+            count: req.uses.map(|u| u.saturating_add(1)),
+            volume: req.volume,
+            pay: req.pay_amount.map(|a| a.0),
+            class: req.classification.map(|c| c as u64),
+            pi: req.personal_info.map(|c| c as u64),
+            consent: req.consent_ref.is_some(),
+            export: req.export_assessment_ref.is_some(),
+        }
     }
 
     /// Decides a request (the same decision as [`crate::eval::evaluate`], without reasons).
@@ -529,7 +655,7 @@ impl CompiledPolicy {
             }
             let assignee = match r.assignee {
                 None => T,
-                Some(a) => match b.eq[E_RECIPIENT] {
+                Some(a) => match b.recipient {
                     MISSING => U,
                     x => tri(x == a),
                 },
@@ -606,7 +732,7 @@ impl CompiledPolicy {
         match r.pay_currency {
             None => true,
             Some(c) => {
-                let have = b.eq[E_CURRENCY];
+                let have = b.currency;
                 have == MISSING || have == c
             }
         }
@@ -616,13 +742,9 @@ impl CompiledPolicy {
     /// without repeats), as [`crate::eval::evaluate`] lists them.
     pub fn duties(&self, outcome: &Outcome) -> Vec<Duty> {
         let mut out: Vec<Duty> = Vec::new();
-        for i in outcome.granted.iter().chain(outcome.obligations.iter()) {
-            for d in self
-                .duties
-                .get(usize::from(i))
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
+        let rules = outcome.granted.iter().chain(outcome.obligations.iter());
+        for duties in rules.filter_map(|i| self.duties.get(usize::from(i))) {
+            for d in duties {
                 if !out.contains(d) {
                     out.push(d.clone());
                 }
@@ -634,9 +756,16 @@ impl CompiledPolicy {
 
 #[derive(Clone, Copy)]
 enum Table {
-    Hier(usize),
-    Eq(usize),
+    Hier(HierDim),
+    Eq(EqDim),
     Roles,
+}
+
+fn wrong_type(operand: Operand, v: &Value) -> PolicyError {
+    PolicyError::BadValueType {
+        operand,
+        value: format!("{v:?}"),
+    }
 }
 
 #[inline]
@@ -683,25 +812,30 @@ fn eval(n: &Node, b: &Bound) -> u8 {
 
 #[inline]
 fn eval_atom(a: &Atom, b: &Bound) -> u8 {
-    let hier = |d: usize| b.hier_exact.get(d).copied().unwrap_or(MISSING);
     match a {
-        Atom::HierEq { d, c, neg } => match hier(*d) {
+        Atom::HierEq { d, c, neg } => match b.hier(*d).exact {
             MISSING => U,
             x => tri((x == *c) != *neg),
         },
-        Atom::HierWithin { d, c } => match hier(*d) {
-            MISSING => U,
-            _ => tri(b.hier_within.get(*d).is_some_and(|w| w.has(*c))),
-        },
-        Atom::HierContains { d, c } => match hier(*d) {
-            MISSING => U,
-            _ => tri(b.hier_contains.get(*d).is_some_and(|w| w.has(*c))),
-        },
-        Atom::HierAny { d, mask, neg } => match hier(*d) {
+        Atom::HierWithin { d, c } => {
+            let h = b.hier(*d);
+            match h.exact {
+                MISSING => U,
+                _ => tri(h.within.has(*c)),
+            }
+        }
+        Atom::HierContains { d, c } => {
+            let h = b.hier(*d);
+            match h.exact {
+                MISSING => U,
+                _ => tri(h.contains.has(*c)),
+            }
+        }
+        Atom::HierAny { d, mask, neg } => match b.hier(*d).exact {
             MISSING => U,
             x => tri(mask.has(x) != *neg),
         },
-        Atom::Ord { d, op, v } => match b.ord.get(*d).copied().flatten() {
+        Atom::Ord { d, op, v } => match b.ord(*d) {
             None => U,
             Some(n) => tri(match op {
                 Operator::Eq => n == *v,
@@ -712,21 +846,21 @@ fn eval_atom(a: &Atom, b: &Bound) -> u8 {
                 _ => n >= *v,
             }),
         },
-        Atom::OrdAny { d, vals, neg } => match b.ord.get(*d).copied().flatten() {
+        Atom::OrdAny { d, vals, neg } => match b.ord(*d) {
             None => U,
             Some(n) => tri(vals.contains(&n) != *neg),
         },
-        Atom::EqEq { d, c, neg } => match b.eq.get(*d).copied().unwrap_or(MISSING) {
+        Atom::EqEq { d, c, neg } => match b.eq(*d) {
             MISSING => U,
             x => tri((x == *c) != *neg),
         },
-        Atom::EqAny { d, mask, neg } => match b.eq.get(*d).copied().unwrap_or(MISSING) {
+        Atom::EqAny { d, mask, neg } => match b.eq(*d) {
             MISSING => U,
             x => tri(mask.has(x) != *neg),
         },
         Atom::RoleHas { c, neg } => tri(b.roles.has(*c) != *neg),
         Atom::RoleAny { mask, neg } => tri(b.roles.intersects(mask) != *neg),
         Atom::RoleAll { mask } => tri(b.roles.contains_all(mask)),
-        Atom::Present { d, want } => tri(b.present.get(*d).copied().unwrap_or(false) == *want),
+        Atom::Present { d, want } => tri(b.present(*d) == *want),
     }
 }

@@ -13,21 +13,90 @@
 //! combination of classes checks them all. The search assigns one field at a time and
 //! stops early when the request policy can no longer permit or the offer must permit,
 //! whatever the remaining fields are. A counterexample is always re-checked with
-//! [`crate::eval::evaluate`] before it is returned. The search gives up with
-//! [`PolicyError::TooComplex`] (never with a wrong yes) past [`MAX_STEPS`].
+//! [`crate::eval::evaluate`] before it is returned.
+//!
+//! The work is bounded by a [`Budget`]: every search step costs one unit per rule and per
+//! atomic constraint of the two policies (what the step's bounds look at), and the
+//! search gives up with [`ContainmentLimit::Budget`] (never with a wrong yes) when the
+//! budget is spent. A caller facing untrusted policies (a provider checking a contract
+//! request) passes a budget that caps the CPU one request can cost.
 
 use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::str::FromStr;
 
 use tds_core::{Hash256, Timestamp};
 
-use crate::error::PolicyError;
+use crate::compiled::CompiledPolicy;
+use crate::error::{ContainmentLimit, PolicyError};
 use crate::eval::{self, Effect, Request, Tri};
 use crate::model::*;
 
-/// Most search steps before containment gives up.
-pub const MAX_STEPS: u64 = 4_000_000;
+/// The budget [`contains`] uses, in units of work (one unit per rule and per atomic
+/// constraint of the two policies, per search step). Realistic policies need well under
+/// a million; this many take a few seconds on one core.
+pub const DEFAULT_BUDGET: u64 = 100_000_000;
 /// Most distinct roles the search will split into subsets.
 pub const MAX_ROLES: usize = 10;
+
+/// Work allowed for containment checks; one budget may be shared by several checks (a
+/// contract request's containment and purpose checks draw on one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    limit: u64,
+    spent: u64,
+}
+
+impl Budget {
+    /// A budget of `limit` units.
+    pub const fn new(limit: u64) -> Budget {
+        Budget { limit, spent: 0 }
+    }
+
+    /// The units allowed.
+    pub const fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// The units used so far.
+    pub const fn spent(&self) -> u64 {
+        self.spent
+    }
+
+    /// Takes `units`, or refuses once the limit is passed.
+    fn take(&mut self, units: u64) -> Result<(), ContainmentLimit> {
+        self.spent = self.spent.saturating_add(units);
+        if self.spent > self.limit {
+            return Err(ContainmentLimit::Budget { limit: self.limit });
+        }
+        Ok(())
+    }
+}
+
+/// Parses a value the search made from a valid constant or a fixed valid word.
+#[expect(
+    clippy::expect_used,
+    reason = "representatives are built from constants of valid policies and fixed words that satisfy the value syntax; a failure is a bug in this module, and skipping the value would make the search unsound"
+)]
+fn valid<T: FromStr>(s: &str) -> T
+where
+    T::Err: Debug,
+{
+    s.parse().expect("a representative value is valid")
+}
+
+/// The first of `candidates` not in `taken`. Callers offer more candidates than `taken`
+/// can hold, so one is always free.
+#[expect(
+    clippy::expect_used,
+    reason = "every caller offers more distinct candidates than there are taken values"
+)]
+fn first_free<T: Ord>(taken: &BTreeSet<T>, candidates: impl Iterator<Item = T>) -> T {
+    candidates
+        .take(taken.len().saturating_add(1))
+        .find(|c| !taken.contains(c))
+        .expect("more candidates than taken values")
+}
 
 /// The answer of [`contains`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,8 +171,8 @@ enum Rep {
 fn apply(req: &mut Request, rep: &Rep) {
     match rep {
         Rep::Action(a) => req.action = *a,
-        Rep::Consent(b) => req.consent_ref = if *b { "ref".parse().ok() } else { None },
-        Rep::Export(b) => req.export_assessment_ref = if *b { "ref".parse().ok() } else { None },
+        Rep::Consent(b) => req.consent_ref = b.then(|| valid("ref")),
+        Rep::Export(b) => req.export_assessment_ref = b.then(|| valid("ref")),
         Rep::Currency(c) => req.currency = c.clone(),
         Rep::Target(t) => req.target = t.clone(),
         Rep::Recipient(r) => req.recipient = *r,
@@ -203,14 +272,15 @@ impl Constants {
 }
 
 fn fresh_token(taken: &BTreeSet<String>, prefix: &str) -> String {
-    (0u32..)
-        .map(|i| format!("{prefix}{i}"))
-        .find(|c| !taken.contains(c))
-        .unwrap_or_default()
+    first_free(taken, (0u32..).map(|i| format!("{prefix}{i}")))
 }
 
-fn parse_all<T: std::str::FromStr>(items: impl IntoIterator<Item = String>) -> Vec<T> {
-    items.into_iter().filter_map(|s| s.parse().ok()).collect()
+/// Two-letter codes `AA`..`ZZ` after `prefix` (676 of them; a policy pair names at most
+/// 512 distinct values per operand).
+fn letter_pairs(prefix: &'static str) -> impl Iterator<Item = String> {
+    (b'A'..=b'Z').flat_map(move |a| {
+        (b'A'..=b'Z').map(move |b| format!("{prefix}{}{}", a as char, b as char))
+    })
 }
 
 fn ordered_reps(consts: &BTreeSet<u64>, max: u64) -> Vec<u64> {
@@ -263,16 +333,15 @@ fn representatives(k: &Constants) -> Result<Vec<Vec<Rep>>, PolicyError> {
         v.push(Some(fresh));
         v
     };
-    let currencies = eq_reps(D_CURRENCY, &k.currencies, {
-        (b'A'..=b'Z')
-            .flat_map(|a| (b'A'..=b'Z').map(move |b| format!("X{}{}", a as char, b as char)))
-            .find(|c| !k.currencies.contains(c))
-            .unwrap_or_default()
-    });
+    let currencies = eq_reps(
+        D_CURRENCY,
+        &k.currencies,
+        first_free(&k.currencies, letter_pairs("X")),
+    );
     dims.push(
         currencies
             .into_iter()
-            .map(|c| Rep::Currency(c.and_then(|c| c.parse().ok())))
+            .map(|c| Rep::Currency(c.map(|c| valid(&c))))
             .collect(),
     );
     let targets = eq_reps(
@@ -283,16 +352,16 @@ fn representatives(k: &Constants) -> Result<Vec<Vec<Rep>>, PolicyError> {
     dims.push(
         targets
             .into_iter()
-            .map(|t| Rep::Target(t.and_then(|t| t.parse().ok())))
+            .map(|t| Rep::Target(t.map(|t| valid(&t))))
             .collect(),
     );
     let mut recips = vec![Rep::Recipient(None)];
     if used(D_RECIPIENT) {
         recips.extend(k.recipients.iter().map(|r| Rep::Recipient(Some(*r))));
-        let fresh = (0u32..)
-            .map(|i| tds_core::Domain::PARTICIPANT.hash(format!("fresh-{i}").as_bytes()))
-            .find(|h| !k.recipients.contains(h))
-            .unwrap_or_default();
+        let fresh = first_free(
+            &k.recipients,
+            (0u32..).map(|i| tds_core::Domain::PARTICIPANT.hash(format!("fresh-{i}").as_bytes())),
+        );
         recips.push(Rep::Recipient(Some(fresh)));
     }
     dims.push(recips);
@@ -300,15 +369,13 @@ fn representatives(k: &Constants) -> Result<Vec<Vec<Rep>>, PolicyError> {
     dims.push(
         sectors
             .into_iter()
-            .map(|s| Rep::Sector(s.and_then(|s| s.parse().ok())))
+            .map(|s| Rep::Sector(s.map(|s| valid(&s))))
             .collect(),
     );
     // Roles: every subset of the named roles.
-    let roles: Vec<Token> = parse_all(k.roles.iter().cloned());
+    let roles: Vec<Token> = k.roles.iter().map(|r| valid(r)).collect();
     if roles.len() > MAX_ROLES {
-        return Err(PolicyError::TooComplex(format!(
-            "more than {MAX_ROLES} distinct roles"
-        )));
+        return Err(ContainmentLimit::Roles { limit: MAX_ROLES }.into());
     }
     let mut role_reps = Vec::new();
     for mask in 0u32..(1 << roles.len()) {
@@ -345,10 +412,13 @@ fn representatives(k: &Constants) -> Result<Vec<Vec<Rep>>, PolicyError> {
             }
         }
     }
+    // A fresh child of a constant at the depth or length limit is not a purpose at all:
+    // no request can name it, so leaving that class out keeps the search complete.
     let mut p_reps = vec![Rep::Purpose(None)];
     p_reps.extend(
-        parse_all::<Purpose>(purposes)
-            .into_iter()
+        purposes
+            .iter()
+            .filter_map(|p| p.parse().ok())
             .map(|p| Rep::Purpose(Some(p))),
     );
     dims.push(p_reps);
@@ -358,29 +428,24 @@ fn representatives(k: &Constants) -> Result<Vec<Vec<Rep>>, PolicyError> {
         let countries: BTreeSet<String> = k
             .regions
             .iter()
-            .map(|r| r.split('-').next().unwrap_or_default().to_owned())
+            .map(|r| r.split_once('-').map_or(r.as_str(), |(c, _)| c).to_owned())
             .collect();
-        let fresh_country = (b'A'..=b'Z')
-            .flat_map(|a| (b'A'..=b'Z').map(move |b| format!("{}{}", a as char, b as char)))
-            .find(|c| !countries.contains(c))
-            .unwrap_or_default();
-        regions.insert(fresh_country);
+        regions.insert(first_free(&countries, letter_pairs("")));
         for c in &countries {
             regions.insert(c.clone());
-            let fresh_sub = (0..1000)
-                .map(|i| format!("{c}-Z{i}"))
-                .find(|s| !k.regions.contains(s))
-                .unwrap_or_default();
-            regions.insert(fresh_sub);
+            // Subdivisions `Z00`..`ZZZ` (1,296 of them, all valid region syntax).
+            const DIGITS: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+            let subs = DIGITS.iter().flat_map(|a| {
+                DIGITS
+                    .iter()
+                    .map(move |b| format!("{c}-Z{}{}", *a as char, *b as char))
+            });
+            regions.insert(first_free(&k.regions, subs));
         }
         regions.extend(k.regions.iter().cloned());
     }
     let mut l_reps = vec![Rep::Location(None)];
-    l_reps.extend(
-        parse_all::<Region>(regions)
-            .into_iter()
-            .map(|r| Rep::Location(Some(r))),
-    );
+    l_reps.extend(regions.iter().map(|r| Rep::Location(Some(valid(r)))));
     dims.push(l_reps);
     let ord = |d: usize, f: fn(Option<u64>) -> Rep| -> Vec<Rep> {
         let mut v = vec![f(None)];
@@ -493,18 +558,11 @@ fn possible(c: &Constraint, req: &Request, assigned: u32) -> u8 {
         Constraint::Logical { op, items } => {
             let sets: Vec<u8> = items.iter().map(|i| possible(i, req, assigned)).collect();
             match op {
-                LogicalOp::And | LogicalOp::AndSequence => sets
-                    .iter()
-                    .skip(1)
-                    .fold(sets.first().copied().unwrap_or(PT), |a, b| {
-                        combine(a, *b, and3)
-                    }),
-                LogicalOp::Or => sets
-                    .iter()
-                    .skip(1)
-                    .fold(sets.first().copied().unwrap_or(PF), |a, b| {
-                        combine(a, *b, or3)
-                    }),
+                // Folded from each connective's identity (true for and, false for or).
+                LogicalOp::And | LogicalOp::AndSequence => {
+                    sets.iter().fold(PT, |a, b| combine(a, *b, and3))
+                }
+                LogicalOp::Or => sets.iter().fold(PF, |a, b| combine(a, *b, or3)),
                 LogicalOp::Xone => {
                     // States: (trues so far capped at 2) x (any unknown).
                     let mut states: u8 = 1; // bit (cnt + 3 * unk)
@@ -655,11 +713,22 @@ fn permit_bounds(p: &Policy, req: &Request, assigned: u32) -> (bool, bool) {
     (may, must)
 }
 
-/// Whether every request `request_policy` permits is permitted by `offer`.
+/// Whether every request `request_policy` permits is permitted by `offer`, within
+/// [`DEFAULT_BUDGET`].
 ///
 /// A request policy that names no target is about the offer's asset: it takes the
-/// offer's target before the comparison.
+/// offer's target before the comparison. Both policies must be valid.
 pub fn contains(offer: &Policy, request_policy: &Policy) -> Result<Containment, PolicyError> {
+    contains_within(offer, request_policy, &mut Budget::new(DEFAULT_BUDGET))
+}
+
+/// [`contains`] drawing on `budget`; gives up with [`ContainmentLimit::Budget`] when it is
+/// spent (what is left of it stays in `budget` for the next check).
+pub fn contains_within(
+    offer: &Policy,
+    request_policy: &Policy,
+    budget: &mut Budget,
+) -> Result<Containment, PolicyError> {
     let defaulted;
     let request_policy = if request_policy.target.is_none() && offer.target.is_some() {
         defaulted = Policy {
@@ -670,43 +739,47 @@ pub fn contains(offer: &Policy, request_policy: &Policy) -> Result<Containment, 
     } else {
         request_policy
     };
+    let compiled_offer = CompiledPolicy::compile(offer)?;
+    let compiled_asked = CompiledPolicy::compile(request_policy)?;
     let mut k = Constants::default();
     k.add_policy(offer);
     k.add_policy(request_policy);
     let dims = representatives(&k)?;
     let mut req = Request::new(Action::Use);
-    let mut steps = 0u64;
-    let compiled = (
-        crate::compiled::CompiledPolicy::compile(offer).ok(),
-        crate::compiled::CompiledPolicy::compile(request_policy).ok(),
-    );
     let s = Search {
         offer,
         asked: request_policy,
-        compiled_offer: compiled.0.as_ref(),
-        compiled_asked: compiled.1.as_ref(),
+        compiled_offer: &compiled_offer,
+        compiled_asked: &compiled_asked,
         dims: &dims,
+        step_cost: step_cost(offer).saturating_add(step_cost(request_policy)),
     };
-    let found = s.search(0, 0, &mut req, &mut steps)?;
+    let found = s.search(0, 0, &mut req, budget)?;
     match found {
         None => Ok(Containment::Contained),
         Some(r) => Ok(Containment::NotContained(Box::new(r))),
     }
 }
 
+/// What one search step costs for one policy: its rules and atomic constraints (what
+/// the step's bounds and the final decision look at), at least 1.
+fn step_cost(p: &Policy) -> u64 {
+    let mut atoms = 0u64;
+    for r in &p.rules {
+        if let Some(c) = &r.constraint {
+            c.for_each_atom(&mut |_, _, _| atoms += 1);
+        }
+    }
+    atoms.saturating_add(p.rules.len() as u64).max(1)
+}
+
 struct Search<'a> {
     offer: &'a Policy,
     asked: &'a Policy,
-    compiled_offer: Option<&'a crate::compiled::CompiledPolicy>,
-    compiled_asked: Option<&'a crate::compiled::CompiledPolicy>,
+    compiled_offer: &'a CompiledPolicy,
+    compiled_asked: &'a CompiledPolicy,
     dims: &'a [Vec<Rep>],
-}
-
-fn permits(compiled: Option<&crate::compiled::CompiledPolicy>, p: &Policy, req: &Request) -> bool {
-    match compiled {
-        Some(c) => c.decide(req).effect == Effect::Permit,
-        None => eval::evaluate(p, req).effect == Effect::Permit,
-    }
+    step_cost: u64,
 }
 
 impl Search<'_> {
@@ -715,14 +788,9 @@ impl Search<'_> {
         d: usize,
         assigned: u32,
         req: &mut Request,
-        steps: &mut u64,
+        budget: &mut Budget,
     ) -> Result<Option<Request>, PolicyError> {
-        *steps += 1;
-        if *steps > MAX_STEPS {
-            return Err(PolicyError::TooComplex(format!(
-                "gave up after {MAX_STEPS} steps; simplify the policies"
-            )));
-        }
+        budget.take(self.step_cost)?;
         if d > 0 {
             let (asked_may, _) = permit_bounds(self.asked, req, assigned);
             if !asked_may {
@@ -736,8 +804,8 @@ impl Search<'_> {
         let Some(reps) = self.dims.get(d) else {
             // Every field is set: decide exactly (the compiled form for speed), and
             // confirm a counterexample with the reference interpreter.
-            if permits(self.compiled_asked, self.asked, req)
-                && !permits(self.compiled_offer, self.offer, req)
+            if self.compiled_asked.decide(req).effect == Effect::Permit
+                && self.compiled_offer.decide(req).effect != Effect::Permit
                 && eval::evaluate(self.asked, req).effect == Effect::Permit
                 && eval::evaluate(self.offer, req).effect != Effect::Permit
             {
@@ -747,7 +815,7 @@ impl Search<'_> {
         };
         for rep in reps {
             apply(req, rep);
-            if let Some(found) = self.search(d + 1, assigned | (1 << d), req, steps)? {
+            if let Some(found) = self.search(d + 1, assigned | (1 << d), req, budget)? {
                 return Ok(Some(found));
             }
         }

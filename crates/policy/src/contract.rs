@@ -14,16 +14,20 @@
 //! first or on signature bytes.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteArray;
 use tds_core::cose::{self, CoseError, SignedObject};
 use tds_core::rand::RandomSource;
-use tds_core::{Domain, Hash256, PublicKey, SigningKey, Timestamp};
+use tds_core::{Domain, ErrorCode, Hash256, PublicKey, SigningKey, Timestamp};
+use tds_identity::{Role, VerifiedCredential};
 
-use crate::contain::{contains, Containment};
-use crate::error::PolicyError;
-use crate::eval::Request;
+use crate::compiled::CompiledPolicy;
+use crate::contain::{contains_within, Budget, Containment};
+use crate::error::{ContainmentLimit, PolicyError};
+use crate::eval::{Decision, Effect, Request};
 use crate::model::*;
 
 /// How far in the future a request's time may lie (clock skew), in milliseconds.
@@ -31,8 +35,39 @@ pub const MAX_FUTURE_SKEW_MS: u64 = 5 * 60 * 1000;
 /// How old a contract request may be when it is accepted, in milliseconds. Nonces older
 /// than this can be forgotten by a [`NonceStore`].
 pub const MAX_REQUEST_AGE_MS: u64 = 24 * 60 * 60 * 1000;
+/// The containment work one contract request may cost its verifier, in the units of
+/// [`crate::contain::Budget`] (its containment in the offer and its purpose check
+/// together). About a tenth of a second of one core here; realistic requests need a few
+/// thousand units.
+pub const REQUEST_BUDGET: u64 = 10_000_000;
 
-/// Why a contract object was refused.
+/// The kind of contract object an error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ContractObject {
+    /// An [`Offer`].
+    Offer,
+    /// A [`ContractRequest`].
+    Request,
+    /// [`AgreementTerms`] (half or fully signed).
+    Agreement,
+    /// A [`Termination`].
+    Termination,
+}
+
+impl fmt::Display for ContractObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ContractObject::Offer => "offer",
+            ContractObject::Request => "request",
+            ContractObject::Agreement => "agreement",
+            ContractObject::Termination => "termination",
+        })
+    }
+}
+
+/// Why a contract object was refused. Every variant has a stable code
+/// ([`ErrorCode`]); `spec/policy.md` §9 lists them.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ContractError {
@@ -46,11 +81,27 @@ pub enum ContractError {
     #[error("{what}: signed by key {found}, but the {what} names {expected}")]
     WrongSigner {
         /// Which object.
-        what: &'static str,
+        what: ContractObject,
         /// The party id named in the object.
         expected: Hash256,
         /// The id of the key that signed.
         found: Hash256,
+    },
+    /// The object names the signer's id but another public key.
+    #[error("{what}: {field} is not the signing key")]
+    KeyMismatch {
+        /// Which object.
+        what: ContractObject,
+        /// The key field (`provider_key`, `consumer_key`).
+        field: &'static str,
+    },
+    /// An offer whose validity ends before it begins.
+    #[error("offer: not_after {not_after} is before not_before {not_before}")]
+    EmptyValidity {
+        /// Start of validity.
+        not_before: Timestamp,
+        /// End of validity.
+        not_after: Timestamp,
     },
     /// The offer is not valid at this time.
     #[error("offer: valid from {not_before} until {not_after}, but it is {now}")]
@@ -70,9 +121,45 @@ pub enum ContractError {
         /// The offer the request names.
         found: Hash256,
     },
-    /// The requested policy allows more than the offer.
-    #[error("request: the requested policy is not contained in the offer; for example this request would be permitted: {0}")]
-    NotContained(String),
+    /// The consumer's credential is for another key.
+    #[error("request: the credential is for {subject}, but the request is from {consumer}")]
+    CredentialMismatch {
+        /// The credential's subject.
+        subject: Hash256,
+        /// The consumer the request names.
+        consumer: Hash256,
+    },
+    /// The consumer's credential does not hold the consumer role.
+    #[error("request: the credential of {subject} does not hold the consumer role")]
+    NotAConsumer {
+        /// The credential's subject.
+        subject: Hash256,
+    },
+    /// The consumer's credential is not valid at the time of the check.
+    #[error("request: the consumer's credential is valid from {not_before} until {not_after}, but it is {now}")]
+    CredentialNotValid {
+        /// Start of validity.
+        not_before: Timestamp,
+        /// End of validity.
+        not_after: Timestamp,
+        /// The time of the check.
+        now: Timestamp,
+    },
+    /// The requested policy allows more than the offer: this request is an example.
+    #[error("request: the requested policy is not contained in the offer; for example this request would be permitted: {}", crate::json::request_to_json(.0))]
+    NotContained(Box<Request>),
+    /// The requested policy permits uses beyond the declared purpose.
+    #[error("request: the requested policy permits uses beyond the declared purpose {purpose}; for example: {}", crate::json::request_to_json(.example))]
+    PurposeNotCovered {
+        /// The declared purpose.
+        purpose: Purpose,
+        /// A request the policy permits whose purpose is not within it.
+        example: Box<Request>,
+    },
+    /// Checking the request would cost more than [`REQUEST_BUDGET`] (or the policies name
+    /// more roles than containment splits); refused without an answer.
+    #[error("request: the requested policy cannot be checked against the offer within the limits")]
+    TooComplex(#[source] ContainmentLimit),
     /// The nonce was seen before.
     #[error("request: nonce already used (replayed request)")]
     NonceReused,
@@ -84,9 +171,67 @@ pub enum ContractError {
         /// The time of the check.
         now: Timestamp,
     },
-    /// A field that is wrong.
-    #[error("{0}")]
-    Invalid(String),
+    /// An agreement whose two parties are one.
+    #[error("agreement: provider and consumer are the same participant {party}")]
+    SameParty {
+        /// The participant.
+        party: Hash256,
+    },
+    /// An agreement not signed first by the provider, then by the consumer.
+    #[error(
+        "agreement: signed in the order {found:?}; the provider signs first, then the consumer"
+    )]
+    SignatureOrder {
+        /// The signers' ids, in the order found.
+        found: Vec<Hash256>,
+    },
+    /// A termination by (or for) someone who is not a party to the agreement.
+    #[error("{what}: {party} is not a party to the agreement")]
+    NotAParty {
+        /// Which object.
+        what: ContractObject,
+        /// The participant.
+        party: Hash256,
+    },
+    /// A termination of another agreement.
+    #[error("termination: names agreement {found}, not {expected}")]
+    OtherAgreement {
+        /// The agreement at hand.
+        expected: Hash256,
+        /// The agreement the termination names.
+        found: Hash256,
+    },
+    /// The random source failed.
+    #[error("request: no randomness available for a nonce")]
+    NoRandomness,
+}
+
+impl ErrorCode for ContractError {
+    fn code(&self) -> &'static str {
+        match self {
+            // The envelope codes are tds-core's; until it gives them, one code.
+            ContractError::Cose(_) => "contract.envelope",
+            ContractError::Policy(e) => e.code(),
+            ContractError::WrongSigner { .. } => "contract.wrong_signer",
+            ContractError::KeyMismatch { .. } => "contract.key_mismatch",
+            ContractError::EmptyValidity { .. } => "contract.empty_validity",
+            ContractError::OfferNotValid { .. } => "contract.offer_not_valid",
+            ContractError::OfferMismatch { .. } => "contract.offer_mismatch",
+            ContractError::CredentialMismatch { .. } => "contract.credential_mismatch",
+            ContractError::NotAConsumer { .. } => "contract.not_consumer",
+            ContractError::CredentialNotValid { .. } => "contract.credential_not_valid",
+            ContractError::NotContained(_) => "contract.not_contained",
+            ContractError::PurposeNotCovered { .. } => "contract.purpose_not_covered",
+            ContractError::TooComplex(_) => "contract.too_complex",
+            ContractError::NonceReused => "contract.nonce_reused",
+            ContractError::StaleRequest { .. } => "contract.stale_request",
+            ContractError::SameParty { .. } => "contract.same_party",
+            ContractError::SignatureOrder { .. } => "contract.signature_order",
+            ContractError::NotAParty { .. } => "contract.not_a_party",
+            ContractError::OtherAgreement { .. } => "contract.other_agreement",
+            ContractError::NoRandomness => "contract.no_randomness",
+        }
+    }
 }
 
 /// A price: amount and currency.
@@ -122,6 +267,13 @@ impl SignedObject for Offer {
     const CONTENT_TYPE: &'static str = "application/tds.offer+cbor";
 }
 
+impl Offer {
+    /// The offer id: `tds/offer/v1` hash of the canonical offer.
+    pub fn id(&self) -> Result<Hash256, PolicyError> {
+        Ok(Domain::OFFER.hash(&tds_core::cbor::encode(self)?))
+    }
+}
+
 /// A consumer's request to contract on an offer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContractRequest {
@@ -133,7 +285,7 @@ pub struct ContractRequest {
     pub consumer_key: PublicKey,
     /// The policy the consumer asks for; must be contained in the offer's.
     pub policy: Policy,
-    /// The declared purpose.
+    /// The declared purpose; the requested policy permits nothing beyond it.
     pub purpose: Purpose,
     /// A fresh random value, so a request cannot be replayed.
     pub nonce: ByteArray<16>,
@@ -143,6 +295,14 @@ pub struct ContractRequest {
 
 impl SignedObject for ContractRequest {
     const CONTENT_TYPE: &'static str = "application/tds.request+cbor";
+}
+
+impl ContractRequest {
+    /// The request id: `tds/request/v1` hash of the canonical request (what
+    /// [`VerifiedRequest::id`] and the agreement's `request` field hold).
+    pub fn id(&self) -> Result<Hash256, PolicyError> {
+        Ok(Domain::REQUEST.hash(&tds_core::cbor::encode(self)?))
+    }
 }
 
 /// The agreed terms, signed by both parties as one COSE_Sign.
@@ -185,23 +345,27 @@ impl AgreementTerms {
         Ok(Domain::AGREEMENT.hash(&tds_core::cbor::encode(self)?))
     }
 
-    /// Decides a use under the agreement: both the agreed and the offer's policy must
-    /// permit it; the duties of both apply.
-    pub fn evaluate(&self, req: &Request) -> crate::eval::Decision {
+    /// Decides a use under the agreement with the reference interpreter, explaining it:
+    /// both the agreed and the offer's policy must permit it; the duties of both apply.
+    /// The reasons about the offer's policy are marked ([`crate::eval::Reason::offer`]).
+    /// [`VerifiedAgreement::decide`] reaches the same decision with the compiled engine.
+    pub fn evaluate(&self, req: &Request) -> Decision {
         let mut a = crate::eval::evaluate(&self.policy, req);
         let o = crate::eval::evaluate(&self.offer_policy, req);
-        if a.effect == crate::eval::Effect::Permit && o.effect != crate::eval::Effect::Permit {
+        if a.effect == Effect::Permit && o.effect != Effect::Permit {
             a.effect = o.effect;
             a.duties.clear();
-        } else if a.effect == crate::eval::Effect::Permit {
+        } else if a.effect == Effect::Permit {
             for d in o.duties {
                 if !a.duties.contains(&d) {
                     a.duties.push(d);
                 }
             }
         }
-        a.reasons
-            .extend(o.reasons.into_iter().map(|r| format!("offer: {r}")));
+        a.reasons.extend(o.reasons.into_iter().map(|mut r| {
+            r.offer = true;
+            r
+        }));
         a
     }
 }
@@ -226,17 +390,20 @@ impl SignedObject for Termination {
     const CONTENT_TYPE: &'static str = "application/tds.termination+cbor";
 }
 
-/// Remembers the nonces of accepted requests so none is accepted twice.
-pub trait NonceStore {
-    /// Records `nonce` from `consumer` seen at `time`; `false` if it was seen before.
-    fn insert(&mut self, consumer: &Hash256, nonce: &[u8; 16], time: Timestamp) -> bool;
+/// Remembers the nonces of accepted requests so none is accepted twice. Shared by the
+/// threads or tasks of a negotiator (`&self`, `Send + Sync`).
+pub trait NonceStore: Send + Sync {
+    /// Records `nonce` from `consumer` seen at `time`; `false` if it was seen before. A
+    /// store that cannot tell (its storage failed) answers `false`: refusing a fresh
+    /// request is safe, accepting a replay is not.
+    fn insert(&self, consumer: &Hash256, nonce: &[u8; 16], time: Timestamp) -> bool;
 }
 
 /// A [`NonceStore`] in memory. Call [`MemoryNonceStore::forget_before`] now and then:
 /// requests older than [`MAX_REQUEST_AGE_MS`] are refused anyway.
 #[derive(Debug, Default)]
 pub struct MemoryNonceStore {
-    seen: HashMap<(Hash256, [u8; 16]), Timestamp>,
+    seen: Mutex<HashMap<(Hash256, [u8; 16]), Timestamp>>,
 }
 
 impl MemoryNonceStore {
@@ -245,47 +412,70 @@ impl MemoryNonceStore {
         Self::default()
     }
 
+    // A panic while the lock was held cannot leave the map half-changed (each change is
+    // one insert or retain), so a poisoned lock is used as it is.
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<(Hash256, [u8; 16]), Timestamp>> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Forgets nonces recorded before `t`.
-    pub fn forget_before(&mut self, t: Timestamp) {
-        self.seen.retain(|_, at| *at >= t);
+    pub fn forget_before(&self, t: Timestamp) {
+        self.seen().retain(|_, at| *at >= t);
     }
 
     /// How many nonces are remembered.
     pub fn len(&self) -> usize {
-        self.seen.len()
+        self.seen().len()
     }
 
     /// Whether none is remembered.
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.seen().is_empty()
     }
 }
 
 impl NonceStore for MemoryNonceStore {
-    fn insert(&mut self, consumer: &Hash256, nonce: &[u8; 16], time: Timestamp) -> bool {
-        self.seen.insert((*consumer, *nonce), time).is_none()
+    fn insert(&self, consumer: &Hash256, nonce: &[u8; 16], time: Timestamp) -> bool {
+        self.seen().insert((*consumer, *nonce), time).is_none()
     }
 }
 
-/// A nonce store that remembers nothing, for the offline CLI (which cannot keep state
-/// between runs; replay protection is the connector's job).
-#[derive(Debug, Default)]
-pub struct NoNonceStore;
+/// Options that weaken the contract checks (as rustls' `client::danger`): for offline
+/// tools that cannot keep state, and say so.
+pub mod danger {
+    use super::*;
 
-impl NonceStore for NoNonceStore {
-    fn insert(&mut self, _: &Hash256, _: &[u8; 16], _: Timestamp) -> bool {
-        true
+    /// A nonce store that remembers nothing, so a replayed request is accepted again.
+    /// Only for the offline CLI, which cannot keep state between runs; a negotiator
+    /// keeps a real [`NonceStore`] (replay protection is its job).
+    #[derive(Debug)]
+    pub struct NoNonceStore(());
+
+    impl NoNonceStore {
+        /// A store that accepts every nonce, replays included.
+        pub fn accepting_replays() -> NoNonceStore {
+            NoNonceStore(())
+        }
+    }
+
+    impl NonceStore for NoNonceStore {
+        fn insert(&self, _: &Hash256, _: &[u8; 16], _: Timestamp) -> bool {
+            true
+        }
     }
 }
 
 /// A fresh random nonce from `source` (a node passes
 /// [`tds_core::rand::SystemRandom`]; a simulation a seeded source).
 pub fn random_nonce(source: &dyn RandomSource) -> Result<[u8; 16], ContractError> {
-    tds_core::rand::random_array(source)
-        .map_err(|_| ContractError::Invalid("no randomness available for a nonce".into()))
+    tds_core::rand::random_array(source).map_err(|_| ContractError::NoRandomness)
 }
 
-fn check_signer(what: &'static str, named: Hash256, key: &PublicKey) -> Result<(), ContractError> {
+fn check_signer(
+    what: ContractObject,
+    named: Hash256,
+    key: &PublicKey,
+) -> Result<(), ContractError> {
     if key.id() != named {
         return Err(ContractError::WrongSigner {
             what,
@@ -296,10 +486,12 @@ fn check_signer(what: &'static str, named: Hash256, key: &PublicKey) -> Result<(
     Ok(())
 }
 
-/// An offer whose provider signature has been checked. Only [`verify_offer`] makes one.
+/// An offer whose provider signature has been checked, with its policy compiled. Only
+/// [`verify_offer`] makes one.
 #[derive(Clone, Debug)]
 pub struct VerifiedOffer {
     offer: Offer,
+    policy: CompiledPolicy,
     id: Hash256,
     envelope: Vec<u8>,
 }
@@ -308,6 +500,11 @@ impl VerifiedOffer {
     /// The offer.
     pub fn offer(&self) -> &Offer {
         &self.offer
+    }
+
+    /// The offer's policy, compiled (and so valid).
+    pub fn policy(&self) -> &CompiledPolicy {
+        &self.policy
     }
 
     /// The offer id (`tds/offer/v1` hash of the canonical offer).
@@ -336,32 +533,37 @@ impl VerifiedOffer {
 /// Signs an offer with the provider's key (the offer must name that key).
 pub fn create_offer(key: &SigningKey, offer: &Offer) -> Result<Vec<u8>, ContractError> {
     offer.policy.validate()?;
-    check_signer("offer", offer.provider, &key.public_key())?;
+    check_signer(ContractObject::Offer, offer.provider, &key.public_key())?;
     if offer.provider_key != key.public_key() {
-        return Err(ContractError::Invalid(
-            "offer: provider_key is not the signing key".into(),
-        ));
+        return Err(ContractError::KeyMismatch {
+            what: ContractObject::Offer,
+            field: "provider_key",
+        });
     }
     if offer.not_after < offer.not_before {
-        return Err(ContractError::Invalid(
-            "offer: not_after is before not_before".into(),
-        ));
+        return Err(ContractError::EmptyValidity {
+            not_before: offer.not_before,
+            not_after: offer.not_after,
+        });
     }
     Ok(cose::sign(key, offer)?)
 }
 
-/// Verifies an offer's envelope and its provider's signature.
+/// Verifies an offer's envelope and its provider's signature, and compiles its policy.
 pub fn verify_offer(bytes: &[u8]) -> Result<VerifiedOffer, ContractError> {
     let opened = cose::open::<Offer>(bytes)?;
     let key = opened.value().provider_key;
-    check_signer("offer", opened.value().provider, &key)?;
+    check_signer(ContractObject::Offer, opened.value().provider, &key)?;
     let v = opened.verify(&key)?;
-    v.value().policy.validate()?;
     let id = Domain::OFFER.hash(v.payload());
+    let envelope = v.envelope().to_vec();
+    let offer = v.into_value();
+    let policy = offer.policy.validate()?;
     Ok(VerifiedOffer {
         id,
-        envelope: v.envelope().to_vec(),
-        offer: v.into_value(),
+        envelope,
+        policy,
+        offer,
     })
 }
 
@@ -399,17 +601,38 @@ pub fn narrow_to_purpose(policy: &Policy, purpose: &Purpose) -> Policy {
     p
 }
 
+/// The policy that permits every action for `purpose` and nothing else: a requested
+/// policy covered by the purpose is contained in it.
+fn purpose_policy(purpose: &Purpose) -> Policy {
+    let when = Constraint::atom(
+        Operand::Purpose,
+        Operator::IsA,
+        Value::Purpose(purpose.clone()),
+    );
+    Policy {
+        rules: Action::ALL
+            .iter()
+            .map(|a| Rule {
+                constraint: Some(when.clone()),
+                ..Rule::new(RuleKind::Permission, *a)
+            })
+            .collect(),
+        ..Policy::default()
+    }
+}
+
 /// Signs a contract request with the consumer's key.
 pub fn create_request(
     key: &SigningKey,
     request: &ContractRequest,
 ) -> Result<Vec<u8>, ContractError> {
     request.policy.validate()?;
-    check_signer("request", request.consumer, &key.public_key())?;
+    check_signer(ContractObject::Request, request.consumer, &key.public_key())?;
     if request.consumer_key != key.public_key() {
-        return Err(ContractError::Invalid(
-            "request: consumer_key is not the signing key".into(),
-        ));
+        return Err(ContractError::KeyMismatch {
+            what: ContractObject::Request,
+            field: "consumer_key",
+        });
     }
     Ok(cose::sign(key, request)?)
 }
@@ -433,23 +656,76 @@ impl VerifiedRequest {
     }
 }
 
-/// Verifies a contract request against its offer at `now`: the consumer's signature,
-/// the offer id, the offer's validity, the request's age, containment of the requested
-/// policy in the offer's, and a fresh nonce (recorded in `nonces` last, only when every
-/// other check passed).
+/// Checks that the requested policy is contained in the offer's and permits nothing
+/// beyond the declared purpose, drawing on `budget` for both.
+pub fn check_request_policy(
+    offer: &Policy,
+    asked: &Policy,
+    purpose: &Purpose,
+    budget: &mut Budget,
+) -> Result<(), ContractError> {
+    let limited = |e: PolicyError| match e {
+        PolicyError::TooComplex(limit) => ContractError::TooComplex(limit),
+        e => ContractError::Policy(e),
+    };
+    if let Containment::NotContained(r) = contains_within(offer, asked, budget).map_err(limited)? {
+        return Err(ContractError::NotContained(r));
+    }
+    if let Containment::NotContained(example) =
+        contains_within(&purpose_policy(purpose), asked, budget).map_err(limited)?
+    {
+        return Err(ContractError::PurposeNotCovered {
+            purpose: purpose.clone(),
+            example,
+        });
+    }
+    Ok(())
+}
+
+/// Verifies a contract request against its offer at `now`, cheapest checks first, so a
+/// request costs its verifier little before it is known to come from a member:
+///
+/// 1. the envelope, and that `consumer` (a credential the caller verified with its trust
+///    store) is the named consumer's (subject key = `consumer_key`), holds the consumer
+///    role and is valid at `now`;
+/// 2. the consumer's signature, the offer id, the offer's validity, the request's age;
+/// 3. the requested policy is valid, contained in the offer's and permits nothing beyond
+///    the declared purpose, within [`REQUEST_BUDGET`] units of containment work;
+/// 4. a fresh nonce (recorded in `nonces` last, only when every other check passed).
 pub fn verify_request(
     bytes: &[u8],
     offer: &VerifiedOffer,
+    consumer: &VerifiedCredential,
     now: Timestamp,
-    nonces: &mut dyn NonceStore,
+    nonces: &dyn NonceStore,
 ) -> Result<VerifiedRequest, ContractError> {
     let opened = cose::open::<ContractRequest>(bytes)?;
-    let key = opened.value().consumer_key;
-    check_signer("request", opened.value().consumer, &key)?;
+    let named = opened.value();
+    if *consumer.subject_key() != named.consumer_key
+        || *consumer.subject().as_hash() != named.consumer
+    {
+        return Err(ContractError::CredentialMismatch {
+            subject: *consumer.subject().as_hash(),
+            consumer: named.consumer,
+        });
+    }
+    if !consumer.has_role(Role::Consumer) {
+        return Err(ContractError::NotAConsumer {
+            subject: *consumer.subject().as_hash(),
+        });
+    }
+    if !consumer.is_valid_at(now) {
+        return Err(ContractError::CredentialNotValid {
+            not_before: consumer.not_before(),
+            not_after: consumer.not_after(),
+            now,
+        });
+    }
+    let key = named.consumer_key;
+    check_signer(ContractObject::Request, named.consumer, &key)?;
     let v = opened.verify(&key)?;
     let id = Domain::REQUEST.hash(v.payload());
     let req = v.into_value();
-    req.policy.validate()?;
     if req.offer != offer.id() {
         return Err(ContractError::OfferMismatch {
             expected: offer.id(),
@@ -465,18 +741,27 @@ pub fn verify_request(
             now,
         });
     }
-    match contains(&offer.offer().policy, &req.policy)? {
-        Containment::Contained => {}
-        Containment::NotContained(r) => {
-            return Err(ContractError::NotContained(
-                serde_json::to_string(&crate::json::request_to_json(&r)).unwrap_or_default(),
-            ))
-        }
-    }
+    req.policy.validate()?;
+    check_request_policy(
+        &offer.offer().policy,
+        &req.policy,
+        &req.purpose,
+        &mut Budget::new(REQUEST_BUDGET),
+    )?;
     if !nonces.insert(&req.consumer, &req.nonce, req.time) {
         return Err(ContractError::NonceReused);
     }
     Ok(VerifiedRequest { request: req, id })
+}
+
+/// Provider-signed terms: the first of the agreement's two signatures, and the id the
+/// agreement will have.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    /// The agreement id (`tds/agreement/v1` hash of the terms).
+    pub id: Hash256,
+    /// The COSE_Sign with the provider's signature, for the consumer to countersign.
+    pub envelope: Vec<u8>,
 }
 
 /// The provider accepts a verified request: builds the terms and signs them (the first
@@ -486,9 +771,9 @@ pub fn accept(
     offer: &VerifiedOffer,
     request: &VerifiedRequest,
     now: Timestamp,
-) -> Result<Vec<u8>, ContractError> {
+) -> Result<Accepted, ContractError> {
     let o = offer.offer();
-    check_signer("offer", o.provider, &key.public_key())?;
+    check_signer(ContractObject::Offer, o.provider, &key.public_key())?;
     let r = request.request();
     let terms = AgreementTerms {
         offer: offer.id(),
@@ -504,7 +789,10 @@ pub fn accept(
         price: o.price.clone(),
         agreed_at: now,
     };
-    Ok(cose::sign_multi(&[key], &terms)?)
+    Ok(Accepted {
+        id: terms.id()?,
+        envelope: cose::sign_multi(&[key], &terms)?,
+    })
 }
 
 /// The consumer countersigns the provider-signed terms, after checking the provider's
@@ -512,22 +800,40 @@ pub fn accept(
 pub fn countersign(key: &SigningKey, half: &[u8]) -> Result<Vec<u8>, ContractError> {
     let opened = cose::open_multi::<AgreementTerms>(half)?;
     let terms = opened.value().clone();
-    check_signer("agreement", terms.provider, &terms.provider_key)?;
-    check_signer("agreement", terms.consumer, &key.public_key())?;
+    check_signer(
+        ContractObject::Agreement,
+        terms.provider,
+        &terms.provider_key,
+    )?;
+    check_signer(ContractObject::Agreement, terms.consumer, &key.public_key())?;
     if terms.consumer_key != key.public_key() {
-        return Err(ContractError::Invalid(
-            "agreement: consumer_key is not the signing key".into(),
-        ));
+        return Err(ContractError::KeyMismatch {
+            what: ContractObject::Agreement,
+            field: "consumer_key",
+        });
     }
     opened.verify(&[terms.provider_key])?;
     Ok(cose::add_signature::<AgreementTerms>(half, key)?)
 }
 
-/// An agreement whose two signatures (provider and consumer) have been checked. Only
-/// [`verify_agreement`] makes one.
+/// What a use under an agreement may do: the effect and, for a permit, the duties of
+/// both policies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessDecision {
+    /// Permit, deny or not applicable.
+    pub effect: Effect,
+    /// The duties the recipient takes on (for a permit): the agreed policy's, then the
+    /// offer's, without repeats.
+    pub duties: Vec<Duty>,
+}
+
+/// An agreement whose two signatures (provider, then consumer) have been checked, with
+/// both its policies compiled. Only [`verify_agreement`] makes one.
 #[derive(Clone, Debug)]
 pub struct VerifiedAgreement {
     terms: AgreementTerms,
+    policy: CompiledPolicy,
+    offer_policy: CompiledPolicy,
     id: Hash256,
     envelope: Vec<u8>,
 }
@@ -547,28 +853,92 @@ impl VerifiedAgreement {
     pub fn envelope(&self) -> &[u8] {
         &self.envelope
     }
+
+    /// The agreed policy, compiled.
+    pub fn policy(&self) -> &CompiledPolicy {
+        &self.policy
+    }
+
+    /// The offer's policy, compiled.
+    pub fn offer_policy(&self) -> &CompiledPolicy {
+        &self.offer_policy
+    }
+
+    /// Decides a use under the agreement with the compiled engine (the per-access path):
+    /// both policies must permit it; the duties of both apply. The same decision as the
+    /// reference [`AgreementTerms::evaluate`]; [`VerifiedAgreement::explain`] gives the
+    /// reasons.
+    pub fn decide(&self, req: &Request) -> AccessDecision {
+        let deny = |effect| AccessDecision {
+            effect,
+            duties: Vec::new(),
+        };
+        let a = self.policy.decide(req);
+        if a.effect != Effect::Permit {
+            return deny(a.effect);
+        }
+        let o = self.offer_policy.decide(req);
+        if o.effect != Effect::Permit {
+            return deny(o.effect);
+        }
+        let mut duties = self.policy.duties(&a);
+        for d in self.offer_policy.duties(&o) {
+            if !duties.contains(&d) {
+                duties.push(d);
+            }
+        }
+        AccessDecision {
+            effect: Effect::Permit,
+            duties,
+        }
+    }
+
+    /// Decides a use with the reference interpreter and explains it
+    /// ([`AgreementTerms::evaluate`]), for a refusal that must say why.
+    pub fn explain(&self, req: &Request) -> Decision {
+        self.terms.evaluate(req)
+    }
 }
 
-/// Verifies an agreement: a COSE_Sign of the terms carrying exactly the provider's and
-/// the consumer's signatures, by the keys the terms name.
+/// Verifies an agreement: a COSE_Sign of the terms carrying exactly two signatures, the
+/// provider's first and the consumer's second, by the keys the terms name; compiles both
+/// policies.
 pub fn verify_agreement(bytes: &[u8]) -> Result<VerifiedAgreement, ContractError> {
     let opened = cose::open_multi::<AgreementTerms>(bytes)?;
-    let terms = opened.value().clone();
-    check_signer("agreement", terms.provider, &terms.provider_key)?;
-    check_signer("agreement", terms.consumer, &terms.consumer_key)?;
+    let terms = opened.value();
+    check_signer(
+        ContractObject::Agreement,
+        terms.provider,
+        &terms.provider_key,
+    )?;
+    check_signer(
+        ContractObject::Agreement,
+        terms.consumer,
+        &terms.consumer_key,
+    )?;
     if terms.provider == terms.consumer {
-        return Err(ContractError::Invalid(
-            "agreement: provider and consumer are the same participant".into(),
-        ));
+        return Err(ContractError::SameParty {
+            party: terms.provider,
+        });
     }
-    terms.policy.validate()?;
-    terms.offer_policy.validate()?;
-    let v = opened.verify(&[terms.provider_key, terms.consumer_key])?;
+    let keys = [terms.provider_key, terms.consumer_key];
+    // The consumer countersigns what the provider accepted; a consumer's signature
+    // first would be terms the provider never offered to sign.
+    if opened.kids() == [terms.consumer, terms.provider] {
+        return Err(ContractError::SignatureOrder {
+            found: opened.kids().to_vec(),
+        });
+    }
+    let policy = terms.policy.validate()?;
+    let offer_policy = terms.offer_policy.validate()?;
+    let v = opened.verify(&keys)?;
     let id = Domain::AGREEMENT.hash(v.payload());
     Ok(VerifiedAgreement {
         id,
         envelope: v.envelope().to_vec(),
         terms: v.into_value(),
+        policy,
+        offer_policy,
     })
 }
 
@@ -582,9 +952,10 @@ pub fn terminate(
     let t = agreement.terms();
     let me = key.id();
     if me != t.provider && me != t.consumer {
-        return Err(ContractError::Invalid(format!(
-            "termination: {me} is not a party to the agreement"
-        )));
+        return Err(ContractError::NotAParty {
+            what: ContractObject::Termination,
+            party: me,
+        });
     }
     Ok(cose::sign(
         key,
@@ -598,29 +969,69 @@ pub fn terminate(
     )?)
 }
 
+/// A termination notice whose signature by a party of its agreement has been checked.
+/// Only [`verify_termination`] makes one.
+#[derive(Clone, Debug)]
+pub struct VerifiedTermination {
+    termination: Termination,
+    envelope: Vec<u8>,
+}
+
+impl VerifiedTermination {
+    /// The notice.
+    pub fn termination(&self) -> &Termination {
+        &self.termination
+    }
+
+    /// The agreement it ends.
+    pub fn agreement(&self) -> Hash256 {
+        self.termination.agreement
+    }
+
+    /// The terminating party.
+    pub fn party(&self) -> Hash256 {
+        self.termination.party
+    }
+
+    /// The signed envelope.
+    pub fn envelope(&self) -> &[u8] {
+        &self.envelope
+    }
+
+    /// The notice, consuming the proof.
+    pub fn into_termination(self) -> Termination {
+        self.termination
+    }
+}
+
 /// Verifies a termination notice for `agreement`: signed by one of its parties.
 pub fn verify_termination(
     bytes: &[u8],
     agreement: &VerifiedAgreement,
-) -> Result<Termination, ContractError> {
+) -> Result<VerifiedTermination, ContractError> {
     let opened = cose::open::<Termination>(bytes)?;
-    let n = opened.value().clone();
-    check_signer("termination", n.party, &n.party_key)?;
+    let n = opened.value();
+    check_signer(ContractObject::Termination, n.party, &n.party_key)?;
     let t = agreement.terms();
     let party_key = if n.party == t.provider {
         t.provider_key
     } else if n.party == t.consumer {
         t.consumer_key
     } else {
-        return Err(ContractError::Invalid(format!(
-            "termination: {} is not a party to the agreement",
-            n.party
-        )));
+        return Err(ContractError::NotAParty {
+            what: ContractObject::Termination,
+            party: n.party,
+        });
     };
     if n.agreement != agreement.id() {
-        return Err(ContractError::Invalid(
-            "termination: names another agreement".into(),
-        ));
+        return Err(ContractError::OtherAgreement {
+            expected: agreement.id(),
+            found: n.agreement,
+        });
     }
-    Ok(opened.verify(&party_key)?.into_value())
+    let v = opened.verify(&party_key)?;
+    Ok(VerifiedTermination {
+        envelope: v.envelope().to_vec(),
+        termination: v.into_value(),
+    })
 }

@@ -9,6 +9,8 @@
 //! prohibition applies unless its constraint is *false*. So a request that leaves things
 //! out can never gain a permission or escape a prohibition by doing so.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use tds_core::{Hash256, Timestamp};
 
@@ -276,27 +278,442 @@ pub struct Decision {
     pub effect: Effect,
     /// The duties the recipient takes on (for a permit).
     pub duties: Vec<Duty>,
-    /// One line per rule considered, and the conclusion.
-    pub reasons: Vec<String>,
+    /// One per rule considered, and the conclusion.
+    pub reasons: Vec<Reason>,
+}
+
+/// A rule named in a reason: its 1-based number, kind and action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleRef {
+    /// 1-based position in the policy.
+    pub number: usize,
+    /// Permission, prohibition or obligation.
+    pub kind: RuleKind,
+    /// The rule's action.
+    pub action: Action,
+}
+
+impl fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} ({})",
+            rule_word(self.kind),
+            self.number,
+            self.action
+        )
+    }
+}
+
+/// What a reason says, as a stable code (the same vocabulary as the error codes: the
+/// connector protocol sends them, and `access_denied` events record them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReasonCode {
+    /// The rule is about another asset.
+    OtherAsset,
+    /// The rule does not cover (a prohibition: does not concern) the requested action.
+    OtherAction,
+    /// A permission whose condition or duties fail.
+    NotGranted,
+    /// A permission that is granted.
+    Granted,
+    /// A prohibition or obligation whose condition is false.
+    DoesNotApply,
+    /// A prohibition or obligation that applies.
+    Applies,
+    /// A prohibition that applies because the request leaves out what would rule it out.
+    AppliesUnknown,
+    /// Denied: a prohibition applies and prohibitions win (`conflict prohibit`).
+    ConflictProhibit,
+    /// Denied: a permission and a prohibition apply and the policy is void
+    /// (`conflict invalid`).
+    ConflictInvalid,
+    /// A prohibition applies but permissions win (`conflict permit`).
+    ConflictPermit,
+    /// Denied: a prohibition applies.
+    Prohibited,
+    /// Denied: permissions cover the action but none is granted.
+    NoneGranted,
+    /// Not applicable: no permission covers the action.
+    NotApplicable,
+    /// Denied: an obligation's duty cannot be met.
+    ObligationUnmet,
+    /// Permitted.
+    Permitted,
+}
+
+impl ReasonCode {
+    /// The code.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::OtherAsset => "policy.rule.other_asset",
+            ReasonCode::OtherAction => "policy.rule.other_action",
+            ReasonCode::NotGranted => "policy.rule.not_granted",
+            ReasonCode::Granted => "policy.rule.granted",
+            ReasonCode::DoesNotApply => "policy.rule.does_not_apply",
+            ReasonCode::Applies => "policy.rule.applies",
+            ReasonCode::AppliesUnknown => "policy.rule.applies_unknown",
+            ReasonCode::ConflictProhibit => "policy.deny.conflict_prohibit",
+            ReasonCode::ConflictInvalid => "policy.deny.conflict_invalid",
+            ReasonCode::ConflictPermit => "policy.conflict_permit",
+            ReasonCode::Prohibited => "policy.deny.prohibited",
+            ReasonCode::NoneGranted => "policy.deny.not_granted",
+            ReasonCode::NotApplicable => "policy.not_applicable",
+            ReasonCode::ObligationUnmet => "policy.deny.obligation_unmet",
+            ReasonCode::Permitted => "policy.permit",
+        }
+    }
+
+    /// Every code, in declaration order.
+    pub const ALL: [ReasonCode; 15] = [
+        ReasonCode::OtherAsset,
+        ReasonCode::OtherAction,
+        ReasonCode::NotGranted,
+        ReasonCode::Granted,
+        ReasonCode::DoesNotApply,
+        ReasonCode::Applies,
+        ReasonCode::AppliesUnknown,
+        ReasonCode::ConflictProhibit,
+        ReasonCode::ConflictInvalid,
+        ReasonCode::ConflictPermit,
+        ReasonCode::Prohibited,
+        ReasonCode::NoneGranted,
+        ReasonCode::NotApplicable,
+        ReasonCode::ObligationUnmet,
+        ReasonCode::Permitted,
+    ];
+}
+
+impl tds_core::ErrorCode for ReasonCode {
+    fn code(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A duty the request cannot meet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DutyUnmet {
+    /// `obtain-consent`, and the request presents no consent reference.
+    NoConsent {
+        /// The duty's consent scheme.
+        scheme: Text,
+    },
+    /// `pay`, and the request pays in another currency.
+    OtherCurrency {
+        /// The currency the duty names.
+        due: Currency,
+        /// The currency the request pays in.
+        offered: Currency,
+    },
+}
+
+impl fmt::Display for DutyUnmet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DutyUnmet::NoConsent { scheme } => write!(
+                f,
+                "duty obtain-consent({scheme}) cannot be met: the request presents no consent reference"
+            ),
+            DutyUnmet::OtherCurrency { due, offered } => write!(
+                f,
+                "duty pay cannot be met: payment is due in {due}, the request pays in {offered}"
+            ),
+        }
+    }
+}
+
+/// Why a rule's condition does not hold (for a prohibition: why it does not apply, or
+/// why the request does not rule it out), or why its duties cannot be met.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unmet {
+    /// An atomic constraint that does not hold for the request (or that the request does
+    /// not decide: `actual` is `None` when it does not give the field).
+    Constraint {
+        /// The atomic constraint.
+        constraint: Constraint,
+        /// The request's value, in words.
+        actual: Option<String>,
+    },
+    /// An `or` none of whose parts holds.
+    NoneHolds(Vec<Unmet>),
+    /// An `xone` where not exactly one part holds.
+    NotExactlyOne {
+        /// The `xone` constraint.
+        constraint: Constraint,
+        /// How many parts hold.
+        holding: usize,
+    },
+    /// The rule is for another recipient (or the request names none).
+    Assignee {
+        /// The rule's assignee.
+        expected: Hash256,
+        /// The request's recipient.
+        actual: Option<Hash256>,
+    },
+    /// A duty the request cannot meet.
+    Duty(DutyUnmet),
+}
+
+impl Unmet {
+    /// The first atomic constraint this explanation names, if any.
+    pub fn constraint(&self) -> Option<&Constraint> {
+        match self {
+            Unmet::Constraint { constraint, .. } | Unmet::NotExactlyOne { constraint, .. } => {
+                Some(constraint)
+            }
+            Unmet::NoneHolds(parts) => parts.iter().find_map(Unmet::constraint),
+            Unmet::Assignee { .. } | Unmet::Duty(_) => None,
+        }
+    }
+
+    /// What was expected, in words (`at most 100`, `equal to sha256:…`).
+    pub fn expected(&self) -> Option<String> {
+        match self {
+            Unmet::Constraint {
+                constraint:
+                    Constraint::Atom {
+                        operator, value, ..
+                    },
+                ..
+            } => Some(format!(
+                "{} {}",
+                operator.words(),
+                crate::text::format_value(value)
+            )),
+            Unmet::Constraint { .. } => None,
+            Unmet::NotExactlyOne { .. } => Some("exactly one part holds".into()),
+            Unmet::NoneHolds(parts) => parts.first().and_then(Unmet::expected),
+            Unmet::Assignee { expected, .. } => Some(format!("recipient {expected}")),
+            Unmet::Duty(DutyUnmet::NoConsent { .. }) => Some("a consent reference".into()),
+            Unmet::Duty(DutyUnmet::OtherCurrency { due, .. }) => Some(format!("payment in {due}")),
+        }
+    }
+
+    /// The request's value, in words (`None` when the request does not give it).
+    pub fn actual(&self) -> Option<String> {
+        match self {
+            Unmet::Constraint { actual, .. } => actual.clone(),
+            Unmet::NotExactlyOne { holding, .. } => Some(format!("{holding} hold")),
+            Unmet::NoneHolds(parts) => parts.first().and_then(Unmet::actual),
+            Unmet::Assignee { actual, .. } => actual.map(|a| a.to_string()),
+            Unmet::Duty(DutyUnmet::NoConsent { .. }) => None,
+            Unmet::Duty(DutyUnmet::OtherCurrency { offered, .. }) => {
+                Some(format!("payment in {offered}"))
+            }
+        }
+    }
+}
+
+const NOT_GIVEN: &str = "not given in the request";
+
+impl fmt::Display for Unmet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unmet::Constraint {
+                constraint:
+                    Constraint::Atom {
+                        operand,
+                        operator,
+                        value,
+                    },
+                actual,
+            } => write!(
+                f,
+                "{operand} must be {} {}, actual: {}",
+                operator.words(),
+                crate::text::format_value(value),
+                actual.as_deref().unwrap_or(NOT_GIVEN)
+            ),
+            Unmet::Constraint { constraint, .. } => {
+                f.write_str(&crate::text::format_constraint(constraint))
+            }
+            Unmet::NoneHolds(parts) => {
+                f.write_str("none of these holds: ")?;
+                for (i, p) in parts.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{p}")?;
+                }
+                Ok(())
+            }
+            Unmet::NotExactlyOne {
+                constraint,
+                holding,
+            } => write!(
+                f,
+                "exactly one of ({}) must hold, {holding} do",
+                crate::text::format_constraint(constraint)
+            ),
+            Unmet::Assignee { expected, actual } => match actual {
+                Some(a) => write!(f, "it is for assignee {expected}, the recipient is {a}"),
+                None => write!(
+                    f,
+                    "it is for assignee {expected}, the recipient is {NOT_GIVEN}"
+                ),
+            },
+            Unmet::Duty(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+/// One reason of a decision: a code, the rule it is about, and what did not hold. Its
+/// `Display` is the line `tds policy eval` prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reason {
+    /// What the reason says.
+    pub code: ReasonCode,
+    /// The rule it is about (for a final reason, the obligation that is not met).
+    pub rule: Option<RuleRef>,
+    /// The requested action, for [`ReasonCode::OtherAction`] and
+    /// [`ReasonCode::NotApplicable`].
+    pub action: Option<Action>,
+    /// What did not hold.
+    pub unmet: Option<Unmet>,
+    /// Whether the reason is about the offer's policy of an agreement (printed after
+    /// `offer: `).
+    pub offer: bool,
+}
+
+impl Reason {
+    fn new(code: ReasonCode) -> Reason {
+        Reason {
+            code,
+            rule: None,
+            action: None,
+            unmet: None,
+            offer: false,
+        }
+    }
+
+    fn about(code: ReasonCode, rule: RuleRef) -> Reason {
+        Reason {
+            rule: Some(rule),
+            ..Reason::new(code)
+        }
+    }
+
+    fn unmet(mut self, unmet: Option<Unmet>) -> Reason {
+        self.unmet = unmet;
+        self
+    }
+
+    fn action(mut self, action: Action) -> Reason {
+        self.action = Some(action);
+        self
+    }
+
+    /// The first atomic constraint the reason names, if any.
+    pub fn constraint(&self) -> Option<&Constraint> {
+        self.unmet.as_ref().and_then(Unmet::constraint)
+    }
+
+    /// What was expected, in words, if the reason says.
+    pub fn expected(&self) -> Option<String> {
+        self.unmet.as_ref().and_then(Unmet::expected)
+    }
+
+    /// The request's value, in words, if the reason names one the request gives.
+    pub fn actual(&self) -> Option<String> {
+        self.unmet.as_ref().and_then(Unmet::actual)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.offer {
+            f.write_str("offer: ")?;
+        }
+        let unmet = |f: &mut fmt::Formatter<'_>| match &self.unmet {
+            Some(u) => write!(f, "{u}"),
+            None => Ok(()),
+        };
+        let action = |f: &mut fmt::Formatter<'_>| match self.action {
+            Some(a) => write!(f, "{a}"),
+            None => Ok(()),
+        };
+        if let Some(rule) = &self.rule {
+            if self.code == ReasonCode::ObligationUnmet {
+                write!(f, "denied: obligation {}: ", rule.number)?;
+                return unmet(f);
+            }
+            write!(f, "{rule}: ")?;
+        }
+        match self.code {
+            ReasonCode::OtherAsset => f.write_str("is about another asset"),
+            ReasonCode::OtherAction => {
+                if self.rule.is_some_and(|r| r.kind == RuleKind::Prohibition) {
+                    f.write_str("does not concern action ")?;
+                } else {
+                    f.write_str("does not cover action ")?;
+                }
+                action(f)
+            }
+            ReasonCode::NotGranted => {
+                f.write_str("not granted: ")?;
+                unmet(f)
+            }
+            ReasonCode::Granted => f.write_str("granted"),
+            ReasonCode::DoesNotApply => {
+                f.write_str("does not apply: ")?;
+                unmet(f)
+            }
+            ReasonCode::Applies => f.write_str("applies"),
+            ReasonCode::AppliesUnknown => {
+                f.write_str("applies because the request does not rule it out: ")?;
+                unmet(f)
+            }
+            ReasonCode::ConflictProhibit => f.write_str(
+                "denied: a prohibition applies and prohibitions override permissions (conflict prohibit)",
+            ),
+            ReasonCode::ConflictInvalid => f.write_str(
+                "denied: a permission and a prohibition both apply and the policy is void on conflict (conflict invalid)",
+            ),
+            ReasonCode::ConflictPermit => f.write_str(
+                "a prohibition applies but permissions override it (conflict permit)",
+            ),
+            ReasonCode::Prohibited => f.write_str("denied: a prohibition applies"),
+            ReasonCode::NoneGranted => f.write_str("denied: no permission is granted"),
+            ReasonCode::NotApplicable => {
+                f.write_str("not applicable: no permission covers action ")?;
+                action(f)
+            }
+            ReasonCode::ObligationUnmet => {
+                f.write_str("denied: obligation: ")?;
+                unmet(f)
+            }
+            ReasonCode::Permitted => f.write_str("permitted"),
+        }
+    }
 }
 
 /// Whether a duty can be met by this request, and why not.
-pub fn duty_unmet(d: &Duty, req: &Request) -> Option<String> {
+pub fn duty_unmet(d: &Duty, req: &Request) -> Option<DutyUnmet> {
     match d {
-        Duty::ObtainConsent(scheme) if req.consent_ref.is_none() => Some(format!(
-            "duty obtain-consent({scheme}) cannot be met: the request presents no consent reference"
-        )),
+        Duty::ObtainConsent(scheme) if req.consent_ref.is_none() => Some(DutyUnmet::NoConsent {
+            scheme: scheme.clone(),
+        }),
         Duty::Pay { currency, .. } => match &req.currency {
-            Some(c) if c != currency => Some(format!(
-                "duty pay cannot be met: payment is due in {currency}, the request pays in {c}"
-            )),
+            Some(c) if c != currency => Some(DutyUnmet::OtherCurrency {
+                due: currency.clone(),
+                offered: c.clone(),
+            }),
             _ => None,
         },
         _ => None,
     }
 }
 
-fn describe_actual(operand: Operand, req: &Request) -> String {
+fn describe_actual(operand: Operand, req: &Request) -> Option<String> {
     match operand {
         Operand::Purpose => req.purpose.as_ref().map(|p| p.to_string()),
         Operand::Spatial => req.location.as_ref().map(|p| p.to_string()),
@@ -338,42 +755,31 @@ fn describe_actual(operand: Operand, req: &Request) -> String {
             .into(),
         ),
     }
-    .unwrap_or_else(|| "not given in the request".into())
 }
 
-/// Explains why a constraint is not true (or, with `want_false`, not false).
-fn why(c: &Constraint, req: &Request) -> String {
+/// Explains why a constraint is not true: for `and`, its first part that is not true;
+/// `None` when every part is true (callers ask only about constraints that are not).
+fn why(c: &Constraint, req: &Request) -> Option<Unmet> {
     match c {
-        Constraint::Atom {
-            operand,
-            operator,
-            value,
-        } => format!(
-            "{operand} must be {} {}, actual: {}",
-            operator.words(),
-            crate::text::format_value(value),
-            describe_actual(*operand, req)
-        ),
+        Constraint::Atom { operand, .. } => Some(Unmet::Constraint {
+            constraint: c.clone(),
+            actual: describe_actual(*operand, req),
+        }),
         Constraint::Logical { op, items } => match op {
             LogicalOp::And | LogicalOp::AndSequence => items
                 .iter()
                 .find(|i| constraint(i, req) != Tri::True)
-                .map(|i| why(i, req))
-                .unwrap_or_default(),
-            LogicalOp::Or => {
-                let parts: Vec<String> = items.iter().map(|i| why(i, req)).collect();
-                format!("none of these holds: {}", parts.join("; "))
-            }
-            LogicalOp::Xone => {
-                let n = items
+                .and_then(|i| why(i, req)),
+            LogicalOp::Or => Some(Unmet::NoneHolds(
+                items.iter().filter_map(|i| why(i, req)).collect(),
+            )),
+            LogicalOp::Xone => Some(Unmet::NotExactlyOne {
+                constraint: c.clone(),
+                holding: items
                     .iter()
                     .filter(|i| constraint(i, req) == Tri::True)
-                    .count();
-                format!(
-                    "exactly one of ({}) must hold, {n} do",
-                    crate::text::format_constraint(c)
-                )
-            }
+                    .count(),
+            }),
         },
     }
 }
@@ -410,7 +816,19 @@ pub fn rule_condition(rule: &Rule, req: &Request) -> Tri {
     and(assignee_tri(rule, req), c)
 }
 
-/// Decides `req` under `policy`, explaining every rule considered.
+/// Why a rule's condition is not true: the assignee if that fails, else the constraint.
+fn why_not(rule: &Rule, req: &Request) -> Option<Unmet> {
+    match rule.assignee {
+        Some(expected) if assignee_tri(rule, req) != Tri::True => Some(Unmet::Assignee {
+            expected,
+            actual: req.recipient,
+        }),
+        _ => rule.constraint.as_ref().and_then(|c| why(c, req)),
+    }
+}
+
+/// Decides `req` under `policy`, explaining every rule considered. This is the reference
+/// interpreter: [`crate::CompiledPolicy::decide`] must reach the same decision.
 pub fn evaluate(policy: &Policy, req: &Request) -> Decision {
     let mut reasons = Vec::new();
     let mut granted: Vec<usize> = Vec::new();
@@ -418,81 +836,78 @@ pub fn evaluate(policy: &Policy, req: &Request) -> Decision {
     let mut covered = false;
     let mut obligations: Vec<usize> = Vec::new();
     for (i, rule) in policy.rules.iter().enumerate() {
-        let name = format!("{} {} ({})", rule_word(rule.kind), i + 1, rule.action);
+        let name = RuleRef {
+            number: i + 1,
+            kind: rule.kind,
+            action: rule.action,
+        };
         if !target_matches(policy, rule, req) {
-            reasons.push(format!("{name}: is about another asset"));
+            reasons.push(Reason::about(ReasonCode::OtherAsset, name));
             continue;
         }
         let cond = rule_condition(rule, req);
-        let why_not = |req: &Request| -> String {
-            if assignee_tri(rule, req) != Tri::True {
-                format!(
-                    "it is for assignee {}, the recipient is {}",
-                    rule.assignee.map(|a| a.to_string()).unwrap_or_default(),
-                    req.recipient
-                        .map_or("not given in the request".into(), |r| r.to_string())
-                )
-            } else {
-                rule.constraint
-                    .as_ref()
-                    .map(|c| why(c, req))
-                    .unwrap_or_default()
-            }
-        };
+        let other_action = || Reason::about(ReasonCode::OtherAction, name).action(req.action);
         match rule.kind {
             RuleKind::Permission => {
                 if !rule.action.covers(req.action) {
-                    reasons.push(format!("{name}: does not cover action {}", req.action));
+                    reasons.push(other_action());
                     continue;
                 }
                 covered = true;
                 if cond != Tri::True {
-                    reasons.push(format!("{name}: not granted: {}", why_not(req)));
+                    reasons.push(
+                        Reason::about(ReasonCode::NotGranted, name).unmet(why_not(rule, req)),
+                    );
                     continue;
                 }
                 if let Some(m) = rule.duties.iter().find_map(|d| duty_unmet(d, req)) {
-                    reasons.push(format!("{name}: not granted: {m}"));
+                    reasons.push(
+                        Reason::about(ReasonCode::NotGranted, name).unmet(Some(Unmet::Duty(m))),
+                    );
                     continue;
                 }
-                reasons.push(format!("{name}: granted"));
+                reasons.push(Reason::about(ReasonCode::Granted, name));
                 granted.push(i);
             }
             RuleKind::Prohibition => {
                 if !rule.action.overlaps(req.action) {
-                    reasons.push(format!("{name}: does not concern action {}", req.action));
+                    reasons.push(other_action());
                     continue;
                 }
                 match cond {
-                    Tri::False => reasons.push(format!("{name}: does not apply: {}", why_not(req))),
+                    Tri::False => reasons.push(
+                        Reason::about(ReasonCode::DoesNotApply, name).unmet(why_not(rule, req)),
+                    ),
                     Tri::True => {
-                        reasons.push(format!("{name}: applies"));
+                        reasons.push(Reason::about(ReasonCode::Applies, name));
                         prohibited = true;
                     }
                     Tri::Unknown => {
-                        reasons.push(format!(
-                            "{name}: applies because the request does not rule it out: {}",
-                            why_not(req)
-                        ));
+                        reasons.push(
+                            Reason::about(ReasonCode::AppliesUnknown, name)
+                                .unmet(why_not(rule, req)),
+                        );
                         prohibited = true;
                     }
                 }
             }
             RuleKind::Obligation => {
                 if !rule.action.covers(req.action) {
-                    reasons.push(format!("{name}: does not cover action {}", req.action));
+                    reasons.push(other_action());
                     continue;
                 }
                 if cond == Tri::False {
-                    reasons.push(format!("{name}: does not apply: {}", why_not(req)));
+                    reasons.push(
+                        Reason::about(ReasonCode::DoesNotApply, name).unmet(why_not(rule, req)),
+                    );
                 } else {
-                    reasons.push(format!("{name}: applies"));
+                    reasons.push(Reason::about(ReasonCode::Applies, name));
                     obligations.push(i);
                 }
             }
         }
     }
-    let rules = &policy.rules;
-    let deny = |mut reasons: Vec<String>, why: String| {
+    let deny = |mut reasons: Vec<Reason>, why: Reason| {
         reasons.push(why);
         Decision {
             effect: Effect::Deny,
@@ -502,33 +917,18 @@ pub fn evaluate(policy: &Policy, req: &Request) -> Decision {
     };
     if prohibited && !granted.is_empty() {
         match policy.conflict {
-            Conflict::Prohibit => {
-                return deny(
-                    reasons,
-                    "denied: a prohibition applies and prohibitions override permissions (conflict prohibit)".into(),
-                )
-            }
-            Conflict::Invalid => {
-                return deny(
-                    reasons,
-                    "denied: a permission and a prohibition both apply and the policy is void on conflict (conflict invalid)".into(),
-                )
-            }
-            Conflict::Permit => {
-                reasons.push("a prohibition applies but permissions override it (conflict permit)".into())
-            }
+            Conflict::Prohibit => return deny(reasons, Reason::new(ReasonCode::ConflictProhibit)),
+            Conflict::Invalid => return deny(reasons, Reason::new(ReasonCode::ConflictInvalid)),
+            Conflict::Permit => reasons.push(Reason::new(ReasonCode::ConflictPermit)),
         }
     } else if prohibited {
-        return deny(reasons, "denied: a prohibition applies".into());
+        return deny(reasons, Reason::new(ReasonCode::Prohibited));
     }
     if granted.is_empty() {
         if covered {
-            return deny(reasons, "denied: no permission is granted".into());
+            return deny(reasons, Reason::new(ReasonCode::NoneGranted));
         }
-        reasons.push(format!(
-            "not applicable: no permission covers action {}",
-            req.action
-        ));
+        reasons.push(Reason::new(ReasonCode::NotApplicable).action(req.action));
         return Decision {
             effect: Effect::NotApplicable,
             duties: Vec::new(),
@@ -537,20 +937,27 @@ pub fn evaluate(policy: &Policy, req: &Request) -> Decision {
     }
     let mut duties: Vec<Duty> = Vec::new();
     for &i in granted.iter().chain(&obligations) {
-        for d in rules
-            .get(i)
-            .map(|r| r.duties.as_slice())
-            .unwrap_or_default()
-        {
+        let Some(rule) = policy.rules.get(i) else {
+            continue;
+        };
+        for d in &rule.duties {
             if let Some(m) = duty_unmet(d, req) {
-                return deny(reasons, format!("denied: obligation {}: {m}", i + 1));
+                let name = RuleRef {
+                    number: i + 1,
+                    kind: rule.kind,
+                    action: rule.action,
+                };
+                return deny(
+                    reasons,
+                    Reason::about(ReasonCode::ObligationUnmet, name).unmet(Some(Unmet::Duty(m))),
+                );
             }
             if !duties.contains(d) {
                 duties.push(d.clone());
             }
         }
     }
-    reasons.push("permitted".into());
+    reasons.push(Reason::new(ReasonCode::Permitted));
     Decision {
         effect: Effect::Permit,
         duties,

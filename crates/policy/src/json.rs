@@ -10,51 +10,173 @@
 //!
 //! Further optional keys: `target`, `elapsed` (a duration such as `"30d"`),
 //! `classification`, `personal_info`, `pay_amount` (a decimal string such as `"12.50"`),
-//! `currency`, `consent_ref`, `export_assessment_ref`. Unknown keys are refused.
+//! `currency`, `consent_ref`, `export_assessment_ref`. Unknown keys are refused, and so
+//! are keys given twice ([`parse_strict`]).
 
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Value as Json};
 
-use crate::error::PolicyError;
+use crate::error::{short, PolicyError, RequestError};
 use crate::eval::{Decision, Request};
 use crate::model::*;
 
-fn bad(m: String) -> PolicyError {
-    PolicyError::Request(m)
+/// Why [`parse_strict`] refused its input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StrictJsonError {
+    /// Not JSON text; serde_json's message.
+    NotJson(String),
+    /// An object gives this key twice (shortened to 64 characters).
+    DuplicateKey(String),
 }
 
-fn string<'a>(v: &'a Json, key: &str) -> Result<&'a str, PolicyError> {
-    v.as_str()
-        .ok_or_else(|| bad(format!("{key} must be a string")))
+/// Parses JSON text, refusing an object that gives a key twice: JSON parsers disagree
+/// about which duplicate wins (serde_json keeps the last), so a document with duplicates
+/// can mean different things to different readers.
+pub fn parse_strict(text: &str) -> Result<Json, StrictJsonError> {
+    let duplicate = Cell::new(None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed = Strict(&duplicate)
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v));
+    match (parsed, duplicate.take()) {
+        (_, Some(key)) => Err(StrictJsonError::DuplicateKey(key)),
+        (Ok(v), None) => Ok(v),
+        (Err(e), None) => Err(StrictJsonError::NotJson(e.to_string())),
+    }
 }
 
-fn parsed<T: std::str::FromStr>(v: &Json, key: &str) -> Result<T, PolicyError>
+/// A JSON value whose objects are checked for duplicate keys; the first duplicate found
+/// is left in the cell.
+#[derive(Clone, Copy)]
+struct Strict<'a>(&'a Cell<Option<String>>);
+
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = Json;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
+        Ok(Json::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
+        Ok(Json::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
+        Ok(Json::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Json, E> {
+        Ok(Json::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
+        Ok(Json::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Json, E> {
+        Ok(Json::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(self)? {
+            out.push(v);
+        }
+        Ok(Json::Array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut out = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if out.contains_key(&k) {
+                self.0.set(Some(short(&k)));
+                return Err(de::Error::custom("duplicate key"));
+            }
+            let v = map.next_value_seed(self)?;
+            out.insert(k, v);
+        }
+        Ok(Json::Object(out))
+    }
+}
+
+fn wrong(key: &str, expected: &'static str) -> RequestError {
+    RequestError::WrongType {
+        key: short(key),
+        expected,
+    }
+}
+
+fn string<'a>(v: &'a Json, key: &str) -> Result<&'a str, RequestError> {
+    v.as_str().ok_or_else(|| wrong(key, "a string"))
+}
+
+fn parsed<T: std::str::FromStr>(v: &Json, key: &str) -> Result<T, RequestError>
 where
     T::Err: std::fmt::Display,
 {
     let s = string(v, key)?;
-    s.parse::<T>().map_err(|e| bad(format!("{key}: {e}")))
+    s.parse::<T>().map_err(|e| RequestError::BadValue {
+        key: short(key),
+        reason: e.to_string(),
+    })
 }
 
-fn number(v: &Json, key: &str) -> Result<u64, PolicyError> {
+fn number(v: &Json, key: &str) -> Result<u64, RequestError> {
     v.as_u64()
-        .ok_or_else(|| bad(format!("{key} must be a whole number of at least 0")))
+        .ok_or_else(|| wrong(key, "a whole number of at least 0"))
+}
+
+/// Reads a request from JSON text, refusing keys given twice.
+pub fn request_from_str(text: &str) -> Result<Request, PolicyError> {
+    let v = parse_strict(text).map_err(|e| match e {
+        StrictJsonError::NotJson(m) => RequestError::NotJson(m),
+        StrictJsonError::DuplicateKey(key) => RequestError::DuplicateKey { key },
+    })?;
+    request_from_json(&v)
 }
 
 /// Reads a request from its JSON form.
 pub fn request_from_json(v: &Json) -> Result<Request, PolicyError> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| bad("must be a JSON object".into()))?;
+    Ok(read_request(v)?)
+}
+
+fn bad_value(key: &str, reason: String) -> RequestError {
+    RequestError::BadValue {
+        key: short(key),
+        reason,
+    }
+}
+
+fn read_request(v: &Json) -> Result<Request, RequestError> {
+    let obj = v.as_object().ok_or(RequestError::NotObject)?;
     let action = obj
         .get("action")
-        .ok_or_else(|| bad("action is missing".into()))?;
+        .ok_or(RequestError::Missing { key: "action" })?;
     let a = string(action, "action")?;
     let action = Action::from_word(
         a.strip_prefix("tds:")
             .or(a.strip_prefix("odrl:"))
             .unwrap_or(a),
     )
-    .ok_or_else(|| bad(format!("unknown action {}", quote(a))))?;
+    .ok_or_else(|| RequestError::UnknownAction { action: short(a) })?;
     let mut r = Request::new(action);
     for (k, v) in obj {
         if v.is_null() {
@@ -65,15 +187,13 @@ pub fn request_from_json(v: &Json) -> Result<Request, PolicyError> {
             "target" => r.target = Some(parsed(v, k)?),
             "purpose" => r.purpose = Some(parsed(v, k)?),
             "time" => {
-                r.time = Some(
-                    crate::text::parse_time(string(v, k)?)
-                        .map_err(|e| bad(format!("time: {e}")))?,
-                )
+                r.time =
+                    Some(crate::text::parse_time(string(v, k)?).map_err(|e| bad_value("time", e))?)
             }
             "elapsed" => {
                 r.elapsed = Some(
                     crate::text::parse_duration(string(v, k)?)
-                        .map_err(|e| bad(format!("elapsed: {e}")))?,
+                        .map_err(|e| bad_value("elapsed", e))?,
                 )
             }
             "location" => r.location = Some(parsed(v, k)?),
@@ -81,17 +201,21 @@ pub fn request_from_json(v: &Json) -> Result<Request, PolicyError> {
             "volume" => r.volume = Some(number(v, k)?),
             "classification" => {
                 let s = string(v, k)?;
-                r.classification = Some(
-                    Classification::from_word(s)
-                        .ok_or_else(|| bad(format!("unknown classification {}", quote(s))))?,
-                )
+                r.classification = Some(Classification::from_word(s).ok_or_else(|| {
+                    bad_value(
+                        "classification",
+                        format!("unknown classification {}", quote(s)),
+                    )
+                })?)
             }
             "personal_info" => {
                 let s = string(v, k)?;
-                r.personal_info = Some(
-                    PersonalInfo::from_word(s)
-                        .ok_or_else(|| bad(format!("unknown personal_info {}", quote(s))))?,
-                )
+                r.personal_info = Some(PersonalInfo::from_word(s).ok_or_else(|| {
+                    bad_value(
+                        "personal_info",
+                        format!("unknown personal information level {}", quote(s)),
+                    )
+                })?)
             }
             "pay_amount" => {
                 r.pay_amount = Some(match v {
@@ -100,7 +224,10 @@ pub fn request_from_json(v: &Json) -> Result<Request, PolicyError> {
                         .and_then(|n| n.checked_mul(Amount::SCALE))
                         .map(Amount)
                         .ok_or_else(|| {
-                            bad("pay_amount must be at least 0; write fractions as a string".into())
+                            wrong(
+                                "pay_amount",
+                                "a whole number of at least 0 (write fractions as a string)",
+                            )
                         })?,
                     _ => parsed(v, k)?,
                 })
@@ -111,7 +238,7 @@ pub fn request_from_json(v: &Json) -> Result<Request, PolicyError> {
             "recipient" => {
                 let o = v
                     .as_object()
-                    .ok_or_else(|| bad("recipient must be an object".into()))?;
+                    .ok_or_else(|| wrong("recipient", "an object"))?;
                 for (rk, rv) in o {
                     if rv.is_null() {
                         continue;
@@ -125,22 +252,27 @@ pub fn request_from_json(v: &Json) -> Result<Request, PolicyError> {
                         "roles" => {
                             let items = rv
                                 .as_array()
-                                .ok_or_else(|| bad("recipient.roles must be a list".into()))?;
+                                .ok_or_else(|| wrong("recipient.roles", "a list"))?;
                             if items.len() > MAX_LIST {
-                                return Err(bad(format!(
-                                    "recipient.roles holds more than {MAX_LIST} roles"
-                                )));
+                                return Err(RequestError::TooMany {
+                                    key: "recipient.roles",
+                                    limit: MAX_LIST,
+                                });
                             }
                             r.roles = items
                                 .iter()
                                 .map(|x| parsed(x, "recipient.roles"))
                                 .collect::<Result<_, _>>()?;
                         }
-                        other => return Err(bad(format!("unknown key recipient.{other}"))),
+                        other => {
+                            return Err(RequestError::UnknownKey {
+                                key: short(&format!("recipient.{other}")),
+                            })
+                        }
                     }
                 }
             }
-            other => return Err(bad(format!("unknown key {}", quote(other)))),
+            other => return Err(RequestError::UnknownKey { key: short(other) }),
         }
     }
     Ok(r)
@@ -207,6 +339,6 @@ pub fn decision_to_json(d: &Decision) -> Json {
     json!({
         "decision": d.effect.as_str(),
         "duties": d.duties.iter().map(crate::text::format_duty).collect::<Vec<_>>(),
-        "reasons": d.reasons,
+        "reasons": d.reasons.iter().map(ToString::to_string).collect::<Vec<_>>(),
     })
 }

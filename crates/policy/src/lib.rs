@@ -15,9 +15,9 @@ pub mod templates;
 pub mod text;
 
 pub use compiled::CompiledPolicy;
-pub use contain::{contains, Containment};
-pub use error::PolicyError;
-pub use eval::{evaluate, Decision, Effect, Request};
+pub use contain::{contains, contains_within, Budget, Containment};
+pub use error::{ContainmentLimit, OdrlError, PolicyError, RequestError};
+pub use eval::{evaluate, Decision, Effect, Reason, ReasonCode, Request};
 pub use lint::{lint, Lint};
 pub use model::{
     Action, Amount, Classification, Conflict, Constraint, Currency, Duty, LogicalOp, Operand,

@@ -1,9 +1,10 @@
 //! The policy model: policies, rules, constraints, duties and the typed values they hold.
 //!
 //! Every value is validated when it is made (parsed from text, decoded from CBOR or read
-//! from ODRL JSON), so a [`Policy`] that exists is well formed: each constraint's value
-//! has the type its operand needs and each operator is one the operand supports
-//! ([`Policy::validate`]).
+//! from ODRL JSON), so a [`Policy`] read by this crate is well formed: each constraint's
+//! value has the type its operand needs and each operator is one the operand supports.
+//! A `Policy` built in code is checked by [`Policy::validate`], which returns the
+//! [`CompiledPolicy`](crate::CompiledPolicy) that proves it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -961,8 +962,19 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Checks every bound and every constraint's types.
-    pub fn validate(&self) -> Result<(), PolicyError> {
+    /// Checks every bound and every constraint's types, and compiles the policy: the
+    /// [`CompiledPolicy`](crate::CompiledPolicy) is the proof of validity and the fast
+    /// evaluator. (It holds a copy of the policy; [`CompiledPolicy::new`] takes the policy
+    /// by value instead.)
+    ///
+    /// [`CompiledPolicy::new`]: crate::CompiledPolicy::new
+    pub fn validate(&self) -> Result<crate::CompiledPolicy, PolicyError> {
+        crate::CompiledPolicy::compile(self)
+    }
+
+    /// The checks of [`Policy::validate`] without compiling (compiling may refuse more:
+    /// more than 256 distinct values for one operand).
+    pub(crate) fn check(&self) -> Result<(), PolicyError> {
         if self.rules.len() > MAX_RULES {
             return Err(PolicyError::TooLarge {
                 what: "rules",
@@ -987,8 +999,6 @@ impl Policy {
                 c.validate(1, &mut atoms)?;
             }
         }
-        // At most 256 distinct values per operand, so every valid policy compiles.
-        crate::compiled::CompiledPolicy::compile(self)?;
         Ok(())
     }
 

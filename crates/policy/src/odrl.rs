@@ -2,12 +2,17 @@
 //!
 //! Import accepts the shapes other connectors emit: plain or `odrl:`-prefixed keys and
 //! values (and full `http://www.w3.org/ns/odrl/2/` IRIs), values as strings or as
-//! `{"@id": ...}` objects, a single object wherever an array is allowed, an inline or
-//! referenced `@context` (the ODRL context is built in and never fetched), typed literals
+//! `{"@id": ...}` objects, a single object wherever an array is allowed, the ODRL
+//! `@context` by reference or the `odrl`, `tds` and `xsd` prefixes defined inline (the
+//! ODRL context is built in and never fetched; any other context is refused, since TDS
+//! cannot know what it would make the terms mean), typed literals
 //! (`{"@value": ..., "@type": "xsd:dateTime"}`, `xsd:date`, `xsd:duration`,
 //! `xsd:integer`, `xsd:decimal`), and `@type` `Set`, `Offer`, `Agreement` (or `Policy`,
 //! read as `Set`). Unknown actions, operands, operators, keys and duty shapes are errors
-//! that name the term. An offer without an assigner is accepted with a warning.
+//! that name the term, and so is a key given twice in one object ([`import_str`]). An
+//! offer without an assigner is accepted with a warning. Duties of the ODRL common
+//! vocabulary import in their plain form with the defaults of `spec/policy.md` §7
+//! (`attribute` and `inform`: the assigner; `delete`: right after the use).
 //!
 //! TDS terms beyond ODRL's vocabulary are in the `tds:` namespace ([`TDS_NS`]); they may
 //! be written with or without the prefix. Rules are grouped by kind in ODRL, so an
@@ -17,7 +22,8 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use crate::error::PolicyError;
+use crate::error::{short, OdrlError, PolicyError, TermKind};
+use crate::json::{parse_strict, StrictJsonError};
 use crate::model::*;
 
 /// The ODRL 2.2 namespace.
@@ -28,8 +34,13 @@ pub const ODRL_CONTEXT: &str = "http://www.w3.org/ns/odrl.jsonld";
 pub const TDS_NS: &str = "https://w3id.org/tds/policy#";
 /// The TDS profile IRI (ODRL `profile`).
 pub const TDS_PROFILE: &str = "https://w3id.org/tds/policy/v1";
+/// The XML Schema datatypes namespace (typed literals).
+pub const XSD_NS: &str = "http://www.w3.org/2001/XMLSchema#";
 
 const MAX_JSON_DEPTH: usize = 64;
+
+/// The scheme a plain ODRL `obtainConsent` duty imports with (`spec/policy.md` §7).
+pub const DEFAULT_CONSENT_SCHEME: &str = "unspecified";
 
 /// An imported policy and the warnings about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,8 +51,22 @@ pub struct Imported {
     pub warnings: Vec<String>,
 }
 
-fn err(m: impl Into<String>) -> PolicyError {
-    PolicyError::Odrl(m.into())
+fn unknown(kind: TermKind, term: &str) -> OdrlError {
+    OdrlError::Unknown {
+        kind,
+        term: short(term),
+    }
+}
+
+fn shape(what: &'static str, expected: &'static str) -> OdrlError {
+    OdrlError::WrongShape { what, expected }
+}
+
+fn bad_value(field: &str, reason: impl std::fmt::Display) -> OdrlError {
+    OdrlError::BadValue {
+        field: short(field),
+        reason: reason.to_string(),
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -52,20 +77,20 @@ enum Ns {
 }
 
 /// Splits a term into its namespace and local name.
-fn term(s: &str) -> Result<(Ns, &str), PolicyError> {
+fn term(s: &str, kind: TermKind) -> Result<(Ns, &str), OdrlError> {
     if let Some(l) = s.strip_prefix("odrl:").or(s.strip_prefix(ODRL_NS)) {
         Ok((Ns::Odrl, l))
     } else if let Some(l) = s.strip_prefix("tds:").or(s.strip_prefix(TDS_NS)) {
         Ok((Ns::Tds, l))
     } else if s.contains(':') {
-        Err(err(format!("unknown term {}", quote(s))))
+        Err(unknown(kind, s))
     } else {
         Ok((Ns::Plain, s))
     }
 }
 
 /// A string, or the `@id` of an object, or the `@value` of a literal.
-fn text(v: &Json, what: &str) -> Result<String, PolicyError> {
+fn text(v: &Json, what: &'static str) -> Result<String, OdrlError> {
     match v {
         Json::String(s) => Ok(s.clone()),
         Json::Object(o) => {
@@ -75,11 +100,11 @@ fn text(v: &Json, what: &str) -> Result<String, PolicyError> {
             if let Some(val) = o.get("@value") {
                 return text(val, what);
             }
-            Err(err(format!("{what} must be a string or {{\"@id\": ...}}")))
+            Err(shape(what, "a string or {\"@id\": ...}"))
         }
         Json::Number(n) => Ok(n.to_string()),
         Json::Bool(b) => Ok(b.to_string()),
-        _ => Err(err(format!("{what} must be a string or {{\"@id\": ...}}"))),
+        _ => Err(shape(what, "a string or {\"@id\": ...}")),
     }
 }
 
@@ -87,13 +112,16 @@ fn text(v: &Json, what: &str) -> Result<String, PolicyError> {
 fn items(v: &Json) -> Vec<&Json> {
     match v {
         Json::Array(a) => a.iter().collect(),
-        Json::Object(o) if o.contains_key("@list") => o.get("@list").map(items).unwrap_or_default(),
+        Json::Object(o) if o.contains_key("@list") => match o.get("@list") {
+            Some(l) => items(l),
+            None => Vec::new(),
+        },
         other => vec![other],
     }
 }
 
 /// The keys of an object with `odrl:` prefixes removed; refuses keys given twice.
-fn keys(o: &Map<String, Json>) -> Result<Vec<(String, &Json)>, PolicyError> {
+fn keys(o: &Map<String, Json>) -> Result<Vec<(String, &Json)>, OdrlError> {
     let mut out: Vec<(String, &Json)> = Vec::new();
     for (k, v) in o {
         let local = k
@@ -102,7 +130,7 @@ fn keys(o: &Map<String, Json>) -> Result<Vec<(String, &Json)>, PolicyError> {
             .unwrap_or(k)
             .to_owned();
         if out.iter().any(|(x, _)| *x == local) {
-            return Err(err(format!("key {} given twice", quote(&local))));
+            return Err(OdrlError::DuplicateKey { key: short(&local) });
         }
         out.push((local, v));
     }
@@ -120,46 +148,87 @@ fn depth_ok(v: &Json, d: usize) -> bool {
     }
 }
 
-/// Reads an ODRL policy from JSON text.
+/// Checks a `@context`: the ODRL context by reference (`http` or `https`), and inline
+/// definitions of the `odrl`, `tds` and `xsd` prefixes with their own namespaces (and
+/// `@version`). Anything else could change what the document's terms mean, and TDS
+/// never fetches a context to find out, so it is refused rather than ignored.
+fn check_context(v: &Json) -> Result<(), OdrlError> {
+    match v {
+        Json::String(s) => {
+            if s == ODRL_CONTEXT || s.strip_prefix("https:") == ODRL_CONTEXT.strip_prefix("http:") {
+                Ok(())
+            } else {
+                Err(OdrlError::RemoteContext { context: short(s) })
+            }
+        }
+        Json::Array(a) => a.iter().try_for_each(|c| match c {
+            Json::Array(_) => Err(shape("@context", "a string, an object or an array of them")),
+            c => check_context(c),
+        }),
+        Json::Object(o) => {
+            for (k, v) in o {
+                let ok = match (k.as_str(), v) {
+                    ("odrl", Json::String(ns)) => ns == ODRL_NS,
+                    ("tds", Json::String(ns)) => ns == TDS_NS,
+                    ("xsd", Json::String(ns)) => ns == XSD_NS,
+                    ("@version", Json::Number(n)) => n.as_f64() == Some(1.1),
+                    _ => false,
+                };
+                if !ok {
+                    return Err(OdrlError::ContextTerm { term: short(k) });
+                }
+            }
+            Ok(())
+        }
+        _ => Err(shape("@context", "a string, an object or an array")),
+    }
+}
+
+/// Reads an ODRL policy from JSON text. Refuses an object that gives a key twice: JSON
+/// readers disagree about which one wins, so such a document can mean different things
+/// to different connectors.
 pub fn import_str(s: &str) -> Result<Imported, PolicyError> {
     if s.len() > crate::text::MAX_INPUT {
-        return Err(err("input larger than 1 MiB"));
+        return Err(OdrlError::TooLarge {
+            limit: crate::text::MAX_INPUT,
+        }
+        .into());
     }
-    let v: Json = serde_json::from_str(s).map_err(|e| err(format!("not JSON: {e}")))?;
+    let v = parse_strict(s).map_err(|e| match e {
+        StrictJsonError::NotJson(m) => OdrlError::NotJson(m),
+        StrictJsonError::DuplicateKey(key) => OdrlError::DuplicateKey { key },
+    })?;
     import(&v)
 }
 
-/// Reads an ODRL policy from parsed JSON.
+/// Reads an ODRL policy from parsed JSON. (A `serde_json::Value` has already dropped
+/// duplicate keys; read text with [`import_str`], which refuses them.)
 pub fn import(v: &Json) -> Result<Imported, PolicyError> {
     if !depth_ok(v, 0) {
-        return Err(err(format!("JSON nests deeper than {MAX_JSON_DEPTH}")));
+        return Err(OdrlError::TooDeep {
+            limit: MAX_JSON_DEPTH,
+        }
+        .into());
     }
-    let o = v
-        .as_object()
-        .ok_or_else(|| err("a policy must be a JSON object"))?;
+    let o = v.as_object().ok_or(shape("a policy", "a JSON object"))?;
     let mut p = Policy::default();
     let mut warnings = Vec::new();
-    let mut kinds_seen = false;
     for (k, v) in keys(o)? {
         match k.as_str() {
-            "@context" => match v {
-                Json::String(_) | Json::Array(_) | Json::Object(_) => {}
-                _ => return Err(err("@context must be a string, an object or an array")),
-            },
+            "@context" => check_context(v)?,
             "@type" | "type" => {
                 let t = text(v, "@type")?;
-                let (_, local) = term(&t)?;
+                let (_, local) = term(&t, TermKind::PolicyType)?;
                 p.kind = match local {
                     "Set" | "Policy" => PolicyKind::Set,
                     "Offer" => PolicyKind::Offer,
                     "Agreement" => PolicyKind::Agreement,
-                    _ => return Err(err(format!("unknown policy @type {}", quote(&t)))),
+                    _ => return Err(unknown(TermKind::PolicyType, &t).into()),
                 };
-                kinds_seen = true;
             }
             "uid" | "@id" => {
                 if p.uid.is_some() {
-                    return Err(err("uid given twice (uid and @id)"));
+                    return Err(OdrlError::DuplicateKey { key: k }.into());
                 }
                 p.uid = Some(parse_text(v, "uid")?);
             }
@@ -167,27 +236,26 @@ pub fn import(v: &Json) -> Result<Imported, PolicyError> {
                 for x in items(v) {
                     let t = text(x, "profile")?;
                     if t != TDS_PROFILE {
-                        return Err(err(format!("unsupported profile {}", quote(&t))));
+                        return Err(unknown(TermKind::Profile, &t).into());
                     }
                 }
             }
             "conflict" => {
                 let t = text(v, "conflict")?;
-                let (_, local) = term(&t)?;
+                let (_, local) = term(&t, TermKind::Conflict)?;
                 p.conflict = match local {
                     "perm" => Conflict::Permit,
                     "prohibit" => Conflict::Prohibit,
                     "invalid" => Conflict::Invalid,
-                    _ => return Err(err(format!("unknown conflict strategy {}", quote(&t)))),
+                    _ => return Err(unknown(TermKind::Conflict, &t).into()),
                 };
             }
             "target" => p.target = Some(parse_text(v, "target")?),
             "assigner" => p.assigner = Some(parse_text(v, "assigner")?),
             "permission" | "prohibition" | "obligation" => {}
-            other => return Err(err(format!("unknown policy key {}", quote(other)))),
+            other => return Err(unknown(TermKind::PolicyKey, other).into()),
         }
     }
-    let _ = kinds_seen;
     for (kind, key) in [
         (RuleKind::Permission, "permission"),
         (RuleKind::Prohibition, "prohibition"),
@@ -202,9 +270,13 @@ pub fn import(v: &Json) -> Result<Imported, PolicyError> {
         };
         for r in items(v) {
             if p.rules.len() >= MAX_RULES {
-                return Err(err(format!("more than {MAX_RULES} rules")));
+                return Err(OdrlError::TooMany {
+                    what: "rules",
+                    limit: MAX_RULES,
+                }
+                .into());
             }
-            p.rules.push(rule(kind, r)?);
+            p.rules.push(rule(kind, r, p.assigner.as_ref())?);
         }
     }
     if p.kind == PolicyKind::Offer && p.assigner.is_none() {
@@ -217,19 +289,19 @@ pub fn import(v: &Json) -> Result<Imported, PolicyError> {
     })
 }
 
-fn parse_text(v: &Json, what: &str) -> Result<Text, PolicyError> {
+fn parse_text(v: &Json, what: &'static str) -> Result<Text, OdrlError> {
     text(v, what)?
         .parse()
-        .map_err(|e: PolicyError| err(format!("{what}: {e}")))
+        .map_err(|e: PolicyError| bad_value(what, e))
 }
 
-fn action_of(v: &Json) -> Result<String, PolicyError> {
+fn action_of(v: &Json) -> Result<String, OdrlError> {
     // An action may be a refined object {"rdf:value": {"@id": ...}, "refinement": ...}.
     if let Json::Object(o) = v {
         if o.contains_key("refinement") || o.contains_key("odrl:refinement") {
-            return Err(err(
-                "action refinements are not supported; use rule constraints",
-            ));
+            return Err(OdrlError::Unsupported {
+                what: "action refinements are not supported; use rule constraints",
+            });
         }
         if let Some(x) = o.get("rdf:value").or(o.get("value")) {
             return text(x, "action");
@@ -238,74 +310,79 @@ fn action_of(v: &Json) -> Result<String, PolicyError> {
     text(v, "action")
 }
 
-fn action_word(s: &str) -> Result<Action, PolicyError> {
-    let (ns, local) = term(s)?;
+fn action_word(s: &str) -> Result<Action, OdrlError> {
+    let (ns, local) = term(s, TermKind::Action)?;
     let a = match local {
         "trainModel" | "train-model" => Some(Action::TrainModel),
         other => Action::from_word(other),
     };
     match a {
         Some(a) if ns == Ns::Plain || (ns == Ns::Tds) == a.is_tds() => Ok(a),
-        _ => Err(err(format!("unknown action {}", quote(s)))),
+        _ => Err(unknown(TermKind::Action, s)),
     }
 }
 
-fn rule(kind: RuleKind, v: &Json) -> Result<Rule, PolicyError> {
-    let o = v
-        .as_object()
-        .ok_or_else(|| err("a rule must be a JSON object"))?;
+fn rule(kind: RuleKind, v: &Json, policy_assigner: Option<&Text>) -> Result<Rule, OdrlError> {
+    let o = v.as_object().ok_or(shape("a rule", "a JSON object"))?;
     if kind == RuleKind::Obligation {
-        return obligation(o);
+        return obligation(o, policy_assigner);
     }
     let mut action = None;
     let mut r = Rule::new(kind, Action::Use);
+    let mut duties = Vec::new();
     for (k, v) in keys(o)? {
         match k.as_str() {
             "action" => {
                 let all = items(v);
-                if all.len() != 1 {
-                    return Err(err("a rule must have exactly one action"));
-                }
-                let a = all
-                    .first()
-                    .map(|a| action_of(a))
-                    .transpose()?
-                    .unwrap_or_default();
-                action = Some(action_word(&a)?);
+                let [a] = all.as_slice() else {
+                    return Err(OdrlError::Shape("a rule must have exactly one action"));
+                };
+                action = Some(action_word(&action_of(a)?)?);
             }
             "target" => r.target = Some(parse_text(v, "target")?),
             "assigner" => r.assigner = Some(parse_text(v, "assigner")?),
             "assignee" => r.assignee = Some(participant(v)?),
             "constraint" => r.constraint = Some(constraint_list(v, 1)?),
-            "duty" if kind == RuleKind::Permission => {
-                for d in items(v) {
-                    let (d, rest) = duty(d)?;
-                    if let Some((k, _)) = rest.first() {
-                        return Err(err(format!("unknown duty key {}", quote(k))));
-                    }
-                    r.duties.push(d);
-                }
-            }
+            "duty" if kind == RuleKind::Permission => duties.extend(items(v)),
             "uid" | "@type" | "@id" => {}
-            other => return Err(err(format!("unknown rule key {}", quote(other)))),
+            other => return Err(unknown(TermKind::RuleKey, other)),
         }
     }
-    r.action = action.ok_or_else(|| err("a rule has no action"))?;
+    // Duties are read once the rule's assigner is known: it is their default party.
+    let assigner = r.assigner.as_ref().or(policy_assigner);
+    for d in duties {
+        let (d, rest) = duty(d, assigner)?;
+        if let Some((k, _)) = rest.first() {
+            return Err(unknown(TermKind::DutyKey, k));
+        }
+        r.duties.push(d);
+    }
+    r.action = action.ok_or(OdrlError::Missing {
+        what: "a rule",
+        field: "action",
+    })?;
     Ok(r)
 }
 
-fn participant(v: &Json) -> Result<tds_core::Hash256, PolicyError> {
+fn participant(v: &Json) -> Result<tds_core::Hash256, OdrlError> {
     let s = text(v, "assignee")?;
     s.parse().map_err(|e| {
-        err(format!(
-            "assignee {} is not a participant id: {e}",
-            quote(&s)
-        ))
+        bad_value(
+            "assignee",
+            format!("{} is not a participant id: {e}", quote(&s)),
+        )
     })
 }
 
-fn obligation(o: &Map<String, Json>) -> Result<Rule, PolicyError> {
-    let (d, rest) = duty(&Json::Object(o.clone()))?;
+fn obligation(o: &Map<String, Json>, policy_assigner: Option<&Text>) -> Result<Rule, OdrlError> {
+    let own_assigner = match o.get("assigner").or(o.get("odrl:assigner")) {
+        Some(v) => Some(parse_text(v, "assigner")?),
+        None => None,
+    };
+    let (d, rest) = duty(
+        &Json::Object(o.clone()),
+        own_assigner.as_ref().or(policy_assigner),
+    )?;
     let mut r = Rule::new(RuleKind::Obligation, Action::Use);
     r.duties.push(d);
     for (k, v) in rest {
@@ -315,17 +392,16 @@ fn obligation(o: &Map<String, Json>) -> Result<Rule, PolicyError> {
             "assigner" => r.assigner = Some(parse_text(&v, "assigner")?),
             "target" => r.target = Some(parse_text(&v, "target")?),
             "constraint" => r.constraint = Some(constraint_list(&v, 1)?),
-            other => return Err(err(format!("unknown obligation key {}", quote(other)))),
+            other => return Err(unknown(TermKind::ObligationKey, other)),
         }
     }
     Ok(r)
 }
 
-/// Reads a duty; returns the keys it did not use (for obligations).
-fn duty(v: &Json) -> Result<(Duty, Vec<(String, Json)>), PolicyError> {
-    let o = v
-        .as_object()
-        .ok_or_else(|| err("a duty must be a JSON object"))?;
+/// Reads a duty; returns the keys it did not use (for obligations). `assigner` is the
+/// party a plain `attribute` or `inform` defaults to.
+fn duty(v: &Json, assigner: Option<&Text>) -> Result<(Duty, Vec<(String, Json)>), OdrlError> {
+    let o = v.as_object().ok_or(shape("a duty", "a JSON object"))?;
     let mut rest: Vec<(String, Json)> = Vec::new();
     let mut action = None;
     let mut constraints: Vec<Constraint> = Vec::new();
@@ -345,12 +421,16 @@ fn duty(v: &Json) -> Result<(Duty, Vec<(String, Json)>), PolicyError> {
             _ => rest.push((k, v.clone())),
         }
     }
-    let a = action.ok_or_else(|| err("a duty has no action"))?;
+    let a = action.ok_or(OdrlError::Missing {
+        what: "a duty",
+        field: "action",
+    })?;
     let get = |name: &str| extra.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-    let need = |name: &str| {
-        get(name).ok_or_else(|| err(format!("duty {} needs {}", quote(&a), quote(name))))
+    let incomplete = |needs: &'static str| OdrlError::IncompleteDuty {
+        action: short(&a),
+        needs,
     };
-    let (ns, local) = term(&a)?;
+    let (ns, local) = term(&a, TermKind::DutyAction)?;
     let tds = ns == Ns::Tds;
     let plain_or = |want_tds: bool| ns == Ns::Plain || tds == want_tds;
     // Duty constraints are part of the duty itself (delete's deadline, pay's amount);
@@ -364,43 +444,46 @@ fn duty(v: &Json) -> Result<(Duty, Vec<(String, Json)>), PolicyError> {
             Constraint::Logical { .. } => None,
         }
     };
+    // The party a plain `attribute` or `inform` names: the assigner (ODRL's default).
+    let default_party = |action: &'static str| {
+        assigner
+            .cloned()
+            .ok_or(OdrlError::NoDefaultParty { action })
+    };
     let d = match local {
-        "attribute" if plain_or(false) => Duty::Attribute(parse_text(
-            get("tds:text").or(get("attributedParty")).ok_or_else(|| {
-                err("duty \"attribute\" needs \"tds:text\" or \"attributedParty\"")
-            })?,
-            "attribution text",
-        )?),
-        "anonymize" if plain_or(false) => Duty::Anonymize,
-        "inform" if plain_or(false) => {
-            Duty::Notify(parse_text(need("informedParty")?, "informedParty")?)
+        "attribute" if plain_or(false) => {
+            Duty::Attribute(match get("tds:text").or(get("attributedParty")) {
+                Some(v) => parse_text(v, "attribution text")?,
+                None => default_party("attribute")?,
+            })
         }
+        "anonymize" if plain_or(false) => Duty::Anonymize,
+        "inform" if plain_or(false) => Duty::Notify(match get("informedParty") {
+            Some(v) => parse_text(v, "informedParty")?,
+            None => default_party("inform")?,
+        }),
+        // Without a deadline, ODRL's `delete` is "remove all copies after use": the
+        // strictest deadline, right after the use.
         "delete" if plain_or(false) => match take_constraint(Operand::ElapsedTime) {
             Some(Value::Duration(ms)) => Duty::Delete { within: ms },
-            _ => {
-                return Err(err(
-                    "duty \"delete\" needs a constraint elapsedTime lteq <xsd:duration>",
-                ))
-            }
+            None => Duty::Delete { within: 0 },
+            Some(_) => return Err(incomplete("a constraint elapsedTime lteq <xsd:duration>")),
         },
         "compensate" if plain_or(false) => {
+            // A TDS pay duty is a price: it cannot default its amount or currency.
+            let needs = "a constraint payAmount eq <decimal> and a unit (the currency)";
             let amount = match take_constraint(Operand::PayAmount) {
                 Some(Value::Amount(a)) => a,
-                _ => {
-                    return Err(err(
-                        "duty \"compensate\" needs a constraint payAmount eq <decimal>",
-                    ))
-                }
+                _ => return Err(incomplete(needs)),
             };
-            let currency: Currency = text(need("unit")?, "unit")?
+            let currency: Currency = text(get("unit").ok_or_else(|| incomplete(needs))?, "unit")?
                 .parse()
-                .map_err(|e: PolicyError| err(format!("unit: {e}")))?;
+                .map_err(|e: PolicyError| bad_value("unit", e))?;
             let per = match get("tds:per") {
                 None => PayUnit::Once,
                 Some(v) => {
                     let t = text(v, "tds:per")?;
-                    PayUnit::from_word(&t)
-                        .ok_or_else(|| err(format!("unknown tds:per {}", quote(&t))))?
+                    PayUnit::from_word(&t).ok_or_else(|| unknown(TermKind::PayUnit, &t))?
                 }
             };
             Duty::Pay {
@@ -410,12 +493,20 @@ fn duty(v: &Json) -> Result<(Duty, Vec<(String, Json)>), PolicyError> {
             }
         }
         "reportUsage" if plain_or(true) => Duty::ReportUsage {
-            every: xsd_duration(&text(need("tds:every")?, "tds:every")?)?,
+            every: xsd_duration(&text(
+                get("tds:every").ok_or_else(|| incomplete("\"tds:every\""))?,
+                "tds:every",
+            )?)?,
         },
-        "obtainConsent" if plain_or(true) => {
-            Duty::ObtainConsent(parse_text(need("tds:consent")?, "tds:consent")?)
-        }
-        _ => return Err(err(format!("unknown duty action {}", quote(&a)))),
+        // ODRL has `obtainConsent` too; TDS exports it as `tds:obtainConsent` with its
+        // scheme, and reads either.
+        "obtainConsent" => Duty::ObtainConsent(match get("tds:consent") {
+            Some(v) => parse_text(v, "tds:consent")?,
+            None => DEFAULT_CONSENT_SCHEME
+                .parse()
+                .map_err(|e: PolicyError| bad_value("tds:consent", e))?,
+        }),
+        _ => return Err(unknown(TermKind::DutyAction, &a)),
     };
     // Constraints the duty did not consume belong to an obligation; for a duty inside
     // a permission they are refused (TDS duties carry no conditions of their own).
@@ -444,14 +535,16 @@ fn constraint_to_json(c: Constraint) -> Json {
     export_constraint(&c)
 }
 
-fn constraint_list(v: &Json, depth: usize) -> Result<Constraint, PolicyError> {
+fn constraint_list(v: &Json, depth: usize) -> Result<Constraint, OdrlError> {
     let mut cs: Vec<Constraint> = Vec::new();
     for c in items(v) {
         cs.push(constraint(c, depth)?);
     }
     match cs.len() {
-        0 => Err(err("an empty constraint list")),
-        1 => cs.pop().ok_or_else(|| err("an empty constraint list")),
+        0 => Err(OdrlError::Shape("a constraint list is empty")),
+        1 => cs
+            .pop()
+            .ok_or(OdrlError::Shape("a constraint list is empty")),
         _ => Ok(Constraint::Logical {
             op: LogicalOp::And,
             items: cs,
@@ -459,13 +552,13 @@ fn constraint_list(v: &Json, depth: usize) -> Result<Constraint, PolicyError> {
     }
 }
 
-fn constraint(v: &Json, depth: usize) -> Result<Constraint, PolicyError> {
+fn constraint(v: &Json, depth: usize) -> Result<Constraint, OdrlError> {
     if depth > MAX_DEPTH {
-        return Err(err(format!("constraints nest deeper than {MAX_DEPTH}")));
+        return Err(OdrlError::TooDeep { limit: MAX_DEPTH });
     }
     let o = v
         .as_object()
-        .ok_or_else(|| err("a constraint must be a JSON object"))?;
+        .ok_or(shape("a constraint", "a JSON object"))?;
     let ks = keys(o)?;
     for (k, v) in &ks {
         if let Some(op) = LogicalOp::from_word(k) {
@@ -477,7 +570,9 @@ fn constraint(v: &Json, depth: usize) -> Result<Constraint, PolicyError> {
                 .iter()
                 .any(|(x, _)| x != k && x != "uid" && x != "@type" && x != "@id")
             {
-                return Err(err(format!("a logical constraint ({k}) has other keys")));
+                return Err(OdrlError::Shape(
+                    "a logical constraint has keys besides its operator",
+                ));
             }
             return Ok(Constraint::Logical { op, items: parts });
         }
@@ -490,29 +585,40 @@ fn constraint(v: &Json, depth: usize) -> Result<Constraint, PolicyError> {
             "leftOperand" => left = Some(text(v, "leftOperand")?),
             "operator" => op = Some(text(v, "operator")?),
             "rightOperand" => right = Some(v),
-            "rightOperandReference" => return Err(err("rightOperandReference is not supported")),
+            "rightOperandReference" => {
+                return Err(OdrlError::Unsupported {
+                    what: "rightOperandReference is not supported",
+                })
+            }
             "uid" | "@type" | "@id" | "unit" | "dataType" => {}
-            other => return Err(err(format!("unknown constraint key {}", quote(other)))),
+            other => return Err(unknown(TermKind::ConstraintKey, other)),
         }
     }
-    let l = left.ok_or_else(|| err("a constraint has no leftOperand"))?;
-    let (ns, local) = term(&l)?;
+    let l = left.ok_or(OdrlError::Missing {
+        what: "a constraint",
+        field: "leftOperand",
+    })?;
+    let (ns, local) = term(&l, TermKind::LeftOperand)?;
     let operand = match Operand::from_word(local) {
         Some(o) if ns == Ns::Plain || (ns == Ns::Tds) == o.is_tds() => o,
-        _ => return Err(err(format!("unknown leftOperand {}", quote(&l)))),
+        _ => return Err(unknown(TermKind::LeftOperand, &l)),
     };
-    let o = op.ok_or_else(|| err("a constraint has no operator"))?;
-    let (ons, olocal) = term(&o)?;
+    let o = op.ok_or(OdrlError::Missing {
+        what: "a constraint",
+        field: "operator",
+    })?;
+    let (ons, olocal) = term(&o, TermKind::Operator)?;
     let operator = match Operator::from_word(olocal) {
         Some(x) if ons != Ns::Tds => x,
-        _ => return Err(err(format!("unknown operator {}", quote(&o)))),
+        _ => return Err(unknown(TermKind::Operator, &o)),
     };
     if !operand.supports(operator) {
-        return Err(err(format!(
-            "operator {operator} cannot be used with leftOperand {operand}"
-        )));
+        return Err(OdrlError::BadOperator { operand, operator });
     }
-    let r = right.ok_or_else(|| err("a constraint has no rightOperand"))?;
+    let r = right.ok_or(OdrlError::Missing {
+        what: "a constraint",
+        field: "rightOperand",
+    })?;
     let value = if operator.takes_list() {
         let mut vs = Vec::new();
         for x in items(r) {
@@ -520,13 +626,13 @@ fn constraint(v: &Json, depth: usize) -> Result<Constraint, PolicyError> {
         }
         Value::List(vs)
     } else {
-        let all = items(r);
-        if all.len() != 1 {
-            return Err(err(format!("operator {operator} takes one rightOperand")));
-        }
-        match all.first() {
-            Some(x) => literal(operand, x)?,
-            None => return Err(err("empty rightOperand")),
+        match items(r).as_slice() {
+            [x] => literal(operand, x)?,
+            _ => {
+                return Err(OdrlError::Shape(
+                    "this operator takes exactly one rightOperand",
+                ))
+            }
         }
     };
     Ok(Constraint::Atom {
@@ -536,7 +642,7 @@ fn constraint(v: &Json, depth: usize) -> Result<Constraint, PolicyError> {
     })
 }
 
-fn literal(operand: Operand, v: &Json) -> Result<Value, PolicyError> {
+fn literal(operand: Operand, v: &Json) -> Result<Value, OdrlError> {
     let (raw, ty) = match v {
         Json::Object(o) if o.contains_key("@value") => (
             o.get("@value").cloned().unwrap_or(Json::Null),
@@ -550,8 +656,8 @@ fn literal(operand: Operand, v: &Json) -> Result<Value, PolicyError> {
     if let Some(t) = &ty {
         let local = t
             .strip_prefix("xsd:")
-            .or(t.strip_prefix("http://www.w3.org/2001/XMLSchema#"))
-            .ok_or_else(|| err(format!("unknown literal type {}", quote(t))))?;
+            .or(t.strip_prefix(XSD_NS))
+            .ok_or_else(|| unknown(TermKind::LiteralType, t))?;
         let ok = match operand {
             Operand::DateTime => matches!(local, "dateTime" | "date" | "dateTimeStamp"),
             Operand::ElapsedTime => local == "duration",
@@ -563,10 +669,10 @@ fn literal(operand: Operand, v: &Json) -> Result<Value, PolicyError> {
             _ => matches!(local, "string" | "anyURI" | "token"),
         };
         if !ok {
-            return Err(err(format!(
-                "literal type {} does not fit leftOperand {operand}",
-                quote(t)
-            )));
+            return Err(bad_value(
+                &format!("rightOperand of {operand}"),
+                format!("literal type {} does not fit", quote(t)),
+            ));
         }
     }
     let s = match &raw {
@@ -574,7 +680,7 @@ fn literal(operand: Operand, v: &Json) -> Result<Value, PolicyError> {
         Json::Number(n) => n.to_string(),
         Json::Bool(true) => "present".into(),
         Json::Bool(false) => "absent".into(),
-        _ => return Err(err(format!("rightOperand of {operand} must be a literal"))),
+        _ => return Err(shape("a rightOperand", "a literal")),
     };
     let s = match operand {
         Operand::ElapsedTime => return Ok(Value::Duration(xsd_duration(&s)?)),
@@ -594,16 +700,25 @@ fn literal(operand: Operand, v: &Json) -> Result<Value, PolicyError> {
         _ => s,
     };
     crate::text::parse_value(operand, &s)
-        .map_err(|m| err(format!("rightOperand of {operand}: {m}")))
+        .map_err(|m| bad_value(&format!("rightOperand of {operand}"), m))
 }
 
 /// Parses an `xsd:duration` without years or months (`P30D`, `PT12H`, `PT0.5S`).
-pub fn xsd_duration(s: &str) -> Result<u64, PolicyError> {
+pub fn xsd_duration(s: &str) -> Result<u64, OdrlError> {
     let bad = || {
-        err(format!(
-            "{} is not an xsd:duration of days, hours, minutes and seconds",
-            quote(s)
-        ))
+        bad_value(
+            "xsd:duration",
+            format!(
+                "{} is not a duration of days, hours, minutes and seconds",
+                quote(s)
+            ),
+        )
+    };
+    let digits = |n: &str| -> Result<u64, OdrlError> {
+        if n.is_empty() || n.len() > 20 || !n.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(bad());
+        }
+        n.parse().map_err(|_| bad())
     };
     let rest = s.strip_prefix('P').ok_or_else(bad)?;
     let (date, time) = match rest.split_once('T') {
@@ -611,7 +726,7 @@ pub fn xsd_duration(s: &str) -> Result<u64, PolicyError> {
         None => (rest, None),
     };
     let mut total: u64 = 0;
-    let mut add = |n: u64, mult: u64| -> Result<(), PolicyError> {
+    let mut add = |n: u64, mult: u64| -> Result<(), OdrlError> {
         total = n
             .checked_mul(mult)
             .and_then(|x| total.checked_add(x))
@@ -621,7 +736,7 @@ pub fn xsd_duration(s: &str) -> Result<u64, PolicyError> {
     let mut any = false;
     if !date.is_empty() {
         let n = date.strip_suffix('D').ok_or_else(bad)?;
-        add(n.parse().map_err(|_| bad())?, 86_400_000)?;
+        add(digits(n)?, 86_400_000)?;
         any = true;
     }
     if let Some(mut t) = time {
@@ -630,19 +745,20 @@ pub fn xsd_duration(s: &str) -> Result<u64, PolicyError> {
         }
         for (unit, mult) in [('H', 3_600_000u64), ('M', 60_000)] {
             if let Some((n, r)) = t.split_once(unit) {
-                add(n.parse().map_err(|_| bad())?, mult)?;
+                add(digits(n)?, mult)?;
                 t = r;
                 any = true;
             }
         }
         if let Some(n) = t.strip_suffix('S') {
             let (i, f) = n.split_once('.').unwrap_or((n, ""));
-            if f.len() > 3 || !f.bytes().all(|c| c.is_ascii_digit()) {
+            if f.len() > 3 || (n.contains('.') && f.is_empty()) {
                 return Err(bad());
             }
-            add(i.parse().map_err(|_| bad())?, 1000)?;
-            let ms = format!("{f:0<3}");
-            add(ms.parse().unwrap_or(0), 1)?;
+            add(digits(i)?, 1000)?;
+            if !f.is_empty() {
+                add(digits(&format!("{f:0<3}"))?, 1)?;
+            }
             any = true;
         } else if !t.is_empty() {
             return Err(bad());

@@ -14,7 +14,7 @@ mod common;
 use common::{policy, request};
 use tds_policy::compiled::CompiledPolicy;
 use tds_policy::model::*;
-use tds_policy::{evaluate, format, parse, Effect, Request};
+use tds_policy::{evaluate, format, parse, Effect, ReasonCode, Request};
 
 fn p(src: &str) -> Policy {
     parse("test.tdsp", src).unwrap()
@@ -33,14 +33,32 @@ fn count_lteq_100_permits_the_100th_use_and_denies_the_101st() {
     r.uses = Some(100);
     let d = evaluate(&policy, &r);
     assert_eq!(d.effect, Effect::Deny);
-    assert!(
-        d.reasons
-            .iter()
-            .any(|x| x.contains("count must be at most 100")
-                && x.contains("use number 101 (100 so far)")),
-        "{:?}",
-        d.reasons
+    // The reason is a value: code, rule, constraint, expected, actual; and its text.
+    let why = &d.reasons[0];
+    assert_eq!(why.code, ReasonCode::NotGranted);
+    assert_eq!(why.code.as_str(), "policy.rule.not_granted");
+    let rule = why.rule.unwrap();
+    assert_eq!(
+        (rule.number, rule.kind, rule.action),
+        (1, RuleKind::Permission, Action::Use)
     );
+    assert_eq!(
+        why.constraint(),
+        Some(&Constraint::atom(
+            Operand::Count,
+            Operator::Lteq,
+            Value::Count(100)
+        ))
+    );
+    assert_eq!(why.expected().as_deref(), Some("at most 100"));
+    assert_eq!(why.actual().as_deref(), Some("use number 101 (100 so far)"));
+    assert_eq!(
+        why.to_string(),
+        "permission 1 (use): not granted: count must be at most 100, actual: use number 101 (100 so far)"
+    );
+    let last = d.reasons.last().unwrap();
+    assert_eq!(last.code, ReasonCode::NoneGranted);
+    assert_eq!(last.to_string(), "denied: no permission is granted");
 }
 
 #[test]
@@ -106,7 +124,16 @@ fn duties_that_cannot_be_met_withhold_the_permission() {
     let mut r = req(Action::Use);
     let d = evaluate(&policy, &r);
     assert_eq!(d.effect, Effect::Deny);
-    assert!(d.reasons.iter().any(|x| x.contains("obtain-consent")));
+    assert_eq!(
+        d.reasons[0].unmet,
+        Some(tds_policy::eval::Unmet::Duty(
+            tds_policy::eval::DutyUnmet::NoConsent {
+                scheme: "pipl-consent".parse().unwrap()
+            }
+        ))
+    );
+    assert_eq!(d.reasons[0].actual(), None);
+    assert!(d.reasons[0].to_string().contains("obtain-consent"));
     r.consent_ref = Some("consent-123".parse().unwrap());
     let d = evaluate(&policy, &r);
     assert_eq!(d.effect, Effect::Permit);
@@ -121,22 +148,23 @@ fn deny_reasons_name_every_rule_considered() {
     r.sector = Some("finance".parse().unwrap());
     let d = evaluate(&policy, &r);
     assert_eq!(d.effect, Effect::Deny);
+    let reasons: Vec<String> = d.reasons.iter().map(ToString::to_string).collect();
     assert!(
-        d.reasons.iter().any(|x| x.starts_with(
+        reasons.iter().any(|x| x.starts_with(
             "permission 1 (use): not granted: purpose must be within grid, actual: finance"
         )),
         "{:?}",
         d.reasons
     );
     assert!(
-        d.reasons.iter().any(|x| x.starts_with(
+        reasons.iter().any(|x| x.starts_with(
             "permission 2 (read): not granted: industry must be equal to power, actual: finance"
         )),
         "{:?}",
         d.reasons
     );
     assert!(
-        d.reasons
+        reasons
             .iter()
             .any(|x| x.starts_with("prohibition 3 (distribute)")),
         "{:?}",

@@ -1,16 +1,18 @@
 //! `tds offer create`, `tds contract request|accept|countersign`, `tds agreement verify`:
 //! the offline contract flow.
 //!
-//! The offline CLI checks signatures, containment and time windows, but it cannot
-//! remember nonces between runs; replay protection is the stateful negotiator's job.
+//! The offline CLI checks signatures, credentials, containment and time windows, but it
+//! cannot remember nonces between runs (it says so by using
+//! `contract::danger::NoNonceStore`); replay protection is the stateful negotiator's job.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value as Json};
-use tds_core::Timestamp;
-use tds_policy::contract::{self, ContractRequest, NoNonceStore, Offer, Price};
+use tds_core::{PublicKey, Timestamp};
+use tds_identity::{IdentityError, TrustStore};
+use tds_policy::contract::{self, ContractRequest, Offer, Price};
 
 use crate::cmd::policy::load;
 use crate::{files, output};
@@ -68,7 +70,8 @@ pub(crate) enum ContractCommand {
         #[arg(long, value_name = "REQUEST")]
         out: PathBuf,
     },
-    /// Check a request against its offer and sign the terms (provider).
+    /// Check a request against its offer and sign the terms (provider). The consumer
+    /// must hold a membership credential with the consumer role, checked first.
     Accept {
         /// The request file.
         #[arg(value_name = "REQUEST")]
@@ -79,6 +82,16 @@ pub(crate) enum ContractCommand {
         /// The provider's key file.
         #[arg(long, value_name = "PROVIDER_KEY")]
         key: PathBuf,
+        /// The consumer's membership credential.
+        #[arg(long, value_name = "FILE")]
+        credential: PathBuf,
+        /// A trusted authority public key, 64 hex digits; may repeat.
+        #[arg(long = "authority-key", value_name = "HEX", required = true, value_parser = parse_public_key)]
+        authority_keys: Vec<PublicKey>,
+        /// The authority's revocation list; without it revocation is not checked
+        /// ("revocation_checked": false).
+        #[arg(long, value_name = "FILE")]
+        crl: Option<PathBuf>,
         /// Where to write the provider-signed terms.
         #[arg(long, value_name = "HALF")]
         out: PathBuf,
@@ -110,6 +123,45 @@ pub(crate) enum AgreementCommand {
 
 fn named<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
     move |e| anyhow!("{}: {e}", path.display())
+}
+
+fn parse_public_key(s: &str) -> Result<PublicKey, String> {
+    PublicKey::from_hex(s).map_err(|e| e.to_string())
+}
+
+/// Verifies the consumer's credential at `now` against the authority keys, with the
+/// revocation list if one is given (else without, dangerously, and the output says so).
+fn consumer_credential(
+    credential: &Path,
+    authority_keys: &[PublicKey],
+    crl: Option<&Path>,
+    now: Timestamp,
+) -> anyhow::Result<tds_identity::VerifiedCredential> {
+    let mut store = TrustStore::new();
+    for key in authority_keys {
+        store.add_authority(*key);
+    }
+    match crl {
+        Some(path) => {
+            let bytes = files::read(path)?;
+            store
+                .add_revocation_list(&bytes, now)
+                .with_context(|| path.display().to_string())?;
+        }
+        None => {
+            store.dangerous().accept_missing_revocation_lists();
+        }
+    }
+    store
+        .verify(&files::read(credential)?, now)
+        .map_err(|e| match (e, crl) {
+            (IdentityError::RevocationListMissing { issuer }, Some(crl)) => anyhow!(
+                "{}: the revocation list {} is not from the authority that issued this credential ({issuer})",
+                credential.display(),
+                crl.display()
+            ),
+            (e, _) => anyhow::Error::new(e).context(credential.display().to_string()),
+        })
 }
 
 fn time(m: &mut Map<String, Json>, name: &str, t: Timestamp) {
@@ -170,16 +222,15 @@ pub(crate) fn contract(c: ContractCommand) -> anyhow::Result<()> {
                 Some(p) => load(p)?.0,
                 None => contract::narrow_to_purpose(&o.offer().policy, &purpose),
             };
-            // Fail early, with the counterexample, rather than at the provider.
-            if let tds_policy::Containment::NotContained(r) =
-                tds_policy::contains(&o.offer().policy, &asked)?
-            {
-                return Err(anyhow!(
-                    "{}: the requested policy is not contained in the offer; for example this request would be permitted: {}",
-                    policy.as_deref().unwrap_or(&offer).display(),
-                    serde_json::to_string(&tds_policy::json::request_to_json(&r))?
-                ));
-            }
+            // Fail early, with the counterexample, rather than at the provider (the same
+            // checks and budget as the provider's).
+            contract::check_request_policy(
+                &o.offer().policy,
+                &asked,
+                &purpose,
+                &mut tds_policy::Budget::new(contract::REQUEST_BUDGET),
+            )
+            .map_err(named(policy.as_deref().unwrap_or(&offer)))?;
             let r = ContractRequest {
                 offer: o.id(),
                 consumer: key.id(),
@@ -194,12 +245,7 @@ pub(crate) fn contract(c: ContractCommand) -> anyhow::Result<()> {
             let bytes = contract::create_request(&key, &r)?;
             files::write(&out, &bytes, files::PUBLIC_MODE)?;
             let mut m = Map::new();
-            m.insert(
-                "request_id".into(),
-                json!(tds_core::Domain::REQUEST
-                    .hash(&tds_core::cbor::encode(&r)?)
-                    .to_string()),
-            );
+            m.insert("request_id".into(), json!(r.id()?.to_string()));
             m.insert("offer_id".into(), json!(o.id().to_string()));
             m.insert("consumer".into(), json!(key.id().to_string()));
             m.insert("purpose".into(), json!(purpose.as_str()));
@@ -211,20 +257,28 @@ pub(crate) fn contract(c: ContractCommand) -> anyhow::Result<()> {
             request,
             offer,
             key,
+            credential,
+            authority_keys,
+            crl,
             out,
         } => {
-            let key = files::read_key(&key)?;
+            let key_file = key;
+            let key = files::read_key(&key_file)?;
             let o = contract::verify_offer(&files::read(&offer)?).map_err(named(&offer))?;
             let now = Timestamp::now();
-            let r = contract::verify_request(&files::read(&request)?, &o, now, &mut NoNonceStore)
+            let consumer = consumer_credential(&credential, &authority_keys, crl.as_deref(), now)?;
+            // The offline CLI cannot remember nonces between runs.
+            let nonces = contract::danger::NoNonceStore::accepting_replays();
+            let r = contract::verify_request(&files::read(&request)?, &o, &consumer, now, &nonces)
                 .map_err(named(&request))?;
-            let half = contract::accept(&key, &o, &r, now)?;
-            files::write(&out, &half, files::PUBLIC_MODE)?;
-            let opened = tds_core::cose::open_multi::<contract::AgreementTerms>(&half)?;
+            let accepted = contract::accept(&key, &o, &r, now).map_err(named(&key_file))?;
+            files::write(&out, &accepted.envelope, files::PUBLIC_MODE)?;
             output::print(&json!({
-                "agreement_id": opened.value().id()?.to_string(),
+                "agreement_id": accepted.id.to_string(),
                 "provider": o.offer().provider.to_string(),
                 "consumer": r.request().consumer.to_string(),
+                "consumer_credential": consumer.id().to_string(),
+                "revocation_checked": consumer.revocation_checked(),
                 "signatures": 1,
                 "out": out.display().to_string(),
             }))

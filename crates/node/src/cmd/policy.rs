@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
 use clap::Subcommand;
-use serde_json::{json, Value as Json};
+use serde_json::json;
 use tds_policy::{json as pjson, odrl, Containment, Policy};
 
 use crate::{files, output};
@@ -126,9 +126,9 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<(Policy, Vec<String>)> {
 
 fn load_request(path: &Path) -> anyhow::Result<tds_policy::Request> {
     let bytes = files::read(path)?;
-    let v: Json =
-        serde_json::from_slice(&bytes).map_err(|e| anyhow!("{}: not JSON: {e}", path.display()))?;
-    pjson::request_from_json(&v).map_err(|e| anyhow!("{}: {e}", path.display()))
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| anyhow!("{}: not UTF-8 text", path.display()))?;
+    pjson::request_from_str(text).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
 fn check(path: &Path) -> anyhow::Result<()> {

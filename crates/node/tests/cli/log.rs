@@ -582,7 +582,38 @@ fn real_agreement(dir: &Path) -> (Vec<u8>, tds_core::Hash256) {
     )
     .unwrap();
     ok(&["key", "new", "--out", &f("provider.key")]);
-    ok(&["key", "new", "--out", &f("consumer.key")]);
+    let consumer: serde_json::Value =
+        serde_json::from_str(&ok(&["key", "new", "--out", &f("consumer.key")])).unwrap();
+    // The provider accepts requests from members with the consumer role only.
+    let space: serde_json::Value = serde_json::from_str(&ok(&[
+        "authority",
+        "init",
+        "--home",
+        &f("space"),
+        "--name",
+        "Contract Space",
+    ]))
+    .unwrap();
+    ok(&[
+        "authority",
+        "admit",
+        "--home",
+        &f("space"),
+        "--subject-key",
+        consumer["public_key_hex"].as_str().unwrap(),
+        "--name",
+        "Consumer",
+        "--sector",
+        "power",
+        "--role",
+        "consumer",
+        "--jurisdiction",
+        "CN",
+        "--days",
+        "30",
+        "--out",
+        &f("consumer.cred"),
+    ]);
     ok(&[
         "offer",
         "create",
@@ -614,6 +645,10 @@ fn real_agreement(dir: &Path) -> (Vec<u8>, tds_core::Hash256) {
         &f("offer.cose"),
         "--key",
         &f("provider.key"),
+        "--credential",
+        &f("consumer.cred"),
+        "--authority-key",
+        space["public_key_hex"].as_str().unwrap(),
         "--out",
         &f("half.cose"),
     ]);

@@ -163,35 +163,150 @@ fn contains_answers_with_a_counterexample() {
     assert_eq!(v["counterexample"]["action"], "use");
 }
 
+/// A directory with an authority (`auth/`), provider, consumer and stranger keys, the
+/// consumer's membership credential (`c.cred`, roles consumer) and a signed offer.
+struct Market {
+    dir: tempfile::TempDir,
+    authority_key: String,
+    provider: Value,
+    consumer: Value,
+    stranger: Value,
+    offer: Value,
+}
+
+impl Market {
+    fn new() -> Market {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("offer.tdsp"), OFFER).unwrap();
+        let auth = json(&ok(
+            d,
+            &[
+                "authority",
+                "init",
+                "--home",
+                "auth",
+                "--name",
+                "Test Space",
+            ],
+        ));
+        let provider = json(&ok(d, &["key", "new", "--out", "p.key"]));
+        let consumer = json(&ok(d, &["key", "new", "--out", "c.key"]));
+        let stranger = json(&ok(d, &["key", "new", "--out", "x.key"]));
+        for (who, key, roles) in [
+            ("c.cred", &consumer, "consumer"),
+            ("x.cred", &stranger, "provider"),
+        ] {
+            ok(
+                d,
+                &[
+                    "authority",
+                    "admit",
+                    "--home",
+                    "auth",
+                    "--subject-key",
+                    key["public_key_hex"].as_str().unwrap(),
+                    "--name",
+                    "Member",
+                    "--sector",
+                    "power",
+                    "--role",
+                    roles,
+                    "--jurisdiction",
+                    "CN-SX",
+                    "--days",
+                    "30",
+                    "--out",
+                    who,
+                ],
+            );
+        }
+        let offer = json(&ok(
+            d,
+            &[
+                "offer",
+                "create",
+                "--key",
+                "p.key",
+                "--asset",
+                "urn:asset:load",
+                "--policy",
+                "offer.tdsp",
+                "--price",
+                "12.50",
+                "--currency",
+                "CNY",
+                "--out",
+                "offer.cose",
+            ],
+        ));
+        Market {
+            authority_key: auth["public_key_hex"].as_str().unwrap().to_owned(),
+            dir,
+            provider,
+            consumer,
+            stranger,
+            offer,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn accept_args<'a>(&'a self, request: &'a str, key: &'a str, cred: &'a str) -> Vec<&'a str> {
+        vec![
+            "contract",
+            "accept",
+            request,
+            "--offer",
+            "offer.cose",
+            "--key",
+            key,
+            "--credential",
+            cred,
+            "--authority-key",
+            &self.authority_key,
+            "--out",
+            "half.cose",
+        ]
+    }
+
+    /// Runs `args` expecting failure; returns its one `error: ` line.
+    fn error_line(&self, args: &[&str]) -> String {
+        util::one_error_line(tds(self.path(), args), args)
+    }
+
+    /// A contract request for the offer signed with the library, as a consumer who skips
+    /// the CLI's own checks would make it.
+    fn raw_request(&self, out: &str, policy: &str, purpose: &str) {
+        use tds_policy::contract;
+        let d = self.path();
+        let key = tds_core::SigningKey::read_file(&d.join("c.key")).unwrap();
+        let offer = contract::verify_offer(&std::fs::read(d.join("offer.cose")).unwrap()).unwrap();
+        let bytes = contract::create_request(
+            &key,
+            &contract::ContractRequest {
+                offer: offer.id(),
+                consumer: key.id(),
+                consumer_key: key.public_key(),
+                policy: tds_policy::parse("p", policy).unwrap(),
+                purpose: purpose.parse().unwrap(),
+                nonce: serde_bytes::ByteArray::new([9; 16]),
+                time: tds_core::Timestamp::now(),
+            },
+        )
+        .unwrap();
+        std::fs::write(d.join(out), bytes).unwrap();
+    }
+}
+
 #[test]
 fn offline_contract_flow() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::write(d.join("offer.tdsp"), OFFER).unwrap();
+    let m = Market::new();
+    let d = m.path();
     std::fs::write(d.join("wide.tdsp"), "permit use;").unwrap();
-    ok(d, &["key", "new", "--out", "p.key"]);
-    ok(d, &["key", "new", "--out", "c.key"]);
-    ok(d, &["key", "new", "--out", "x.key"]);
-    let o = json(&ok(
-        d,
-        &[
-            "offer",
-            "create",
-            "--key",
-            "p.key",
-            "--asset",
-            "urn:asset:load",
-            "--policy",
-            "offer.tdsp",
-            "--price",
-            "12.50",
-            "--currency",
-            "CNY",
-            "--out",
-            "offer.cose",
-        ],
-    ));
-    assert!(o["offer_id"].as_str().unwrap().starts_with("sha256:"));
+    assert!(m.offer["offer_id"].as_str().unwrap().starts_with("sha256:"));
     let e = fail(
         d,
         &[
@@ -209,6 +324,152 @@ fn offline_contract_flow() {
         ],
     );
     assert!(e.contains("not contained"), "{e}");
+    let r = json(&ok(
+        d,
+        &[
+            "contract",
+            "request",
+            "offer.cose",
+            "--key",
+            "c.key",
+            "--purpose",
+            "grid/planning",
+            "--out",
+            "req.cose",
+        ],
+    ));
+    // The wrong provider key cannot accept.
+    let e = m.error_line(&m.accept_args("req.cose", "x.key", "c.cred"));
+    assert_eq!(
+        e,
+        format!(
+            "error: x.key: offer: signed by key {}, but the offer names {}",
+            m.stranger["id"].as_str().unwrap(),
+            m.provider["id"].as_str().unwrap()
+        )
+    );
+    let half = json(&ok(d, &m.accept_args("req.cose", "p.key", "c.cred")));
+    assert_eq!(half["revocation_checked"], false);
+    assert_eq!(half["consumer"], m.consumer["id"]);
+    // Half-signed terms are not an agreement.
+    fail(d, &["agreement", "verify", "half.cose"]);
+    // A stranger cannot countersign.
+    let e = m.error_line(&[
+        "contract",
+        "countersign",
+        "half.cose",
+        "--key",
+        "x.key",
+        "--out",
+        "agr.cose",
+    ]);
+    assert_eq!(
+        e,
+        format!(
+            "error: half.cose: agreement: signed by key {}, but the agreement names {}",
+            m.stranger["id"].as_str().unwrap(),
+            m.consumer["id"].as_str().unwrap()
+        )
+    );
+    let c = json(&ok(
+        d,
+        &[
+            "contract",
+            "countersign",
+            "half.cose",
+            "--key",
+            "c.key",
+            "--out",
+            "agr.cose",
+        ],
+    ));
+    // The library gave the ids the CLI printed: accept's is the agreement's.
+    assert_eq!(c["agreement_id"], half["agreement_id"]);
+    let v = json(&ok(d, &["agreement", "verify", "agr.cose"]));
+    assert_eq!(v["agreement_id"], c["agreement_id"]);
+    assert_eq!(v["provider"], m.offer["provider"]);
+    assert_eq!(v["terms"]["purpose"], "grid/planning");
+    assert_eq!(v["terms"]["price"]["amount"], "12.5");
+    assert_eq!(v["terms"]["offer_id"], m.offer["offer_id"]);
+    assert_eq!(v["terms"]["request_id"], r["request_id"]);
+    // Tampering breaks it.
+    let mut bytes = std::fs::read(d.join("agr.cose")).unwrap();
+    let n = bytes.len();
+    bytes[n - 10] ^= 1;
+    std::fs::write(d.join("bad-agr.cose"), bytes).unwrap();
+    assert_eq!(
+        m.error_line(&["agreement", "verify", "bad-agr.cose"]),
+        "error: bad-agr.cose: cose: signature does not verify"
+    );
+}
+
+#[test]
+fn contract_errors_are_one_line_naming_file_and_reason() {
+    let m = Market::new();
+    let d = m.path();
+    // Offer: a policy file the offer cannot carry.
+    std::fs::write(
+        d.join("dup.json"),
+        r#"{"@type": "Offer", "permission": [{"action": "use", "action": "distribute"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        m.error_line(&[
+            "offer",
+            "create",
+            "--key",
+            "p.key",
+            "--asset",
+            "urn:asset:load",
+            "--policy",
+            "dup.json",
+            "--out",
+            "o2.cose",
+        ]),
+        "error: dup.json: odrl: key \"action\" given twice"
+    );
+    // Request: not contained in the offer, refused by the provider with a counterexample.
+    m.raw_request("wide.cose", "permit use;", "grid/planning");
+    assert_eq!(
+        m.error_line(&m.accept_args("wide.cose", "p.key", "c.cred")),
+        r#"error: wide.cose: request: the requested policy is not contained in the offer; for example this request would be permitted: {"action":"use"}"#
+    );
+    // Request: wider than its declared purpose.
+    m.raw_request(
+        "purpose.cose",
+        "permit use when purpose isA grid and count lteq 10;",
+        "grid/planning",
+    );
+    assert_eq!(
+        m.error_line(&m.accept_args("purpose.cose", "p.key", "c.cred")),
+        r#"error: purpose.cose: request: the requested policy permits uses beyond the declared purpose grid/planning; for example: {"action":"use","purpose":"grid","uses":0}"#
+    );
+    // Request: the credential is someone else's.
+    m.raw_request(
+        "ok.cose",
+        "permit use when purpose isA grid/planning and count lteq 10;",
+        "grid/planning",
+    );
+    assert_eq!(
+        m.error_line(&m.accept_args("ok.cose", "p.key", "x.cred")),
+        format!(
+            "error: ok.cose: request: the credential is for {}, but the request is from {}",
+            m.stranger["id"].as_str().unwrap(),
+            m.consumer["id"].as_str().unwrap()
+        )
+    );
+    // Agreement: half-signed terms.
+    ok(d, &m.accept_args("ok.cose", "p.key", "c.cred"));
+    assert_eq!(
+        m.error_line(&["agreement", "verify", "half.cose"]),
+        "error: half.cose: cose: signers: expected 2 signers, found 1"
+    );
+}
+
+#[test]
+fn red_team_8_accept_needs_the_consumers_credential() {
+    let m = Market::new();
+    let d = m.path();
     ok(
         d,
         &[
@@ -223,22 +484,8 @@ fn offline_contract_flow() {
             "req.cose",
         ],
     );
-    // The wrong provider key cannot accept.
-    fail(
-        d,
-        &[
-            "contract",
-            "accept",
-            "req.cose",
-            "--offer",
-            "offer.cose",
-            "--key",
-            "x.key",
-            "--out",
-            "half.cose",
-        ],
-    );
-    ok(
+    // The credential and the authority key are required flags.
+    let out = tds(
         d,
         &[
             "contract",
@@ -252,43 +499,73 @@ fn offline_contract_flow() {
             "half.cose",
         ],
     );
-    // Half-signed terms are not an agreement.
-    fail(d, &["agreement", "verify", "half.cose"]);
-    // A stranger cannot countersign.
-    fail(
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--credential"), "{err}");
+    assert!(err.contains("--authority-key"), "{err}");
+    // A member without the consumer role is refused before any containment work.
+    let x = json(&ok(
         d,
         &[
-            "contract",
-            "countersign",
-            "half.cose",
-            "--key",
-            "x.key",
+            "authority",
+            "admit",
+            "--home",
+            "auth",
+            "--subject-key",
+            m.consumer["public_key_hex"].as_str().unwrap(),
+            "--name",
+            "Provider only",
+            "--sector",
+            "power",
+            "--role",
+            "provider",
+            "--jurisdiction",
+            "CN",
+            "--days",
+            "30",
             "--out",
-            "agr.cose",
-        ],
-    );
-    let c = json(&ok(
-        d,
-        &[
-            "contract",
-            "countersign",
-            "half.cose",
-            "--key",
-            "c.key",
-            "--out",
-            "agr.cose",
+            "p-only.cred",
         ],
     ));
-    let v = json(&ok(d, &["agreement", "verify", "agr.cose"]));
-    assert_eq!(v["agreement_id"], c["agreement_id"]);
-    assert_eq!(v["provider"], o["provider"]);
-    assert_eq!(v["terms"]["purpose"], "grid/planning");
-    assert_eq!(v["terms"]["price"]["amount"], "12.5");
-    assert_eq!(v["terms"]["offer_id"], o["offer_id"]);
-    // Tampering breaks it.
-    let mut bytes = std::fs::read(d.join("agr.cose")).unwrap();
-    let n = bytes.len();
-    bytes[n - 10] ^= 1;
-    std::fs::write(d.join("bad-agr.cose"), bytes).unwrap();
-    fail(d, &["agreement", "verify", "bad-agr.cose"]);
+    assert!(x["id"].as_str().is_some());
+    assert_eq!(
+        m.error_line(&m.accept_args("req.cose", "p.key", "p-only.cred")),
+        format!(
+            "error: req.cose: request: the credential of {} does not hold the consumer role",
+            m.consumer["id"].as_str().unwrap()
+        )
+    );
+    // With the authority's revocation list, revocation is checked.
+    ok(
+        d,
+        &["authority", "crl", "--home", "auth", "--out", "crl.cose"],
+    );
+    let mut args = m.accept_args("req.cose", "p.key", "c.cred");
+    args.extend(["--crl", "crl.cose"]);
+    let v = json(&ok(d, &args));
+    assert_eq!(v["revocation_checked"], true);
+}
+
+#[test]
+fn red_team_11_odrl_duplicate_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("dup.json"),
+        r#"{"@type": "Set", "permission": [{"action": "use", "action": "distribute"}]}"#,
+    )
+    .unwrap();
+    let line = util::one_error_line(
+        tds(d, &["policy", "check", "dup.json"]),
+        &["policy", "check", "dup.json"],
+    );
+    assert_eq!(line, "error: dup.json: odrl: key \"action\" given twice");
+    // Requests too.
+    std::fs::write(d.join("p.tdsp"), "permit use;").unwrap();
+    std::fs::write(d.join("r.json"), r#"{"action": "use", "action": "sell"}"#).unwrap();
+    let args = ["policy", "eval", "p.tdsp", "--request", "r.json"];
+    assert_eq!(
+        util::one_error_line(tds(d, &args), &args),
+        "error: r.json: request: key \"action\" given twice"
+    );
 }
