@@ -10,7 +10,9 @@
 //! - [`example`] defines the types the spec uses (`Example`, `Tiny`) and computes every
 //!   worked-example value with `tds-core`;
 //! - [`vectors`] gives the schema of the JSON vectors in `spec/vectors/tds/` and generates
-//!   the envelope vectors.
+//!   the envelope vectors;
+//! - [`policy`] gives the schema of the policy decision and containment vectors in
+//!   `spec/vectors/policy/`, runs them against `tds-policy` and generates their answers.
 //!
 //! The tests recompute each marked block and each vector and fail on any difference, so
 //! the spec cannot drift from the code. After an intended change to the encoding, run
@@ -20,6 +22,7 @@
 pub mod annotate;
 pub mod example;
 pub mod markdown;
+pub mod policy;
 pub mod vectors;
 
 use tds_core::cbor::CborError;

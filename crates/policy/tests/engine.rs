@@ -216,7 +216,21 @@ fn cbor_round_trip_and_strictness() {
     assert_eq!(Policy::from_cbor(&bytes).unwrap(), policy);
     let mut longer = bytes.clone();
     longer.push(0);
-    assert!(Policy::from_cbor(&longer).is_err());
+    assert!(matches!(
+        Policy::from_cbor(&longer),
+        Err(tds_policy::PolicyError::Cbor(
+            tds_core::cbor::CborError::TrailingBytes { count: 1, .. }
+        ))
+    ));
+    // A policy built in code is checked by validate, which returns the proof.
+    let mut bad = policy.clone();
+    bad.rules[0].kind = RuleKind::Prohibition;
+    assert_eq!(
+        bad.validate().unwrap_err(),
+        tds_policy::PolicyError::ProhibitionDuty
+    );
+    let compiled = policy.validate().unwrap();
+    assert_eq!(compiled.policy(), &policy);
 }
 
 proptest! {
@@ -263,5 +277,65 @@ fn too_many_distinct_values_are_refused() {
         })
         .collect();
     let e = parse("big", &rules).unwrap_err();
-    assert!(e.to_string().contains("distinct values"), "{e}");
+    assert!(
+        matches!(&e, tds_policy::PolicyError::Syntax { message, .. } if message.contains("more distinct values for one operand than the limit of 256")),
+        "{e}"
+    );
+}
+
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value as J;
+    let leaf = prop_oneof![
+        Just(J::Null),
+        any::<bool>().prop_map(J::Bool),
+        any::<i64>().prop_map(J::from),
+        any::<u64>().prop_map(J::from),
+        "\\PC{0,8}".prop_map(J::String),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(J::Array),
+            prop::collection::btree_map("[a-z@:]{0,6}", inner, 0..6)
+                .prop_map(|m| J::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// The strict JSON reader reads what serde_json prints, unchanged.
+    #[test]
+    fn strict_json_round_trip(v in json_value()) {
+        let text = serde_json::to_string(&v).unwrap();
+        prop_assert_eq!(tds_policy::json::parse_strict(&text).unwrap(), v.clone());
+        let pretty = serde_json::to_string_pretty(&v).unwrap();
+        prop_assert_eq!(tds_policy::json::parse_strict(&pretty).unwrap(), v);
+    }
+
+    /// A request written in its JSON form reads back to the same request.
+    #[test]
+    fn request_json_round_trip(r in request()) {
+        let text = tds_policy::json::request_to_json(&r).to_string();
+        prop_assert_eq!(tds_policy::json::request_from_str(&text).unwrap(), r);
+    }
+}
+
+#[test]
+fn strict_json_refuses_duplicate_keys_at_any_depth() {
+    use tds_policy::json::{parse_strict, StrictJsonError};
+    assert_eq!(
+        parse_strict(r#"{"a": [1, {"b": 1, "c": {"d": 1, "d": 2}}]}"#),
+        Err(StrictJsonError::DuplicateKey("d".into()))
+    );
+    assert!(matches!(
+        parse_strict(r#"{"a": 1} x"#),
+        Err(StrictJsonError::NotJson(_))
+    ));
+    assert!(matches!(
+        tds_policy::json::request_from_str(r#"{"action": "use", "uses": 1, "uses": 2}"#),
+        Err(tds_policy::PolicyError::Request(
+            tds_policy::RequestError::DuplicateKey { ref key }
+        )) if key == "uses"
+    ));
 }
