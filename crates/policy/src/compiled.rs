@@ -27,8 +27,9 @@ pub const MAX_INTERNED: usize = 256;
 pub struct Bits([u64; 4]);
 
 impl Bits {
+    /// Adds `i` (numbers from 256 on are ignored: the set holds 0 to 255).
     #[inline]
-    fn set(&mut self, i: u16) {
+    pub fn set(&mut self, i: u16) {
         if let Some(w) = self.0.get_mut(usize::from(i >> 6)) {
             *w |= 1 << (i & 63);
         }
@@ -59,7 +60,30 @@ impl Bits {
 
     /// The members, in increasing order.
     pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
-        (0..256u16).filter(|i| self.has(*i))
+        self.0
+            .iter()
+            .zip((0u16..).step_by(64))
+            .flat_map(|(word, base)| SetBits { word: *word, base })
+    }
+}
+
+/// The set bits of one word, lowest first (one step per member, not per bit).
+struct SetBits {
+    word: u64,
+    base: u16,
+}
+
+impl Iterator for SetBits {
+    type Item = u16;
+
+    #[inline]
+    fn next(&mut self) -> Option<u16> {
+        if self.word == 0 {
+            return None;
+        }
+        let low = self.word.trailing_zeros() as u16;
+        self.word &= self.word - 1;
+        Some(self.base + low)
     }
 }
 
@@ -701,11 +725,13 @@ impl CompiledPolicy {
             } else {
                 Effect::NotApplicable
             }
-        } else if obligations
-            .iter()
-            .filter_map(|i| self.rules.get(usize::from(i)))
-            .all(|r| self.duties_met(r, &b, req))
-        {
+        } else if obligations.iter().all(|i| {
+            // The bits come from this loop's rule numbers; a missing rule would be a bug,
+            // and it denies rather than skip a duty.
+            self.rules
+                .get(usize::from(i))
+                .is_some_and(|r| self.duties_met(r, &b, req))
+        }) {
             Effect::Permit
         } else {
             Effect::Deny
@@ -739,7 +765,9 @@ impl CompiledPolicy {
     }
 
     /// The duties a permit carries (granted permissions' duties, then obligations',
-    /// without repeats), as [`crate::eval::evaluate`] lists them.
+    /// without repeats), as [`crate::eval::evaluate`] lists them. `outcome` is one
+    /// [`CompiledPolicy::decide`] returned; rule numbers this policy does not have are
+    /// ignored.
     pub fn duties(&self, outcome: &Outcome) -> Vec<Duty> {
         let mut out: Vec<Duty> = Vec::new();
         let rules = outcome.granted.iter().chain(outcome.obligations.iter());

@@ -21,7 +21,7 @@
 //! budget is spent. A caller facing untrusted policies (a provider checking a contract
 //! request) passes a budget that caps the CPU one request can cost.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::str::FromStr;
 
@@ -193,7 +193,8 @@ fn apply(req: &mut Request, rep: &Rep) {
 
 #[derive(Default)]
 struct Constants {
-    used: [bool; DIMS],
+    /// The fields some rule looks at, as bits (bit `d` for field `d`).
+    used: u32,
     targets: BTreeSet<String>,
     recipients: BTreeSet<Hash256>,
     sectors: BTreeSet<String>,
@@ -201,31 +202,46 @@ struct Constants {
     roles: BTreeSet<String>,
     purposes: BTreeSet<String>,
     regions: BTreeSet<String>,
-    ords: [BTreeSet<u64>; DIMS],
+    /// The constants of each ordered field.
+    ords: BTreeMap<usize, BTreeSet<u64>>,
     actions: BTreeSet<Action>,
 }
 
 impl Constants {
+    fn mark(&mut self, d: usize) {
+        self.used |= 1 << d;
+    }
+
+    fn used(&self, d: usize) -> bool {
+        self.used & (1 << d) != 0
+    }
+
+    /// The constants of ordered field `d` (none if no rule names one).
+    fn ords(&self, d: usize) -> &BTreeSet<u64> {
+        static NONE: BTreeSet<u64> = BTreeSet::new();
+        self.ords.get(&d).unwrap_or(&NONE)
+    }
+
     fn add_policy(&mut self, p: &Policy) {
         if let Some(t) = &p.target {
-            self.used[D_TARGET] = true;
+            self.mark(D_TARGET);
             self.targets.insert(t.to_string());
         }
         for r in &p.rules {
             self.actions.insert(r.action);
             if let Some(t) = &r.target {
-                self.used[D_TARGET] = true;
+                self.mark(D_TARGET);
                 self.targets.insert(t.to_string());
             }
             if let Some(a) = &r.assignee {
-                self.used[D_RECIPIENT] = true;
+                self.mark(D_RECIPIENT);
                 self.recipients.insert(*a);
             }
             for d in &r.duties {
                 match d {
-                    Duty::ObtainConsent(_) => self.used[D_CONSENT] = true,
+                    Duty::ObtainConsent(_) => self.mark(D_CONSENT),
                     Duty::Pay { currency, .. } => {
-                        self.used[D_CURRENCY] = true;
+                        self.mark(D_CURRENCY);
                         self.currencies.insert(currency.to_string());
                     }
                     _ => {}
@@ -239,9 +255,7 @@ impl Constants {
 
     fn add_atom(&mut self, operand: Operand, value: &Value) {
         let d = dim(operand);
-        if let Some(u) = self.used.get_mut(d) {
-            *u = true;
-        }
+        self.mark(d);
         for v in value.items() {
             match v {
                 Value::Purpose(p) => {
@@ -263,8 +277,8 @@ impl Constants {
                     self.recipients.insert(*h);
                 }
                 other => {
-                    if let (Some(n), Some(set)) = (other.ordinal(), self.ords.get_mut(d)) {
-                        set.insert(n);
+                    if let Some(n) = other.ordinal() {
+                        self.ords.entry(d).or_default().insert(n);
                     }
                 }
             }
@@ -314,7 +328,7 @@ fn representatives(k: &Constants) -> Result<Vec<Vec<Rep>>, PolicyError> {
         }
     }
     dims.push(actions);
-    let used = |d: usize| k.used.get(d).copied().unwrap_or(false);
+    let used = |d: usize| k.used(d);
     dims.push(if used(D_CONSENT) {
         vec![Rep::Consent(false), Rep::Consent(true)]
     } else {
@@ -451,15 +465,13 @@ fn representatives(k: &Constants) -> Result<Vec<Vec<Rep>>, PolicyError> {
     let ord = |d: usize, f: fn(Option<u64>) -> Rep| -> Vec<Rep> {
         let mut v = vec![f(None)];
         if used(d) {
-            if let Some(c) = k.ords.get(d) {
-                // Times stay within RFC 3339's years so a counterexample can be printed.
-                let max = if d == D_TIME {
-                    MAX_TIME_MS + 1
-                } else {
-                    u64::MAX
-                };
-                v.extend(ordered_reps(c, max).into_iter().map(|n| f(Some(n))));
-            }
+            // Times stay within RFC 3339's years so a counterexample can be printed.
+            let max = if d == D_TIME {
+                MAX_TIME_MS + 1
+            } else {
+                u64::MAX
+            };
+            v.extend(ordered_reps(k.ords(d), max).into_iter().map(|n| f(Some(n))));
         }
         v
     };
@@ -468,13 +480,11 @@ fn representatives(k: &Constants) -> Result<Vec<Vec<Rep>>, PolicyError> {
     // Count compares uses + 1; shift the representatives down by one.
     let mut uses = vec![Rep::Uses(None)];
     if used(D_USES) {
-        if let Some(c) = k.ords.get(D_USES) {
-            let mut set: BTreeSet<u64> = BTreeSet::new();
-            for n in ordered_reps(c, u64::MAX) {
-                set.insert(n.saturating_sub(1));
-            }
-            uses.extend(set.into_iter().map(|n| Rep::Uses(Some(n))));
+        let mut set: BTreeSet<u64> = BTreeSet::new();
+        for n in ordered_reps(k.ords(D_USES), u64::MAX) {
+            set.insert(n.saturating_sub(1));
         }
+        uses.extend(set.into_iter().map(|n| Rep::Uses(Some(n))));
     }
     dims.push(uses);
     dims.push(ord(D_VOLUME, Rep::Volume));

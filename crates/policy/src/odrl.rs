@@ -644,13 +644,14 @@ fn constraint(v: &Json, depth: usize) -> Result<Constraint, OdrlError> {
 
 fn literal(operand: Operand, v: &Json) -> Result<Value, OdrlError> {
     let (raw, ty) = match v {
-        Json::Object(o) if o.contains_key("@value") => (
-            o.get("@value").cloned().unwrap_or(Json::Null),
-            o.get("@type").map(|t| text(t, "@type")).transpose()?,
-        ),
-        Json::Object(o) if o.contains_key("@id") => {
-            (o.get("@id").cloned().unwrap_or(Json::Null), None)
-        }
+        Json::Object(o) => match (o.get("@value"), o.get("@id")) {
+            (Some(value), _) => (
+                value.clone(),
+                o.get("@type").map(|t| text(t, "@type")).transpose()?,
+            ),
+            (None, Some(id)) => (id.clone(), None),
+            (None, None) => return Err(shape("a rightOperand", "a literal")),
+        },
         other => (other.clone(), None),
     };
     if let Some(t) = &ty {

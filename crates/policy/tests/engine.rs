@@ -339,3 +339,20 @@ fn strict_json_refuses_duplicate_keys_at_any_depth() {
         )) if key == "uses"
     ));
 }
+
+proptest! {
+    /// The bit set lists exactly its members, in order.
+    #[test]
+    fn bits_iterate_their_members(members in prop::collection::btree_set(0u16..256, 0..40)) {
+        let mut outcome = tds_policy::compiled::Bits::default();
+        for m in &members {
+            outcome.set(*m);
+        }
+        outcome.set(256);
+        let listed: Vec<u16> = outcome.iter().collect();
+        prop_assert_eq!(listed, members.iter().copied().collect::<Vec<_>>());
+        for i in 0..256u16 {
+            prop_assert_eq!(outcome.has(i), members.contains(&i));
+        }
+    }
+}
