@@ -1,7 +1,8 @@
 //! The strict JSON reader (`json::parse_strict`, which refuses duplicate keys) and request
 //! files: never panic; what the strict reader accepts, serde_json reads the same, and it
-//! reads its own output back unchanged; an accepted request writes to JSON that reads back
-//! to the same request.
+//! reads its own output back unchanged (floats aside: serde_json's default float parsing
+//! does not round-trip every float, and policies have none); an accepted request writes to
+//! JSON that reads back to the same request.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -15,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
         let loose: serde_json::Value = serde_json::from_str(text).expect("strict JSON is JSON");
         assert_eq!(loose, v);
         let again = serde_json::to_string(&v).expect("a value prints");
-        assert_eq!(parse_strict(&again).expect("printed JSON reads back"), v);
+        let back = parse_strict(&again).expect("printed JSON reads back");
+        if !has_float(&v) {
+            assert_eq!(back, v);
+        }
     }
     if let Ok(r) = request_from_str(text) {
         let j = request_to_json(&r);
@@ -25,3 +29,12 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 });
+
+fn has_float(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Number(n) => n.is_f64(),
+        serde_json::Value::Array(a) => a.iter().any(has_float),
+        serde_json::Value::Object(o) => o.values().any(has_float),
+        _ => false,
+    }
+}

@@ -14,6 +14,7 @@
 //! are keys given twice ([`parse_strict`]).
 
 use std::cell::Cell;
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -34,86 +35,81 @@ pub enum StrictJsonError {
 
 /// Parses JSON text, refusing an object that gives a key twice: JSON parsers disagree
 /// about which duplicate wins (serde_json keeps the last), so a document with duplicates
-/// can mean different things to different readers.
+/// can mean different things to different readers. Otherwise the value is exactly what
+/// `serde_json::from_str` gives.
 pub fn parse_strict(text: &str) -> Result<Json, StrictJsonError> {
+    let v: Json =
+        serde_json::from_str(text).map_err(|e| StrictJsonError::NotJson(e.to_string()))?;
+    // A second pass that only looks at keys; serde_json's own reading stays the value.
     let duplicate = Cell::new(None);
     let mut de = serde_json::Deserializer::from_str(text);
-    let parsed = Strict(&duplicate)
-        .deserialize(&mut de)
-        .and_then(|v| de.end().map(|()| v));
-    match (parsed, duplicate.take()) {
+    let checked = NoDuplicates(&duplicate).deserialize(&mut de);
+    match (checked, duplicate.take()) {
         (_, Some(key)) => Err(StrictJsonError::DuplicateKey(key)),
-        (Ok(v), None) => Ok(v),
+        (Ok(()), None) => Ok(v),
         (Err(e), None) => Err(StrictJsonError::NotJson(e.to_string())),
     }
 }
 
-/// A JSON value whose objects are checked for duplicate keys; the first duplicate found
-/// is left in the cell.
+/// Walks a JSON document checking that no object gives a key twice; the first duplicate
+/// found is left in the cell.
 #[derive(Clone, Copy)]
-struct Strict<'a>(&'a Cell<Option<String>>);
+struct NoDuplicates<'a>(&'a Cell<Option<String>>);
 
-impl<'de> DeserializeSeed<'de> for Strict<'_> {
-    type Value = Json;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json, D::Error> {
+impl<'de> DeserializeSeed<'de> for NoDuplicates<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Strict<'_> {
-    type Value = Json;
+impl<'de> Visitor<'de> for NoDuplicates<'_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
-        Ok(Json::Bool(v))
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
-        Ok(Json::from(v))
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
-        Ok(Json::from(v))
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<Json, E> {
-        Ok(Json::from(v))
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
-        Ok(Json::String(v.to_owned()))
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_string<E>(self, v: String) -> Result<Json, E> {
-        Ok(Json::String(v))
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_unit<E>(self) -> Result<Json, E> {
-        Ok(Json::Null)
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-        let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(self)? {
-            out.push(v);
-        }
-        Ok(Json::Array(out))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-        let mut out = Map::new();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut keys = BTreeSet::new();
         while let Some(k) = map.next_key::<String>()? {
-            if out.contains_key(&k) {
+            if keys.contains(&k) {
                 self.0.set(Some(short(&k)));
                 return Err(de::Error::custom("duplicate key"));
             }
-            let v = map.next_value_seed(self)?;
-            out.insert(k, v);
+            map.next_value_seed(self)?;
+            keys.insert(k);
         }
-        Ok(Json::Object(out))
+        Ok(())
     }
 }
 
