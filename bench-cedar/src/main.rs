@@ -8,6 +8,10 @@
 //! request is built once too; the compiled policy binds it to its tables inside the
 //! loop (that binding is part of every TDS decision). Prints medians of 7 runs and the
 //! ratio. Run: `cargo run --release` in this directory.
+//!
+//! A third column times the per-access decision under a verified agreement
+//! (`VerifiedAgreement::decide`: the agreed and the offer's policy, both compiled, and
+//! the duties of both) with the case's policy as both.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -146,7 +150,30 @@ struct Row {
     name: &'static str,
     tds_ns: f64,
     tds_ref_ns: f64,
+    agreement_ns: f64,
     cedar_ns: f64,
+}
+
+/// A verified agreement whose agreed and offer policies are both `policy`.
+fn agreement(policy: &tds_policy::Policy) -> tds_policy::contract::VerifiedAgreement {
+    use tds_policy::contract::{verify_agreement, AgreementTerms};
+    let p = tds_core::SigningKey::from_seed(&[1; 32]);
+    let c = tds_core::SigningKey::from_seed(&[2; 32]);
+    let terms = AgreementTerms {
+        offer: tds_core::Hash256::from_bytes([1; 32]),
+        request: tds_core::Hash256::from_bytes([2; 32]),
+        asset: "urn:asset:load".parse().unwrap(),
+        provider: p.id(),
+        provider_key: p.public_key(),
+        consumer: c.id(),
+        consumer_key: c.public_key(),
+        offer_policy: policy.clone(),
+        policy: policy.clone(),
+        purpose: "grid".parse().unwrap(),
+        price: None,
+        agreed_at: tds_core::Timestamp::from_millis(1_800_000_000_000),
+    };
+    verify_agreement(&tds_core::cose::sign_multi(&[&p, &c], &terms).unwrap()).unwrap()
 }
 
 fn run(name: &'static str, tds_src: &str, cedar_src: &str) -> Row {
@@ -177,6 +204,11 @@ fn run(name: &'static str, tds_src: &str, cedar_src: &str) -> Row {
     let tds_ref_ns = median_ns(200_000, || {
         black_box(tds_policy::evaluate(black_box(&policy), black_box(&req)));
     });
+    let agreed = agreement(&policy);
+    assert_eq!(agreed.decide(&req).effect, Effect::Permit);
+    let agreement_ns = median_ns(1_000_000, || {
+        black_box(agreed.decide(black_box(&req)));
+    });
     let cedar_ns = median_ns(100_000, || {
         black_box(auth.is_authorized(black_box(&request), &policies, &entities));
     });
@@ -184,6 +216,7 @@ fn run(name: &'static str, tds_src: &str, cedar_src: &str) -> Row {
         name,
         tds_ns,
         tds_ref_ns,
+        agreement_ns,
         cedar_ns,
     }
 }
@@ -196,15 +229,16 @@ fn main() {
         run("10 rules / 10 policies", &ten, &cedar),
     ];
     println!(
-        "{:<26} {:>14} {:>22} {:>12} {:>14}",
-        "case", "tds compiled", "tds reference+reasons", "cedar", "cedar / tds"
+        "{:<26} {:>14} {:>22} {:>18} {:>12} {:>14}",
+        "case", "tds compiled", "tds reference+reasons", "tds agreement", "cedar", "cedar / tds"
     );
     for r in rows {
         println!(
-            "{:<26} {:>11.0} ns {:>19.0} ns {:>9.0} ns {:>13.1}x",
+            "{:<26} {:>11.0} ns {:>19.0} ns {:>15.0} ns {:>9.0} ns {:>13.1}x",
             r.name,
             r.tds_ns,
             r.tds_ref_ns,
+            r.agreement_ns,
             r.cedar_ns,
             r.cedar_ns / r.tds_ns
         );
