@@ -209,8 +209,8 @@ pub enum ContractError {
 impl ErrorCode for ContractError {
     fn code(&self) -> &'static str {
         match self {
-            // The envelope codes are tds-core's; until it gives them, one code.
-            ContractError::Cose(_) => "contract.envelope",
+            // tds-core's codes (`cose.*`, `cbor.*`): one vocabulary for every envelope.
+            ContractError::Cose(e) => e.code(),
             ContractError::Policy(e) => e.code(),
             ContractError::WrongSigner { .. } => "contract.wrong_signer",
             ContractError::KeyMismatch { .. } => "contract.key_mismatch",

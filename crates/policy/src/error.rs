@@ -116,7 +116,8 @@ impl ErrorCode for PolicyError {
             PolicyError::Syntax { .. } => "policy.syntax",
             PolicyError::Odrl(e) => e.code(),
             PolicyError::Request(e) => e.code(),
-            PolicyError::Cbor(_) => "policy.cbor",
+            // tds-core's codes (`cbor.*`): the same vocabulary for every signed object.
+            PolicyError::Cbor(e) => e.code(),
             PolicyError::TooComplex(e) => e.code(),
         }
     }

@@ -322,7 +322,11 @@ fn the_spec_lists_every_code() {
                 && tds_core::code::is_well_formed(t)
         })
         .collect();
-    let produced = every_code();
+    // Envelope and CBOR problems carry tds-core's codes, which spec/encoding.md lists.
+    let produced: std::collections::BTreeSet<&str> = every_code()
+        .into_iter()
+        .filter(|c| c.starts_with("policy.") || c.starts_with("contract."))
+        .collect();
     for code in &produced {
         assert!(tds_core::code::is_well_formed(code), "{code}");
     }
