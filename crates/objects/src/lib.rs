@@ -390,8 +390,8 @@ impl ObjectVerifier for StandardVerifier<'_> {
         })?;
         match kind {
             Kind::Agreement => {
-                let v = tds_policy::contract::verify_agreement(&object.bytes)
-                    .map_err(|e| ObjectError::new("contract.agreement", &e))?;
+                let v =
+                    tds_policy::contract::verify_agreement(&object.bytes).map_err(object_error)?;
                 let t = v.terms();
                 Ok(CheckedObject::new(
                     v.id(),
@@ -418,8 +418,7 @@ impl ObjectVerifier for StandardVerifier<'_> {
                 ))
             }
             Kind::Offer => {
-                let v = tds_policy::contract::verify_offer(&object.bytes)
-                    .map_err(|e| ObjectError::new("contract.offer", &e))?;
+                let v = tds_policy::contract::verify_offer(&object.bytes).map_err(object_error)?;
                 Ok(CheckedObject::new(
                     v.id(),
                     None,
