@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
             Some(id),
             "the id is not the hash of the payload"
         );
-        if let Ok(v) = unverified.verify_named_owner() {
+        if let Ok(v) = unverified.verify_self_signed() {
             assert_eq!(v.envelope(), data);
             assert_eq!(v.manifest(), &m);
             assert_eq!(
@@ -37,7 +37,11 @@ fuzz_target!(|data: &[u8]| {
                 &m.owner_key,
                 "verified under a key the manifest does not name"
             );
-            assert!(!v.owner_authenticated());
+            assert_eq!(v.to_json()["owner_authenticated"], false);
+            // The key it names authenticates it; another key does not.
+            let named = m.owner_key;
+            assert!(v.clone().authenticate(authority_key()).is_err() || named == *authority_key());
+            assert!(v.authenticate(&named).is_ok());
         }
     }
     // The bare payload: canonical round trip.
@@ -51,7 +55,8 @@ fuzz_target!(|data: &[u8]| {
     // Receipts, verified with a fixed authority key.
     if let Ok(r) = tds_manifest::verify_receipt(data, authority_key()) {
         assert_eq!(r.envelope(), data);
-        assert!(r.value().authority.is_id_of(authority_key()));
+        assert!(r.receipt().authority.is_id_of(authority_key()));
+        assert!(r.owner.is_id_of(&r.owner_key));
     }
     if let Ok(r) = cbor::decode::<Receipt>(data) {
         assert_eq!(

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::envelope::VerifiedManifest;
+use crate::envelope::SelfSignedManifest;
 use crate::model::{Manifest, UpdateFrequency};
 
 /// The IRI prefix of TDS terms that DCAT has no word for.
@@ -19,11 +19,17 @@ pub struct OfferRef {
     pub policy: Value,
 }
 
-/// One catalog entry: a verified manifest and the offers made for it.
+/// One catalog entry: a manifest and the offers made for it.
+///
+/// A catalog shows what owners published: each manifest is checked to be signed by the
+/// key it names (a [`SelfSignedManifest`]), which is what a catalog can check on its own.
+/// Whether that key belongs to a member is the job of the registration receipt or the
+/// owner's credential; an authenticated [`VerifiedManifest`](crate::VerifiedManifest)
+/// goes in through [`into_self_signed`](crate::VerifiedManifest::into_self_signed).
 #[derive(Clone, Debug)]
 pub struct CatalogEntry {
-    /// The manifest.
-    pub manifest: VerifiedManifest,
+    /// The manifest, checked against the key it names.
+    pub manifest: SelfSignedManifest,
     /// The offers, possibly none.
     pub offers: Vec<OfferRef>,
 }

@@ -90,17 +90,17 @@ impl UnverifiedManifest {
                 named: ParticipantId::of(&named),
             });
         }
-        self.finish(true)
+        Ok(VerifiedManifest {
+            inner: self.verify_self_signed()?,
+        })
     }
 
     /// Checks the signature against the owner key the manifest itself names. This proves
     /// the manifest is intact and signed by the key it names, not who that key belongs
-    /// to: [`VerifiedManifest::owner_authenticated`] is `false`.
-    pub fn verify_named_owner(self) -> Result<VerifiedManifest, ManifestError> {
-        self.finish(false)
-    }
-
-    fn finish(self, authenticated: bool) -> Result<VerifiedManifest, ManifestError> {
+    /// to: the result is a [`SelfSignedManifest`], not a [`VerifiedManifest`]. Use it
+    /// where the owner is established another way (a registration receipt, a membership
+    /// credential naming the key) or where the output says the owner is not authenticated.
+    pub fn verify_self_signed(self) -> Result<SelfSignedManifest, ManifestError> {
         let key = self.inner.value().owner_key;
         let kid = self.inner.kid();
         if kid != key.id() {
@@ -110,37 +110,33 @@ impl UnverifiedManifest {
             });
         }
         let verified = self.inner.verify(&key)?;
-        Ok(VerifiedManifest {
+        Ok(SelfSignedManifest {
             verified,
             id: self.id,
-            authenticated,
         })
     }
 }
 
-/// A manifest whose owner signature has been checked. Only
-/// [`UnverifiedManifest::verify`] and [`UnverifiedManifest::verify_named_owner`] make one.
+/// A manifest signed by the owner key it names, and nothing more: it is intact, but
+/// anyone can make a key and name it. Only [`UnverifiedManifest::verify_self_signed`] (and
+/// [`VerifiedManifest::into_self_signed`]) make one; [`authenticate`](Self::authenticate)
+/// turns it into a [`VerifiedManifest`] once the owner's key is known.
 #[derive(Clone, Debug)]
-pub struct VerifiedManifest {
+pub struct SelfSignedManifest {
     verified: Verified<Manifest>,
     id: AssetId,
-    authenticated: bool,
 }
 
-impl VerifiedManifest {
+impl SelfSignedManifest {
     /// The manifest.
     pub fn manifest(&self) -> &Manifest {
         self.verified.value()
     }
 
-    /// The proof-carrying form from `tds-core`.
+    /// The proof-carrying form from `tds-core`: the envelope verifies with the key whose
+    /// id is its `kid` (here the key the manifest names).
     pub fn as_verified(&self) -> &Verified<Manifest> {
         &self.verified
-    }
-
-    /// The proof-carrying form from `tds-core`, consuming `self`.
-    pub fn into_verified(self) -> Verified<Manifest> {
-        self.verified
     }
 
     /// The asset id.
@@ -148,21 +144,99 @@ impl VerifiedManifest {
         self.id
     }
 
-    /// Whether the caller supplied the owner's key (`true`), or the signature was only
-    /// checked against the key the manifest names (`false`).
-    pub fn owner_authenticated(&self) -> bool {
-        self.authenticated
+    /// The envelope bytes as received.
+    pub fn envelope(&self) -> &[u8] {
+        self.verified.envelope()
+    }
+
+    /// Authenticates the owner: checks that the manifest names `owner_key` (the
+    /// signature was already checked with the key it names).
+    pub fn authenticate(self, owner_key: &PublicKey) -> Result<VerifiedManifest, ManifestError> {
+        let named = self.verified.value().owner_key;
+        if named != *owner_key {
+            return Err(ManifestError::UnexpectedOwner {
+                expected: ParticipantId::of(owner_key),
+                named: ParticipantId::of(&named),
+            });
+        }
+        Ok(VerifiedManifest { inner: self })
+    }
+
+    /// Every field as JSON, as `tds manifest show` prints it (ids as `sha256:<hex>`, keys
+    /// as hex, times twice), with `"owner_authenticated": false`.
+    pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        crate::json::manifest_json(self.manifest(), self.id, false)
+    }
+}
+
+impl Deref for SelfSignedManifest {
+    type Target = Manifest;
+    fn deref(&self) -> &Manifest {
+        self.verified.value()
+    }
+}
+
+/// A manifest whose owner is authenticated: it names the key the caller expected, and
+/// that key signed it. Only [`UnverifiedManifest::verify`] and
+/// [`SelfSignedManifest::authenticate`] make one.
+#[derive(Clone, Debug)]
+pub struct VerifiedManifest {
+    inner: SelfSignedManifest,
+}
+
+impl VerifiedManifest {
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        self.inner.manifest()
+    }
+
+    /// The proof-carrying form from `tds-core`.
+    pub fn as_verified(&self) -> &Verified<Manifest> {
+        self.inner.as_verified()
+    }
+
+    /// The proof-carrying form from `tds-core`, consuming `self`.
+    pub fn into_verified(self) -> Verified<Manifest> {
+        self.inner.verified
+    }
+
+    /// The weaker view (every authenticated manifest is also self-signed), for APIs that
+    /// need only that.
+    pub fn as_self_signed(&self) -> &SelfSignedManifest {
+        &self.inner
+    }
+
+    /// The weaker view, consuming `self`.
+    pub fn into_self_signed(self) -> SelfSignedManifest {
+        self.inner
+    }
+
+    /// The asset id.
+    pub fn id(&self) -> AssetId {
+        self.inner.id
     }
 
     /// The envelope bytes as received.
     pub fn envelope(&self) -> &[u8] {
-        self.verified.envelope()
+        self.inner.envelope()
+    }
+
+    /// Every field as JSON, as `tds manifest show --owner-key` would print it, with
+    /// `"owner_authenticated": true`.
+    pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        crate::json::manifest_json(self.manifest(), self.inner.id, true)
     }
 }
 
 impl Deref for VerifiedManifest {
     type Target = Manifest;
     fn deref(&self) -> &Manifest {
-        self.verified.value()
+        self.inner.manifest()
+    }
+}
+
+impl From<VerifiedManifest> for SelfSignedManifest {
+    fn from(v: VerifiedManifest) -> Self {
+        v.inner
     }
 }

@@ -2,6 +2,7 @@
 
 use tds_core::cbor::CborError;
 use tds_core::cose::CoseError;
+use tds_core::ErrorCode;
 use tds_identity::ParticipantId;
 
 use crate::content::CommitmentError;
@@ -18,14 +19,15 @@ pub enum ManifestError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The content commitment's fields do not fit together.
+    /// The content commitment's fields do not fit together. (The message carries the
+    /// commitment error's own, so it is not also given as the source.)
     #[error("manifest.{0}")]
-    Commitment(#[from] CommitmentError),
+    Commitment(CommitmentError),
     /// The envelope was refused (not COSE, wrong content type, bad signature...).
-    #[error("manifest: {0}")]
+    #[error(transparent)]
     Cose(#[from] CoseError),
     /// Bytes that are not canonical CBOR.
-    #[error("manifest: {0}")]
+    #[error(transparent)]
     Cbor(#[from] CborError),
     /// The envelope is larger than allowed.
     #[error("manifest: {size} bytes exceeds the limit of {limit}")]
@@ -51,6 +53,12 @@ pub enum ManifestError {
         /// The owner the manifest names.
         named: ParticipantId,
     },
+}
+
+impl From<CommitmentError> for ManifestError {
+    fn from(e: CommitmentError) -> Self {
+        ManifestError::Commitment(e)
+    }
 }
 
 impl ManifestError {
@@ -103,7 +111,7 @@ pub enum ReceiptError {
         reason: String,
     },
     /// The envelope was refused.
-    #[error("receipt: {0}")]
+    #[error(transparent)]
     Cose(#[from] CoseError),
     /// The receipt is for another manifest.
     #[error("receipt: it registers asset {receipt}, not {manifest}")]
@@ -113,4 +121,66 @@ pub enum ReceiptError {
         /// The asset of the manifest.
         manifest: crate::AssetId,
     },
+}
+
+/// The code of an envelope refusal, in the area `area` (`manifest` or `receipt`).
+fn cose_code(e: &CoseError, area: Area) -> &'static str {
+    use Area::{Manifest as M, Receipt as R};
+    match (e, area) {
+        (CoseError::BadSignature, M) => "manifest.bad_signature",
+        (CoseError::BadSignature, R) => "receipt.bad_signature",
+        (CoseError::KidMismatch { .. }, M) => "manifest.signer_not_owner",
+        (CoseError::KidMismatch { .. }, R) => "receipt.wrong_authority",
+        (CoseError::WrongContentType { .. }, M) => "manifest.wrong_content_type",
+        (CoseError::WrongContentType { .. }, R) => "receipt.wrong_content_type",
+        (CoseError::TooLarge { .. }, M) => "manifest.too_large",
+        (CoseError::TooLarge { .. }, R) => "receipt.too_large",
+        (CoseError::Cbor(c), M) => cbor_code(c, M),
+        (CoseError::Cbor(c), R) => cbor_code(c, R),
+        (_, M) => "manifest.malformed_envelope",
+        (_, R) => "receipt.malformed_envelope",
+    }
+}
+
+fn cbor_code(e: &CborError, area: Area) -> &'static str {
+    match (e, area) {
+        (CborError::TooLarge { .. }, Area::Manifest) => "manifest.too_large",
+        (CborError::TooLarge { .. }, Area::Receipt) => "receipt.too_large",
+        (_, Area::Manifest) => "manifest.malformed",
+        (_, Area::Receipt) => "receipt.malformed",
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Area {
+    Manifest,
+    Receipt,
+}
+
+impl ErrorCode for ManifestError {
+    fn code(&self) -> &'static str {
+        match self {
+            ManifestError::Field { .. } => "manifest.invalid_field",
+            ManifestError::Commitment(e) => e.code(),
+            ManifestError::Cose(e) => cose_code(e, Area::Manifest),
+            ManifestError::Cbor(e) => cbor_code(e, Area::Manifest),
+            ManifestError::TooLarge { .. } => "manifest.too_large",
+            ManifestError::SignerNotOwner { .. } => "manifest.signer_not_owner",
+            ManifestError::UnexpectedOwner { .. } => "manifest.unexpected_owner",
+        }
+    }
+}
+
+impl ErrorCode for ReceiptError {
+    fn code(&self) -> &'static str {
+        match self {
+            ReceiptError::ForeignCredential { .. } => "receipt.foreign_credential",
+            ReceiptError::NotOwner { .. } => "receipt.not_owner",
+            ReceiptError::CredentialNotValid { .. } => "receipt.credential_not_valid",
+            ReceiptError::Revoked { .. } => "receipt.credential_revoked",
+            ReceiptError::Field { .. } => "receipt.invalid_field",
+            ReceiptError::Cose(e) => cose_code(e, Area::Receipt),
+            ReceiptError::OtherAsset { .. } => "receipt.other_asset",
+        }
+    }
 }

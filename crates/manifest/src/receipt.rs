@@ -8,7 +8,9 @@ use tds_core::key::PublicKey;
 use tds_core::time::Timestamp;
 use tds_identity::{Authority, ParticipantId, VerifiedCredential};
 
-use crate::envelope::VerifiedManifest;
+use std::ops::Deref;
+
+use crate::envelope::SelfSignedManifest;
 use crate::error::ReceiptError;
 use crate::model::AssetId;
 
@@ -47,9 +49,13 @@ impl SignedObject for Receipt {
 /// authority (under its current or an earlier key), names the manifest's owner key as its
 /// subject, is valid at `now` and is not revoked in the authority's own records, then
 /// signs a [`Receipt`] with the authority's current key. Returns the receipt and its envelope.
+///
+/// A self-signed manifest is enough: the credential is what binds the owner key to a
+/// member (pass [`VerifiedManifest::as_self_signed`](crate::VerifiedManifest::as_self_signed)
+/// for an authenticated one).
 pub fn register(
     authority: &Authority,
-    manifest: &VerifiedManifest,
+    manifest: &SelfSignedManifest,
     credential: &VerifiedCredential,
     now: Timestamp,
 ) -> Result<(Receipt, Vec<u8>), ReceiptError> {
@@ -87,11 +93,44 @@ pub fn register(
     Ok((receipt, envelope))
 }
 
+/// A receipt that passed every check of [`verify_receipt`]: signed by the authority key
+/// the caller gave, of the supported version, its `authority` the id of that key and its
+/// `owner` the id of `owner_key`. Only [`verify_receipt`] makes one; a plain COSE
+/// open-and-verify gives a `Verified<Receipt>`, not this.
+#[derive(Clone, Debug)]
+pub struct VerifiedReceipt {
+    verified: Verified<Receipt>,
+}
+
+impl VerifiedReceipt {
+    /// The receipt.
+    pub fn receipt(&self) -> &Receipt {
+        self.verified.value()
+    }
+
+    /// The envelope bytes as received.
+    pub fn envelope(&self) -> &[u8] {
+        self.verified.envelope()
+    }
+
+    /// The proof-carrying envelope form from `tds-core`.
+    pub fn as_verified(&self) -> &Verified<Receipt> {
+        &self.verified
+    }
+}
+
+impl Deref for VerifiedReceipt {
+    type Target = Receipt;
+    fn deref(&self) -> &Receipt {
+        self.verified.value()
+    }
+}
+
 /// Checks a receipt envelope with the authority's key.
 pub fn verify_receipt(
     bytes: &[u8],
     authority_key: &PublicKey,
-) -> Result<Verified<Receipt>, ReceiptError> {
+) -> Result<VerifiedReceipt, ReceiptError> {
     if bytes.len() > MAX_RECEIPT_LEN {
         return Err(ReceiptError::Field {
             field: "envelope",
@@ -121,12 +160,12 @@ pub fn verify_receipt(
             reason: "is not the id of owner_key".into(),
         });
     }
-    Ok(verified)
+    Ok(VerifiedReceipt { verified })
 }
 
 impl Receipt {
     /// Checks that this receipt registers `manifest` (same asset id and owner key).
-    pub fn check_covers(&self, manifest: &VerifiedManifest) -> Result<(), ReceiptError> {
+    pub fn check_covers(&self, manifest: &SelfSignedManifest) -> Result<(), ReceiptError> {
         if self.asset != manifest.id() {
             return Err(ReceiptError::OtherAsset {
                 receipt: self.asset,

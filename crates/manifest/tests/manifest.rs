@@ -14,7 +14,7 @@ use common::*;
 use tds_core::cbor;
 use tds_core::cose::{self, CoseError};
 use tds_core::hash::{Domain, Hash256};
-use tds_core::{SigningKey, Timestamp};
+use tds_core::{ErrorCode, SigningKey, Timestamp};
 use tds_identity::{Admission, Authority, Role, Sector, TrustStore};
 use tds_manifest::content::ChunkSize;
 use tds_manifest::{
@@ -41,8 +41,8 @@ fn sign_open_verify_and_asset_id() {
     assert_eq!(u.manifest(), &m);
     let id = u.id();
     let v = u.verify(&owner().public_key()).unwrap();
-    assert!(v.owner_authenticated());
     assert_eq!(v.id(), id);
+    assert_eq!(v.to_json()["owner_authenticated"], true);
     assert_eq!(v.envelope(), &env[..]);
     // The id is the tds/manifest/v1 hash of the canonical payload.
     let payload = cbor::encode(&m).unwrap();
@@ -51,9 +51,21 @@ fn sign_open_verify_and_asset_id() {
     assert_eq!(m.asset_id().unwrap(), id);
     assert!(id.to_string().starts_with("sha256:"));
     assert_eq!(id.to_string().parse::<AssetId>().unwrap(), id);
-    // Without the owner key: verified against the named key, not authenticated.
-    let v = open(&env).unwrap().verify_named_owner().unwrap();
-    assert!(!v.owner_authenticated());
+    // Without the owner key: verified against the named key, not authenticated; a
+    // different type, which the owner key turns into an authenticated one.
+    let s = open(&env).unwrap().verify_self_signed().unwrap();
+    assert_eq!(s.id(), id);
+    assert_eq!(s.to_json()["owner_authenticated"], false);
+    let err = s
+        .clone()
+        .authenticate(&other_key().public_key())
+        .unwrap_err();
+    assert!(
+        matches!(err, ManifestError::UnexpectedOwner { .. }),
+        "{err}"
+    );
+    let v = s.authenticate(&owner().public_key()).unwrap();
+    assert_eq!(v.id(), id);
 }
 
 #[test]
@@ -71,7 +83,7 @@ fn signature_of_another_key_is_refused() {
         .verify(&owner().public_key())
         .unwrap_err();
     assert!(matches!(err, ManifestError::SignerNotOwner { .. }), "{err}");
-    let err = open(&forged).unwrap().verify_named_owner().unwrap_err();
+    let err = open(&forged).unwrap().verify_self_signed().unwrap_err();
     assert!(matches!(err, ManifestError::SignerNotOwner { .. }), "{err}");
     // A manifest naming the other key does not verify as ours.
     let theirs = manifest_for(m.content, &other_key());
@@ -92,11 +104,15 @@ fn a_forged_signature_with_the_right_kid_is_refused() {
     let mut bad = env.clone();
     let last = bad.len() - 1;
     bad[last] ^= 1;
-    let err = open(&bad).unwrap().verify_named_owner().unwrap_err();
+    let err = open(&bad).unwrap().verify_self_signed().unwrap_err();
     assert!(
         matches!(err, ManifestError::Cose(CoseError::BadSignature)),
         "{err}"
     );
+    // The message says it once (issue 9 §3), and the code names it.
+    assert_eq!(err.to_string(), "cose: signature does not verify");
+    assert!(std::error::Error::source(&err).is_none());
+    assert_eq!(err.code(), "manifest.bad_signature");
 }
 
 #[test]
@@ -243,7 +259,7 @@ fn registration_receipt() {
     let now = Timestamp::from_secs(1_800_000_000);
     let (authority, cred_env) = authority_and_member(now);
     let (_, env) = sample();
-    let manifest = open(&env).unwrap().verify_named_owner().unwrap();
+    let manifest = open(&env).unwrap().verify_self_signed().unwrap();
     let credential = authority.trust_store().verify(&cred_env, now).unwrap();
     let (receipt, receipt_env) = register(&authority, &manifest, &credential, now).unwrap();
     assert_eq!(receipt.asset, manifest.id());
@@ -253,8 +269,9 @@ fn registration_receipt() {
         "application/tds.receipt+cbor"
     );
     let checked = verify_receipt(&receipt_env, &authority.public_key()).unwrap();
-    assert_eq!(checked.value(), &receipt);
-    checked.value().check_covers(&manifest).unwrap();
+    assert_eq!(checked.receipt(), &receipt);
+    assert_eq!(checked.envelope(), &receipt_env[..]);
+    checked.check_covers(&manifest).unwrap();
     // Another key cannot verify it.
     assert!(verify_receipt(&receipt_env, &other_key().public_key()).is_err());
 
@@ -262,16 +279,14 @@ fn registration_receipt() {
     let theirs = manifest_for(manifest.content, &other_key());
     let theirs = open(&theirs.sign(&other_key()).unwrap())
         .unwrap()
-        .verify_named_owner()
+        .verify_self_signed()
         .unwrap();
-    assert!(matches!(
-        register(&authority, &theirs, &credential, now),
-        Err(ReceiptError::NotOwner { .. })
-    ));
-    assert!(matches!(
-        receipt.check_covers(&theirs),
-        Err(ReceiptError::OtherAsset { .. })
-    ));
+    let err = register(&authority, &theirs, &credential, now).unwrap_err();
+    assert!(matches!(err, ReceiptError::NotOwner { .. }), "{err}");
+    assert_eq!(err.code(), "receipt.not_owner");
+    let err = receipt.check_covers(&theirs).unwrap_err();
+    assert!(matches!(err, ReceiptError::OtherAsset { .. }), "{err}");
+    assert_eq!(err.code(), "receipt.other_asset");
     // A credential of another authority is refused.
     let (other_authority, _) = {
         let a = Authority::new("Other", SigningKey::from_seed(&[8; 32])).unwrap();
@@ -309,6 +324,55 @@ fn oversized_envelopes_are_refused_before_parsing() {
     let (_, env) = sample();
     let err = verify_receipt(&env, &owner().public_key()).unwrap_err();
     assert!(err.to_string().contains("content type"), "{err}");
+    assert_eq!(err.code(), "receipt.wrong_content_type");
+}
+
+#[test]
+fn error_codes_are_well_formed_and_messages_do_not_repeat_their_cause() {
+    use tds_manifest::content::{BuildError, ChunkError, CommitmentError, DataError};
+    let errors: Vec<(Box<dyn std::error::Error>, &str)> = vec![
+        (
+            Box::new(ManifestError::Cose(CoseError::BadSignature)),
+            ManifestError::Cose(CoseError::BadSignature).code(),
+        ),
+        (
+            Box::new(ManifestError::Commitment(CommitmentError::EmptyRoot)),
+            ManifestError::Commitment(CommitmentError::EmptyRoot).code(),
+        ),
+        (
+            Box::new(ChunkError::Mismatch { index: 3 }),
+            ChunkError::Mismatch { index: 3 }.code(),
+        ),
+        (
+            Box::new(BuildError::Io(std::io::Error::other("disk on fire"))),
+            BuildError::Io(std::io::Error::other("x")).code(),
+        ),
+        (
+            Box::new(DataError::Chunk { index: 1 }),
+            DataError::Chunk { index: 1 }.code(),
+        ),
+        (
+            Box::new(ReceiptError::Revoked { serial: 2 }),
+            ReceiptError::Revoked { serial: 2 }.code(),
+        ),
+    ];
+    for (e, code) in errors {
+        assert!(tds_core::code::is_well_formed(code), "{code}");
+        // What the CLI prints: the chain joined by ": ". No part repeats the next.
+        let mut parts = vec![e.to_string()];
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            parts.push(c.to_string());
+            cause = c.source();
+        }
+        for w in parts.windows(2) {
+            assert!(!w[0].contains(&w[1]), "{parts:?}");
+        }
+    }
+    assert_eq!(
+        ManifestError::Commitment(CommitmentError::EmptyRoot).code(),
+        "manifest.content.empty_root"
+    );
 }
 
 #[test]
@@ -324,7 +388,7 @@ fn dcat_export() {
         agreement: None,
     }];
     let env = m.sign(&owner()).unwrap();
-    let v = open(&env).unwrap().verify_named_owner().unwrap();
+    let v = open(&env).unwrap().verify_self_signed().unwrap();
     let catalog = Catalog {
         title: "Shanxi grid data".into(),
         entries: vec![CatalogEntry {

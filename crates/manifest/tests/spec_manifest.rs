@@ -104,6 +104,21 @@ fn values() -> BTreeMap<&'static str, String> {
         .unwrap();
     assert_eq!(verified.id(), id);
 
+    // The chunk tree file of the example (§3.4): header, three leaves, node 01.
+    let tree_file = tds_manifest::content::write_tree_from_list(
+        &tree.to_chunk_list()[..],
+        &content,
+        Vec::new(),
+    )
+    .unwrap();
+    assert_eq!(tree_file.len(), 64 + 4 * 32);
+    assert_eq!(&tree_file[64 + 3 * 32..], n01.as_bytes());
+    tds_manifest::content::ChunkTreeFile::open_for(&tree_file[..], &content)
+        .unwrap()
+        .check()
+        .unwrap();
+    v.insert("chunk-tree-file", hex_lines(&tree_file));
+
     let proof = tree.proof(0).unwrap();
     v.insert("chunk-proof", annotate(&proof.to_bytes().unwrap()).unwrap());
     let mut verifier = ChunkVerifier::new(&content).unwrap();
@@ -142,7 +157,8 @@ fn values() -> BTreeMap<&'static str, String> {
         .trust_store()
         .verify(cred.envelope(), now)
         .unwrap();
-    let (receipt, receipt_env) = tds_manifest::register(&authority, &verified, &cred, now).unwrap();
+    let (receipt, receipt_env) =
+        tds_manifest::register(&authority, verified.as_self_signed(), &cred, now).unwrap();
     v.insert(
         "receipt-payload",
         annotate(&cbor::encode(&receipt).unwrap()).unwrap(),
@@ -152,7 +168,7 @@ fn values() -> BTreeMap<&'static str, String> {
     let catalog = Catalog {
         title: "Shanxi grid data".into(),
         entries: vec![CatalogEntry {
-            manifest: verified,
+            manifest: verified.into_self_signed(),
             offers: vec![],
         }],
     };

@@ -291,7 +291,7 @@ pub fn decode_any(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             let signers = vec![raw.kid()];
             let opened = tds_manifest::open(bytes).map_err(|e| invalid(kind)(Box::new(e)))?;
             let manifest = opened.manifest().clone();
-            let ok = opened.verify_named_owner().is_ok();
+            let ok = opened.verify_self_signed().is_ok();
             Ok(Decoded {
                 kind,
                 id: kind.domain().hash(&payload),
@@ -407,7 +407,7 @@ impl ObjectVerifier for StandardVerifier<'_> {
             }
             Kind::Manifest => {
                 let v = tds_manifest::open(&object.bytes)
-                    .and_then(|u| u.verify_named_owner())
+                    .and_then(|u| u.verify_self_signed())
                     .map_err(|e| ObjectError::new("manifest.invalid", &e))?;
                 let id = *v.id().as_hash();
                 Ok(CheckedObject::new(
@@ -451,9 +451,9 @@ impl ObjectVerifier for StandardVerifier<'_> {
                 let v = tds_manifest::verify_receipt(&object.bytes, &key)
                     .map_err(|e| ObjectError::new("receipt.invalid", &e))?;
                 Ok(CheckedObject::new(
-                    Domain::RECEIPT.hash(v.payload()),
+                    Domain::RECEIPT.hash(v.as_verified().payload()),
                     None,
-                    vec![*v.value().asset.as_hash()],
+                    vec![*v.receipt().asset.as_hash()],
                     "authority signature verified",
                 ))
             }

@@ -5,7 +5,7 @@
 
 use tds_core::hash::Hash256;
 use tds_core::Timestamp;
-use tds_manifest::VerifiedManifest;
+use tds_manifest::SelfSignedManifest;
 use tds_policy::contract::VerifiedAgreement;
 use tds_provenance::event::{Code, Event, EventBody, EventError, SignedObject};
 use tds_provenance::store::LogStore;
@@ -47,10 +47,11 @@ pub fn agreement_concluded(
     ))
 }
 
-/// `asset_published` for a manifest whose owner signature was verified, embedding its
-/// signed bytes.
+/// `asset_published` for a manifest signed by the owner key it names, embedding its
+/// signed bytes. The log records what was published; a self-signed manifest is what the
+/// publisher can show (pass `VerifiedManifest::as_self_signed` for an authenticated one).
 pub fn asset_published(
-    manifest: &VerifiedManifest,
+    manifest: &SelfSignedManifest,
     actor: Hash256,
     time: Timestamp,
 ) -> Result<Event, EventError> {
@@ -98,7 +99,7 @@ pub fn record_agreement<S: LogStore>(
 /// returns once durable.
 pub fn record_manifest<S: LogStore>(
     log: &Log<S>,
-    manifest: &VerifiedManifest,
+    manifest: &SelfSignedManifest,
     now: Timestamp,
 ) -> Result<Recorded, LogError> {
     let e = asset_published(manifest, log.signer().key_id(), now)?;

@@ -3,12 +3,14 @@
 //! 32 MiB unless one chunk per thread needs more).
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::{self, BufRead, Read};
 use std::num::NonZeroUsize;
 use std::sync::mpsc;
 
 use tds_core::hash::Hash256;
 use tds_core::merkle::{self, RootBuilder};
+use tds_core::ErrorCode;
 
 use super::{ChunkSize, Commitment, CommitmentError, MAX_CHUNKS};
 
@@ -18,7 +20,7 @@ pub const BUFFER_BUDGET: usize = 32 * 1024 * 1024;
 
 /// With several threads, chunks are handed to the hashers in batches of at least this many
 /// bytes (whole chunks).
-const BATCH_BYTES: usize = 1024 * 1024;
+pub(crate) const BATCH_BYTES: usize = 1024 * 1024;
 
 /// Told how many bytes have been hashed, in order, on the calling thread.
 pub trait Progress {
@@ -36,9 +38,10 @@ impl<F: Fn(u64)> Progress for F {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// The reader failed.
+    /// The reader failed. (The message carries the I/O error's own, so it is not also
+    /// given as the source.)
     #[error("data: read failed: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     /// More data than [`MAX_CHUNKS`] chunks can hold.
     #[error("data: more than {limit} chunks of {chunk_size} bytes; use a larger chunk size")]
     TooLarge {
@@ -50,6 +53,22 @@ pub enum BuildError {
     /// The result does not form a valid commitment.
     #[error(transparent)]
     Commitment(#[from] CommitmentError),
+}
+
+impl From<io::Error> for BuildError {
+    fn from(e: io::Error) -> Self {
+        BuildError::Io(e)
+    }
+}
+
+impl ErrorCode for BuildError {
+    fn code(&self) -> &'static str {
+        match self {
+            BuildError::Io(_) => "manifest.data.read_failed",
+            BuildError::TooLarge { .. } => "manifest.data.too_many_chunks",
+            BuildError::Commitment(e) => e.code(),
+        }
+    }
 }
 
 /// What stopped a leaf stream: the builder or the consumer of the leaves.
@@ -155,6 +174,60 @@ impl<'p> ContentBuilder<'p> {
         Ok(Commitment::new(size, self.chunk_size, root.root())?)
     }
 
+    /// The commitment of a file's bytes. For a regular file with more than one thread,
+    /// each hashing thread reads its own batches of chunks with positional reads
+    /// (`pread`), so the copy out of the page cache is spread over the threads too; the
+    /// memory is one batch (at least 1 MiB, whole chunks) per thread. Anything else (one
+    /// thread, a pipe, a device) is read like [`build`](Self::build) reads.
+    ///
+    /// The file's length is taken when the build starts; a file that changes size while it
+    /// is hashed is an error.
+    pub fn build_file(&self, file: &File) -> Result<Commitment, BuildError> {
+        self.build_file_with_leaves(file, |_, _| Ok(()))
+    }
+
+    /// Like [`build_file`](Self::build_file), and hands every leaf hash, in index order, to
+    /// `on_leaf`. An error from `on_leaf` stops the build.
+    pub fn build_file_with_leaves(
+        &self,
+        file: &File,
+        mut on_leaf: impl FnMut(u64, &Hash256) -> io::Result<()>,
+    ) -> Result<Commitment, BuildError> {
+        let meta = file.metadata()?;
+        if self.threads.get() == 1 || !meta.is_file() {
+            return self.build_with_leaves(file, on_leaf);
+        }
+        let len = meta.len();
+        let mut root = RootBuilder::new();
+        let progress = self.progress;
+        super::file_build::stream_file(
+            file,
+            len,
+            self.chunk_size,
+            self.threads.get(),
+            |n| {
+                if let Some(p) = progress {
+                    p.advance(n);
+                }
+            },
+            |leaf| {
+                on_leaf(leaf.index, &leaf.hash)?;
+                root.push(leaf.hash);
+                Ok::<(), io::Error>(())
+            },
+        )
+        .map_err(|e| match e {
+            StreamError::Build(b) => b,
+            StreamError::Sink(io) => BuildError::Io(io),
+        })?;
+        if file.metadata()?.len() != len {
+            return Err(BuildError::Io(io::Error::other(
+                "the file changed size while it was hashed",
+            )));
+        }
+        Ok(Commitment::new(len, self.chunk_size, root.root())?)
+    }
+
     /// Like [`build`](Self::build), for a buffered reader. With one thread the chunks are
     /// hashed straight out of the reader's buffer, without copying them (an in-memory
     /// `&[u8]` is read with no copy at all); with more, as [`build`](Self::build).
@@ -185,23 +258,20 @@ impl<'p> ContentBuilder<'p> {
             return Err(self.too_large());
         }
         let per = chunks.len().div_ceil(self.threads.get()).max(1);
-        let runs: Vec<Vec<Hash256>> = std::thread::scope(|s| {
+        let runs: Result<Vec<Vec<Hash256>>, _> = std::thread::scope(|s| {
             let handles: Vec<_> = chunks
                 .chunks(per)
-                .map(|run| s.spawn(move || run.iter().map(|c| merkle::leaf_hash(c)).collect()))
+                .map(|run| {
+                    s.spawn(move || run.iter().map(|c| merkle::leaf_hash(c)).collect::<Vec<_>>())
+                })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect()
+            handles.into_iter().map(|h| h.join()).collect()
         });
+        // A hashing thread that died is reported; never a root over missing leaves.
+        let runs = runs.map_err(|_| BuildError::Io(io::Error::other("a hashing thread failed")))?;
         let mut root = RootBuilder::new();
         for leaf in runs.into_iter().flatten() {
             root.push(leaf);
-        }
-        if root.size() != chunks.len() as u64 {
-            // A hashing thread died; never return a root over missing leaves.
-            return Err(BuildError::Io(io::Error::other("a hashing thread failed")));
         }
         if let Some(p) = self.progress {
             p.advance(data.len() as u64);
@@ -251,7 +321,8 @@ impl<'p> ContentBuilder<'p> {
             if index >= MAX_CHUNKS {
                 return Err(StreamError::Build(self.too_large()));
             }
-            let hash = merkle::leaf_hash(buf.get(..n).unwrap_or_default());
+            #[expect(clippy::expect_used, reason = "read_full returns at most buf.len()")]
+            let hash = merkle::leaf_hash(buf.get(..n).expect("n <= buf.len()"));
             sink(Leaf {
                 index,
                 len: n,
@@ -275,13 +346,13 @@ impl<'p> ContentBuilder<'p> {
         mut reader: R,
         mut sink: impl FnMut(Leaf) -> Result<(), E>,
     ) -> Result<u64, StreamError<E>> {
-        let cs = self.chunk_size.get();
+        let cs = self.chunk_size.as_usize();
         let mut total = 0u64;
         let mut index = 0u64;
         loop {
             let mut ctx = tds_core::hash::Hasher::plain();
             ctx.update(&[0x00]);
-            let mut filled = 0u64;
+            let mut filled = 0usize;
             while filled < cs {
                 let buf = match reader.fill_buf() {
                     Ok(b) => b,
@@ -291,12 +362,11 @@ impl<'p> ContentBuilder<'p> {
                 if buf.is_empty() {
                     break;
                 }
-                let take = usize::try_from(cs - filled)
-                    .unwrap_or(usize::MAX)
-                    .min(buf.len());
-                ctx.update(buf.get(..take).unwrap_or_default());
+                let take = (cs - filled).min(buf.len());
+                #[expect(clippy::expect_used, reason = "take <= buf.len()")]
+                ctx.update(buf.get(..take).expect("take <= buf.len()"));
                 reader.consume(take);
-                filled += take as u64;
+                filled += take;
             }
             if filled == 0 {
                 break;
@@ -305,12 +375,16 @@ impl<'p> ContentBuilder<'p> {
                 return Err(StreamError::Build(self.too_large()));
             }
             let hash = ctx.finish();
-            let len = usize::try_from(filled).unwrap_or(usize::MAX);
-            sink(Leaf { index, len, hash }).map_err(StreamError::Sink)?;
+            sink(Leaf {
+                index,
+                len: filled,
+                hash,
+            })
+            .map_err(StreamError::Sink)?;
             if let Some(p) = self.progress {
-                p.advance(filled);
+                p.advance(filled as u64);
             }
-            total += filled;
+            total += filled as u64;
             index += 1;
             if filled < cs {
                 break;
@@ -354,9 +428,13 @@ impl<'p> ContentBuilder<'p> {
                         Err(_) => break,
                     };
                     let Ok((first, len, buf)) = next else { break };
+                    #[expect(
+                        clippy::expect_used,
+                        reason = "the reader sends len <= buf.len() (read_full)"
+                    )]
                     let leaves = buf
                         .get(..len)
-                        .unwrap_or_default()
+                        .expect("len <= buf.len()")
                         .chunks(cs)
                         .zip(first..)
                         .map(|(chunk, index)| Leaf {

@@ -5,11 +5,17 @@
 //! 32 bytes each; `tds manifest create` writes one next to the manifest), verifies the list
 //! against the signed root, and compares leaf by leaf. Data and list are both streamed:
 //! memory stays bounded whatever the asset size.
+//!
+//! The list's conventions live here too: its format (the leaf hashes in chunk order,
+//! 32 bytes each, nothing else; spec/manifest.md §3.2), written by [`ChunkListWriter`],
+//! and its place beside a manifest file, [`chunk_list_path`] (`MANIFEST.chunks`).
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
 
 use tds_core::hash::Hash256;
 use tds_core::merkle::RootBuilder;
+use tds_core::ErrorCode;
 
 use super::build::{BuildError, ContentBuilder, StreamError};
 use super::Commitment;
@@ -45,6 +51,68 @@ pub enum DataError {
     /// The chunk-hash list could not be read.
     #[error("chunk list: read failed: {0}")]
     ListIo(io::Error),
+}
+
+impl ErrorCode for DataError {
+    fn code(&self) -> &'static str {
+        match self {
+            DataError::Chunk { .. } => "manifest.data.chunk_mismatch",
+            DataError::Length { .. } => "manifest.data.wrong_length",
+            DataError::Root { .. } => "manifest.data.root_mismatch",
+            DataError::Build(e) => e.code(),
+            DataError::ListIo(_) => "manifest.data.list_read_failed",
+        }
+    }
+}
+
+/// What is appended to a manifest's file name to name its chunk-hash list.
+pub const CHUNK_LIST_SUFFIX: &str = ".chunks";
+
+/// Where the chunk-hash list of the manifest file `manifest` is kept by convention: the
+/// same path with [`CHUNK_LIST_SUFFIX`] appended (`data.manifest.chunks`).
+pub fn chunk_list_path(manifest: &Path) -> PathBuf {
+    let mut s = manifest.as_os_str().to_owned();
+    s.push(CHUNK_LIST_SUFFIX);
+    PathBuf::from(s)
+}
+
+/// Writes a chunk-hash list: each leaf hash, in chunk order, as its 32 bytes. Give it
+/// the leaves as [`ContentBuilder::build_with_leaves`] hands them on.
+#[derive(Debug)]
+pub struct ChunkListWriter<W: Write> {
+    out: W,
+    entries: u64,
+}
+
+impl<W: Write> ChunkListWriter<W> {
+    /// A writer into `out` (wrap a file in a `BufWriter`).
+    pub fn new(out: W) -> Self {
+        ChunkListWriter { out, entries: 0 }
+    }
+
+    /// Appends leaf `index`, which must be the next one.
+    pub fn push(&mut self, index: u64, leaf: &Hash256) -> io::Result<()> {
+        if index != self.entries {
+            return Err(io::Error::other(format!(
+                "chunk list: leaf {index} given, leaf {} expected next",
+                self.entries
+            )));
+        }
+        self.out.write_all(leaf.as_bytes())?;
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Entries written so far.
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+
+    /// The underlying writer, flushed.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
 }
 
 /// What became of the chunk-hash list during a successful [`check_data`].
@@ -115,7 +183,8 @@ pub fn check_data<R: Read, L: Read>(
     }
     if len_bad.is_none() && data_root.size() < c.chunks {
         let index = data_root.size();
-        let expected = c.chunk_len(index).unwrap_or(0);
+        #[expect(clippy::expect_used, reason = "index < c.chunks, so the chunk exists")]
+        let expected = c.chunk_len(index).expect("index < chunks");
         len_bad = Some((
             index,
             format!("the data ends before it (0 of its {expected} bytes)"),
@@ -127,9 +196,9 @@ pub fn check_data<R: Read, L: Read>(
         Some(l) => l.finish(&c).map_err(DataError::ListIo)?,
     };
     if status == ListStatus::Verified {
-        let hash_bad = first_hash_bad.unwrap_or(u64::MAX);
+        // The first problem wins; a length problem at the same index is the more precise.
         if let Some((index, detail)) = len_bad {
-            if index <= hash_bad {
+            if first_hash_bad.is_none_or(|hash_bad| index <= hash_bad) {
                 return Err(DataError::Length { index, detail });
             }
         }
@@ -156,6 +225,8 @@ struct ListReader<R> {
     reader: R,
     root: RootBuilder,
     short: bool,
+    /// Bytes of a partial entry at the end (0 if the list ends on a whole entry).
+    partial: usize,
 }
 
 impl<R: Read> ListReader<R> {
@@ -164,6 +235,7 @@ impl<R: Read> ListReader<R> {
             reader,
             root: RootBuilder::new(),
             short: false,
+            partial: 0,
         }
     }
 
@@ -174,8 +246,7 @@ impl<R: Read> ListReader<R> {
         }
         let mut buf = [0u8; 32];
         let mut filled = 0;
-        while filled < 32 {
-            let rest = buf.get_mut(filled..).unwrap_or_default();
+        while let Some(rest) = buf.get_mut(filled..).filter(|r| !r.is_empty()) {
             match self.reader.read(rest) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
@@ -184,11 +255,9 @@ impl<R: Read> ListReader<R> {
             }
         }
         if filled < 32 {
-            // A partial trailing entry also makes the list invalid.
+            // A partial trailing entry makes the list invalid (finish says so).
             self.short = true;
-            if filled > 0 {
-                self.root.push(Hash256::default());
-            }
+            self.partial = filled;
             return Ok(None);
         }
         let h = Hash256::from_bytes(buf);
@@ -202,6 +271,12 @@ impl<R: Read> ListReader<R> {
             if self.next_entry()?.is_none() {
                 break;
             }
+        }
+        if self.partial > 0 {
+            return Ok(ListStatus::Invalid(format!(
+                "it ends with a partial hash of {} byte(s)",
+                self.partial
+            )));
         }
         if self.root.size() > c.chunks {
             return Ok(ListStatus::Invalid(format!(

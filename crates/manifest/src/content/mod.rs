@@ -9,18 +9,27 @@
 //! the empty asset is `SHA-256("")`.
 
 mod build;
+mod file_build;
 mod list;
 mod proof;
+mod tree_file;
 mod verify;
 
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tds_core::hash::Hash256;
+use tds_core::ErrorCode;
 
 pub use build::{BuildError, ContentBuilder, Progress, BUFFER_BUDGET};
-pub use list::{check_data, DataError, ListStatus};
+pub use list::{
+    check_data, chunk_list_path, ChunkListWriter, DataError, ListStatus, CHUNK_LIST_SUFFIX,
+};
 pub use proof::{ChunkProof, ChunkTree, MAX_PROOF_LEN};
+pub use tree_file::{
+    write_tree_from_list, ChunkTreeFile, ChunkTreeWriter, TreeFileError, TreeHeader, TreeSink,
+    TreeStore, TREE_HEADER_LEN, TREE_MAGIC, TREE_VERSION,
+};
 pub use verify::{ChunkError, ChunkVerifier, VerifiedChunk, VerifierState};
 
 /// The most chunks one asset may have: 2^26. The verifier's bitmap is then at most
@@ -69,6 +78,11 @@ impl ChunkSize {
         self.0 as u64
     }
 
+    /// The size in bytes, as a `u32` (it is at most 16 MiB).
+    pub const fn as_u32(self) -> u32 {
+        self.0
+    }
+
     /// The size in bytes, as a `usize` (a chunk always fits in memory).
     pub const fn as_usize(self) -> usize {
         self.0 as usize
@@ -102,6 +116,12 @@ impl fmt::Display for ChunkSize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("chunk size {0} is not a power of two from 65536 (64 KiB) to 16777216 (16 MiB)")]
 pub struct ChunkSizeError(pub u64);
+
+impl ErrorCode for ChunkSizeError {
+    fn code(&self) -> &'static str {
+        "manifest.content.chunk_size"
+    }
+}
 
 impl Serialize for ChunkSize {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -182,6 +202,16 @@ pub enum CommitmentError {
         "content.root: the empty asset must have the empty-tree root (sha-256 of the empty string)"
     )]
     EmptyRoot,
+}
+
+impl ErrorCode for CommitmentError {
+    fn code(&self) -> &'static str {
+        match self {
+            CommitmentError::ChunkCount { .. } => "manifest.content.chunk_count",
+            CommitmentError::TooManyChunks { .. } => "manifest.content.too_many_chunks",
+            CommitmentError::EmptyRoot => "manifest.content.empty_root",
+        }
+    }
 }
 
 impl Commitment {

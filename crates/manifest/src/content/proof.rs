@@ -97,7 +97,11 @@ impl ChunkTree {
                 commitment.chunks
             )));
         }
-        let tree = ChunkTree::from_leaves(list.chunks_exact(32).filter_map(Hash256::from_slice));
+        #[expect(clippy::expect_used, reason = "chunks_exact(32) yields 32-byte slices")]
+        let tree = ChunkTree::from_leaves(
+            list.chunks_exact(32)
+                .map(|h| Hash256::from_slice(h).expect("32 bytes")),
+        );
         if tree.root() != commitment.root {
             return Err(ChunkError::List(
                 "its root is not the root the manifest commits to".into(),
@@ -108,11 +112,14 @@ impl ChunkTree {
 
     /// The chunk-hash list: the leaf hashes in chunk order, 32 bytes each.
     pub fn to_chunk_list(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(usize::try_from(self.len() * 32).unwrap_or(0));
+        let mut out = Vec::new();
         for i in 0..self.len() {
-            if let Ok(h) = self.tree.perfect(0, i) {
-                out.extend_from_slice(h.as_bytes());
-            }
+            #[expect(
+                clippy::expect_used,
+                reason = "the tree keeps every leaf below its size at level 0"
+            )]
+            let h = self.tree.perfect(0, i).expect("leaf below the size");
+            out.extend_from_slice(h.as_bytes());
         }
         out
     }

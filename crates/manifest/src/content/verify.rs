@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use tds_core::cbor::{self, CborError, Limits};
 use tds_core::hash::Hash256;
 use tds_core::merkle;
+use tds_core::ErrorCode;
 
 use super::proof::{ChunkProof, MAX_PROOF_LEN};
 use super::{Commitment, CommitmentError};
@@ -45,9 +46,10 @@ pub enum ChunkError {
         /// The proof length.
         len: usize,
     },
-    /// Bytes that are not a canonical proof or state.
+    /// Bytes that are not a canonical proof or state. (The message carries the CBOR
+    /// error's own, so it is not also given as the source.)
     #[error("chunk proof or verifier state: {0}")]
-    Cbor(#[from] CborError),
+    Cbor(CborError),
     /// A commitment whose fields do not fit together.
     #[error(transparent)]
     Commitment(#[from] CommitmentError),
@@ -57,6 +59,27 @@ pub enum ChunkError {
     /// A chunk-hash list that does not fit the commitment.
     #[error("chunk list: {0}")]
     List(String),
+}
+
+impl From<CborError> for ChunkError {
+    fn from(e: CborError) -> Self {
+        ChunkError::Cbor(e)
+    }
+}
+
+impl ErrorCode for ChunkError {
+    fn code(&self) -> &'static str {
+        match self {
+            ChunkError::Mismatch { .. } => "manifest.chunk.mismatch",
+            ChunkError::Length { .. } => "manifest.chunk.wrong_length",
+            ChunkError::IndexOutOfRange { .. } => "manifest.chunk.index_out_of_range",
+            ChunkError::ProofTooLong { .. } => "manifest.chunk.proof_too_long",
+            ChunkError::Cbor(_) => "manifest.chunk.malformed",
+            ChunkError::Commitment(e) => e.code(),
+            ChunkError::State(_) => "manifest.chunk.bad_state",
+            ChunkError::List(_) => "manifest.chunk.bad_list",
+        }
+    }
 }
 
 /// A chunk that has been checked against the commitment. Only
@@ -228,11 +251,15 @@ impl ChunkVerifier {
     pub fn next_missing(&self, from: u64) -> Option<u64> {
         let mut i = from;
         while i < self.commitment.chunks {
+            #[expect(
+                clippy::expect_used,
+                reason = "i < chunks, and bits holds ceil(chunks / 64) words"
+            )]
             let word = usize::try_from(i / 64)
                 .ok()
                 .and_then(|w| self.bits.get(w))
                 .copied()
-                .unwrap_or(0);
+                .expect("a word for every chunk");
             let rest = !word >> (i % 64);
             if rest != 0 {
                 let found = i + u64::from(rest.trailing_zeros());
@@ -259,8 +286,8 @@ impl ChunkVerifier {
         for w in &self.bits {
             verified.extend_from_slice(&w.to_le_bytes());
         }
-        let keep = usize::try_from(self.commitment.chunks.div_ceil(8)).unwrap_or(0);
-        verified.truncate(keep);
+        // bits holds ceil(chunks / 64) words, so this is at most its length in bytes.
+        verified.truncate(self.bits.len() * 8 - bitmap_slack(self.commitment.chunks));
         VerifierState {
             version: VerifierState::VERSION,
             size: self.commitment.size,
@@ -287,7 +314,7 @@ impl ChunkVerifier {
                 "it belongs to another asset (size, chunk size or root differ)".into(),
             ));
         }
-        let want = usize::try_from(commitment.chunks.div_ceil(8)).unwrap_or(usize::MAX);
+        let want = v.bits.len() * 8 - bitmap_slack(commitment.chunks);
         if state.verified.len() != want {
             return Err(ChunkError::State(format!(
                 "verified: {} bytes, expected {want}",
@@ -312,6 +339,17 @@ impl ChunkVerifier {
         }
         v.done = v.bits.iter().map(|w| u64::from(w.count_ones())).sum();
         Ok(v)
+    }
+}
+
+/// Whole bytes of the last bitmap word that lie past `chunks` (0 to 7): the state keeps
+/// `ceil(chunks / 8)` bytes of the `ceil(chunks / 64)` words.
+fn bitmap_slack(chunks: u64) -> usize {
+    let used = chunks.div_ceil(8) % 8;
+    if used == 0 {
+        0
+    } else {
+        8 - used as usize
     }
 }
 

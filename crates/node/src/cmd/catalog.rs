@@ -23,7 +23,8 @@ pub(crate) struct ExportArgs {
     /// The catalog title.
     #[arg(long, default_value = "TDS catalog")]
     title: String,
-    /// The manifest files; each signature is checked against the key it names.
+    /// The manifest files; each signature is checked against the key it names (the owners
+    /// are not authenticated: a catalog lists what was published).
     #[arg(value_name = "MANIFEST", required = true)]
     manifests: Vec<PathBuf>,
 }
@@ -44,8 +45,9 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
     };
     for path in &args.manifests {
         let bytes = files::read(path)?;
+        // Self-signed is what a catalog can check alone (CatalogEntry says why).
         let manifest = tds_manifest::open(&bytes)
-            .and_then(|u| u.verify_named_owner())
+            .and_then(|u| u.verify_self_signed())
             .with_context(|| path.display().to_string())?;
         catalog.entries.push(CatalogEntry {
             manifest,

@@ -391,7 +391,7 @@ fn record(home: &Path, agreement: Option<&Path>, manifest: Option<&Path>) -> any
         (None, Some(path)) => {
             let bytes = crate::files::read(path)?;
             let v = tds_manifest::open(&bytes)
-                .and_then(|u| u.verify_named_owner())
+                .and_then(|u| u.verify_self_signed())
                 .with_context(|| path.display().to_string())?;
             let log = open_writer(home)?;
             (record::record_manifest(&log, &v, now)?, log.size())

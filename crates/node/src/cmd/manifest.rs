@@ -1,7 +1,9 @@
 //! `tds manifest create|verify|show|register`: signed data-asset manifests.
 //!
 //! `create` also writes the asset's chunk-hash list (the 32-byte leaf hashes in chunk
-//! order) next to the manifest, as `MANIFEST.chunks` unless `--chunks` says otherwise.
+//! order) next to the manifest, as `MANIFEST.chunks` unless `--chunks` says otherwise
+//! (the name and format are tds-manifest's: `content::chunk_list_path`,
+//! `content::ChunkListWriter`).
 //! The manifest commits only to the Merkle root, which says *whether* a copy matches;
 //! the list, checked against that root, lets `verify --data` say *which* chunk differs
 //! (spec/manifest.md, docs/decisions/0004-manifest-chunk-proofs.md).
@@ -18,9 +20,11 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value as Json};
 use tds_core::{PublicKey, SigningKey, Timestamp};
 use tds_identity::{Jurisdiction, ParticipantId, Sector};
-use tds_manifest::content::{check_data, ChunkSize, ContentBuilder, DataError, ListStatus};
+use tds_manifest::content::{
+    check_data, chunk_list_path, ChunkListWriter, ChunkSize, ContentBuilder, DataError, ListStatus,
+};
 use tds_manifest::{
-    AssetId, Classification, Lineage, Manifest, PersonalInfo, Relation, VerifiedManifest,
+    AssetId, Classification, Lineage, Manifest, PersonalInfo, Relation, SelfSignedManifest,
     MANIFEST_VERSION,
 };
 
@@ -32,9 +36,9 @@ use crate::{files, output};
 #[derive(Debug, Subcommand)]
 pub(crate) enum ManifestCommand {
     /// Hash a data file and sign a manifest for it with the owner's key.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Check a manifest's signature, and a data file against it.
-    Verify(VerifyManifestArgs),
+    Verify(Box<VerifyManifestArgs>),
     /// Show every field of a manifest as JSON.
     Show {
         /// The manifest file.
@@ -125,6 +129,12 @@ pub(crate) struct VerifyManifestArgs {
     /// Hashing threads (default: the number of cores).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
+    /// A registration receipt to check: signed by --authority-key, for this manifest.
+    #[arg(long, value_name = "RECEIPT", requires = "authority_key")]
+    receipt: Option<PathBuf>,
+    /// The authority's public key, 64 hex digits (with --receipt).
+    #[arg(long, value_name = "HEX", value_parser = parse_public_key, requires = "receipt")]
+    authority_key: Option<PublicKey>,
 }
 
 #[derive(Debug, Args)]
@@ -195,12 +205,6 @@ fn threads(arg: Option<u16>) -> NonZeroUsize {
     arg.and_then(|t| NonZeroUsize::new(usize::from(t)))
         .or_else(|| std::thread::available_parallelism().ok())
         .unwrap_or(NonZeroUsize::MIN)
-}
-
-fn chunk_list_path(manifest: &Path) -> PathBuf {
-    let mut s = manifest.as_os_str().to_owned();
-    s.push(".chunks");
-    PathBuf::from(s)
 }
 
 /// A progress bar on stderr that appears only when stderr is a terminal and hashing has
@@ -276,13 +280,14 @@ fn create(args: &CreateArgs) -> anyhow::Result<()> {
         .prefix(".tds-tmp-")
         .tempfile_in(&list_dir)
         .map_err(|e| anyhow!("{}: {}", list_dir.display(), files::io_reason(&e)))?;
-    let mut list = BufWriter::new(tmp);
+    let mut list = ChunkListWriter::new(BufWriter::new(tmp));
 
     let bar = Bar::new(len);
     let progress = |n: u64| bar.advance(n);
     let builder = ContentBuilder::new(chunk_size, threads(args.threads)).progress(&progress);
+    // Positional reads: each hashing thread copies its own part out of the page cache.
     let content = builder
-        .build_with_leaves(file, |_, leaf| list.write_all(leaf.as_bytes()))
+        .build_file_with_leaves(&file, |index, leaf| list.push(index, leaf))
         .with_context(|| args.data.display().to_string())?;
     bar.finish();
 
@@ -317,6 +322,8 @@ fn create(args: &CreateArgs) -> anyhow::Result<()> {
     let id = manifest.asset_id()?;
 
     let tmp = list
+        .finish()
+        .map_err(|e| anyhow!("{}: {}", list_path.display(), files::io_reason(&e)))?
         .into_inner()
         .map_err(|e| anyhow!("{}: {}", list_path.display(), files::io_reason(e.error())))?;
     tmp.as_file()
@@ -345,13 +352,17 @@ fn create(args: &CreateArgs) -> anyhow::Result<()> {
     }))
 }
 
-/// Opens a manifest and checks its signature, with `owner_key` if given.
-fn open_manifest(path: &Path, owner_key: Option<&PublicKey>) -> anyhow::Result<VerifiedManifest> {
+/// Opens a manifest and checks its signature: against `owner_key` if given (the owner
+/// is then authenticated, the `bool`), else against the key the manifest names.
+fn open_manifest(
+    path: &Path,
+    owner_key: Option<&PublicKey>,
+) -> anyhow::Result<(SelfSignedManifest, bool)> {
     let bytes = files::read(path)?;
     let unverified = tds_manifest::open(&bytes).with_context(|| path.display().to_string())?;
     match owner_key {
-        Some(k) => unverified.verify(k),
-        None => unverified.verify_named_owner(),
+        Some(k) => unverified.verify(k).map(|v| (v.into_self_signed(), true)),
+        None => unverified.verify_self_signed().map(|m| (m, false)),
     }
     .with_context(|| path.display().to_string())
 }
@@ -359,18 +370,26 @@ fn open_manifest(path: &Path, owner_key: Option<&PublicKey>) -> anyhow::Result<V
 const NOT_AUTHENTICATED: &str = "the owner is not authenticated: the signature was checked against the key the manifest names; pass --owner-key to authenticate it";
 
 fn verify(args: &VerifyManifestArgs) -> anyhow::Result<()> {
-    let manifest = open_manifest(&args.manifest, args.owner_key.as_ref())?;
+    let (manifest, authenticated) = open_manifest(&args.manifest, args.owner_key.as_ref())?;
     let mut out = Map::new();
     out.insert("asset_id".into(), json!(manifest.id().to_string()));
     out.insert("owner".into(), json!(manifest.owner.to_string()));
     out.insert("owner_key".into(), json!(manifest.owner_key.to_hex()));
     out.insert("signature".into(), json!("valid"));
-    out.insert(
-        "owner_authenticated".into(),
-        json!(manifest.owner_authenticated()),
-    );
-    if !manifest.owner_authenticated() {
+    out.insert("owner_authenticated".into(), json!(authenticated));
+    if !authenticated {
         out.insert("warning".into(), json!(NOT_AUTHENTICATED));
+    }
+    if let (Some(path), Some(key)) = (&args.receipt, &args.authority_key) {
+        let bytes = files::read(path)?;
+        let receipt = tds_manifest::verify_receipt(&bytes, key)
+            .and_then(|r| r.check_covers(&manifest).map(|()| r))
+            .with_context(|| path.display().to_string())?;
+        let mut r = Map::new();
+        r.insert("authority".into(), json!(receipt.authority.to_string()));
+        r.insert("credential".into(), json!(receipt.credential.to_string()));
+        output::time(&mut r, "registered", receipt.registered);
+        out.insert("receipt".into(), Json::Object(r));
     }
     if let Some(data) = &args.data {
         let list_path = match &args.chunks {
@@ -406,7 +425,7 @@ fn verify(args: &VerifyManifestArgs) -> anyhow::Result<()> {
             Err(
                 e @ (DataError::Chunk { .. } | DataError::Length { .. } | DataError::Root { .. }),
             ) => {
-                if !manifest.owner_authenticated() {
+                if !authenticated {
                     let _ = writeln!(std::io::stderr(), "warning: {NOT_AUTHENTICATED}");
                 }
                 bail!("{e}")
@@ -416,85 +435,22 @@ fn verify(args: &VerifyManifestArgs) -> anyhow::Result<()> {
     } else {
         out.insert("data".into(), json!("not checked"));
     }
-    if !manifest.owner_authenticated() {
+    if !authenticated {
         let _ = writeln!(std::io::stderr(), "warning: {NOT_AUTHENTICATED}");
     }
     output::print(&Json::Object(out))
 }
 
-/// Every field of a manifest as JSON (ids as `sha256:<hex>`, keys as hex, times twice).
-pub(crate) fn manifest_json(v: &VerifiedManifest) -> Map<String, Json> {
-    let m = v.manifest();
-    let mut o = Map::new();
-    o.insert("asset_id".into(), json!(v.id().to_string()));
-    o.insert("version".into(), json!(m.version));
-    o.insert("title".into(), json!(m.title));
-    o.insert("description".into(), json!(m.description));
-    o.insert("sector".into(), json!(m.sector.as_str()));
-    o.insert("media_type".into(), json!(m.media_type));
-    o.insert("schema".into(), json!(m.schema));
-    o.insert("keywords".into(), json!(m.keywords));
-    o.insert("owner".into(), json!(m.owner.to_string()));
-    o.insert("owner_key".into(), json!(m.owner_key.to_hex()));
-    output::time(&mut o, "created", m.created);
-    o.insert("classification".into(), json!(m.classification.as_str()));
-    o.insert("personal".into(), json!(m.personal.as_str()));
-    o.insert(
-        "residency".into(),
-        json!(m.residency.as_ref().map(|r| r.as_str())),
-    );
-    o.insert(
-        "content".into(),
-        json!({
-            "size": m.content.size,
-            "chunk_size": m.content.chunk_size.get(),
-            "chunks": m.content.chunks,
-            "root": m.content.root.to_string(),
-            "alg": m.content.alg.as_str(),
-        }),
-    );
-    o.insert(
-        "lineage".into(),
-        Json::Array(
-            m.lineage
-                .iter()
-                .map(|l| {
-                    json!({
-                        "asset": l.asset.to_string(),
-                        "relation": l.relation.as_str(),
-                        "agreement": l.agreement.map(|a| a.to_string()),
-                    })
-                })
-                .collect(),
-        ),
-    );
-    o.insert(
-        "supersedes".into(),
-        json!(m.supersedes.map(|s| s.to_string())),
-    );
-    o.insert(
-        "quality".into(),
-        match &m.quality {
-            None => Json::Null,
-            Some(q) => json!({
-                "completeness": q.completeness,
-                "update_frequency": q.update_frequency.map(|f| f.as_str()),
-            }),
-        },
-    );
-    o.insert("owner_authenticated".into(), json!(v.owner_authenticated()));
-    o
-}
-
 fn show(path: &Path) -> anyhow::Result<()> {
-    let v = open_manifest(path, None)?;
-    output::print(&Json::Object(manifest_json(&v)))
+    let (m, _) = open_manifest(path, None)?;
+    output::print(&Json::Object(m.to_json()))
 }
 
 fn register(args: &RegisterArgs) -> anyhow::Result<()> {
     let now = args.at.unwrap_or_else(Timestamp::now);
     let authority = crate::home::open(&args.home)?.load()?;
-    let manifest = open_manifest(&args.manifest, None)?;
+    // The credential binds the owner key to a member, so a self-signed manifest is enough.
+    let (manifest, _) = open_manifest(&args.manifest, None)?;
     let cred_bytes = files::read(&args.credential)?;
     let credential = authority
         .trust_store()

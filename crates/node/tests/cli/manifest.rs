@@ -264,7 +264,11 @@ fn a_manifest_signed_by_another_key_is_refused() {
     forged[n - 5] ^= 1;
     std::fs::write(s.path("forged.manifest"), &forged).unwrap();
     let line = fails(&["manifest", "verify", "forged.manifest"], dir);
-    assert!(line.contains("signature does not verify"), "{line}");
+    // The whole line, which names its cause once (issue 9 §3).
+    assert_eq!(
+        line,
+        "error: forged.manifest: cose: signature does not verify"
+    );
     let line = fails(
         &[
             "manifest",
@@ -503,6 +507,82 @@ fn register_checks_the_credential_and_signs_a_receipt() {
     );
     assert!(line.contains("is not the manifest owner"), "{line}");
     assert!(!s.path("x.receipt").exists());
+
+    // The receipt verifies with the authority's key and covers the manifest...
+    let authority_key = j["authority_key"].as_str().unwrap();
+    let v = ok_json(
+        &[
+            "manifest",
+            "verify",
+            "data.manifest",
+            "--receipt",
+            "data.receipt",
+            "--authority-key",
+            authority_key,
+        ],
+        dir,
+    );
+    assert_eq!(v["receipt"]["authority"], j["authority"]);
+    assert_eq!(v["receipt"]["registered_ms"], j["registered_ms"]);
+    assert_eq!(v["owner_authenticated"], false);
+    // ...but not another asset: the whole line names the two assets once.
+    std::fs::write(s.path("other.bin"), data(1000, 5)).unwrap();
+    let other_manifest = ok_json(
+        &[
+            "manifest",
+            "create",
+            "other.bin",
+            "--key",
+            "owner.key",
+            "--title",
+            "Other",
+            "--sector",
+            "power",
+            "--classification",
+            "general",
+            "--out",
+            "other.manifest",
+        ],
+        dir,
+    );
+    let line = fails(
+        &[
+            "manifest",
+            "verify",
+            "other.manifest",
+            "--receipt",
+            "data.receipt",
+            "--authority-key",
+            authority_key,
+        ],
+        dir,
+    );
+    assert_eq!(
+        line,
+        format!(
+            "error: data.receipt: receipt: it registers asset {}, not {}",
+            created["asset_id"].as_str().unwrap(),
+            other_manifest["asset_id"].as_str().unwrap()
+        )
+    );
+    // A receipt checked with another key names both keys, once.
+    let line = fails(
+        &[
+            "manifest",
+            "verify",
+            "data.manifest",
+            "--receipt",
+            "data.receipt",
+            "--authority-key",
+            &s.owner_hex,
+        ],
+        dir,
+    );
+    assert!(
+        line.starts_with("error: data.receipt: cose: signed by key sha256:"),
+        "{line}"
+    );
+    assert_eq!(line.matches("cose:").count(), 1, "{line}");
 }
 
 #[test]
