@@ -438,6 +438,24 @@ fn file_builds_with_positional_reads_give_the_same_commitment() {
             }
         }
     }
+    // The whole file, whatever its cursor (positional reads with any thread count).
+    let d = data(mib + 77, 2);
+    std::fs::write(&path, &d).unwrap();
+    let want = builder(CS, 1).build_slice(&d).unwrap();
+    for threads in [1, 2] {
+        let mut file = std::fs::File::open(&path).unwrap();
+        std::io::Read::read_exact(&mut file, &mut [0u8; 1000]).unwrap();
+        assert_eq!(builder(CS, threads).build_file(&file).unwrap(), want);
+    }
+    // A pipe is read from its cursor to its end.
+    let mut child = std::process::Command::new("cat")
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe: std::fs::File = std::os::fd::OwnedFd::from(child.stdout.take().unwrap()).into();
+    assert_eq!(builder(CS, 2).build_file(&pipe).unwrap(), want);
+    child.wait().unwrap();
     // A leaf callback's error stops the build.
     std::fs::write(&path, data(3 * mib, 1)).unwrap();
     let file = std::fs::File::open(&path).unwrap();

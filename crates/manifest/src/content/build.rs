@@ -174,11 +174,13 @@ impl<'p> ContentBuilder<'p> {
         Ok(Commitment::new(size, self.chunk_size, root.root())?)
     }
 
-    /// The commitment of a file's bytes. For a regular file with more than one thread,
-    /// each hashing thread reads its own batches of chunks with positional reads
-    /// (`pread`), so the copy out of the page cache is spread over the threads too; the
-    /// memory is one batch (at least 1 MiB, whole chunks) per thread. Anything else (one
-    /// thread, a pipe, a device) is read like [`build`](Self::build) reads.
+    /// The commitment of a regular file's bytes, from offset 0 to its length (wherever
+    /// its cursor is), read with positional reads (`pread`). With more than one thread,
+    /// each hashing thread reads its own batches of chunks, so the copy out of the page
+    /// cache is spread over the threads too; the memory is one batch (at least 1 MiB,
+    /// whole chunks) per thread. With one, the calling thread reads chunk by chunk. A file
+    /// that is not a regular file (a pipe, a device) is read from its cursor to its end,
+    /// as [`build`](Self::build) reads.
     ///
     /// The file's length is taken when the build starts; a file that changes size while it
     /// is hashed is an error.
@@ -194,28 +196,34 @@ impl<'p> ContentBuilder<'p> {
         mut on_leaf: impl FnMut(u64, &Hash256) -> io::Result<()>,
     ) -> Result<Commitment, BuildError> {
         let meta = file.metadata()?;
-        if self.threads.get() == 1 || !meta.is_file() {
+        if !meta.is_file() {
             return self.build_with_leaves(file, on_leaf);
         }
         let len = meta.len();
         let mut root = RootBuilder::new();
         let progress = self.progress;
-        super::file_build::stream_file(
-            file,
-            len,
-            self.chunk_size,
-            self.threads.get(),
-            |n| {
-                if let Some(p) = progress {
-                    p.advance(n);
-                }
-            },
-            |leaf| {
-                on_leaf(leaf.index, &leaf.hash)?;
-                root.push(leaf.hash);
-                Ok::<(), io::Error>(())
-            },
-        )
+        let on_bytes = |n| {
+            if let Some(p) = progress {
+                p.advance(n);
+            }
+        };
+        let sink = |leaf: Leaf| {
+            on_leaf(leaf.index, &leaf.hash)?;
+            root.push(leaf.hash);
+            Ok::<(), io::Error>(())
+        };
+        if self.threads.get() == 1 {
+            super::file_build::stream_file_inline(file, len, self.chunk_size, on_bytes, sink)
+        } else {
+            super::file_build::stream_file(
+                file,
+                len,
+                self.chunk_size,
+                self.threads.get(),
+                on_bytes,
+                sink,
+            )
+        }
         .map_err(|e| match e {
             StreamError::Build(b) => b,
             StreamError::Sink(io) => BuildError::Io(io),

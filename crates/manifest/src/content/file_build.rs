@@ -120,6 +120,49 @@ pub(crate) fn stream_file<E>(
     })
 }
 
+/// Hashes the first `len` bytes of `file` on the calling thread with positional reads,
+/// one chunk at a time (the same bytes [`stream_file`] hashes, wherever the file's cursor
+/// is). Returns `len`.
+pub(crate) fn stream_file_inline<E>(
+    file: &File,
+    len: u64,
+    chunk_size: ChunkSize,
+    mut on_bytes: impl FnMut(u64),
+    mut sink: impl FnMut(Leaf) -> Result<(), E>,
+) -> Result<u64, StreamError<E>> {
+    let cs = chunk_size.get();
+    let chunks = chunk_size.chunks_for(len);
+    if chunks > MAX_CHUNKS {
+        return Err(StreamError::Build(BuildError::TooLarge {
+            limit: MAX_CHUNKS,
+            chunk_size: cs,
+        }));
+    }
+    let mut buf = vec![
+        0u8;
+        chunk_size
+            .as_usize()
+            .min(usize::try_from(len).unwrap_or(usize::MAX))
+    ];
+    for index in 0..chunks {
+        let start = index * cs;
+        let n = len.saturating_sub(start).min(cs);
+        let dst = usize::try_from(n)
+            .ok()
+            .and_then(|n| buf.get_mut(..n))
+            .ok_or_else(|| io::Error::other("chunk larger than its buffer"))?;
+        read_exact_at(file, dst, start)?;
+        let leaf = Leaf {
+            index,
+            len: dst.len(),
+            hash: merkle::leaf_hash(dst),
+        };
+        on_bytes(n);
+        sink(leaf).map_err(StreamError::Sink)?;
+    }
+    Ok(len)
+}
+
 /// `read_exact_at`, naming a file that became shorter while it was hashed.
 fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     file.read_exact_at(buf, offset).map_err(|e| {
