@@ -19,8 +19,8 @@ use proptest::prelude::*;
 use tds_core::hash::Hash256;
 use tds_core::merkle::{self, MemoryTree};
 use tds_manifest::content::{
-    write_tree_from_list, ChunkError, ChunkSize, ChunkTree, ChunkTreeFile, ChunkTreeWriter,
-    ChunkVerifier, Commitment, TreeFileError, TreeHeader, TreeStore, TREE_HEADER_LEN,
+    write_tree_from_list, ChunkSize, ChunkTree, ChunkTreeFile, ChunkTreeWriter, ChunkVerifier,
+    Commitment, TreeFileError, TreeHeader, TreeStore, TREE_HEADER_LEN,
 };
 
 /// Synthetic leaf `i`: the leaf hash of its index (no data needed).
@@ -82,7 +82,7 @@ fn proofs_from_the_file_verify_with_the_chunk_verifier() {
         );
         assert!(matches!(
             file.proof(c.chunks),
-            Err(ChunkError::IndexOutOfRange { .. })
+            Err(TreeFileError::IndexOutOfRange { .. })
         ));
         // The same file from the chunk-hash list.
         let from_list = write_tree_from_list(&mem.to_chunk_list()[..], &c, Vec::new()).unwrap();

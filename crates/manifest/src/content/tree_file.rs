@@ -15,7 +15,6 @@ use tds_core::hash::Hash256;
 use tds_core::merkle::{self, MerkleError, NodeSource, RootBuilder};
 
 use super::proof::ChunkProof;
-use super::verify::ChunkError;
 use super::{ChunkSize, Commitment, MAX_CHUNKS};
 
 /// The first 8 bytes of a chunk tree file.
@@ -270,6 +269,14 @@ pub enum TreeFileError {
         /// Leaves written.
         got: u64,
     },
+    /// A chunk index at or past the chunk count.
+    #[error("chunk {index} does not exist: the tree has {chunks} chunk(s)")]
+    IndexOutOfRange {
+        /// The index.
+        index: u64,
+        /// The chunk count.
+        chunks: u64,
+    },
     /// Reading or writing failed.
     #[error("chunk tree file: {0}")]
     Io(io::Error),
@@ -282,6 +289,7 @@ impl tds_core::ErrorCode for TreeFileError {
             TreeFileError::OtherAsset => "manifest.tree.other_asset",
             TreeFileError::Corrupt => "manifest.tree.corrupt",
             TreeFileError::LeafCount { .. } => "manifest.tree.leaf_count",
+            TreeFileError::IndexOutOfRange { .. } => "manifest.tree.index_out_of_range",
             TreeFileError::Io(_) => "manifest.tree.io",
         }
     }
@@ -527,15 +535,14 @@ impl<S: TreeStore> ChunkTreeFile<S> {
     }
 
     /// The inclusion proof of chunk `index`: at most 2⌈log2 n⌉ reads.
-    pub fn proof(&self, index: u64) -> Result<ChunkProof, ChunkError> {
-        let path =
-            merkle::inclusion_proof(self, index, self.header.chunks).map_err(|e| match e {
-                MerkleError::IndexOutOfRange { index, size } => ChunkError::IndexOutOfRange {
-                    index,
-                    chunks: size,
-                },
-                other => ChunkError::List(other.to_string()),
-            })?;
+    pub fn proof(&self, index: u64) -> Result<ChunkProof, TreeFileError> {
+        let chunks = self.header.chunks;
+        if index >= chunks {
+            return Err(TreeFileError::IndexOutOfRange { index, chunks });
+        }
+        // With the index in range, the only failure left is a read of the store.
+        let path = merkle::inclusion_proof(self, index, chunks)
+            .map_err(|e| TreeFileError::Io(io::Error::other(e.to_string())))?;
         Ok(ChunkProof { index, path })
     }
 
