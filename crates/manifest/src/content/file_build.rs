@@ -138,12 +138,11 @@ pub(crate) fn stream_file_inline<E>(
             chunk_size: cs,
         }));
     }
-    let mut buf = vec![
-        0u8;
-        chunk_size
-            .as_usize()
-            .min(usize::try_from(len).unwrap_or(usize::MAX))
-    ];
+    // One chunk, or the whole file if it is shorter (a length beyond usize is longer).
+    let short_file = usize::try_from(len)
+        .ok()
+        .filter(|&l| l < chunk_size.as_usize());
+    let mut buf = vec![0u8; short_file.unwrap_or(chunk_size.as_usize())];
     for index in 0..chunks {
         let start = index * cs;
         let n = len.saturating_sub(start).min(cs);

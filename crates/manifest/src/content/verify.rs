@@ -124,7 +124,7 @@ impl<'a> VerifiedChunk<'a> {
 /// let mut verifier = ChunkVerifier::new(&commitment)?;           // the receiver
 /// for index in (0..commitment.chunks).rev() {
 ///     let start = commitment.chunk_offset(index) as usize;
-///     let len = commitment.chunk_len(index).unwrap_or(0) as usize;
+///     let len = commitment.chunk_len(index).ok_or("no such chunk")? as usize;
 ///     let chunk = verifier.verify(&data[start..start + len], &tree.proof(index)?)?;
 ///     assert_eq!(chunk.index(), index);
 /// }
