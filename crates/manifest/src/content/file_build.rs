@@ -50,10 +50,13 @@ pub(crate) fn stream_file<E>(
         // first one not yet folded.
         let (work, work_rx) = mpsc::channel::<u64>();
         let work_rx = Arc::new(Mutex::new(work_rx));
+        let mut hashers = Vec::with_capacity(threads);
         for _ in 0..threads {
             let res_tx = res_tx.clone();
             let work_rx = Arc::clone(&work_rx);
-            s.spawn(move || {
+            hashers.push(s.spawn(move || {
+                // A hasher that dies says so, so the fold never waits for its batch.
+                let _failed = ReportPanic(&res_tx);
                 let mut buf = vec![0u8; buf_len];
                 loop {
                     let next = match work_rx.lock() {
@@ -85,39 +88,72 @@ pub(crate) fn stream_file<E>(
                         break;
                     }
                 }
-            });
+            }));
         }
         drop(res_tx);
-
-        let mut issued = 0u64;
-        while issued < batches.min(window) {
-            work.send(issued)
-                .map_err(|_| io::Error::other("a hashing thread failed"))?;
-            issued += 1;
+        let folded = fold(&work, &res_rx, batches, window, &mut on_bytes, &mut sink);
+        // Stop the hashers, then join them here (a panic becomes an error, not a panic of
+        // the whole scope).
+        drop(work);
+        let died = hashers.into_iter().any(|h| h.join().is_err());
+        match folded {
+            Ok(()) if died => Err(io::Error::other("a hashing thread failed").into()),
+            Ok(()) => Ok(len),
+            Err(e) => Err(e),
         }
-        let mut pending: BTreeMap<u64, Vec<Leaf>> = BTreeMap::new();
-        let mut folded = 0u64;
-        while folded < batches {
-            let (b, leaves) = res_rx
-                .recv()
-                .map_err(|_| io::Error::other("a hashing thread failed"))??;
-            pending.insert(b, leaves);
-            while let Some(leaves) = pending.remove(&folded) {
-                for leaf in leaves {
-                    on_bytes(leaf.len as u64);
-                    sink(leaf).map_err(StreamError::Sink)?;
-                }
-                folded += 1;
-                if issued < batches {
-                    work.send(issued)
-                        .map_err(|_| io::Error::other("a hashing thread failed"))?;
-                    issued += 1;
-                }
+    })
+}
+
+/// Sends an error on the result channel if its thread unwinds.
+struct ReportPanic<'a>(&'a mpsc::Sender<io::Result<(u64, Vec<Leaf>)>>);
+
+impl Drop for ReportPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self
+                .0
+                .send(Err(io::Error::other("a hashing thread failed")));
+        }
+    }
+}
+
+/// Hands out batch numbers at most `window` ahead of the first not yet folded, and folds
+/// the hashers' leaves into `sink` in index order.
+fn fold<E>(
+    work: &mpsc::Sender<u64>,
+    res_rx: &mpsc::Receiver<io::Result<(u64, Vec<Leaf>)>>,
+    batches: u64,
+    window: u64,
+    on_bytes: &mut impl FnMut(u64),
+    sink: &mut impl FnMut(Leaf) -> Result<(), E>,
+) -> Result<(), StreamError<E>> {
+    let mut issued = 0u64;
+    while issued < batches.min(window) {
+        work.send(issued)
+            .map_err(|_| io::Error::other("a hashing thread failed"))?;
+        issued += 1;
+    }
+    let mut pending: BTreeMap<u64, Vec<Leaf>> = BTreeMap::new();
+    let mut folded = 0u64;
+    while folded < batches {
+        let (b, leaves) = res_rx
+            .recv()
+            .map_err(|_| io::Error::other("a hashing thread failed"))??;
+        pending.insert(b, leaves);
+        while let Some(leaves) = pending.remove(&folded) {
+            for leaf in leaves {
+                on_bytes(leaf.len as u64);
+                sink(leaf).map_err(StreamError::Sink)?;
+            }
+            folded += 1;
+            if issued < batches {
+                work.send(issued)
+                    .map_err(|_| io::Error::other("a hashing thread failed"))?;
+                issued += 1;
             }
         }
-        drop(work);
-        Ok(len)
-    })
+    }
+    Ok(())
 }
 
 /// Hashes the first `len` bytes of `file` on the calling thread with positional reads,
