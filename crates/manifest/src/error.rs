@@ -124,46 +124,15 @@ pub enum ReceiptError {
 }
 
 /// The code of an envelope refusal, in the area `area` (`manifest` or `receipt`).
-fn cose_code(e: &CoseError, area: Area) -> &'static str {
-    use Area::{Manifest as M, Receipt as R};
-    match (e, area) {
-        (CoseError::BadSignature, M) => "manifest.bad_signature",
-        (CoseError::BadSignature, R) => "receipt.bad_signature",
-        (CoseError::KidMismatch { .. }, M) => "manifest.signer_not_owner",
-        (CoseError::KidMismatch { .. }, R) => "receipt.wrong_authority",
-        (CoseError::WrongContentType { .. }, M) => "manifest.wrong_content_type",
-        (CoseError::WrongContentType { .. }, R) => "receipt.wrong_content_type",
-        (CoseError::TooLarge { .. }, M) => "manifest.too_large",
-        (CoseError::TooLarge { .. }, R) => "receipt.too_large",
-        (CoseError::Cbor(c), M) => cbor_code(c, M),
-        (CoseError::Cbor(c), R) => cbor_code(c, R),
-        (_, M) => "manifest.malformed_envelope",
-        (_, R) => "receipt.malformed_envelope",
-    }
-}
-
-fn cbor_code(e: &CborError, area: Area) -> &'static str {
-    match (e, area) {
-        (CborError::TooLarge { .. }, Area::Manifest) => "manifest.too_large",
-        (CborError::TooLarge { .. }, Area::Receipt) => "receipt.too_large",
-        (_, Area::Manifest) => "manifest.malformed",
-        (_, Area::Receipt) => "receipt.malformed",
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Area {
-    Manifest,
-    Receipt,
-}
-
 impl ErrorCode for ManifestError {
     fn code(&self) -> &'static str {
         match self {
             ManifestError::Field { .. } => "manifest.invalid_field",
             ManifestError::Commitment(e) => e.code(),
-            ManifestError::Cose(e) => cose_code(e, Area::Manifest),
-            ManifestError::Cbor(e) => cbor_code(e, Area::Manifest),
+            // Envelope and CBOR refusals keep tds-core's codes (`cose.*`, `cbor.*`): one
+            // vocabulary whatever the object.
+            ManifestError::Cose(e) => e.code(),
+            ManifestError::Cbor(e) => e.code(),
             ManifestError::TooLarge { .. } => "manifest.too_large",
             ManifestError::SignerNotOwner { .. } => "manifest.signer_not_owner",
             ManifestError::UnexpectedOwner { .. } => "manifest.unexpected_owner",
@@ -179,7 +148,7 @@ impl ErrorCode for ReceiptError {
             ReceiptError::CredentialNotValid { .. } => "receipt.credential_not_valid",
             ReceiptError::Revoked { .. } => "receipt.credential_revoked",
             ReceiptError::Field { .. } => "receipt.invalid_field",
-            ReceiptError::Cose(e) => cose_code(e, Area::Receipt),
+            ReceiptError::Cose(e) => e.code(),
             ReceiptError::OtherAsset { .. } => "receipt.other_asset",
         }
     }

@@ -112,7 +112,7 @@ fn a_forged_signature_with_the_right_kid_is_refused() {
     // The message says it once (issue 9 §3), and the code names it.
     assert_eq!(err.to_string(), "cose: signature does not verify");
     assert!(std::error::Error::source(&err).is_none());
-    assert_eq!(err.code(), "manifest.bad_signature");
+    assert_eq!(err.code(), "cose.bad_signature");
 }
 
 #[test]
@@ -324,7 +324,7 @@ fn oversized_envelopes_are_refused_before_parsing() {
     let (_, env) = sample();
     let err = verify_receipt(&env, &owner().public_key()).unwrap_err();
     assert!(err.to_string().contains("content type"), "{err}");
-    assert_eq!(err.code(), "receipt.wrong_content_type");
+    assert_eq!(err.code(), "cose.wrong_content_type");
 }
 
 #[test]

@@ -408,13 +408,13 @@ impl ObjectVerifier for StandardVerifier<'_> {
             Kind::Manifest => {
                 let v = tds_manifest::open(&object.bytes)
                     .and_then(|u| u.verify_self_signed())
-                    .map_err(|e| ObjectError::new("manifest.invalid", &e))?;
+                    .map_err(object_error)?;
                 let id = *v.id().as_hash();
                 Ok(CheckedObject::new(
                     id,
                     None,
                     vec![id],
-                    "owner signature verified",
+                    "owner signature verified against the owner key it names",
                 ))
             }
             Kind::Offer => {
@@ -448,8 +448,7 @@ impl ObjectVerifier for StandardVerifier<'_> {
                             opened.kid()
                         ),
                     })?;
-                let v = tds_manifest::verify_receipt(&object.bytes, &key)
-                    .map_err(|e| ObjectError::new("receipt.invalid", &e))?;
+                let v = tds_manifest::verify_receipt(&object.bytes, &key).map_err(object_error)?;
                 Ok(CheckedObject::new(
                     Domain::RECEIPT.hash(v.as_verified().payload()),
                     None,
