@@ -3,11 +3,10 @@
 //! code instead (then review the diff).
 
 // The helpers below are test code too; clippy's test exemptions only reach #[test] fns.
-#![allow(
-    clippy::unwrap_used,
+#![expect(
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    reason = "test code: a failed unwrap, expect or index is a failed test"
 )]
 
 use std::collections::BTreeSet;

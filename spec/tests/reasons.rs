@@ -4,7 +4,10 @@
 //! `TDS_PRINT_CODES=1 cargo test -p tds-spec --test reasons -- --nocapture` prints the
 //! codes found in the sources.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap, expect or index is a failed test"
+)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

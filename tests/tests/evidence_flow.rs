@@ -3,11 +3,9 @@
 //! verifies the bundle with `tds_provenance::evidence::verify` and the standard object
 //! verifier of `tds-objects`: exactly the checks `tds evidence verify` performs.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
+    reason = "test code: a failed unwrap, expect or index is a failed test"
 )]
 
 use tds_core::time::DAY_MS;

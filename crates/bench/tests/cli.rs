@@ -1,7 +1,5 @@
 //! `tds-bench log` prints the lines `tds log bench` prints.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-
 use std::process::Command;
 
 #[test]

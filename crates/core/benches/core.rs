@@ -8,12 +8,10 @@
 //! The goals: canonical encode at most 1.5x plain cbor4ii, envelope sign and open+verify at
 //! most 1.1x the bare Ed25519 operation on the same payload bytes.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::panic,
-    missing_docs
+    reason = "bench code: a failed unwrap is a failed bench"
 )]
 
 use std::hint::black_box;

@@ -169,7 +169,10 @@ impl Domain {
         let mut i = 0;
         while i < b.len() {
             // Indexing in a const loop bounded by the length.
-            #[allow(clippy::indexing_slicing)]
+            #[expect(
+                clippy::indexing_slicing,
+                reason = "bounded by the length in a const loop"
+            )]
             let c = b[i];
             if c <= b' ' || c > b'~' {
                 return None;

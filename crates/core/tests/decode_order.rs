@@ -3,8 +3,6 @@
 //! describes. Both must accept the same inputs and return the same error, for mutated
 //! canonical encodings and for inputs that declare lengths they do not have.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use tds_core::cbor::{self, CborError, Limits, Value};

@@ -4,8 +4,6 @@
 //! colliding cache slots, duplicate keys, nested encodes. The oracle is
 //! `encode_via_canonicalize` (plain cbor4ii bytes, then the canonicalizing pass).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use proptest::prelude::*;
 use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;

@@ -5,8 +5,11 @@
 //! is the median of `TDS_BENCH_RUNS` runs (default 5). `File (pread)` hashes the same bytes
 //! from a temporary file (in the page cache) with `build_file`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-#![allow(missing_docs)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "bench code: a failed unwrap is a failed bench"
+)]
 
 use std::io::Read;
 use std::num::NonZeroUsize;

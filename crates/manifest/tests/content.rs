@@ -1,11 +1,10 @@
 //! The content commitment, the streaming verifier and whole-copy checks: the cases the
 //! issue lists, each caught at the 0-based index of the chunk it sits in.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::panic
+    reason = "test code: a failed unwrap, expect or index is a failed test"
 )]
 
 mod common;

@@ -1,11 +1,10 @@
 //! Manifests: signing, asset ids, verification, field rules, registration receipts and
 //! the DCAT export.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::panic
+    reason = "test code: a failed unwrap, expect or index is a failed test"
 )]
 
 mod common;

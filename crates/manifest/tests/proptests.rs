@@ -2,11 +2,10 @@
 //! single-byte change is caught at the index of the chunk it sits in; manifests survive a
 //! CBOR round trip byte for byte.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::panic
+    reason = "test code: a failed unwrap, expect or index is a failed test"
 )]
 
 mod common;

@@ -2,11 +2,11 @@
 //! here and must match. `TDS_SPEC_BLESS=1 cargo test -p tds-manifest --test spec_manifest`
 //! rewrites them from the code (then review the diff like any wire-format change).
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::panic
+    reason = "test code: a failed unwrap, expect or index is a failed test"
 )]
 
 use std::collections::BTreeMap;

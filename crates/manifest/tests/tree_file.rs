@@ -2,11 +2,10 @@
 //! bounded memory, its proofs verify with the receiver's `ChunkVerifier`, its parser is
 //! strict, and a round trip through bytes gives the same tree.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::panic
+    reason = "test code: a failed unwrap, expect or index is a failed test"
 )]
 
 mod common;

@@ -1,10 +1,9 @@
 //! Containment and lint.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    reason = "test code: a failed unwrap, expect or index is a failed test"
 )]
 
 use proptest::prelude::*;

@@ -1,11 +1,9 @@
 //! Evaluation semantics, text round trips and the compiled form's agreement with the
 //! reference interpreter.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
+    reason = "test code: a failed unwrap, expect or index is a failed test"
 )]
 
 use proptest::prelude::*;

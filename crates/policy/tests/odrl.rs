@@ -1,10 +1,8 @@
 //! ODRL 2.2 JSON import and export.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
+#![expect(
     clippy::panic,
-    clippy::indexing_slicing
+    reason = "test code: a failed unwrap, expect or index is a failed test"
 )]
 
 use proptest::prelude::*;

@@ -1,11 +1,10 @@
 //! The worked examples of `spec/policy.md` are tests: every tagged block is checked here,
 //! so the specification cannot drift from the implementation.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    reason = "test code: a failed unwrap, expect or index is a failed test"
 )]
 
 use serde_json::Value;

@@ -9,7 +9,10 @@
 //! `cargo bench -p tds-provenance --bench fsync` (set `TDS_BENCH_DIR` to measure another
 //! disk; the default is under the target directory).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "bench code: a failed unwrap is a failed bench"
+)]
 
 use std::io::Write;
 use std::sync::Arc;

@@ -2,11 +2,10 @@
 //! to open it. The store is built once under the target directory and reused
 //! (`TDS_BENCH_ENTRIES` changes the size).
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::indexing_slicing,
-    missing_docs
+    reason = "bench code: a failed unwrap is a failed bench"
 )]
 
 use std::sync::Arc;

@@ -1,7 +1,10 @@
 //! Writes seed inputs for the provenance fuzz targets (`fuzz/seeds/{event,checkpoint_note,
 //! proof,evidence_bundle}`): `cargo run -p tds-provenance --example fuzz_seeds -- fuzz/seeds`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "example code: a failed unwrap ends the example with its message"
+)]
 
 use std::path::Path;
 

@@ -1,11 +1,9 @@
 //! Evidence bundles and witnessing, end to end in the library.
 
 // Test helpers outside #[test] functions unwrap too: a failure is a test failure.
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
+    reason = "test code: a failed unwrap, expect or index is a failed test"
 )]
 
 use tds_core::hash::Hash256;

@@ -2,11 +2,9 @@
 //! the in-memory reference tree on every root and proof.
 
 // Test helpers outside #[test] functions unwrap too: a failure is a test failure.
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
+    reason = "test code: a failed unwrap, expect or index is a failed test"
 )]
 
 use std::sync::Arc;

@@ -2,11 +2,9 @@
 //! run: `TDS_PRINT_SPEC_EXAMPLE=1 cargo test -p tds-provenance --test spec_example -- --nocapture`
 //! prints it.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
+    reason = "test code: a failed unwrap, expect or index is a failed test"
 )]
 
 use tds_core::hash::Hash256;

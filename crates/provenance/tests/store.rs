@@ -1,11 +1,12 @@
 //! File store: group commit, reopen, power loss, tampering, proofs.
 
 // Test helpers outside #[test] functions unwrap too: a failure is a test failure.
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap, expect or index is a failed test"
 )]
 
 use std::sync::Arc;

@@ -1,5 +1,8 @@
 //! Shared helpers for the integration tests.
-#![allow(dead_code)]
+#![expect(
+    dead_code,
+    reason = "shared by several test binaries; each uses a part"
+)]
 
 use std::num::NonZeroUsize;
 

@@ -3,11 +3,12 @@
 //! these tests pin them. Regression tests are named after the finding they fix.
 
 // The helpers below are test code too; clippy's test exemptions only reach #[test] fns.
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap, expect or index is a failed test"
 )]
 
 mod util;

@@ -1,10 +1,7 @@
 //! Random policies and requests for the property tests.
-#![allow(dead_code)]
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
+    reason = "test code: a failed unwrap, expect or index is a failed test"
 )]
 
 use proptest::prelude::*;

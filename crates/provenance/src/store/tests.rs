@@ -4,13 +4,6 @@
 //! `cfg(test)` the store's Mutex, Condvar, atomics and threads are shuttle's
 //! (`sync.rs`); the storage is simulated. Decision 0009 says why shuttle and not loom.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use std::sync::Arc;
 
 use shuttle::thread;
