@@ -6,10 +6,7 @@ use tds_core::time::DAY_MS;
 use tds_core::{cbor, SigningKey, Timestamp};
 use tds_identity::{Admission, Authority, AuthorityState, IdentityError, Role, Sector, TrustStore};
 
-#[expect(
-    dead_code,
-    reason = "the example's main is not called here"
-)]
+#[expect(dead_code, reason = "the example's main is not called here")]
 #[path = "../../examples/examples/issue_credential.rs"]
 mod issue_credential;
 

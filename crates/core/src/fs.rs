@@ -90,14 +90,23 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
         path: path.to_path_buf(),
         source,
     };
-    let meta = std::fs::metadata(path).map_err(io)?;
+    // Opened without blocking (a FIFO swapped in after a check would otherwise block the
+    // open), then checked on the open handle itself, so what is read is what was checked.
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let file = opts.open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
     if !meta.is_file() {
         return Err(ReadError::NotAFile {
             path: path.to_path_buf(),
         });
     }
-    let file = std::fs::File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
+    let len = meta.len();
     if len > limit {
         return Err(ReadError::TooLarge {
             path: path.to_path_buf(),
@@ -189,32 +198,39 @@ pub enum PermissionError {
 /// others and is owned by the current user or root, as ssh checks its files. Off Unix it
 /// only checks that `path` exists.
 pub fn check_private(path: &Path) -> Result<(), PermissionError> {
-    let meta = std::fs::symlink_metadata(path).map_err(|source| PermissionError::Io {
+    let io = |source| PermissionError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    // The link itself (who may replace it) and what it points to (who may write there).
+    let link = std::fs::symlink_metadata(path).map_err(io)?;
+    let target = std::fs::metadata(path).map_err(io)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let mode = meta.permissions().mode() & 0o7777;
-        // A symlink's own bits mean nothing; the target is checked by the caller's reads.
-        if !meta.file_type().is_symlink() && mode & 0o022 != 0 {
-            return Err(PermissionError::Writable {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
         let uid = rustix::process::geteuid().as_raw();
-        if meta.uid() != uid && meta.uid() != 0 {
-            return Err(PermissionError::Owner {
-                path: path.to_path_buf(),
-                owner: meta.uid(),
-                uid,
-            });
+        for meta in [&link, &target] {
+            // A symlink's own mode bits mean nothing on Linux; its owner does.
+            if !meta.file_type().is_symlink() {
+                let mode = meta.permissions().mode() & 0o7777;
+                if mode & 0o022 != 0 {
+                    return Err(PermissionError::Writable {
+                        path: path.to_path_buf(),
+                        mode,
+                    });
+                }
+            }
+            if meta.uid() != uid && meta.uid() != 0 {
+                return Err(PermissionError::Owner {
+                    path: path.to_path_buf(),
+                    owner: meta.uid(),
+                    uid,
+                });
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = meta;
+    let _ = (link, target);
     Ok(())
 }
 
@@ -289,7 +305,24 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn bounded_read_refuses_a_fifo_without_opening_it() {
+    fn a_symlink_to_a_writable_directory_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let link = dir.path().join("home");
+        std::os::unix::fs::symlink(&open, &link).unwrap();
+        assert!(matches!(
+            check_private(&link),
+            Err(PermissionError::Writable { mode: 0o777, .. })
+        ));
+        assert!(create_private_dir(&link).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn bounded_read_refuses_a_fifo_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("fifo");
         let made = std::process::Command::new("mkfifo").arg(&p).status();

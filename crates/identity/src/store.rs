@@ -319,6 +319,16 @@ impl AuthorityStore for DirAuthorityStore {
 
     fn load(&self) -> Result<Authority, AuthorityStoreError> {
         let state_path = self.state_path();
+        // First: a crash between the rollover's two renames leaves no authority.key but
+        // this file, and that is what the operator must be told about.
+        let next = self.dir.join(NEXT_KEY_FILE);
+        if next.exists() {
+            return Err(AuthorityStoreError::InterruptedRollover {
+                path: next.display().to_string(),
+                key: self.key_path().display().to_string(),
+                state: state_path.display().to_string(),
+            });
+        }
         tds_core::fs::check_private(&state_path)?;
         let bytes = tds_core::fs::read_bounded(&state_path, MAX_STATE).map_err(|e| match e {
             tds_core::fs::ReadError::Io { source, .. } => io(&state_path)(source),
@@ -333,14 +343,6 @@ impl AuthorityStore for DirAuthorityStore {
                 reason: e.to_string(),
             })?;
         let key = self.read_key()?;
-        let next = self.dir.join(NEXT_KEY_FILE);
-        if next.exists() {
-            return Err(AuthorityStoreError::InterruptedRollover {
-                path: next.display().to_string(),
-                key: self.key_path().display().to_string(),
-                state: state_path.display().to_string(),
-            });
-        }
         Authority::from_parts(key, state).map_err(|source| AuthorityStoreError::Identity {
             context: format!(
                 "{} and {} disagree",
@@ -493,6 +495,12 @@ mod tests {
         SigningKey::from_seed(&[5; 32])
             .write_file(&dir.path().join(NEXT_KEY_FILE))
             .unwrap();
+        assert!(matches!(
+            store.load(),
+            Err(AuthorityStoreError::InterruptedRollover { .. })
+        ));
+        // Also when the crash came between the renames (no authority.key at all).
+        std::fs::remove_file(store.key_path()).unwrap();
         assert!(matches!(
             store.load(),
             Err(AuthorityStoreError::InterruptedRollover { .. })

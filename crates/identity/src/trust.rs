@@ -101,6 +101,15 @@ impl TrustStore {
         !self.accept_missing_crls
     }
 
+    /// Whether `a` and `b` are trusted keys of one authority (the same key, or keys linked
+    /// by rollover statements).
+    pub fn same_authority(&self, a: &ParticipantId, b: &ParticipantId) -> bool {
+        match (self.keys.get(a), self.keys.get(b)) {
+            (Some(x), Some(y)) => x.authority == y.authority,
+            _ => false,
+        }
+    }
+
     /// Whether a revocation list is held for the authority of key `id`.
     pub fn has_revocation_list(&self, id: &ParticipantId) -> bool {
         self.revocation_list(id).is_some()

@@ -90,13 +90,23 @@ const PROTECTED_NAMES: [&str; 6] = [
     "LOCK",
 ];
 
-/// Whether the existing file at `path` holds a key or home state.
+/// The files of a provenance log directory (spec/provenance.md §2).
+const LOG_FILES: [&str; 4] = ["events", "index", "ids", "checkpoints"];
+
+/// Whether the existing file at `path` holds a key or home state: a key or state file by
+/// name, any PEM private key, a provenance log's file, or a kept cosigned checkpoint.
 fn is_key_or_state(path: &Path) -> bool {
-    if path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| PROTECTED_NAMES.contains(&n))
-    {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if PROTECTED_NAMES.contains(&name) {
+        return true;
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let dir = parent.unwrap_or(Path::new("."));
+    let in_log = dir.join("events").is_file();
+    if in_log && (LOG_FILES.contains(&name) || name.starts_with("level-")) {
+        return true;
+    }
+    if dir.file_name().and_then(|n| n.to_str()) == Some("witnessed") && name.ends_with(".txt") {
         return true;
     }
     is_private_key(path)

@@ -146,10 +146,14 @@ fn bounded_item(
                 if is_map {
                     let k = bounded_item(r, limits, left, hidden)?;
                     let v = bounded_item(r, limits, left, hidden)?;
-                    let key = match k {
+                    let mut key = match k {
                         Json::String(t) => t,
                         other => other.to_string(),
                     };
+                    // An integer key 1 and a text key "1" both render as "1": keep both.
+                    while entries.contains_key(&key) {
+                        key.push('\'');
+                    }
                     entries.insert(key, v);
                 } else {
                     items.push(bounded_item(r, limits, left, hidden)?);

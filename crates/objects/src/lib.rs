@@ -415,7 +415,8 @@ impl ObjectVerifier for StandardVerifier<'_> {
                     None,
                     vec![id],
                     "owner signature verified against the owner key it names",
-                ))
+                )
+                .signed_by(*v.owner.as_hash()))
             }
             Kind::Offer => {
                 let v = tds_policy::contract::verify_offer(&object.bytes).map_err(object_error)?;
@@ -430,7 +431,8 @@ impl ObjectVerifier for StandardVerifier<'_> {
                         .into_iter()
                         .collect(),
                     "provider signature verified",
-                ))
+                )
+                .signed_by(v.offer().provider))
             }
             Kind::Receipt => {
                 let trust = self.trust.ok_or_else(|| ObjectError {
@@ -454,7 +456,8 @@ impl ObjectVerifier for StandardVerifier<'_> {
                     None,
                     vec![*v.receipt().asset.as_hash()],
                     "authority signature verified",
-                ))
+                )
+                .signed_by(key.id()))
             }
             other => Err(ObjectError {
                 code: "evidence.object.unsupported_kind",

@@ -13,17 +13,19 @@
 //!    ([`crate::witness::witness_key`]) of an authority key the caller's [`TrustStore`]
 //!    trusts;
 //! 4. each credential verifies in that trust store at the checkpoint's cosigning time, and
-//!    one of them is for the log key: a log counts as evidence only if it belongs to a
-//!    member;
+//!    one of them is for the log key, issued by the authority whose witness cosigned: a
+//!    log counts as evidence only if it belongs to a member;
 //! 5. each event decodes strictly, in increasing log order;
-//! 6. every signed object embedded in an event verifies through the caller's
-//!    [`ObjectVerifier`] (which knows agreements and manifests; an object of a kind it does
-//!    not know fails the bundle) and has the id its event claims;
-//! 7. the bundle's agreement is concluded by an `agreement_concluded` event that embeds
-//!    the two-party agreement, whose parties are exactly the event's provider and
-//!    consumer;
+//! 6. every signed object embedded in an event is of the kind its field holds (an
+//!    `asset_published` holds the manifest of that asset, an `agreement_concluded` the
+//!    agreement, ...), has the id the event names, and verifies through the caller's
+//!    [`ObjectVerifier`] (which knows agreements and manifests; an object of a kind it
+//!    does not know fails the bundle);
+//! 7. every `agreement_concluded` event embeds the bundle's agreement, whose parties are
+//!    exactly the event's provider and consumer, and the log belongs to one of them;
 //! 8. each event concerns the agreement (or publishes an asset the agreement covers or a
-//!    transfer of it moved), and its inclusion proof leads to the checkpoint's root.
+//!    transfer of it moved, owned by the agreement's provider), and its inclusion proof
+//!    leads to the checkpoint's root.
 //!
 //! Only [`verify`] makes a [`VerifiedEvidence`].
 
@@ -32,7 +34,7 @@ use tds_core::cbor::{self, CborError, Limits};
 use tds_core::hash::Hash256;
 use tds_core::merkle::{self, MerkleError};
 use tds_core::{ErrorCode, Timestamp};
-use tds_identity::{IdentityError, TrustStore};
+use tds_identity::{IdentityError, ParticipantId, TrustStore};
 
 use crate::event::{Event, EventBody, EventError, SignedObject};
 use crate::log::check_log_key;
@@ -99,6 +101,9 @@ pub enum Invalid {
         #[source]
         source: IdentityError,
     },
+    /// The log key's credential comes from another authority than the witness's.
+    #[error("evidence: credentials: the log key's credential is not issued by the authority whose witness cosigned")]
+    OtherAuthority,
     /// No credential for the log's key: the log is not shown to belong to a member.
     #[error("evidence: credentials: none is for the log's key (the log is not shown to belong to a member)")]
     NoLogKeyCredential,
@@ -133,6 +138,40 @@ pub enum Invalid {
         /// Why.
         #[source]
         source: ObjectError,
+    },
+    /// An embedded object of another kind than its field holds.
+    #[error("evidence: events[{position}] (index {index}): holds a {found} where the event's field holds a {expected}")]
+    ObjectKind {
+        /// Its event's position.
+        position: usize,
+        /// Its event's log index.
+        index: u64,
+        /// The kind the field holds.
+        expected: &'static str,
+        /// The kind found.
+        found: String,
+    },
+    /// An `agreement_concluded` event of the bundle's agreement without the agreement.
+    #[error("evidence: events[{position}] (index {index}): agreement_concluded does not embed the signed agreement")]
+    NotEmbedded {
+        /// Its position.
+        position: usize,
+        /// Its log index.
+        index: u64,
+    },
+    /// The log's owner is neither party of the agreement.
+    #[error("evidence: log: its key is neither the provider's nor the consumer's (the log is not a party's)")]
+    LogNotParty,
+    /// A published asset of the agreement whose manifest another key signed than the
+    /// agreement's provider.
+    #[error("evidence: events[{position}] (index {index}): the manifest of asset {asset} is not signed by the agreement's provider")]
+    AssetOwner {
+        /// Its position.
+        position: usize,
+        /// Its log index.
+        index: u64,
+        /// The asset.
+        asset: Hash256,
     },
     /// An embedded object is not the one its event names.
     #[error("evidence: events[{position}] (index {index}): embedded {kind} is {found}, the event says {claimed}")]
@@ -192,10 +231,15 @@ impl ErrorCode for Invalid {
             Invalid::NotCosigned => "evidence.not_cosigned",
             Invalid::Credential { .. } => "evidence.credential",
             Invalid::NoLogKeyCredential => "evidence.no_log_key_credential",
+            Invalid::OtherAuthority => "evidence.other_authority",
             Invalid::Event { .. } => "evidence.event",
             Invalid::Order { .. } => "evidence.order",
             Invalid::Object { .. } => "evidence.object",
             Invalid::ObjectId { .. } => "evidence.object_id",
+            Invalid::ObjectKind { .. } => "evidence.object_kind",
+            Invalid::NotEmbedded { .. } => "evidence.not_embedded",
+            Invalid::LogNotParty => "evidence.log_not_party",
+            Invalid::AssetOwner { .. } => "evidence.asset_owner",
             Invalid::Concluded { .. } => "evidence.concluded",
             Invalid::NotConcluded => "evidence.not_concluded",
             Invalid::Unrelated { .. } => "evidence.unrelated",
@@ -236,6 +280,9 @@ pub struct CheckedObject {
     pub id: Hash256,
     /// For an agreement: its provider and consumer participant ids.
     pub parties: Option<(Hash256, Hash256)>,
+    /// For a single-signer object: its signer's participant id (a manifest's owner, an
+    /// offer's provider, a receipt's authority).
+    pub signer: Option<Hash256>,
     /// The assets it covers (an agreement's asset; a manifest's own id).
     pub assets: Vec<Hash256>,
     /// What was checked, in words (`signatures of both parties verified`).
@@ -253,9 +300,16 @@ impl CheckedObject {
         CheckedObject {
             id,
             parties,
+            signer: None,
             assets,
             check,
         }
+    }
+
+    /// The same, signed by the participant `signer`.
+    pub fn signed_by(mut self, signer: Hash256) -> Self {
+        self.signer = Some(signer);
+        self
     }
 }
 
@@ -394,6 +448,37 @@ impl VerifiedEvidence {
     }
 }
 
+/// The object kind an event's embedded-object field holds, the id the event gives it (if
+/// it names one), and the object.
+fn embedded(
+    body: &EventBody,
+) -> (
+    Option<(&'static str, Option<Hash256>)>,
+    Option<&SignedObject>,
+) {
+    match body {
+        EventBody::AssetPublished { asset, object } => {
+            (Some(("manifest", Some(*asset))), object.as_ref())
+        }
+        EventBody::OfferPublished { offer, object, .. } => {
+            (Some(("offer", Some(*offer))), object.as_ref())
+        }
+        EventBody::AgreementConcluded {
+            agreement, object, ..
+        } => (Some(("agreement", Some(*agreement))), object.as_ref()),
+        EventBody::UsageReported { report, object, .. } => {
+            (Some(("usage-report", Some(*report))), object.as_ref())
+        }
+        EventBody::TransferCompleted { receipt, .. } => {
+            (Some(("transfer-receipt", None)), receipt.as_ref())
+        }
+        EventBody::DutyFulfilled { receipt, .. } => {
+            (Some(("duty-receipt", None)), receipt.as_ref())
+        }
+        _ => (None, None),
+    }
+}
+
 /// Verifies a bundle (see the [module docs](self) for the steps), trusting the authority
 /// keys and revocation lists in `trust` and checking embedded objects with `objects`.
 pub fn verify(
@@ -406,34 +491,39 @@ pub fn verify(
     check_log_key(&log_key)?;
     let cp = note::verify_checkpoint(b.checkpoint.as_bytes(), &log_key)?;
     // The cosignature of any trusted authority key's witness.
-    let mut cosigned_at = None;
-    for (_, key) in trust.keys() {
+    let mut cosigned: Option<(Timestamp, ParticipantId)> = None;
+    for (id, key) in trust.keys() {
         let wk = witness::witness_key(key)?;
         if let Ok(t) = note::verify_cosignature(cp.note(), &wk) {
-            cosigned_at = Some(cosigned_at.map_or(t, |c: Timestamp| c.max(t)));
+            if cosigned.as_ref().is_none_or(|(c, _)| t > *c) {
+                cosigned = Some((t, *id));
+            }
         }
     }
-    let cosigned_at = cosigned_at.ok_or(Invalid::NotCosigned)?;
+    let (cosigned_at, witness) = cosigned.ok_or(Invalid::NotCosigned)?;
     let size = cp.checkpoint().size;
     let root = cp.checkpoint().root;
 
     // The cosignature has one-second resolution: check at the end of that second.
     let at = cosigned_at.saturating_add_millis(999);
     let mut credentials = Vec::new();
-    let mut log_key_credential = false;
+    let mut log_key_credential = None;
     let mut revocation_checked = true;
     for (index, env) in b.credentials.iter().enumerate() {
         let v = trust
             .verify(env, at)
             .map_err(|source| Invalid::Credential { index, source })?;
         if v.credential().subject_key() == &log_key.key {
-            log_key_credential = true;
+            log_key_credential = Some(v.credential().issuer());
         }
         revocation_checked &= v.revocation_checked();
         credentials.push((v.id(), v.credential().name().to_owned()));
     }
-    if !log_key_credential {
-        return Err(Invalid::NoLogKeyCredential.into());
+    let issuer = log_key_credential.ok_or(Invalid::NoLogKeyCredential)?;
+    // The witnessing authority's own member: another trusted authority's credential must
+    // not stand in for one it revoked.
+    if !trust.same_authority(&issuer, &witness) {
+        return Err(Invalid::OtherAuthority.into());
     }
 
     let mut decoded = Vec::with_capacity(b.events.len());
@@ -451,48 +541,70 @@ pub fn verify(
         decoded.push(e);
     }
 
-    // Every embedded object, checked; the agreement names the assets that belong here.
+    // Every embedded object, of the kind and id its field names, checked; every
+    // agreement_concluded embeds the bundle's agreement, which names its parties and
+    // assets.
+    let log_owner = log_key.key.id();
     let mut summaries = Vec::new();
     let mut assets: Vec<Hash256> = Vec::new();
-    let mut concluded = false;
+    let mut parties: Option<(Hash256, Hash256)> = None;
+    let mut manifest_owners: Vec<(usize, u64, Hash256, Option<Hash256>)> = Vec::new();
     for (position, (be, e)) in b.events.iter().zip(&decoded).enumerate() {
-        for o in e.objects() {
-            let kind = o.kind.as_str().to_owned();
-            let checked = objects.verify_object(o).map_err(|source| Invalid::Object {
+        let index = be.index;
+        let (slot, object) = embedded(&e.body);
+        if let (EventBody::AgreementConcluded { .. }, None) = (&e.body, object) {
+            return Err(Invalid::NotEmbedded { position, index }.into());
+        }
+        let (Some((expected, named)), Some(o)) = (slot, object) else {
+            continue;
+        };
+        let kind = o.kind.as_str().to_owned();
+        if kind != expected {
+            return Err(Invalid::ObjectKind {
                 position,
-                index: be.index,
-                kind: kind.clone(),
-                source,
-            })?;
-            if checked.id != o.id {
+                index,
+                expected,
+                found: kind,
+            }
+            .into());
+        }
+        let checked = objects.verify_object(o).map_err(|source| Invalid::Object {
+            position,
+            index,
+            kind: kind.clone(),
+            source,
+        })?;
+        for claimed in [Some(o.id), named].into_iter().flatten() {
+            if checked.id != claimed {
                 return Err(Invalid::ObjectId {
                     position,
-                    index: be.index,
+                    index,
                     kind,
                     found: checked.id,
-                    claimed: o.id,
+                    claimed,
                 }
                 .into());
             }
-            summaries.push(ObjectSummary {
-                event: be.index,
-                kind,
-                id: o.id,
-                check: checked.check,
-            });
-            if let EventBody::AgreementConcluded {
+        }
+        summaries.push(ObjectSummary {
+            event: index,
+            kind,
+            id: o.id,
+            check: checked.check,
+        });
+        match &e.body {
+            EventBody::AgreementConcluded {
                 agreement,
                 provider,
                 consumer,
                 ..
-            } = &e.body
-            {
+            } => {
                 let concluded_here = |reason| Invalid::Concluded {
                     position,
-                    index: be.index,
+                    index,
                     reason,
                 };
-                if *agreement != b.agreement || o.id != b.agreement {
+                if *agreement != b.agreement {
                     return Err(
                         concluded_here("concludes another agreement than the bundle's").into(),
                     );
@@ -503,13 +615,18 @@ pub fn verify(
                     )
                     .into());
                 }
-                concluded = true;
+                parties = Some((*provider, *consumer));
                 assets.extend(checked.assets.iter().copied());
             }
+            EventBody::AssetPublished { asset, .. } => {
+                manifest_owners.push((position, index, *asset, checked.signer));
+            }
+            _ => {}
         }
     }
-    if !concluded {
-        return Err(Invalid::NotConcluded.into());
+    let (provider, consumer) = parties.ok_or(Invalid::NotConcluded)?;
+    if log_owner != provider && log_owner != consumer {
+        return Err(Invalid::LogNotParty.into());
     }
     // Assets moved by transfers of this agreement: their publication is related too.
     assets.extend(decoded.iter().filter_map(|e| match &e.body {
@@ -518,6 +635,18 @@ pub fn verify(
         } if *agreement == b.agreement => Some(*asset),
         _ => None,
     }));
+    // An asset of the agreement is the provider's: a manifest of it signed by anyone else
+    // is not the asset agreed on.
+    for (position, index, asset, owner) in manifest_owners {
+        if assets.contains(&asset) && owner != Some(provider) {
+            return Err(Invalid::AssetOwner {
+                position,
+                index,
+                asset,
+            }
+            .into());
+        }
+    }
 
     let mut events = Vec::new();
     for (position, (be, e)) in b.events.iter().zip(&decoded).enumerate() {

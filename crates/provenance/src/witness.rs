@@ -203,8 +203,8 @@ pub struct Cosigned {
 /// Checks `checkpoint` (signed by `log_key`, whose owner `member` is) against `state`,
 /// cosigns it with `signer` at `now` (the cosignature carries whole seconds), and updates
 /// `state`. `member` is the proof that the log key holds a valid membership credential;
-/// [`Witness::cosign`] obtains it.
-pub fn cosign(
+/// [`Witness::cosign`] obtains it from its [`MemberCheck`].
+fn cosign(
     state: &mut WitnessState,
     signer: &dyn Signer,
     log_key: &VerifierKey,
@@ -335,8 +335,13 @@ impl MemberCheck for TrustStore {
 pub trait WitnessMemory: Send + Sync {
     /// The state (empty if nothing was remembered yet).
     fn load(&self) -> Result<WitnessState, WitnessError>;
-    /// Replaces the state durably.
-    fn save(&self, state: &WitnessState) -> Result<(), WitnessError>;
+    /// Loads the state, runs `change` on it and, if it succeeds, saves it durably, as one
+    /// step: no other transaction on this memory runs in between (two first checkpoints of
+    /// one log must not both be trusted on first use).
+    fn transaction(
+        &self,
+        change: &mut dyn FnMut(&mut WitnessState) -> Result<(), WitnessError>,
+    ) -> Result<(), WitnessError>;
 }
 
 /// A [`WitnessMemory`] in memory, for tests and simulations.
@@ -352,11 +357,17 @@ impl WitnessMemory for MemoryWitnessMemory {
             .clone())
     }
 
-    fn save(&self, state: &WitnessState) -> Result<(), WitnessError> {
-        *self
+    fn transaction(
+        &self,
+        change: &mut dyn FnMut(&mut WitnessState) -> Result<(), WitnessError>,
+    ) -> Result<(), WitnessError> {
+        let mut held = self
             .0
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = state.clone();
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = held.clone();
+        change(&mut state)?;
+        *held = state;
         Ok(())
     }
 }
@@ -367,15 +378,23 @@ pub const MAX_WITNESS_STATE: u64 = 64 << 20;
 /// The witness memory as a JSON file (`witness.json` in an authority's home), replaced
 /// atomically (mode 0600) and refused when group or others may write it. Callers that
 /// share a home between processes hold the home's lock around load and save.
-#[derive(Clone, Debug)]
+///
+/// Transactions on one value run one at a time; processes that share the file must hold an
+/// exclusive lock around their use of it (the authority home's `LOCK`, which
+/// `tds_identity::DirAuthorityStore` holds).
+#[derive(Debug)]
 pub struct DirWitnessMemory {
     path: PathBuf,
+    busy: Mutex<()>,
 }
 
 impl DirWitnessMemory {
     /// The memory in file `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        DirWitnessMemory { path: path.into() }
+        DirWitnessMemory {
+            path: path.into(),
+            busy: Mutex::new(()),
+        }
     }
 
     /// The file.
@@ -393,8 +412,14 @@ impl DirWitnessMemory {
 
 impl WitnessMemory for DirWitnessMemory {
     fn load(&self) -> Result<WitnessState, WitnessError> {
-        if !self.path.exists() {
-            return Ok(WitnessState::default());
+        // Only a memory that is not there at all is empty; any other failure to look at
+        // it (a dangling link, a permission error) must not reset trust on first use.
+        match std::fs::symlink_metadata(&self.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(WitnessState::default())
+            }
+            Err(e) => return Err(self.fail(e)),
+            Ok(_) => {}
         }
         tds_core::fs::check_private(&self.path).map_err(|e| self.fail(e))?;
         let bytes =
@@ -402,8 +427,17 @@ impl WitnessMemory for DirWitnessMemory {
         serde_json::from_slice(&bytes).map_err(|e| self.fail(e))
     }
 
-    fn save(&self, state: &WitnessState) -> Result<(), WitnessError> {
-        let mut json = serde_json::to_vec_pretty(state).map_err(|e| self.fail(e))?;
+    fn transaction(
+        &self,
+        change: &mut dyn FnMut(&mut WitnessState) -> Result<(), WitnessError>,
+    ) -> Result<(), WitnessError> {
+        let _busy = self
+            .busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.load()?;
+        change(&mut state)?;
+        let mut json = serde_json::to_vec_pretty(&state).map_err(|e| self.fail(e))?;
         json.push(b'\n');
         tds_core::fs::write_atomic(&self.path, &json, 0o600, true).map_err(|e| self.fail(e))
     }
@@ -479,7 +513,9 @@ impl<'a> Witness<'a> {
     /// Cosigns `checkpoint` of the log with key `log_key` whose owner holds `credential`
     /// (a membership credential envelope): checks membership at `now`, then [`cosign`]
     /// against the remembered state, saves the new state, and returns the cosigned note.
-    /// A refusal is raised as an alert first (its index or failure is in the error).
+    /// A fork (the log signed two roots at one size) is raised as an alert first (its
+    /// index or failure is in the error). Other refusals are not: anyone can replay an old
+    /// checkpoint or send a bad proof, and that must not put an honest log on record.
     pub fn cosign(
         &self,
         log_key: &VerifierKey,
@@ -493,22 +529,31 @@ impl<'a> Witness<'a> {
             .members
             .check_member(credential, now)
             .map_err(WitnessError::NotMember)?;
-        let mut state = self.memory.load()?;
-        match cosign(
-            &mut state,
-            self.signer,
-            log_key,
-            &member,
-            checkpoint,
-            proof,
-            now,
-        ) {
-            Ok(done) => {
-                self.memory.save(&state)?;
-                Ok(done)
-            }
+        // The check and the new state are one memory transaction: two cosign requests for
+        // one new log never both pass as its first checkpoint (a split view, cosigned).
+        let mut done = None;
+        let outcome = self.memory.transaction(&mut |state| {
+            done = Some(cosign(
+                state,
+                self.signer,
+                log_key,
+                &member,
+                checkpoint,
+                proof,
+                now,
+            )?);
+            Ok(())
+        });
+        match outcome.and_then(|()| {
+            done.take().ok_or(WitnessError::Memory {
+                path: String::new(),
+                reason: "the memory ran no transaction".into(),
+            })
+        }) {
+            Ok(done) => Ok(done),
             Err(WitnessError::Refused(mut r)) => {
-                if let Some(sink) = self.alerts {
+                let signed_by_the_log = matches!(r.refusal, Refusal::Forked);
+                if let (Some(sink), true) = (self.alerts, signed_by_the_log) {
                     match sink.checkpoint_refused(&r.origin, r.size, &r.root, &r.refusal, now) {
                         Ok(i) => r.alert = Some(i),
                         Err(e) => r.alert_error = Some(tds_core::code::full_message(&e)),
@@ -577,10 +622,11 @@ mod tests {
         }
         let c2 = log.checkpoint().unwrap();
         let err = w.cosign(&vk, c2.as_bytes(), None, &cred, NOW).unwrap_err();
+        // No alert: anyone can send a checkpoint without its proof.
         assert!(matches!(
             &err,
             WitnessError::Refused(r)
-                if r.refusal == Refusal::ProofNeeded { from: 10 } && r.alert == Some(0)
+                if r.refusal == Refusal::ProofNeeded { from: 10 } && r.alert.is_none()
         ));
         let p = log.consistency(10, Some(20)).unwrap();
         w.cosign(&vk, c2.as_bytes(), Some(&p), &cred, NOW).unwrap();
@@ -597,19 +643,62 @@ mod tests {
             "{err}"
         );
         assert_eq!(err.code(), "witness.proof_start");
+        // A replayed old checkpoint: refused, not alerted (anyone can replay one).
+        let err = w.cosign(&vk, c1.as_bytes(), None, &cred, NOW).unwrap_err();
+        assert_eq!(err.code(), "witness.rolled_back");
+        assert_eq!(alerts.size(), 0);
         assert_eq!(
             memory.load().unwrap().logs.values().next().unwrap().size,
             20
         );
-        // Both refusals were logged as alerts with their codes.
-        assert_eq!(alerts.size(), 2);
-        match alerts.event(1).unwrap().body {
+        // The log signed another root at the cosigned size: a split view, on record.
+        let fork20 = log_with(20, 1, "b");
+        let c4 = fork20.checkpoint().unwrap();
+        let err = w.cosign(&vk, c4.as_bytes(), None, &cred, NOW).unwrap_err();
+        assert!(
+            matches!(&err, WitnessError::Refused(r) if r.refusal == Refusal::Forked && r.alert == Some(0)),
+            "{err}"
+        );
+        assert_eq!(alerts.size(), 1);
+        match alerts.event(0).unwrap().body {
             EventBody::CheckpointRefused { size, reason, .. } => {
-                assert_eq!(size, 30);
-                assert_eq!(reason.as_str(), "witness.proof_start");
+                assert_eq!(size, 20);
+                assert_eq!(reason.as_str(), "witness.forked");
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn concurrent_first_cosigns_of_one_log_cosign_one_root() {
+        use std::sync::Barrier;
+        let signer = SigningKey::from_seed(&[9; 32]);
+        let mut authority = Authority::new("A", SigningKey::from_seed(&[9; 32])).unwrap();
+        let a = log_with(5, 1, "a");
+        let b = log_with(5, 1, "b");
+        let cred = member(&mut authority, &a.signer().public_key());
+        let memory = MemoryWitnessMemory::default();
+        let vk = a.verifier_key().unwrap();
+        let (ca, cb) = (a.checkpoint().unwrap(), b.checkpoint().unwrap());
+        let barrier = Barrier::new(2);
+        let results: Vec<bool> = std::thread::scope(|scope| {
+            let handles: Vec<_> = [&ca, &cb]
+                .into_iter()
+                .map(|cp| {
+                    let (signer, authority, memory) = (&signer, &authority, &memory);
+                    let (vk, cred, barrier) = (&vk, &cred, &barrier);
+                    scope.spawn(move || {
+                        // One witness per request, sharing the memory, as a node may.
+                        let w = Witness::new(signer, authority, memory);
+                        barrier.wait();
+                        w.cosign(vk, cp.as_bytes(), None, cred, NOW).is_ok()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        // Exactly one of the two forks is trusted on first use; the other is refused.
+        assert_eq!(results.iter().filter(|ok| **ok).count(), 1, "{results:?}");
     }
 
     #[test]

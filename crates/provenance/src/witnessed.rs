@@ -150,9 +150,11 @@ impl CosignedStore for DirCosignedStore {
         let mut sizes = Vec::new();
         for entry in entries {
             let path = entry.map_err(|e| self.fail(&self.dir, e))?.path();
+            // Decimal digits only, no leading zero: one file name per size.
             let size = path
                 .file_stem()
                 .and_then(|s| s.to_str())
+                .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
                 .filter(|s| !s.starts_with('0') || *s == "0")
                 .and_then(|s| s.parse::<u64>().ok());
             if let (Some(size), Some("txt")) = (size, path.extension().and_then(|e| e.to_str())) {

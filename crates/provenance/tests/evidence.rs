@@ -41,7 +41,8 @@ impl ObjectVerifier for Objects {
                 "test agreement",
             )),
             ("manifest", [1, 2, 3]) => {
-                Ok(CheckedObject::new(o.id, None, vec![o.id], "test manifest"))
+                Ok(CheckedObject::new(o.id, None, vec![o.id], "test manifest")
+                    .signed_by(self.provider))
             }
             (kind, _) => Err(ObjectError {
                 code: "test.unknown",

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value as Json};
-use tds_core::{PublicKey, SigningKey, Timestamp};
+use tds_core::{PublicKey, Timestamp};
 use tds_identity::{Jurisdiction, ParticipantId, Sector};
 use tds_manifest::content::{
     check_data, chunk_list_path, ChunkListWriter, ChunkSize, ContentBuilder, DataError, ListStatus,
@@ -252,6 +252,7 @@ impl Bar {
 }
 
 fn open_data(path: &Path) -> anyhow::Result<(File, u64)> {
+    files::note_input(path);
     let file =
         File::open(path).map_err(|e| anyhow!("{}: {}", path.display(), files::io_reason(&e)))?;
     let len = file
@@ -262,13 +263,24 @@ fn open_data(path: &Path) -> anyhow::Result<(File, u64)> {
 }
 
 fn create(args: &CreateArgs) -> anyhow::Result<()> {
-    let key = SigningKey::read_file(&args.key)?;
+    let key = files::read_key(&args.key)?;
     let chunk_size = ChunkSize::new(args.chunk_size).context("--chunk-size")?;
     let (file, len) = open_data(&args.data)?;
     let list_path = args
         .chunks
         .clone()
         .unwrap_or_else(|| chunk_list_path(&args.out));
+    // Both outputs are checked before anything is hashed or written: neither may replace an
+    // input (the key, the data), a key or a home's state, nor an existing file without
+    // --force.
+    files::check_out(&args.out, files::Replace::Output)?;
+    files::check_out(&list_path, files::Replace::Output)?;
+    if list_path == args.out {
+        anyhow::bail!(
+            "{}: --chunks and --out name the same file",
+            list_path.display()
+        );
+    }
 
     // The chunk list is streamed to a temporary file beside its destination and renamed
     // into place once complete, so memory stays bounded and no half list is left.

@@ -614,3 +614,50 @@ fn inspect_shows_a_manifest_and_says_trust_is_not_checked() {
         .unwrap()
         .starts_with("sha256:"));
 }
+
+/// Red-team finding 6, the `--chunks` output of `manifest create` (found in review): the
+/// chunk list was written without the output checks, before `--out` was checked, so it
+/// could replace the owner's key or the data file, with or without `--force`.
+#[test]
+fn red_team_6_the_chunk_list_never_replaces_inputs_or_keys() {
+    let (s, _) = setup();
+    let key = std::fs::read(s.path("owner.key")).unwrap();
+    let base = [
+        "manifest",
+        "create",
+        "data.bin",
+        "--key",
+        "owner.key",
+        "--title",
+        "T",
+        "--sector",
+        "power",
+        "--classification",
+        "general",
+    ];
+    for (extra, line) in [
+        (
+            &["--out", "new.manifest", "--chunks", "owner.key", "--force"][..],
+            "error: owner.key: is an input of this command; refusing to overwrite it",
+        ),
+        (
+            &["--out", "new.manifest", "--chunks", "data.bin", "--force"][..],
+            "error: data.bin: is an input of this command; refusing to overwrite it",
+        ),
+        (
+            &["--out", "data.bin", "--force"][..],
+            "error: data.bin: is an input of this command; refusing to overwrite it",
+        ),
+        // An existing output is refused before the list is written.
+        (
+            &["--out", "data.manifest"][..],
+            "error: data.manifest: already exists; pass --force to replace it",
+        ),
+    ] {
+        let args = [&base[..], extra].concat();
+        assert_eq!(fails(&args, s.dir.path()), line, "{extra:?}");
+    }
+    assert_eq!(std::fs::read(s.path("owner.key")).unwrap(), key);
+    assert_eq!(std::fs::read(s.path("data.bin")).unwrap(), s.data);
+    assert!(!s.path("new.manifest").exists());
+}
