@@ -12,8 +12,7 @@
 //!
 //! [`Witness`] runs the whole step: membership, its memory ([`WitnessMemory`], a
 //! `witness.json` file by default: [`DirWitnessMemory`]), the check, the cosignature, and
-//! an alert in the witness's own log ([`AlertSink`]) when it refuses. [`cosign`] is the
-//! check and cosignature alone, on a state the caller holds.
+//! an alert in the witness's own log ([`AlertSink`]) when a log signed a fork.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -511,7 +510,7 @@ impl<'a> Witness<'a> {
     }
 
     /// Cosigns `checkpoint` of the log with key `log_key` whose owner holds `credential`
-    /// (a membership credential envelope): checks membership at `now`, then [`cosign`]
+    /// (a membership credential envelope): checks membership at `now`, then the checkpoint
     /// against the remembered state, saves the new state, and returns the cosigned note.
     /// A fork (the log signed two roots at one size) is raised as an alert first (its
     /// index or failure is in the error). Other refusals are not: anyone can replay an old
