@@ -144,18 +144,8 @@ pub fn open_home(home: &Path) -> Result<(Log<FileStore>, Hash256), BenchError> {
     let actor = key.id();
     let store = FileStore::open(Arc::new(DirStorage::new(&dir)), OpenOptions::writer())
         .map_err(LogError::from)?;
-    let r = store.recovery();
-    if r.torn_tail_bytes > 0 || r.torn_checkpoint {
-        eprintln!(
-            "note: {}: cut an unacknowledged torn tail ({} bytes{}) left by a crash",
-            dir.display(),
-            r.torn_tail_bytes,
-            if r.torn_checkpoint {
-                ", and a torn checkpoint"
-            } else {
-                ""
-            }
-        );
+    if let Some(cut) = store.recovery().describe_cut() {
+        eprintln!("note: {}: {cut}", dir.display());
     }
     Ok((Log::new(store, key), actor))
 }

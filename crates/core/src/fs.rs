@@ -70,6 +70,27 @@ pub fn write_atomic(
     Ok(())
 }
 
+/// A short lowercase reason for an I/O error, for one-line messages
+/// (`no such file or directory`, `permission denied`, ...).
+pub fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::NotFound => "no such file or directory".into(),
+        ErrorKind::PermissionDenied => "permission denied".into(),
+        ErrorKind::AlreadyExists => "already exists".into(),
+        ErrorKind::IsADirectory => "is a directory".into(),
+        ErrorKind::NotADirectory => "a parent is not a directory".into(),
+        _ => {
+            let text = e.to_string();
+            let mut chars = text.chars();
+            match chars.next() {
+                Some(first) => first.to_lowercase().chain(chars).collect(),
+                None => "i/o error".into(),
+            }
+        }
+    }
+}
+
 /// Fsyncs a directory so a rename or a new file in it is durable (no-op off Unix).
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]

@@ -174,18 +174,7 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> AuthorityStoreError + '_ {
 }
 
 fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file or directory".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => {
-            let text = e.to_string();
-            let mut chars = text.chars();
-            match chars.next() {
-                Some(first) => first.to_lowercase().chain(chars).collect(),
-                None => "i/o error".into(),
-            }
-        }
-    }
+    tds_core::fs::io_reason(e)
 }
 
 /// Takes the exclusive lock on `dir/LOCK`; `on_wait` is called once if another process

@@ -22,21 +22,7 @@ pub(crate) const PUBLIC_MODE: u32 = 0o644;
 
 /// A short lowercase reason for an I/O error.
 pub(crate) fn io_reason(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::NotFound => "no such file or directory".into(),
-        io::ErrorKind::PermissionDenied => "permission denied".into(),
-        io::ErrorKind::AlreadyExists => "already exists".into(),
-        io::ErrorKind::IsADirectory => "is a directory".into(),
-        io::ErrorKind::NotADirectory => "a parent is not a directory".into(),
-        _ => {
-            let text = e.to_string();
-            let mut chars = text.chars();
-            match chars.next() {
-                Some(first) => first.to_lowercase().chain(chars).collect(),
-                None => "i/o error".into(),
-            }
-        }
-    }
+    tds_core::fs::io_reason(e)
 }
 
 /// What one verb has read and may overwrite.

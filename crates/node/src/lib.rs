@@ -13,6 +13,7 @@ mod cmd;
 mod files;
 mod home;
 mod output;
+mod trust;
 
 use std::ffi::OsString;
 use std::io::Write;

@@ -7,11 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value as Json};
 use tds_core::{PublicKey, Timestamp};
-use tds_identity::{IdentityError, TrustStore};
 use tds_policy::contract::{self, ContractRequest, Offer, Price};
 
 use crate::cmd::policy::load;
@@ -129,41 +128,6 @@ fn parse_public_key(s: &str) -> Result<PublicKey, String> {
     PublicKey::from_hex(s).map_err(|e| e.to_string())
 }
 
-/// Verifies the consumer's credential at `now` against the authority keys, with the
-/// revocation list if one is given (else without, dangerously, and the output says so).
-fn consumer_credential(
-    credential: &Path,
-    authority_keys: &[PublicKey],
-    crl: Option<&Path>,
-    now: Timestamp,
-) -> anyhow::Result<tds_identity::VerifiedCredential> {
-    let mut store = TrustStore::new();
-    for key in authority_keys {
-        store.add_authority(*key);
-    }
-    match crl {
-        Some(path) => {
-            let bytes = files::read(path)?;
-            store
-                .add_revocation_list(&bytes, now)
-                .with_context(|| path.display().to_string())?;
-        }
-        None => {
-            store.dangerous().accept_missing_revocation_lists();
-        }
-    }
-    store
-        .verify(&files::read(credential)?, now)
-        .map_err(|e| match (e, crl) {
-            (IdentityError::RevocationListMissing { issuer }, Some(crl)) => anyhow!(
-                "{}: the revocation list {} is not from the authority that issued this credential ({issuer})",
-                credential.display(),
-                crl.display()
-            ),
-            (e, _) => anyhow::Error::new(e).context(credential.display().to_string()),
-        })
-}
-
 fn time(m: &mut Map<String, Json>, name: &str, t: Timestamp) {
     m.insert(name.into(), json!(t.to_rfc3339()));
     m.insert(format!("{name}_ms"), json!(t.as_millis()));
@@ -266,7 +230,8 @@ pub(crate) fn contract(c: ContractCommand) -> anyhow::Result<()> {
             let key = files::read_key(&key_file)?;
             let o = contract::verify_offer(&files::read(&offer)?).map_err(named(&offer))?;
             let now = Timestamp::now();
-            let consumer = consumer_credential(&credential, &authority_keys, crl.as_deref(), now)?;
+            let store = crate::trust::store(&authority_keys, &[] as &[&Path], crl.as_deref(), now)?;
+            let consumer = crate::trust::credential(&store, &credential, crl.as_deref(), now)?;
             // The offline CLI cannot remember nonces between runs.
             let nonces = contract::danger::NoNonceStore::accepting_replays();
             let r = contract::verify_request(&files::read(&request)?, &o, &consumer, now, &nonces)

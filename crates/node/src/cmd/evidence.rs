@@ -6,7 +6,6 @@ use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use tds_core::{Hash256, PublicKey};
-use tds_identity::TrustStore;
 use tds_provenance::evidence;
 use tds_provenance::CosignedStore;
 
@@ -145,23 +144,7 @@ fn agreement_assets(
 fn verify(a: &VerifyArgs) -> anyhow::Result<()> {
     let bytes = files::read(&a.file)?;
     let now = tds_core::Timestamp::now();
-    let mut trust = TrustStore::new();
-    trust.add_authority(a.authority_key);
-    for path in &a.rollovers {
-        trust
-            .add_rollover(&files::read(path)?)
-            .with_context(|| path.display().to_string())?;
-    }
-    match &a.crl {
-        Some(path) => {
-            trust
-                .add_revocation_list(&files::read(path)?, now)
-                .with_context(|| path.display().to_string())?;
-        }
-        None => {
-            trust.dangerous().accept_missing_revocation_lists();
-        }
-    }
+    let trust = crate::trust::store(&[a.authority_key], &a.rollovers, a.crl.as_deref(), now)?;
     let objects = tds_objects::StandardVerifier::with_trust(&trust);
     let v =
         evidence::verify(&bytes, &trust, &objects).with_context(|| a.file.display().to_string())?;

@@ -224,19 +224,8 @@ pub(crate) fn open_writer(home: &Path) -> anyhow::Result<Log<FileStore>> {
     let dir = home.join(LOG_DIR);
     let store = FileStore::open(Arc::new(DirStorage::new(&dir)), OpenOptions::writer())
         .with_context(|| format!("{}", dir.display()))?;
-    let r = store.recovery();
-    if r.torn_tail_bytes > 0 || r.torn_checkpoint {
-        let _ = writeln!(
-            std::io::stderr(),
-            "note: {}: cut an unacknowledged torn tail ({} bytes{}) left by a crash",
-            dir.display(),
-            r.torn_tail_bytes,
-            if r.torn_checkpoint {
-                ", and a torn checkpoint"
-            } else {
-                ""
-            }
-        );
+    if let Some(cut) = store.recovery().describe_cut() {
+        let _ = writeln!(std::io::stderr(), "note: {}: {cut}", dir.display());
     }
     Ok(Log::new(store, key))
 }

@@ -74,6 +74,23 @@ pub struct Recovery {
     pub torn_checkpoint: bool,
 }
 
+impl Recovery {
+    /// What a writer cut on open, in words for an operator (`None` if nothing was cut).
+    pub fn describe_cut(&self) -> Option<String> {
+        (self.torn_tail_bytes > 0 || self.torn_checkpoint).then(|| {
+            format!(
+                "cut an unacknowledged torn tail ({} bytes{}) left by a crash",
+                self.torn_tail_bytes,
+                if self.torn_checkpoint {
+                    ", and a torn checkpoint"
+                } else {
+                    ""
+                }
+            )
+        })
+    }
+}
+
 /// The durable file-based log store. See the [module docs](super).
 ///
 /// A writer runs one committer thread, which writes and syncs the queued records in
