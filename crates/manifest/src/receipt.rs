@@ -108,6 +108,11 @@ impl VerifiedReceipt {
         self.verified.value()
     }
 
+    /// The receipt id: the `tds/receipt/v1` hash of the signed payload.
+    pub fn id(&self) -> tds_core::Hash256 {
+        tds_core::Domain::RECEIPT.hash(self.verified.payload())
+    }
+
     /// The envelope bytes as received.
     pub fn envelope(&self) -> &[u8] {
         self.verified.envelope()

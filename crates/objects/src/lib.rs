@@ -474,6 +474,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn decode_any_gives_the_ids_the_libraries_give() {
+        use tds_core::{SigningKey, Timestamp};
+        use tds_identity::{Admission, Authority, Role, Sector};
+        let now = Timestamp::from_secs(1_800_000_000);
+        let mut authority = Authority::new("A", SigningKey::from_seed(&[1; 32])).unwrap();
+        let cred = authority
+            .admit(
+                &Admission {
+                    subject_key: SigningKey::from_seed(&[2; 32]).public_key(),
+                    name: "M".into(),
+                    sectors: vec![Sector::POWER],
+                    roles: vec![Role::Consumer],
+                    jurisdiction: "CN".parse().unwrap(),
+                    not_before: now,
+                    not_after: now.saturating_add_millis(1000),
+                },
+                now,
+            )
+            .unwrap();
+        let crl = authority
+            .revocation_list(now, now.saturating_add_millis(1000))
+            .unwrap();
+        let (roll, _) = authority
+            .rollover(SigningKey::from_seed(&[3; 32]), now)
+            .unwrap();
+        for (bytes, id, kind) in [
+            (
+                cred.envelope(),
+                cred.value().id().unwrap(),
+                Kind::Credential,
+            ),
+            (
+                crl.envelope(),
+                crl.value().id().unwrap(),
+                Kind::RevocationList,
+            ),
+            (
+                roll.envelope(),
+                roll.value().id().unwrap(),
+                Kind::KeyRollover,
+            ),
+        ] {
+            let d = decode_any(bytes).unwrap();
+            assert_eq!(d.kind(), kind);
+            assert_eq!(d.id(), id, "{kind}");
+            assert_eq!(d.self_signed(), Some(true), "{kind}");
+        }
+    }
+
+    #[test]
     fn registry_is_one_to_one() {
         for k in Kind::ALL {
             assert_eq!(Kind::from_content_type(k.content_type()), Some(k));

@@ -983,6 +983,12 @@ impl VerifiedTermination {
         &self.termination
     }
 
+    /// The notice id: the `tds/termination/v1` hash of its canonical CBOR (the signed
+    /// payload).
+    pub fn id(&self) -> Result<Hash256, PolicyError> {
+        Ok(Domain::TERMINATION.hash(&tds_core::cbor::encode(&self.termination)?))
+    }
+
     /// The agreement it ends.
     pub fn agreement(&self) -> Hash256 {
         self.termination.agreement
