@@ -24,7 +24,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Every `=> "a.b"` string in library sources: the arms of `ErrorCode::code` (and the
-/// codes `tds-objects` hands to `ObjectError`, written `code: "a.b"`).
+/// codes `tds-objects` hands to `ObjectError`, written `code: "a.b"`, and the refusals of
+/// the protocol, `Refusal::new("a.b", ..)` and `CallError::new("a.b", ..)`).
 fn codes_in_sources() -> BTreeSet<String> {
     let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
     let mut files = Vec::new();
@@ -37,7 +38,7 @@ fn codes_in_sources() -> BTreeSet<String> {
     let mut codes = BTreeSet::new();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        for marker in ["=>", "code:"] {
+        for marker in ["=>", "code:", "Refusal::new(", "CallError::new("] {
             for piece in text.split(marker).skip(1) {
                 // `=> "a.b"`, or `=> {` and the code on the next line.
                 let piece = piece.trim_start();

@@ -151,6 +151,10 @@ impl Domain {
     pub const RECEIPT: Domain = Domain("tds/receipt/v1");
     /// Termination notices.
     pub const TERMINATION: Domain = Domain("tds/termination/v1");
+    /// Negotiation notices of the connector protocol (FINALIZED, TERMINATED).
+    pub const NOTICE: Domain = Domain("tds/notice/v1");
+    /// Transfer receipts of the connector protocol.
+    pub const TRANSFER_RECEIPT: Domain = Domain("tds/transfer-receipt/v1");
     /// Authority key rollover statements.
     pub const ROLLOVER: Domain = Domain("tds/key-rollover/v1");
     /// Policies.

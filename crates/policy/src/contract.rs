@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteArray;
 use tds_core::cose::{self, CoseError, SignedObject};
 use tds_core::rand::RandomSource;
-use tds_core::{Domain, ErrorCode, Hash256, PublicKey, SigningKey, Timestamp};
+use tds_core::{Domain, ErrorCode, Hash256, PublicKey, Signer, Timestamp};
 use tds_identity::{Role, VerifiedCredential};
 
 use crate::compiled::CompiledPolicy;
@@ -35,6 +35,38 @@ pub const MAX_FUTURE_SKEW_MS: u64 = 5 * 60 * 1000;
 /// How old a contract request may be when it is accepted, in milliseconds. Nonces older
 /// than this can be forgotten by a [`NonceStore`].
 pub const MAX_REQUEST_AGE_MS: u64 = 24 * 60 * 60 * 1000;
+/// How far a contract request's time may lie from the verifier's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Freshness {
+    /// How far in the future a request's time may lie (clock skew), in milliseconds.
+    pub max_future_skew_ms: u64,
+    /// How old a request may be, in milliseconds.
+    pub max_age_ms: u64,
+}
+
+impl Freshness {
+    /// What [`verify_request`] allows: [`MAX_FUTURE_SKEW_MS`] ahead, [`MAX_REQUEST_AGE_MS`]
+    /// old (a request signed offline and carried by hand may take a day).
+    pub const OFFLINE: Freshness = Freshness {
+        max_future_skew_ms: MAX_FUTURE_SKEW_MS,
+        max_age_ms: MAX_REQUEST_AGE_MS,
+    };
+
+    /// A leeway of `ms` either way: what an online negotiation allows.
+    pub const fn leeway(ms: u64) -> Freshness {
+        Freshness {
+            max_future_skew_ms: ms,
+            max_age_ms: ms,
+        }
+    }
+
+    /// Whether a request made at `time` is fresh at `now`.
+    pub fn is_fresh(&self, time: Timestamp, now: Timestamp) -> bool {
+        time <= now.saturating_add_millis(self.max_future_skew_ms)
+            && now.millis_since(time) <= self.max_age_ms
+    }
+}
+
 /// The containment work one contract request may cost its verifier, in the units of
 /// [`crate::contain::Budget`] (its containment in the offer and its purpose check
 /// together). About a tenth of a second of one core here; realistic requests need a few
@@ -531,7 +563,7 @@ impl VerifiedOffer {
 }
 
 /// Signs an offer with the provider's key (the offer must name that key).
-pub fn create_offer(key: &SigningKey, offer: &Offer) -> Result<Vec<u8>, ContractError> {
+pub fn create_offer(key: &dyn Signer, offer: &Offer) -> Result<Vec<u8>, ContractError> {
     offer.policy.validate()?;
     check_signer(ContractObject::Offer, offer.provider, &key.public_key())?;
     if offer.provider_key != key.public_key() {
@@ -623,7 +655,7 @@ fn purpose_policy(purpose: &Purpose) -> Policy {
 
 /// Signs a contract request with the consumer's key.
 pub fn create_request(
-    key: &SigningKey,
+    key: &dyn Signer,
     request: &ContractRequest,
 ) -> Result<Vec<u8>, ContractError> {
     request.policy.validate()?;
@@ -699,6 +731,19 @@ pub fn verify_request(
     now: Timestamp,
     nonces: &dyn NonceStore,
 ) -> Result<VerifiedRequest, ContractError> {
+    verify_request_with(bytes, offer, consumer, now, nonces, &Freshness::OFFLINE)
+}
+
+/// [`verify_request`] with the request's allowed age and clock skew given by `freshness`
+/// (the connector protocol allows a few minutes either way).
+pub fn verify_request_with(
+    bytes: &[u8],
+    offer: &VerifiedOffer,
+    consumer: &VerifiedCredential,
+    now: Timestamp,
+    nonces: &dyn NonceStore,
+    freshness: &Freshness,
+) -> Result<VerifiedRequest, ContractError> {
     let opened = cose::open::<ContractRequest>(bytes)?;
     let named = opened.value();
     if *consumer.subject_key() != named.consumer_key
@@ -733,9 +778,7 @@ pub fn verify_request(
         });
     }
     offer.check_valid_at(now)?;
-    if req.time > now.saturating_add_millis(MAX_FUTURE_SKEW_MS)
-        || now.millis_since(req.time) > MAX_REQUEST_AGE_MS
-    {
+    if !freshness.is_fresh(req.time, now) {
         return Err(ContractError::StaleRequest {
             time: req.time,
             now,
@@ -767,7 +810,7 @@ pub struct Accepted {
 /// The provider accepts a verified request: builds the terms and signs them (the first
 /// of the two signatures of the agreement's COSE_Sign).
 pub fn accept(
-    key: &SigningKey,
+    key: &dyn Signer,
     offer: &VerifiedOffer,
     request: &VerifiedRequest,
     now: Timestamp,
@@ -797,7 +840,7 @@ pub fn accept(
 
 /// The consumer countersigns the provider-signed terms, after checking the provider's
 /// signature and that the terms name this consumer.
-pub fn countersign(key: &SigningKey, half: &[u8]) -> Result<Vec<u8>, ContractError> {
+pub fn countersign(key: &dyn Signer, half: &[u8]) -> Result<Vec<u8>, ContractError> {
     let opened = cose::open_multi::<AgreementTerms>(half)?;
     let terms = opened.value().clone();
     check_signer(
@@ -944,13 +987,13 @@ pub fn verify_agreement(bytes: &[u8]) -> Result<VerifiedAgreement, ContractError
 
 /// Signs a termination notice by one party of a verified agreement.
 pub fn terminate(
-    key: &SigningKey,
+    key: &dyn Signer,
     agreement: &VerifiedAgreement,
     time: Timestamp,
     reason: Option<Text>,
 ) -> Result<Vec<u8>, ContractError> {
     let t = agreement.terms();
-    let me = key.id();
+    let me = key.key_id();
     if me != t.provider && me != t.consumer {
         return Err(ContractError::NotAParty {
             what: ContractObject::Termination,

@@ -297,7 +297,7 @@ mod tests {
 
     #[test]
     fn trailing_and_truncated_frames_are_refused() {
-        let m = Message::Error(Refusal::new("protocol.test", "x"));
+        let m = Message::Error(Refusal::new("protocol.invalid", "x"));
         let mut f = encode_control(&m).unwrap();
         assert_eq!(decode(&f).unwrap(), Frame::Control(m));
         f.push(0);

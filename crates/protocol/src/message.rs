@@ -14,16 +14,13 @@ use serde_bytes::{ByteArray, ByteBuf};
 use tds_core::cbor::{self, CborError};
 use tds_core::hash::Hash256;
 use tds_core::rand::{random_array, RandomSource};
-use tds_policy::Text;
+use tds_policy::Purpose;
 
 use crate::error::ProtocolError;
 use crate::frame::CONTROL_LIMITS;
 
 /// The protocol versions this crate speaks, newest last.
 pub const VERSIONS: &[u64] = &[1];
-
-/// Most chunk indices one `chunk_request` may name.
-pub const MAX_CHUNKS_PER_REQUEST: usize = 64;
 
 /// Most entries in one catalog page.
 pub const MAX_PAGE: u64 = 256;
@@ -217,7 +214,7 @@ pub struct TransferRequestMsg {
     /// The agreement id.
     pub agreement: Hash256,
     /// The declared purpose of this use (must be covered by the agreement's).
-    pub purpose: Text,
+    pub purpose: Purpose,
 }
 
 /// DSP `TransferStartMessage`: the provider starts (or restarts) a transfer and names the
@@ -271,8 +268,7 @@ pub struct TransferCompletionMsg {
     pub receipt: Option<Signed>,
 }
 
-/// The consumer asks for chunks; the reply is one data frame per index, in order, or an
-/// error.
+/// The consumer asks for one chunk; the reply is a data frame or an error.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChunkRequestMsg {
@@ -280,8 +276,8 @@ pub struct ChunkRequestMsg {
     pub provider_pid: Pid,
     /// The consumer's process id.
     pub consumer_pid: Pid,
-    /// The chunk indices, at most [`MAX_CHUNKS_PER_REQUEST`].
-    pub indices: Vec<u64>,
+    /// The chunk index.
+    pub index: u64,
 }
 
 /// Catalog filters; every given filter must match.

@@ -1,0 +1,1105 @@
+//! Transfers: the DSP transfer states, chunks requested by the consumer and verified
+//! before they are accepted, a provider that re-checks the agreement at every start.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use serde_bytes::ByteBuf;
+use tds_core::hash::Hash256;
+use tds_core::Timestamp;
+use tds_manifest::content::{ChunkVerifier, VerifierState};
+use tds_manifest::VerifiedManifest;
+use tds_policy::contract::VerifiedAgreement;
+use tds_policy::{Action, Effect, Purpose, RuleKind};
+
+use super::{refusal_of, Asset, CallError, Event, InId, Mode, Purpose as Why, Session, Transmit};
+use crate::frame::{self, ChunkHeader};
+use crate::message::{
+    Ack, ChunkRequestMsg, Message, Pid, Refusal, TransferCompletionMsg, TransferRequestMsg,
+    TransferResumeMsg, TransferStartMsg, TransferStopMsg,
+};
+use crate::signed::{self, TransferReceipt, VerifiedTransferReceipt};
+use crate::state::{transfer_next, Role, TransferState, TransferStep};
+
+const SEEN: usize = 16;
+
+/// A transfer as one side sees it.
+#[derive(Debug)]
+pub(super) struct Transfer {
+    role: Role,
+    own: Pid,
+    peer_pid: Option<Pid>,
+    state: TransferState,
+    /// Last state change or verified chunk.
+    progress: Timestamp,
+    idle_ms: u64,
+    agreement: Arc<VerifiedAgreement>,
+    purpose: Purpose,
+    /// Consumer: the manifest named at the first start, and the verifier.
+    manifest: Option<Arc<VerifiedManifest>>,
+    verifier: Option<ChunkVerifier>,
+    /// Consumer: a verified set from an earlier transfer of the same asset.
+    resume: Option<VerifierState>,
+    /// Consumer: chunks asked for and not yet answered.
+    in_flight: HashSet<u64>,
+    /// Consumer: chunks whose request failed, to ask again first.
+    again: BTreeSet<u64>,
+    /// Consumer: where the scan for missing chunks goes on.
+    cursor: u64,
+    /// Consumer: chunk requests sent, in all.
+    chunk_requests: u64,
+    /// Bytes verified (consumer) or served (provider).
+    bytes: u64,
+    /// Provider: the asset.
+    asset: Option<Asset>,
+    /// Replies given to messages of the peer, with the state they left.
+    seen: Vec<(Hash256, Message, TransferState)>,
+}
+
+/// What the application may read of a transfer.
+#[derive(Clone, Debug)]
+pub struct TransferView {
+    /// This side's role.
+    pub role: Role,
+    /// This side's process id.
+    pub pid: Pid,
+    /// The peer's process id, once known.
+    pub peer_pid: Option<Pid>,
+    /// The state.
+    pub state: TransferState,
+    /// The agreement.
+    pub agreement: Hash256,
+    /// Bytes verified (consumer) or served (provider).
+    pub bytes: u64,
+    /// Consumer: chunks verified.
+    pub verified_chunks: u64,
+    /// Consumer: chunk requests sent in all (each chunk is asked for until it verifies,
+    /// never after).
+    pub chunk_requests: u64,
+}
+
+/// A chunk that verified against the manifest: store it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ReceivedChunk<'a> {
+    /// The transfer.
+    pub pid: Pid,
+    /// The chunk index.
+    pub index: u64,
+    /// Its byte offset in the asset.
+    pub offset: u64,
+    /// The bytes.
+    pub data: &'a [u8],
+}
+
+impl Transfer {
+    pub(super) fn state(&self) -> TransferState {
+        self.state
+    }
+
+    pub(super) fn deadline(&self) -> Option<Timestamp> {
+        matches!(
+            self.state,
+            TransferState::Requested | TransferState::Started
+        )
+        .then(|| self.progress.saturating_add_millis(self.idle_ms))
+    }
+
+    pub(super) fn verifier_state(&self) -> Option<VerifierState> {
+        self.verifier.as_ref().map(ChunkVerifier::state)
+    }
+
+    fn pids(&self) -> (Pid, Option<Pid>) {
+        match self.role {
+            Role::Consumer => (self.own, self.peer_pid),
+            Role::Provider => (self.peer_pid.unwrap_or(self.own), Some(self.own)),
+        }
+    }
+
+    fn seen(&self, digest: &Hash256) -> Option<Message> {
+        self.seen
+            .iter()
+            .find(|(d, _, s)| d == digest && *s == self.state)
+            .map(|(_, m, _)| m.clone())
+    }
+
+    fn ack(&self) -> Message {
+        Message::Ack(Ack {
+            pid: Some(self.own),
+            state: Some(self.state.as_str().to_owned()),
+        })
+    }
+}
+
+fn invalid(e: crate::state::InvalidTransition) -> Refusal {
+    Refusal::new("transfer.invalid_transition", e.to_string())
+}
+
+fn unknown(pid: Pid) -> Refusal {
+    Refusal::new(
+        "transfer.unknown_process",
+        format!("no transfer {pid} with this peer"),
+    )
+}
+
+fn call<E: tds_core::ErrorCode + std::error::Error + 'static>(e: E) -> CallError {
+    CallError::from(refusal_of(&e))
+}
+
+impl Session {
+    /// What this side knows of transfer `pid`.
+    pub fn transfer(&self, pid: Pid) -> Option<TransferView> {
+        self.transfers.get(&pid).map(|t| TransferView {
+            role: t.role,
+            pid: t.own,
+            peer_pid: t.peer_pid,
+            state: t.state,
+            agreement: t.agreement.id(),
+            bytes: t.bytes,
+            verified_chunks: t.verifier.as_ref().map_or(0, ChunkVerifier::verified_count),
+            chunk_requests: t.chunk_requests,
+        })
+    }
+
+    fn set_transfer_state(&mut self, now: Timestamp, pid: Pid, to: TransferState) {
+        if let Some(t) = self.transfers.get_mut(&pid) {
+            t.state = to;
+            t.progress = now;
+            let role = t.role;
+            self.events.push_back(Event::TransferState {
+                pid,
+                role,
+                state: to,
+            });
+        }
+    }
+
+    fn transfer_for(&self, own: Pid, peer_pid: Pid, role: Role) -> Result<&Transfer, Refusal> {
+        let t = self.transfers.get(&own).ok_or_else(|| unknown(own))?;
+        if t.role != role || t.peer_pid.is_some_and(|p| p != peer_pid) {
+            return Err(unknown(own));
+        }
+        Ok(t)
+    }
+
+    fn transfer_answer(&mut self, pid: Pid, digest: Hash256) -> Message {
+        match self.transfers.get_mut(&pid) {
+            Some(t) => {
+                let a = t.ack();
+                if t.seen.len() >= SEEN {
+                    t.seen.remove(0);
+                }
+                t.seen.push((digest, a.clone(), t.state));
+                a
+            }
+            None => Message::Error(unknown(pid)),
+        }
+    }
+
+    // ---- consumer calls ----
+
+    /// Consumer: asks for the asset of `agreement` (concluded with the peer) for
+    /// `purpose`. `resume` is the verified set of an earlier transfer of the same asset
+    /// ([`Session::verifier_state`]): its chunks are not asked for again.
+    pub fn request_transfer(
+        &mut self,
+        now: Timestamp,
+        agreement: Arc<VerifiedAgreement>,
+        purpose: Purpose,
+        resume: Option<VerifierState>,
+    ) -> Result<Pid, CallError> {
+        self.check_capacity()?;
+        let t = agreement.terms();
+        if t.consumer != self.me || t.provider != *self.peer.subject().as_hash() {
+            return Err(CallError::new(
+                "transfer.not_party",
+                "the agreement is not between this consumer and the peer",
+            ));
+        }
+        let own = self.new_pid()?;
+        let m = Message::TransferRequest(TransferRequestMsg {
+            consumer_pid: own,
+            agreement: agreement.id(),
+            purpose: purpose.clone(),
+        });
+        self.transfers.insert(
+            own,
+            Transfer {
+                role: Role::Consumer,
+                own,
+                peer_pid: None,
+                state: TransferState::Requested,
+                progress: now,
+                idle_ms: self.config.transfer_idle_timeout_ms,
+                agreement,
+                purpose,
+                manifest: None,
+                verifier: None,
+                resume,
+                in_flight: HashSet::new(),
+                again: BTreeSet::new(),
+                cursor: 0,
+                chunk_requests: 0,
+                bytes: 0,
+                asset: None,
+                seen: Vec::new(),
+            },
+        );
+        self.send(now, Why::Transfer(own), &m, false)?;
+        self.events.push_back(Event::TransferState {
+            pid: own,
+            role: Role::Consumer,
+            state: TransferState::Requested,
+        });
+        Ok(own)
+    }
+
+    fn stop_message(t: &Transfer, code: &str, reason: &str) -> Result<TransferStopMsg, CallError> {
+        let (cpid, ppid) = t.pids();
+        let ppid = ppid.ok_or_else(|| {
+            CallError::new(
+                "transfer.no_peer_pid",
+                "the provider's process id is not known yet",
+            )
+        })?;
+        Ok(TransferStopMsg {
+            provider_pid: ppid,
+            consumer_pid: cpid,
+            code: code.to_owned(),
+            reason: Some(reason.chars().take(256).collect()),
+        })
+    }
+
+    /// Either side: suspends a started transfer.
+    pub fn suspend_transfer(
+        &mut self,
+        now: Timestamp,
+        pid: Pid,
+        code: &str,
+        reason: &str,
+    ) -> Result<(), CallError> {
+        let t = self
+            .transfers
+            .get(&pid)
+            .ok_or_else(|| CallError::from(unknown(pid)))?;
+        let to = transfer_next(Some(t.state), TransferStep::Suspension, t.role)
+            .map_err(|e| CallError::from(invalid(e)))?;
+        let m = Message::TransferSuspension(Self::stop_message(t, code, reason)?);
+        self.send(now, Why::Transfer(pid), &m, false)?;
+        self.set_transfer_state(now, pid, to);
+        Ok(())
+    }
+
+    /// Consumer: resumes a suspended transfer (DSP start by the consumer); the provider
+    /// re-checks the agreement. Provider: use [`Session::start_transfer`].
+    pub fn resume_transfer(&mut self, now: Timestamp, pid: Pid) -> Result<(), CallError> {
+        let t = self
+            .transfers
+            .get(&pid)
+            .ok_or_else(|| CallError::from(unknown(pid)))?;
+        if t.role != Role::Consumer {
+            return self.start_transfer(now, pid);
+        }
+        let to = transfer_next(Some(t.state), TransferStep::Start, t.role)
+            .map_err(|e| CallError::from(invalid(e)))?;
+        let (cpid, ppid) = t.pids();
+        let ppid = ppid.ok_or_else(|| {
+            CallError::new(
+                "transfer.no_peer_pid",
+                "the provider's process id is not known yet",
+            )
+        })?;
+        let m = Message::TransferResume(TransferResumeMsg {
+            provider_pid: ppid,
+            consumer_pid: cpid,
+        });
+        self.send(now, Why::Transfer(pid), &m, false)?;
+        self.set_transfer_state(now, pid, to);
+        Ok(())
+    }
+
+    /// Either side: completes a started transfer. The consumer signs a receipt of what it
+    /// verified.
+    pub fn complete_transfer(&mut self, now: Timestamp, pid: Pid) -> Result<(), CallError> {
+        let t = self
+            .transfers
+            .get(&pid)
+            .ok_or_else(|| CallError::from(unknown(pid)))?;
+        let to = transfer_next(Some(t.state), TransferStep::Completion, t.role)
+            .map_err(|e| CallError::from(invalid(e)))?;
+        let (cpid, ppid) = t.pids();
+        let ppid = ppid.ok_or_else(|| {
+            CallError::new(
+                "transfer.no_peer_pid",
+                "the provider's process id is not known yet",
+            )
+        })?;
+        let role = t.role;
+        let (receipt, verified, complete) = if role == Role::Consumer {
+            let r = self.consumer_receipt(now, t, cpid, ppid)?;
+            let complete = r.receipt().complete;
+            (
+                Some(ByteBuf::from(r.envelope().to_vec())),
+                Some(r),
+                complete,
+            )
+        } else {
+            (None, None, false)
+        };
+        let bytes = t.bytes;
+        let m = Message::TransferCompletion(TransferCompletionMsg {
+            provider_pid: ppid,
+            consumer_pid: cpid,
+            receipt,
+        });
+        self.send(now, Why::Transfer(pid), &m, false)?;
+        self.set_transfer_state(now, pid, to);
+        self.events.push_back(Event::TransferCompleted {
+            pid,
+            role,
+            complete,
+            bytes,
+            receipt: verified,
+        });
+        Ok(())
+    }
+
+    fn consumer_receipt(
+        &self,
+        now: Timestamp,
+        t: &Transfer,
+        cpid: Pid,
+        ppid: Pid,
+    ) -> Result<VerifiedTransferReceipt, CallError> {
+        let (root, size) = t
+            .manifest
+            .as_ref()
+            .map(|m| (m.manifest().content.root, m.manifest().content.size))
+            .unwrap_or_default();
+        let (chunks, complete) = t
+            .verifier
+            .as_ref()
+            .map_or((0, false), |v| (v.verified_count(), v.is_complete()));
+        let receipt = TransferReceipt {
+            consumer_pid: cpid,
+            provider_pid: ppid,
+            agreement: t.agreement.id(),
+            root,
+            size,
+            bytes: t.bytes,
+            chunks,
+            complete,
+            consumer: self.me,
+            time: now,
+        };
+        let bytes = signed::sign_receipt(&*self.key, &receipt).map_err(call)?;
+        signed::verify_receipt(&bytes, &self.key.public_key(), cpid, ppid).map_err(call)
+    }
+
+    /// Either side: terminates a transfer.
+    pub fn terminate_transfer(
+        &mut self,
+        now: Timestamp,
+        pid: Pid,
+        code: &str,
+        reason: &str,
+    ) -> Result<(), CallError> {
+        if !tds_core::code::is_well_formed(code) {
+            return Err(CallError::new(
+                "protocol.invalid",
+                format!("{code:?} is not a reason code"),
+            ));
+        }
+        let t = self
+            .transfers
+            .get(&pid)
+            .ok_or_else(|| CallError::from(unknown(pid)))?;
+        let to = transfer_next(Some(t.state), TransferStep::Termination, t.role)
+            .map_err(|e| CallError::from(invalid(e)))?;
+        let role = t.role;
+        let bytes = t.bytes;
+        if let Ok(m) = Self::stop_message(t, code, reason) {
+            self.send(now, Why::Notice, &Message::TransferTermination(m), false)?;
+        }
+        self.set_transfer_state(now, pid, to);
+        self.events.push_back(Event::TransferTerminated {
+            pid,
+            by: role,
+            code: code.to_owned(),
+            reason: reason.to_owned(),
+            bytes,
+        });
+        Ok(())
+    }
+
+    // ---- provider calls ----
+
+    /// Provider: starts a requested transfer (manual mode) or restarts a suspended one,
+    /// re-checking the agreement first.
+    pub fn start_transfer(&mut self, now: Timestamp, pid: Pid) -> Result<(), CallError> {
+        let t = self
+            .transfers
+            .get(&pid)
+            .ok_or_else(|| CallError::from(unknown(pid)))?;
+        let to = transfer_next(Some(t.state), TransferStep::Start, t.role)
+            .map_err(|e| CallError::from(invalid(e)))?;
+        if t.role != Role::Provider {
+            return Err(CallError::new(
+                "transfer.not_provider",
+                "only the provider sends the asset's manifest",
+            ));
+        }
+        let (cpid, _) = t.pids();
+        let (agreement, purpose) = (t.agreement.id(), t.purpose.clone());
+        let (_, asset) = self.recheck(now, &agreement, &purpose)?;
+        let m = Message::TransferStart(TransferStartMsg {
+            provider_pid: pid,
+            consumer_pid: cpid,
+            manifest: ByteBuf::from(asset.manifest.clone()),
+        });
+        self.send(now, Why::Transfer(pid), &m, false)?;
+        if let Some(t) = self.transfers.get_mut(&pid) {
+            t.asset = Some(asset);
+        }
+        self.set_transfer_state(now, pid, to);
+        Ok(())
+    }
+
+    /// Provider: answers [`Event::ChunkWanted`] `reply` with the chunk's bytes and its
+    /// inclusion path (from the asset's chunk tree).
+    pub fn send_chunk(
+        &mut self,
+        now: Timestamp,
+        reply: InId,
+        data: &[u8],
+        path: Vec<Hash256>,
+    ) -> Result<(), CallError> {
+        let mut frame = self.chunk_head(now, reply, data.len() as u64, path)?;
+        frame.extend_from_slice(data);
+        self.transmits
+            .push_back(Transmit::Reply { to: reply, frame });
+        Ok(())
+    }
+
+    /// Provider: like [`Session::send_chunk`], but returns the head of the data frame for
+    /// the caller to write followed by the chunk's `len` bytes, without copying them.
+    pub fn chunk_head(
+        &mut self,
+        _now: Timestamp,
+        reply: InId,
+        len: u64,
+        path: Vec<Hash256>,
+    ) -> Result<Vec<u8>, CallError> {
+        let (pid, index) = self.chunk_replies.remove(&reply).ok_or_else(|| {
+            CallError::new(
+                "transfer.no_chunk_request",
+                "no chunk request waits for that reply",
+            )
+        })?;
+        let t = self
+            .transfers
+            .get_mut(&pid)
+            .ok_or_else(|| CallError::from(unknown(pid)))?;
+        let (cpid, _) = t.pids();
+        let expected = t
+            .asset
+            .as_ref()
+            .and_then(|a| a.commitment().chunk_len(index));
+        if expected != Some(len) {
+            return Err(CallError::new(
+                "transfer.chunk_length",
+                format!("chunk {index} must be {expected:?} bytes, not {len}"),
+            ));
+        }
+        let len_usize = usize::try_from(len)
+            .map_err(|_| CallError::new("transfer.chunk_length", "chunk too large"))?;
+        let head = frame::encode_data_head(
+            &ChunkHeader {
+                transfer: cpid,
+                index,
+                path,
+            },
+            len_usize,
+        )
+        .map_err(call)?;
+        t.bytes = t.bytes.saturating_add(len);
+        t.progress = _now;
+        Ok(head)
+    }
+
+    /// Provider: cannot serve the chunk [`Event::ChunkWanted`] asked for.
+    pub fn refuse_chunk(&mut self, reply: InId, refusal: Refusal) {
+        if self.chunk_replies.remove(&reply).is_some() {
+            self.reply(reply, &Message::Error(refusal));
+        }
+    }
+
+    /// Provider: the agreement still allows a transfer to this consumer, now.
+    fn recheck(
+        &self,
+        now: Timestamp,
+        id: &Hash256,
+        purpose: &Purpose,
+    ) -> Result<(Arc<VerifiedAgreement>, Asset), Refusal> {
+        self.host.check_peer(&self.peer, now)?;
+        let a = self.host.agreement(id).ok_or_else(|| {
+            Refusal::new(
+                "transfer.unknown_agreement",
+                format!("no agreement {id} with this provider"),
+            )
+        })?;
+        let t = a.terms();
+        if t.provider != self.me || t.consumer != *self.peer.subject().as_hash() {
+            return Err(Refusal::new(
+                "transfer.not_party",
+                "the agreement is not between this provider and the peer",
+            ));
+        }
+        if self.host.is_terminated(id) {
+            return Err(Refusal::new(
+                "transfer.agreement_terminated",
+                format!("agreement {id} was terminated"),
+            ));
+        }
+        let asset = self.host.asset(t.asset.as_str()).ok_or_else(|| {
+            Refusal::new(
+                "transfer.unknown_asset",
+                format!("asset {} is not served here", t.asset.as_str()),
+            )
+        })?;
+        let usage = self.host.usage(id);
+        let m = asset.verified.manifest();
+        let mut req = tds_policy::Request::new(Action::Use);
+        req.target = Some(t.asset.clone());
+        req.purpose = Some(purpose.clone());
+        req.time = Some(now);
+        req.elapsed = Some(now.millis_since(t.agreed_at));
+        req.recipient = Some(t.consumer);
+        req.sector = self.peer.sector().and_then(|s| s.as_str().parse().ok());
+        req.roles = self
+            .peer
+            .roles()
+            .iter()
+            .filter_map(|r| r.as_str().parse().ok())
+            .collect();
+        req.jurisdiction = self.peer.jurisdiction().as_str().parse().ok();
+        req.uses = Some(usage.transfers);
+        req.volume = Some(usage.bytes.saturating_add(m.content.size));
+        req.classification = tds_policy::Classification::from_word(m.classification.as_str());
+        req.personal_info = tds_policy::PersonalInfo::from_word(m.personal.as_str());
+        // The transfer is allowed when the agreement permits some use now: each action
+        // its permissions name is tried.
+        let mut actions: Vec<Action> = a
+            .terms()
+            .policy
+            .rules
+            .iter()
+            .filter(|r| r.kind == RuleKind::Permission)
+            .map(|r| r.action)
+            .collect();
+        actions.dedup();
+        let mut first = None;
+        for action in actions {
+            req.action = action;
+            if a.decide(&req).effect == Effect::Permit {
+                return Ok((a.clone(), asset));
+            }
+            if first.is_none() {
+                first = Some(a.explain(&req));
+            }
+        }
+        let (code, reason) = match first {
+            Some(d) => {
+                let code = d
+                    .reasons
+                    .iter()
+                    .rev()
+                    .map(|r| r.code.as_str())
+                    .next()
+                    .unwrap_or("policy.deny");
+                let text: Vec<String> = d.reasons.iter().map(|r| r.to_string()).collect();
+                (code.to_owned(), text.join("; "))
+            }
+            None => (
+                "transfer.nothing_permitted".to_owned(),
+                "the agreement permits no use".to_owned(),
+            ),
+        };
+        Err(Refusal::new(code, reason))
+    }
+
+    // ---- the peer's messages ----
+
+    pub(super) fn on_transfer_request(
+        &mut self,
+        now: Timestamp,
+        digest: Hash256,
+        r: TransferRequestMsg,
+    ) -> Result<Message, Refusal> {
+        if let Some(own) = self.transfer_by_peer.get(&r.consumer_pid) {
+            return match self.transfers.get(own).and_then(|t| t.seen(&digest)) {
+                Some(reply) => Ok(reply),
+                None => Err(Refusal::new(
+                    "transfer.pid_in_use",
+                    format!("consumer process id {} is already in use", r.consumer_pid),
+                )),
+            };
+        }
+        self.check_capacity()?;
+        transfer_next(None, TransferStep::Request, Role::Consumer).map_err(invalid)?;
+        let (agreement, asset) = self.recheck(now, &r.agreement, &r.purpose)?;
+        let own = self.new_pid()?;
+        self.transfers.insert(
+            own,
+            Transfer {
+                role: Role::Provider,
+                own,
+                peer_pid: Some(r.consumer_pid),
+                state: TransferState::Requested,
+                progress: now,
+                idle_ms: self.config.transfer_idle_timeout_ms,
+                agreement,
+                purpose: r.purpose,
+                manifest: None,
+                verifier: None,
+                resume: None,
+                in_flight: HashSet::new(),
+                again: BTreeSet::new(),
+                cursor: 0,
+                chunk_requests: 0,
+                bytes: 0,
+                asset: Some(asset),
+                seen: Vec::new(),
+            },
+        );
+        self.transfer_by_peer.insert(r.consumer_pid, own);
+        self.events.push_back(Event::TransferState {
+            pid: own,
+            role: Role::Provider,
+            state: TransferState::Requested,
+        });
+        let reply = self.transfer_answer(own, digest);
+        match self.config.provider_mode {
+            Mode::Manual => self.events.push_back(Event::TransferRequested {
+                pid: own,
+                agreement: r.agreement,
+            }),
+            Mode::Auto => {
+                if let Err(e) = self.start_transfer(now, own) {
+                    let _ = self.terminate_transfer(now, own, &e.refusal.code, &e.refusal.reason);
+                }
+            }
+        }
+        Ok(reply)
+    }
+
+    pub(super) fn on_transfer_start(
+        &mut self,
+        now: Timestamp,
+        digest: Hash256,
+        r: TransferStartMsg,
+    ) -> Result<Message, Refusal> {
+        let own = r.consumer_pid;
+        let t = self.transfer_for(own, r.provider_pid, Role::Consumer)?;
+        if let Some(reply) = t.seen(&digest) {
+            return Ok(reply);
+        }
+        let to =
+            transfer_next(Some(t.state), TransferStep::Start, Role::Provider).map_err(invalid)?;
+        let manifest = tds_manifest::open(&r.manifest)
+            .and_then(|m| m.verify(self.peer.subject_key()))
+            .map_err(|e| refusal_of(&e))?;
+        if manifest.id().to_string() != t.agreement.terms().asset.as_str() {
+            return Err(Refusal::new(
+                "transfer.wrong_asset",
+                "the manifest is not the agreement's asset",
+            ));
+        }
+        if let Some(m) = &t.manifest {
+            if m.id() != manifest.id() {
+                return Err(Refusal::new(
+                    "transfer.wrong_asset",
+                    "a restart must name the same asset",
+                ));
+            }
+        }
+        let verifier = match (&t.verifier, &t.resume) {
+            (Some(_), _) => None,
+            (None, Some(state)) => Some(
+                ChunkVerifier::resume(&manifest.manifest().content, state)
+                    .or_else(|_| ChunkVerifier::new(&manifest.manifest().content))
+                    .map_err(|e| refusal_of(&e))?,
+            ),
+            (None, None) => {
+                Some(ChunkVerifier::new(&manifest.manifest().content).map_err(|e| refusal_of(&e))?)
+            }
+        };
+        if let Some(t) = self.transfers.get_mut(&own) {
+            t.peer_pid = Some(r.provider_pid);
+            if t.manifest.is_none() {
+                t.manifest = Some(Arc::new(manifest));
+            }
+            if let Some(v) = verifier {
+                t.verifier = Some(v);
+                t.resume = None;
+            }
+        }
+        self.set_transfer_state(now, own, to);
+        Ok(self.transfer_answer(own, digest))
+    }
+
+    pub(super) fn on_transfer_resume(
+        &mut self,
+        now: Timestamp,
+        digest: Hash256,
+        r: TransferResumeMsg,
+    ) -> Result<Message, Refusal> {
+        let own = r.provider_pid;
+        let t = self.transfer_for(own, r.consumer_pid, Role::Provider)?;
+        if let Some(reply) = t.seen(&digest) {
+            return Ok(reply);
+        }
+        let to =
+            transfer_next(Some(t.state), TransferStep::Start, Role::Consumer).map_err(invalid)?;
+        let (agreement, purpose) = (t.agreement.id(), t.purpose.clone());
+        self.recheck(now, &agreement, &purpose)?;
+        self.set_transfer_state(now, own, to);
+        Ok(self.transfer_answer(own, digest))
+    }
+
+    /// The process a stop message names, from this side's role in it.
+    fn stopped(&self, r: &TransferStopMsg) -> (Pid, Pid, Role) {
+        if self
+            .transfers
+            .get(&r.provider_pid)
+            .is_some_and(|t| t.role == Role::Provider)
+        {
+            (r.provider_pid, r.consumer_pid, Role::Provider)
+        } else {
+            (r.consumer_pid, r.provider_pid, Role::Consumer)
+        }
+    }
+
+    pub(super) fn on_transfer_suspension(
+        &mut self,
+        now: Timestamp,
+        digest: Hash256,
+        r: TransferStopMsg,
+    ) -> Result<Message, Refusal> {
+        let (own, peer, role) = self.stopped(&r);
+        let t = self.transfer_for(own, peer, role)?;
+        if let Some(reply) = t.seen(&digest) {
+            return Ok(reply);
+        }
+        let to = transfer_next(Some(t.state), TransferStep::Suspension, role.other())
+            .map_err(invalid)?;
+        self.set_transfer_state(now, own, to);
+        Ok(self.transfer_answer(own, digest))
+    }
+
+    pub(super) fn on_transfer_completion(
+        &mut self,
+        now: Timestamp,
+        digest: Hash256,
+        r: TransferCompletionMsg,
+    ) -> Result<Message, Refusal> {
+        let own_is_provider = self
+            .transfers
+            .get(&r.provider_pid)
+            .is_some_and(|t| t.role == Role::Provider);
+        let (own, peer, role) = if own_is_provider {
+            (r.provider_pid, r.consumer_pid, Role::Provider)
+        } else {
+            (r.consumer_pid, r.provider_pid, Role::Consumer)
+        };
+        let t = self.transfer_for(own, peer, role)?;
+        if let Some(reply) = t.seen(&digest) {
+            return Ok(reply);
+        }
+        let to = transfer_next(Some(t.state), TransferStep::Completion, role.other())
+            .map_err(invalid)?;
+        let (receipt, complete) = match role {
+            Role::Provider => {
+                let bytes = r.receipt.as_ref().ok_or_else(|| {
+                    Refusal::new(
+                        "transfer.receipt_missing",
+                        "a consumer completes a transfer with its signed receipt",
+                    )
+                })?;
+                let v = signed::verify_receipt(
+                    bytes,
+                    self.peer.subject_key(),
+                    r.consumer_pid,
+                    r.provider_pid,
+                )
+                .map_err(|e| refusal_of(&e))?;
+                let root = t.asset.as_ref().map(|a| a.commitment().root);
+                let rc = v.receipt();
+                if rc.agreement != t.agreement.id() || Some(rc.root) != root {
+                    return Err(Refusal::new(
+                        "transfer.receipt_mismatch",
+                        "the receipt is for another agreement or asset",
+                    ));
+                }
+                let complete = rc.complete;
+                (Some(v), complete)
+            }
+            Role::Consumer => (
+                None,
+                t.verifier.as_ref().is_some_and(ChunkVerifier::is_complete),
+            ),
+        };
+        let bytes = t.bytes;
+        self.set_transfer_state(now, own, to);
+        self.events.push_back(Event::TransferCompleted {
+            pid: own,
+            role,
+            complete,
+            bytes,
+            receipt,
+        });
+        Ok(self.transfer_answer(own, digest))
+    }
+
+    pub(super) fn on_transfer_termination(
+        &mut self,
+        now: Timestamp,
+        digest: Hash256,
+        r: TransferStopMsg,
+    ) -> Result<Message, Refusal> {
+        let (own, peer, role) = self.stopped(&r);
+        let t = self.transfer_for(own, peer, role)?;
+        if let Some(reply) = t.seen(&digest) {
+            return Ok(reply);
+        }
+        let to = transfer_next(Some(t.state), TransferStep::Termination, role.other())
+            .map_err(invalid)?;
+        let bytes = t.bytes;
+        if let Some(t) = self.transfers.get_mut(&own) {
+            t.peer_pid = Some(peer);
+        }
+        self.set_transfer_state(now, own, to);
+        self.events.push_back(Event::TransferTerminated {
+            pid: own,
+            by: role.other(),
+            code: r.code,
+            reason: r.reason.unwrap_or_default(),
+            bytes,
+        });
+        Ok(self.transfer_answer(own, digest))
+    }
+
+    pub(super) fn on_chunk_request(
+        &mut self,
+        now: Timestamp,
+        id: InId,
+        r: ChunkRequestMsg,
+    ) -> Result<Option<Message>, Refusal> {
+        let t = self.transfer_for(r.provider_pid, r.consumer_pid, Role::Provider)?;
+        if t.state != TransferState::Started {
+            return Err(Refusal::new(
+                "transfer.not_started",
+                format!(
+                    "transfer is {}, chunks are served only while STARTED",
+                    t.state
+                ),
+            ));
+        }
+        let asset = t
+            .asset
+            .as_ref()
+            .ok_or_else(|| Refusal::new("transfer.not_started", "no asset"))?;
+        let c = asset.commitment();
+        let len = c.chunk_len(r.index).ok_or_else(|| {
+            Refusal::new(
+                "manifest.chunk.index_out_of_range",
+                format!(
+                    "chunk {} does not exist: the asset has {} chunk(s)",
+                    r.index, c.chunks
+                ),
+            )
+        })?;
+        let offset = c.chunk_offset(r.index);
+        let name = t.agreement.terms().asset.as_str().to_owned();
+        let _ = now;
+        self.chunk_replies.insert(id, (r.provider_pid, r.index));
+        self.events.push_back(Event::ChunkWanted {
+            reply: id,
+            pid: r.provider_pid,
+            asset: name,
+            index: r.index,
+            offset,
+            len,
+        });
+        Ok(None)
+    }
+
+    // ---- the consumer's chunk loop ----
+
+    pub(super) fn pump_transfers(&mut self, now: Timestamp) {
+        let mut wanted: Vec<(Pid, Pid, u64)> = Vec::new();
+        let mut done: Vec<Pid> = Vec::new();
+        let window = self.config.chunk_window.max(1);
+        for (pid, t) in self.transfers.iter_mut() {
+            if t.role != Role::Consumer || t.state != TransferState::Started {
+                continue;
+            }
+            let (Some(v), Some(ppid)) = (t.verifier.as_ref(), t.peer_pid) else {
+                continue;
+            };
+            while t.in_flight.len() < window {
+                let next = match t.again.pop_first() {
+                    Some(i) => Some(i),
+                    None => {
+                        let mut found = None;
+                        while let Some(i) = v.next_missing(t.cursor) {
+                            t.cursor = i.saturating_add(1);
+                            if !t.in_flight.contains(&i) {
+                                found = Some(i);
+                                break;
+                            }
+                        }
+                        found
+                    }
+                };
+                let Some(i) = next else { break };
+                if v.is_verified(i) || t.in_flight.contains(&i) {
+                    continue;
+                }
+                t.in_flight.insert(i);
+                t.chunk_requests = t.chunk_requests.saturating_add(1);
+                wanted.push((*pid, ppid, i));
+            }
+            if v.is_complete() && t.in_flight.is_empty() {
+                done.push(*pid);
+            }
+        }
+        for (pid, ppid, index) in wanted {
+            let m = Message::ChunkRequest(ChunkRequestMsg {
+                provider_pid: ppid,
+                consumer_pid: pid,
+                index,
+            });
+            if let Err(e) = self.send(now, Why::Chunk { pid, index }, &m, true) {
+                self.transfer_failed(now, pid, e.refusal);
+            }
+        }
+        if self.config.consumer_mode == Mode::Auto {
+            for pid in done {
+                if let Err(e) = self.complete_transfer(now, pid) {
+                    self.transfer_failed(now, pid, e.refusal);
+                }
+            }
+        }
+    }
+
+    pub(super) fn chunk_arrived<'a>(
+        &mut self,
+        now: Timestamp,
+        pid: Pid,
+        index: u64,
+        header: ChunkHeader,
+        data: &'a [u8],
+    ) -> Option<ReceivedChunk<'a>> {
+        let t = self.transfers.get_mut(&pid)?;
+        t.in_flight.remove(&index);
+        if header.transfer != pid || header.index != index {
+            let r = Refusal::new(
+                "transfer.wrong_chunk",
+                format!(
+                    "asked for chunk {index}, got chunk {} of another or this transfer",
+                    header.index
+                ),
+            );
+            self.terminate_or_fail(now, pid, r);
+            return None;
+        }
+        let v = t.verifier.as_mut()?;
+        if v.is_verified(index) {
+            return None;
+        }
+        match v.verify(data, &header.proof()) {
+            Ok(chunk) => {
+                t.bytes = t.bytes.saturating_add(data.len() as u64);
+                t.progress = now;
+                Some(ReceivedChunk {
+                    pid,
+                    index,
+                    offset: chunk.offset(),
+                    data,
+                })
+            }
+            Err(e) => {
+                self.terminate_or_fail(now, pid, refusal_of(&e));
+                None
+            }
+        }
+    }
+
+    /// The peer sent something this side cannot accept: terminate (telling the peer why).
+    fn terminate_or_fail(&mut self, now: Timestamp, pid: Pid, r: Refusal) {
+        if self
+            .terminate_transfer(now, pid, &r.code, &r.reason)
+            .is_err()
+        {
+            self.transfer_failed(now, pid, r);
+        }
+    }
+
+    pub(super) fn transfer_acked(&mut self, _now: Timestamp, pid: Pid, a: Ack) {
+        if let Some(t) = self.transfers.get_mut(&pid) {
+            if t.role == Role::Consumer && t.peer_pid.is_none() {
+                t.peer_pid = a.pid;
+            }
+        }
+    }
+
+    /// A request of this side failed for good: the transfer ends here (a chunk request
+    /// that failed is asked for again first, unless the transfer gave up).
+    pub(super) fn transfer_failed(&mut self, now: Timestamp, pid: Pid, r: Refusal) {
+        let Some(t) = self.transfers.get(&pid) else {
+            return;
+        };
+        if t.state.is_final() {
+            return;
+        }
+        let (role, bytes) = (t.role, t.bytes);
+        self.set_transfer_state(now, pid, TransferState::Terminated);
+        self.events.push_back(Event::TransferTerminated {
+            pid,
+            by: role,
+            code: r.code,
+            reason: r.reason,
+            bytes,
+        });
+    }
+
+    pub(super) fn transfer_timed_out(&mut self, now: Timestamp, pid: Pid) {
+        let reason = "no progress within the transfer idle timeout";
+        if self
+            .terminate_transfer(now, pid, "transfer.timeout", reason)
+            .is_err()
+        {
+            self.transfer_failed(now, pid, Refusal::new("transfer.timeout", reason));
+        }
+    }
+
+    /// Chunk requests in flight for `pid` that were re-sent after a failure are still
+    /// in flight: nothing to do. When a chunk request is given up on, its chunk is asked
+    /// for again unless the transfer ended.
+    pub(super) fn chunk_gave_up(&mut self, pid: Pid, index: u64) {
+        if let Some(t) = self.transfers.get_mut(&pid) {
+            t.in_flight.remove(&index);
+            if !t.state.is_final() && t.verifier.as_ref().is_some_and(|v| !v.is_verified(index)) {
+                t.again.insert(index);
+            }
+        }
+    }
+}
+
+impl Session {
+    /// Consumer: whether any verified chunk was asked for again (never, by
+    /// construction; tests count it).
+    pub fn chunk_requests(&self, pid: Pid) -> u64 {
+        self.transfers.get(&pid).map_or(0, |t| t.chunk_requests)
+    }
+}
