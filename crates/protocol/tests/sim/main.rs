@@ -12,5 +12,7 @@
 mod common;
 mod conversations;
 mod hostile;
+mod recheck;
+mod services;
 mod tck_negotiation;
 mod tck_transfer;
