@@ -153,6 +153,8 @@ impl Domain {
     pub const TERMINATION: Domain = Domain("tds/termination/v1");
     /// Negotiation notices of the connector protocol (FINALIZED, TERMINATED).
     pub const NOTICE: Domain = Domain("tds/notice/v1");
+    /// Transfers (from the agreement id and the consumer's process id).
+    pub const TRANSFER: Domain = Domain("tds/transfer/v1");
     /// Transfer receipts of the connector protocol.
     pub const TRANSFER_RECEIPT: Domain = Domain("tds/transfer-receipt/v1");
     /// Authority key rollover statements.

@@ -10,6 +10,7 @@ use tds_core::{ErrorCode, PublicKey};
 use tds_identity::{Credential, KeyRollover, RevocationList, TrustStore};
 use tds_manifest::{Manifest, Receipt};
 use tds_policy::contract::{AgreementTerms, ContractRequest, Offer, Termination};
+use tds_protocol::signed::{Notice, TransferReceipt};
 use tds_provenance::event::SignedObject;
 use tds_provenance::evidence::{CheckedObject, ObjectError, ObjectVerifier};
 
@@ -44,11 +45,15 @@ pub enum Kind {
     Agreement,
     /// A termination notice (tds-policy).
     Termination,
+    /// A negotiation notice, FINALIZED or TERMINATED (tds-protocol).
+    Notice,
+    /// A consumer's transfer receipt (tds-protocol).
+    TransferReceipt,
 }
 
 impl Kind {
     /// Every kind, in this order.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Credential,
         Kind::RevocationList,
         Kind::KeyRollover,
@@ -58,6 +63,8 @@ impl Kind {
         Kind::Request,
         Kind::Agreement,
         Kind::Termination,
+        Kind::Notice,
+        Kind::TransferReceipt,
     ];
 
     /// The content type in the envelope's protected header.
@@ -72,6 +79,8 @@ impl Kind {
             Kind::Request => ContractRequest::CONTENT_TYPE,
             Kind::Agreement => AgreementTerms::CONTENT_TYPE,
             Kind::Termination => Termination::CONTENT_TYPE,
+            Kind::Notice => Notice::CONTENT_TYPE,
+            Kind::TransferReceipt => TransferReceipt::CONTENT_TYPE,
         }
     }
 
@@ -88,6 +97,8 @@ impl Kind {
             Kind::Request => "request",
             Kind::Agreement => "agreement",
             Kind::Termination => "termination",
+            Kind::Notice => "notice",
+            Kind::TransferReceipt => "transfer-receipt",
         }
     }
 
@@ -103,6 +114,8 @@ impl Kind {
             Kind::Request => Domain::REQUEST,
             Kind::Agreement => Domain::AGREEMENT,
             Kind::Termination => Domain::TERMINATION,
+            Kind::Notice => Domain::NOTICE,
+            Kind::TransferReceipt => Domain::TRANSFER_RECEIPT,
         }
     }
 
@@ -186,6 +199,10 @@ pub enum Value {
     Agreement(Box<AgreementTerms>),
     /// A termination notice.
     Termination(Termination),
+    /// A negotiation notice.
+    Notice(Box<Notice>),
+    /// A transfer receipt.
+    TransferReceipt(Box<TransferReceipt>),
 }
 
 /// A TDS object parsed by [`decode_any`]. Nothing here is trusted: the signatures were
@@ -317,6 +334,18 @@ pub fn decode_any(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         Kind::Termination => {
             sign1::<Termination>(bytes, kind, |t| Some(t.party_key), Value::Termination)
         }
+        Kind::Notice => sign1::<Notice>(
+            bytes,
+            kind,
+            |n| Some(n.party_key),
+            |n| Value::Notice(Box::new(n)),
+        ),
+        Kind::TransferReceipt => sign1::<TransferReceipt>(
+            bytes,
+            kind,
+            |r| Some(r.consumer_key),
+            |r| Value::TransferReceipt(Box::new(r)),
+        ),
         Kind::Agreement => {
             let opened = cose::open_multi::<AgreementTerms>(bytes)?;
             let payload = opened.payload().to_vec();
@@ -521,6 +550,56 @@ mod tests {
             assert_eq!(d.id(), id, "{kind}");
             assert_eq!(d.self_signed(), Some(true), "{kind}");
         }
+    }
+
+    #[test]
+    fn protocol_notices_and_receipts_decode_with_their_ids() {
+        use tds_core::{SigningKey, Timestamp};
+        use tds_protocol::signed::{self, NoticeKind};
+        use tds_protocol::Pid;
+        let key = SigningKey::from_seed(&[5; 32]);
+        let (c, p) = (Pid::from_bytes([1; 16]), Pid::from_bytes([2; 16]));
+        let notice = signed::sign_notice(
+            &key,
+            &Notice {
+                kind: NoticeKind::Terminated,
+                consumer_pid: c,
+                provider_pid: p,
+                agreement: None,
+                party: key.id(),
+                party_key: key.public_key(),
+                code: Some("negotiation.declined".into()),
+                reason: None,
+                time: Timestamp::from_secs(1),
+            },
+        )
+        .unwrap();
+        let d = decode_any(&notice).unwrap();
+        assert_eq!(d.kind(), Kind::Notice);
+        assert_eq!(d.self_signed(), Some(true));
+        assert_eq!(d.id(), Domain::NOTICE.hash(d.payload()));
+        let receipt = signed::sign_receipt(
+            &key,
+            &TransferReceipt {
+                consumer_pid: c,
+                provider_pid: p,
+                agreement: Hash256::from_bytes([3; 32]),
+                root: Hash256::from_bytes([4; 32]),
+                size: 10,
+                bytes: 10,
+                chunks: 1,
+                complete: true,
+                consumer: key.id(),
+                consumer_key: key.public_key(),
+                time: Timestamp::from_secs(1),
+            },
+        )
+        .unwrap();
+        let d = decode_any(&receipt).unwrap();
+        assert_eq!(d.kind(), Kind::TransferReceipt);
+        assert_eq!(d.self_signed(), Some(true));
+        let v = signed::verify_receipt(&receipt, &key.public_key(), c, p).unwrap();
+        assert_eq!(d.id(), v.id());
     }
 
     #[test]

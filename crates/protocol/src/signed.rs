@@ -39,6 +39,8 @@ pub struct Notice {
     pub agreement: Option<Hash256>,
     /// The sender's participant id.
     pub party: Hash256,
+    /// The sender's public key (`party` is its id).
+    pub party_key: PublicKey,
     /// A reason code (terminations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
@@ -75,6 +77,8 @@ pub struct TransferReceipt {
     pub complete: bool,
     /// The consumer's participant id.
     pub consumer: Hash256,
+    /// The consumer's public key (`consumer` is its id).
+    pub consumer_key: PublicKey,
     /// When.
     pub time: Timestamp,
 }
@@ -129,6 +133,15 @@ impl tds_core::ErrorCode for SignedError {
     }
 }
 
+/// The id of a transfer: the `tds/transfer/v1` hash of the agreement id and the
+/// consumer's process id (what provenance events name the transfer by).
+pub fn transfer_id(agreement: &Hash256, consumer_pid: &Pid) -> Hash256 {
+    let mut h = Domain::TRANSFER.hasher();
+    h.update(agreement.as_bytes());
+    h.update(consumer_pid.as_bytes());
+    h.finish()
+}
+
 /// Signs a notice.
 pub fn sign_notice(key: &dyn Signer, notice: &Notice) -> Result<Vec<u8>, SignedError> {
     Ok(cose::sign(key, notice)?)
@@ -150,7 +163,7 @@ pub fn verify_notice(
         });
     }
     let n = cose::open::<Notice>(bytes)?.verify(peer_key)?.into_value();
-    if n.party != peer_key.id() {
+    if n.party != peer_key.id() || n.party_key != *peer_key {
         return Err(SignedError::WrongParty {
             what: WHAT,
             named: n.party,
@@ -224,7 +237,7 @@ pub fn verify_receipt(
     let id = Domain::TRANSFER_RECEIPT.hash(v.payload());
     let envelope = v.envelope().to_vec();
     let receipt = v.into_value();
-    if receipt.consumer != consumer_key.id() {
+    if receipt.consumer != consumer_key.id() || receipt.consumer_key != *consumer_key {
         return Err(SignedError::WrongParty {
             what: WHAT,
             named: receipt.consumer,

@@ -448,6 +448,7 @@ impl Session {
                 provider_pid: ppid,
                 agreement: Some(agreement.id()),
                 party: self.me,
+                party_key: self.key.public_key(),
                 code: None,
                 reason: None,
                 time: now,
@@ -508,6 +509,7 @@ impl Session {
                         .map(|a| a.id)
                         .or(n.agreement.as_ref().map(|a| a.id())),
                     party: self.me,
+                    party_key: self.key.public_key(),
                     code: Some(code.to_owned()),
                     reason: Some(reason.clone()),
                     time: now,

@@ -389,6 +389,7 @@ impl Session {
             chunks,
             complete,
             consumer: self.me,
+            consumer_key: self.key.public_key(),
             time: now,
         };
         let bytes = signed::sign_receipt(&*self.key, &receipt).map_err(call)?;

@@ -168,6 +168,7 @@ fn notice(t: &T, kind: NoticeKind, key_seed: [u8; 32]) -> ByteBuf {
                 provider_pid: t.p,
                 agreement: None,
                 party: key.id(),
+                party_key: key.public_key(),
                 code: Some("negotiation.declined".into()),
                 reason: None,
                 time: NOW,
