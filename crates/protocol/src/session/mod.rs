@@ -322,7 +322,7 @@ pub enum Event {
         /// Bytes verified (consumer) or served in this transfer (provider).
         bytes: u64,
         /// The signed receipt.
-        receipt: Option<VerifiedTransferReceipt>,
+        receipt: Option<Box<VerifiedTransferReceipt>>,
     },
     /// A transfer ended early.
     TransferTerminated {

@@ -358,7 +358,7 @@ impl Session {
             role,
             complete,
             bytes,
-            receipt: verified,
+            receipt: verified.map(Box::new),
         });
         Ok(())
     }
@@ -842,7 +842,7 @@ impl Session {
                     ));
                 }
                 let complete = rc.complete;
-                (Some(v), complete)
+                (Some(Box::new(v)), complete)
             }
             Role::Consumer => (
                 None,
