@@ -1,0 +1,98 @@
+//! `spec/protocol.md`: the example frame and the key order of the protocol's signed
+//! objects are what the code produces.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, index or an unexpected value is a failed test"
+)]
+
+use tds_core::cbor::{self, Value};
+use tds_core::{Hash256, Timestamp};
+use tds_protocol::message::{Ack, Message, Pid};
+use tds_protocol::signed::{Notice, NoticeKind, TransferReceipt};
+
+fn keys(bytes: &[u8]) -> Vec<String> {
+    match cbor::decode_with::<Value>(bytes, &cbor::Limits::DEFAULT).unwrap() {
+        Value::Map(entries) => entries
+            .into_iter()
+            .map(|(k, _)| match k {
+                Value::Text(t) => t,
+                other => panic!("key {other:?}"),
+            })
+            .collect(),
+        other => panic!("not a map: {other:?}"),
+    }
+}
+
+fn spec() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/protocol.md")).unwrap()
+}
+
+/// The keys of the CDDL block that starts with `name = {`, in the order written.
+fn spec_keys(name: &str) -> Vec<String> {
+    let text = spec();
+    let start = text.find(&format!("{name} = {{")).unwrap();
+    let block = &text[start..];
+    let end = block.find("\n}").unwrap();
+    block[..end]
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split('"').nth(1).map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn the_example_ack_frame() {
+    let f = tds_protocol::frame::encode_control(&Message::Ack(Ack {
+        pid: None,
+        state: None,
+    }))
+    .unwrap();
+    assert_eq!(hex::encode(&f), "0000000006a16361636ba0");
+    assert!(spec().contains("`00 00000006 a1 63 61636b a0`"));
+}
+
+#[test]
+fn signed_objects_list_their_keys_in_canonical_order() {
+    let pid = Pid::from_bytes([1; 16]);
+    let key = tds_core::SigningKey::from_seed(&[1; 32]).public_key();
+    let notice = Notice {
+        kind: NoticeKind::Terminated,
+        consumer_pid: pid,
+        provider_pid: pid,
+        agreement: Some(Hash256::from_bytes([2; 32])),
+        party: key.id(),
+        party_key: key,
+        code: Some("negotiation.declined".into()),
+        reason: Some("r".into()),
+        time: Timestamp::from_secs(1),
+    };
+    assert_eq!(keys(&cbor::encode(&notice).unwrap()), spec_keys("notice"));
+    let receipt = TransferReceipt {
+        consumer_pid: pid,
+        provider_pid: pid,
+        agreement: Hash256::from_bytes([2; 32]),
+        root: Hash256::from_bytes([3; 32]),
+        size: 1,
+        bytes: 1,
+        chunks: 1,
+        complete: true,
+        consumer: key.id(),
+        consumer_key: key,
+        time: Timestamp::from_secs(1),
+    };
+    assert_eq!(
+        keys(&cbor::encode(&receipt).unwrap()),
+        spec_keys("transfer-receipt")
+    );
+    let header = tds_protocol::frame::ChunkHeader {
+        transfer: pid,
+        index: 0,
+        path: vec![],
+    };
+    assert_eq!(
+        keys(&cbor::encode(&header).unwrap()),
+        spec_keys("chunk-header")
+    );
+}
