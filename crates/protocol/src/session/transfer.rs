@@ -485,11 +485,28 @@ impl Session {
     /// the caller to write followed by the chunk's `len` bytes, without copying them.
     pub fn chunk_head(
         &mut self,
-        _now: Timestamp,
+        now: Timestamp,
         reply: InId,
         len: u64,
         path: Vec<Hash256>,
     ) -> Result<Vec<u8>, CallError> {
+        let header = self.chunk_header(now, reply, len, path)?;
+        let len = usize::try_from(len)
+            .map_err(|_| CallError::new("transfer.chunk_length", "chunk too large"))?;
+        frame::encode_data_head(&header, len).map_err(call)
+    }
+
+    /// Provider: the header of the data frame answering [`Event::ChunkWanted`] `reply`
+    /// with a chunk of `len` bytes and its inclusion path, for a transport that writes
+    /// the head and the chunk itself (`tds-transport`'s `Responder::send_data`). The
+    /// bytes are counted as served.
+    pub fn chunk_header(
+        &mut self,
+        now: Timestamp,
+        reply: InId,
+        len: u64,
+        path: Vec<Hash256>,
+    ) -> Result<ChunkHeader, CallError> {
         let (pid, index) = self.chunk_replies.remove(&reply).ok_or_else(|| {
             CallError::new(
                 "transfer.no_chunk_request",
@@ -511,20 +528,19 @@ impl Session {
                 format!("chunk {index} must be {expected:?} bytes, not {len}"),
             ));
         }
-        let len_usize = usize::try_from(len)
-            .map_err(|_| CallError::new("transfer.chunk_length", "chunk too large"))?;
-        let head = frame::encode_data_head(
-            &ChunkHeader {
-                transfer: cpid,
-                index,
-                path,
-            },
-            len_usize,
-        )
-        .map_err(call)?;
+        if path.len() > tds_manifest::content::MAX_PROOF_LEN {
+            return Err(CallError::new(
+                "protocol.invalid",
+                "inclusion path longer than 64 hashes",
+            ));
+        }
         t.bytes = t.bytes.saturating_add(len);
-        t.progress = _now;
-        Ok(head)
+        t.progress = now;
+        Ok(ChunkHeader {
+            transfer: cpid,
+            index,
+            path,
+        })
     }
 
     /// Provider: cannot serve the chunk [`Event::ChunkWanted`] asked for.
