@@ -323,3 +323,26 @@ async fn a_peer_that_sends_no_hello_is_closed_at_the_hello_timeout() {
     assert_eq!(e.peer_code(), Some("transport.timeout"), "{e}");
     assert_eq!(server.first_refusal_code().await, "transport.timeout");
 }
+
+/// The worked hello frame in spec/transport.md §4 is what the code encodes.
+#[test]
+fn the_spec_hello_example_is_what_the_code_sends() {
+    let m = Message::Hello(Hello {
+        versions: vec![1],
+        credential: vec![0xc0, 0xde].into(),
+        crl: Some(vec![0xc7, 0x1a].into()),
+        agent: "tds-transport/0.1.0".into(),
+    });
+    let bytes = frame::encode_control(&m).unwrap();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let spec = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../spec/transport.md"
+    ))
+    .unwrap();
+    let flat: String = spec.split_whitespace().collect();
+    assert!(
+        flat.contains(&hex),
+        "spec/transport.md §4 should show {hex}"
+    );
+}
