@@ -267,12 +267,14 @@ async fn raw_transfer(
     let (server, client, client_config) = raw_endpoints(space, config)?;
     let addr = server.local_addr().map_err(quinn_err)?;
     let source = Bytes::from(vec![0x5au8; bench.chunk]);
+    let server_config = config.clone();
     let serving = tokio::spawn(async move {
         let incoming = server
             .accept()
             .await
             .ok_or_else(|| quinn_err("no connection"))?;
         let conn = incoming.await.map_err(quinn_err)?;
+        server_config.open_up(&conn);
         let (mut send, mut recv) = conn.accept_bi().await.map_err(quinn_err)?;
         let mut ask = [0u8; 8];
         recv.read_exact(&mut ask).await.map_err(quinn_err)?;
@@ -293,6 +295,8 @@ async fn raw_transfer(
         .map_err(quinn_err)?
         .await
         .map_err(quinn_err)?;
+    // The windows a TDS connection has once its hello passed.
+    config.open_up(&conn);
     let start = Instant::now();
     let (mut send, mut recv) = conn.open_bi().await.map_err(quinn_err)?;
     send.write_all(&bench.size.to_be_bytes())

@@ -91,21 +91,37 @@ impl TransportConfig {
         Ok(())
     }
 
-    /// The quinn transport parameters for these limits. Unidirectional streams and
-    /// datagrams are off: the protocol uses neither, so a peer cannot park data in them.
+    /// The quinn transport parameters a connection starts with. Until its hello passed a
+    /// peer may open one bidirectional stream (the hello's) and have at most
+    /// [`HELLO_WINDOW`] bytes in flight, so an unauthenticated peer cannot make us buffer
+    /// more; [`TransportConfig::open_up`] raises both to the configured limits afterwards.
+    /// Unidirectional streams and datagrams are off: the protocol uses neither, so a peer
+    /// cannot park data in them.
     pub fn quinn(&self) -> Result<Arc<quinn::TransportConfig>, TransportError> {
         self.check()?;
         let idle = IdleTimeout::try_from(self.idle_timeout)
             .map_err(|_| TransportError::Config("idle_timeout is too long".into()))?;
         let mut t = quinn::TransportConfig::default();
-        t.max_concurrent_bidi_streams(VarInt::from_u32(self.max_concurrent_streams))
+        t.max_concurrent_bidi_streams(VarInt::from_u32(1))
             .max_concurrent_uni_streams(VarInt::from_u32(0))
             .stream_receive_window(VarInt::from_u32(self.stream_window))
-            .receive_window(VarInt::from_u32(self.connection_window))
+            .receive_window(VarInt::from_u32(HELLO_WINDOW.min(self.connection_window)))
             .send_window(self.send_window)
             .max_idle_timeout(Some(idle))
             .keep_alive_interval(Some(self.keep_alive))
             .datagram_receive_buffer_size(None);
         Ok(Arc::new(t))
     }
+
+    /// Raises a connection whose hello passed to the configured stream count and
+    /// connection window (the endpoint does this; public for benches that compare raw
+    /// quinn with the same settings).
+    pub fn open_up(&self, conn: &quinn::Connection) {
+        conn.set_max_concurrent_bi_streams(VarInt::from_u32(self.max_concurrent_streams));
+        conn.set_receive_window(VarInt::from_u32(self.connection_window));
+    }
 }
+
+/// Bytes a peer may have in flight before its hello passed: the largest hello frame
+/// (a 1 MiB control frame) and some room.
+pub const HELLO_WINDOW: u32 = tds_protocol::frame::MAX_CONTROL + 64 * 1024;

@@ -412,6 +412,7 @@ async fn server_hello(
         }
     };
     let reply = frame::encode_control(&shared.our_hello())?;
+    shared.config.open_up(&conn);
     send.write_all(&reply).await?;
     send.finish()?;
     let peer = Arc::new(peer);
@@ -449,6 +450,7 @@ async fn client_hello(
     };
     match checked {
         Ok((peer, version)) => {
+            shared.config.open_up(&conn);
             let peer = Arc::new(peer);
             let state = shared.register(&conn, peer.clone());
             Ok(Connection::new(conn, peer, version, state, shared.clone()))

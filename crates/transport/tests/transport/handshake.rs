@@ -346,3 +346,27 @@ fn the_spec_hello_example_is_what_the_code_sends() {
         "spec/transport.md §4 should show {hex}"
     );
 }
+
+#[tokio::test]
+async fn before_the_hello_a_peer_gets_one_stream() {
+    let mut world = World::new();
+    let server = world.member(2);
+    let tls = tls::client_config(Arc::new(key(1)), tls::ALPN).unwrap();
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let ep = quinn::Endpoint::client(local()).unwrap();
+    let conn = within(async {
+        ep.connect_with(
+            quinn::ClientConfig::new(Arc::new(quic)),
+            server.addr(),
+            "tds",
+        )
+        .unwrap()
+        .await
+    })
+    .await
+    .unwrap();
+    let (mut first, _) = conn.open_bi().await.unwrap();
+    first.write_all(&[0]).await.unwrap(); // a frame begins; the hello is not complete
+    let second = tokio::time::timeout(Duration::from_millis(200), conn.open_bi()).await;
+    assert!(second.is_err(), "a second stream before the hello");
+}
