@@ -206,7 +206,7 @@ pub enum TransportError {
     Connect(#[from] quinn::ConnectError),
     /// The peer's hello or TLS key did not pass our checks; the peer was told why and
     /// the connection closed.
-    #[error("peer refused")]
+    #[error("the peer's hello was refused")]
     Hello(#[source] HelloError),
     /// An admission request was refused (the applicant was told why).
     #[error("admission request refused")]
