@@ -36,6 +36,29 @@ enum Command {
         #[arg(long)]
         threads: bool,
     },
+    /// Connection set-up on loopback: TDS (QUIC handshake with raw public keys, hello
+    /// exchange, both credential checks) against a raw quinn handshake with the same keys
+    /// and configuration. Prints one JSON line with medians and 90th percentiles.
+    Handshake {
+        /// Connections of each kind.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        connections: u64,
+    },
+    /// Bulk transfer on loopback: raw quinn with ring SHA-256 over every received byte,
+    /// raw quinn without, and (once the connector provides it) the TDS verified transfer.
+    /// Prints one JSON line.
+    Transfer {
+        /// Bytes to move: 1GiB, 64MiB, 4096, ...
+        #[arg(long, default_value = "1GiB", value_parser = tds_bench::net::parse_size)]
+        size: u64,
+    },
+}
+
+/// The runtime of the network benchmarks: one worker per core, as a node runs.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn run() -> anyhow::Result<()> {
@@ -55,6 +78,21 @@ fn run() -> anyhow::Result<()> {
                 threads,
             };
             tds_bench::log::run(Arc::new(log), actor, &opts, Box::new(std::io::stdout()))?;
+            Ok(())
+        }
+        Command::Handshake { connections } => {
+            let n = usize::try_from(connections)?;
+            let report = runtime()?.block_on(tds_bench::net::handshake(n))?;
+            println!("{report}");
+            Ok(())
+        }
+        Command::Transfer { size } => {
+            let bench = tds_bench::net::TransferBench {
+                size,
+                chunk: 1024 * 1024,
+            };
+            let report = runtime()?.block_on(tds_bench::net::transfer(bench))?;
+            println!("{report}");
             Ok(())
         }
     }

@@ -1,0 +1,441 @@
+//! Network benchmarks on loopback: TDS connection set-up against a raw quinn handshake
+//! (`tds-bench handshake`), and bulk transfer over raw quinn with and without SHA-256 on
+//! the receiving side, next to which the TDS verified transfer will be measured
+//! (`tds-bench transfer`).
+//!
+//! Both sides of every comparison use the same keys, the same TLS configurations
+//! (`tds_transport::tls`) and the same QUIC transport parameters
+//! ([`TransportConfig::quinn`]), so what differs is what TDS adds.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tds_core::time::{SystemClock, DAY_MS};
+use tds_core::{Clock, SigningKey};
+use tds_identity::{Admission, Authority, Jurisdiction, Role, Sector, TrustStore};
+use tds_transport::{tls, Endpoint, LocalIdentity, TransportConfig, TransportError};
+
+/// Why a network benchmark failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetBenchError {
+    /// The transport refused or failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// Setting up identities failed.
+    #[error(transparent)]
+    Identity(#[from] tds_identity::IdentityError),
+    /// The bench's data space could not be set up.
+    #[error("setup: {0}")]
+    Setup(String),
+    /// A raw quinn step failed.
+    #[error("raw quinn: {0}")]
+    Quinn(String),
+    /// The bytes received are not the bytes sent.
+    #[error("transfer check: {0}")]
+    Mismatch(String),
+}
+
+fn quinn_err(e: impl std::fmt::Display) -> NetBenchError {
+    NetBenchError::Quinn(e.to_string())
+}
+
+/// A member of the bench's data space.
+struct Member {
+    key: Arc<SigningKey>,
+    credential: Vec<u8>,
+}
+
+/// Two members of one data space (the client and the server) and a trust store with a
+/// fresh revocation list.
+struct Space {
+    client: Member,
+    server: Member,
+    crl: Vec<u8>,
+    trust: Arc<RwLock<TrustStore>>,
+}
+
+fn space() -> Result<Space, NetBenchError> {
+    let now = SystemClock.now();
+    let mut authority = Authority::new("Bench Authority", SigningKey::from_seed(&[200; 32]))?;
+    let jurisdiction: Jurisdiction = "CN-SX"
+        .parse()
+        .map_err(|e| NetBenchError::Setup(format!("jurisdiction: {e}")))?;
+    let mut member = |seed: u8| -> Result<Member, NetBenchError> {
+        let key = Arc::new(SigningKey::from_seed(&[seed; 32]));
+        let credential = authority
+            .admit(
+                &Admission {
+                    subject_key: key.public_key(),
+                    name: "Bench Member".into(),
+                    sectors: vec![Sector::POWER],
+                    roles: vec![Role::Provider, Role::Consumer],
+                    jurisdiction: jurisdiction.clone(),
+                    not_before: now,
+                    not_after: now.saturating_add_millis(DAY_MS),
+                },
+                now,
+            )?
+            .into_envelope();
+        Ok(Member { key, credential })
+    };
+    let (client, server) = (member(201)?, member(202)?);
+    let crl = authority
+        .revocation_list(now, now.saturating_add_millis(DAY_MS))?
+        .into_envelope();
+    let mut trust = TrustStore::new();
+    trust.add_authority(authority.public_key());
+    trust.add_revocation_list(&crl, now)?;
+    Ok(Space {
+        client,
+        server,
+        crl,
+        trust: Arc::new(RwLock::new(trust)),
+    })
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// Raw quinn endpoints with the TDS TLS configurations and transport parameters (no
+/// hello, no credential).
+fn raw_endpoints(
+    space: &Space,
+    config: &TransportConfig,
+) -> Result<(quinn::Endpoint, quinn::Endpoint, quinn::ClientConfig), NetBenchError> {
+    let transport = config.quinn()?;
+    let server_tls =
+        tls::server_config(space.server.key.clone(), &[tls::ALPN]).map_err(quinn_err)?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(
+        quinn::crypto::rustls::QuicServerConfig::try_from(server_tls).map_err(quinn_err)?,
+    ));
+    server.transport_config(transport.clone());
+    let client_tls = tls::client_config(space.client.key.clone(), tls::ALPN).map_err(quinn_err)?;
+    let mut client = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(client_tls).map_err(quinn_err)?,
+    ));
+    client.transport_config(transport);
+    let server_ep = quinn::Endpoint::server(server, loopback()).map_err(quinn_err)?;
+    let client_ep = quinn::Endpoint::client(loopback()).map_err(quinn_err)?;
+    Ok((server_ep, client_ep, client))
+}
+
+fn tds_endpoints(
+    space: &Space,
+    config: &TransportConfig,
+) -> Result<(Endpoint, Endpoint), NetBenchError> {
+    let make = |m: &Member| -> Result<Endpoint, NetBenchError> {
+        let key: Arc<dyn tds_core::Signer> = m.key.clone();
+        let identity = LocalIdentity::new(key, m.credential.clone(), Some(space.crl.clone()))?;
+        Ok(Endpoint::builder(identity, space.trust.clone())
+            .config(config.clone())
+            .bind(loopback())?)
+    };
+    Ok((make(&space.server)?, make(&space.client)?))
+}
+
+/// One JSON object on one line with the keys in the order given (scripts read it as
+/// JSON; people read the order).
+fn json_line(pairs: &[(&str, serde_json::Value)]) -> String {
+    let fields: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}: {v}", serde_json::Value::from(*k)))
+        .collect();
+    format!("{{{}}}", fields.join(", "))
+}
+
+/// Median and 90th percentile of `samples` in milliseconds.
+fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
+    samples.sort_unstable();
+    let at = |q: f64| {
+        let i = ((samples.len().saturating_sub(1)) as f64 * q).round() as usize;
+        samples.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    (at(0.5), at(0.9))
+}
+
+/// `tds-bench handshake`: `connections` fresh connections each way, alternating, and one
+/// JSON line.
+pub async fn handshake(connections: usize) -> Result<String, NetBenchError> {
+    let space = space()?;
+    let config = TransportConfig::default();
+    let (server, client) = tds_endpoints(&space, &config)?;
+    let server_addr = server.local_addr()?;
+    // The server accepts and holds each connection until the client closes it.
+    let accepting = tokio::spawn(async move {
+        while let Ok(c) = server.accept().await {
+            tokio::spawn(async move { c.closed().await });
+        }
+    });
+
+    let (raw_server, raw_client, raw_config) = raw_endpoints(&space, &config)?;
+    let raw_addr = raw_server.local_addr().map_err(quinn_err)?;
+    let raw_accepting = tokio::spawn(async move {
+        while let Some(incoming) = raw_server.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                // The echo variant: one stream round trip of hello size.
+                if let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    if let Ok(bytes) = recv.read_to_end(1 << 20).await {
+                        let _ = send.write_all(&bytes).await;
+                        let _ = send.finish();
+                    }
+                }
+                conn.closed().await;
+            });
+        }
+    });
+    let hello_size = space.client.credential.len() + space.crl.len() + 64;
+    let echo = vec![7u8; hello_size];
+
+    let (mut tds, mut raw, mut raw_echo) = (Vec::new(), Vec::new(), Vec::new());
+    // A few unmeasured rounds warm the caches and the runtime.
+    for round in 0..connections + 5 {
+        let t = Instant::now();
+        let conn = client.connect(server_addr).await?;
+        let tds_time = t.elapsed();
+        conn.close(0, tds_protocol::Refusal::new("transport.shutdown", "bench"));
+
+        let t = Instant::now();
+        let c = raw_client
+            .connect_with(raw_config.clone(), raw_addr, "tds")
+            .map_err(quinn_err)?
+            .await
+            .map_err(quinn_err)?;
+        let raw_time = t.elapsed();
+        let (mut send, mut recv) = c.open_bi().await.map_err(quinn_err)?;
+        send.write_all(&echo).await.map_err(quinn_err)?;
+        send.finish().map_err(quinn_err)?;
+        recv.read_to_end(1 << 20).await.map_err(quinn_err)?;
+        let echo_time = t.elapsed();
+        c.close(0u32.into(), b"");
+        if round >= 5 {
+            tds.push(tds_time);
+            raw.push(raw_time);
+            raw_echo.push(echo_time);
+        }
+    }
+    accepting.abort();
+    raw_accepting.abort();
+    let (tds_median, tds_p90) = percentiles(&mut tds);
+    let (raw_median, raw_p90) = percentiles(&mut raw);
+    let (echo_median, echo_p90) = percentiles(&mut raw_echo);
+    let ratio = |a: f64, b: f64| if b > 0.0 { Some(a / b) } else { None };
+    Ok(json_line(&[
+        ("connections", connections.into()),
+        ("tds_median_ms", tds_median.into()),
+        ("tds_p90_ms", tds_p90.into()),
+        ("raw_quinn_median_ms", raw_median.into()),
+        ("raw_quinn_p90_ms", raw_p90.into()),
+        ("raw_quinn_echo_median_ms", echo_median.into()),
+        ("raw_quinn_echo_p90_ms", echo_p90.into()),
+        ("ratio", ratio(tds_median, raw_median).into()),
+        ("ratio_vs_echo", ratio(tds_median, echo_median).into()),
+    ]))
+}
+
+/// What `tds-bench transfer` moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransferBench {
+    /// Bytes to move (a multiple of `chunk` is not required).
+    pub size: u64,
+    /// The size of the repeated source buffer and of each write (1 MiB).
+    pub chunk: usize,
+}
+
+/// The receiving side of a raw transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sink {
+    /// SHA-256 over every byte (ring).
+    Hash,
+    /// Bytes are counted and dropped.
+    Discard,
+}
+
+/// One raw quinn transfer: the client asks on one stream, the server writes `size` bytes
+/// from a repeated in-memory buffer (handed to quinn without copying), the client reads
+/// them into `sink`. Returns Gbit/s, timed from the request to the last byte read.
+async fn raw_transfer(
+    space: &Space,
+    config: &TransportConfig,
+    bench: TransferBench,
+    sink: Sink,
+) -> Result<(f64, Option<Vec<u8>>), NetBenchError> {
+    let (server, client, client_config) = raw_endpoints(space, config)?;
+    let addr = server.local_addr().map_err(quinn_err)?;
+    let source = Bytes::from(vec![0x5au8; bench.chunk]);
+    let server_config = config.clone();
+    let serving = tokio::spawn(async move {
+        let incoming = server
+            .accept()
+            .await
+            .ok_or_else(|| quinn_err("no connection"))?;
+        let conn = incoming.await.map_err(quinn_err)?;
+        server_config.open_up(&conn);
+        let (mut send, mut recv) = conn.accept_bi().await.map_err(quinn_err)?;
+        let mut ask = [0u8; 8];
+        recv.read_exact(&mut ask).await.map_err(quinn_err)?;
+        let mut left = u64::from_be_bytes(ask);
+        while left > 0 {
+            let n = left.min(source.len() as u64);
+            send.write_chunk(source.slice(..n as usize))
+                .await
+                .map_err(quinn_err)?;
+            left -= n;
+        }
+        send.finish().map_err(quinn_err)?;
+        conn.closed().await;
+        Ok::<(), NetBenchError>(())
+    });
+    let conn = client
+        .connect_with(client_config, addr, "tds")
+        .map_err(quinn_err)?
+        .await
+        .map_err(quinn_err)?;
+    // The windows a TDS connection has once its hello passed.
+    config.open_up(&conn);
+    let start = Instant::now();
+    let (mut send, mut recv) = conn.open_bi().await.map_err(quinn_err)?;
+    send.write_all(&bench.size.to_be_bytes())
+        .await
+        .map_err(quinn_err)?;
+    send.finish().map_err(quinn_err)?;
+    let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut received = 0u64;
+    while let Some(chunk) = recv.read_chunk(usize::MAX, true).await.map_err(quinn_err)? {
+        received += chunk.bytes.len() as u64;
+        if sink == Sink::Hash {
+            hasher.update(&chunk.bytes);
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    conn.close(0u32.into(), b"");
+    serving
+        .await
+        .map_err(|e| NetBenchError::Quinn(e.to_string()))??;
+    if received != bench.size {
+        return Err(NetBenchError::Mismatch(format!(
+            "received {received} of {} bytes",
+            bench.size
+        )));
+    }
+    let digest = (sink == Sink::Hash).then(|| hasher.finish().as_ref().to_vec());
+    Ok((gbps(bench.size, seconds), digest))
+}
+
+fn gbps(bytes: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        bytes as f64 * 8.0 / seconds / 1e9
+    } else {
+        0.0
+    }
+}
+
+/// The SHA-256 of what the source sends: the repeated buffer, cut at `size`.
+fn expected_digest(bench: TransferBench) -> Vec<u8> {
+    let block = vec![0x5au8; bench.chunk];
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut left = bench.size;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        h.update(block.get(..n).unwrap_or_default());
+        left -= n as u64;
+    }
+    h.finish().as_ref().to_vec()
+}
+
+// ---------------------------------------------------------------------------------------
+// HOOK (c): the TDS verified transfer.
+//
+// The connector issue plugs in here: move `bench.size` bytes between two `Endpoint`s over
+// the same loopback with the same `TransportConfig`, as chunk requests answered with data
+// frames whose chunks the consumer verifies against the manifest's Merkle root, and
+// return Gbit/s timed the same way as `raw_transfer` (request to last verified byte).
+// Until then it returns `None` and the report prints `"tds_gbps": null`.
+// ---------------------------------------------------------------------------------------
+
+/// (c) The TDS verified transfer; `None` until the connector provides it.
+async fn tds_verified_transfer(
+    _space: &Space,
+    _config: &TransportConfig,
+    _bench: TransferBench,
+) -> Result<Option<f64>, NetBenchError> {
+    Ok(None)
+}
+
+/// Peak resident set size of this process (`VmHWM`), in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// `tds-bench transfer`: (a) raw quinn with SHA-256 on the receiver, (b) raw quinn
+/// without, (c) the TDS verified transfer (hook), and one JSON line.
+pub async fn transfer(bench: TransferBench) -> Result<String, NetBenchError> {
+    let space = space()?;
+    let config = TransportConfig::default();
+    let (hashed, digest) = raw_transfer(&space, &config, bench, Sink::Hash).await?;
+    if digest.as_deref() != Some(expected_digest(bench).as_slice()) {
+        return Err(NetBenchError::Mismatch(
+            "SHA-256 differs from the source's".into(),
+        ));
+    }
+    let (plain, _) = raw_transfer(&space, &config, bench, Sink::Discard).await?;
+    let tds = tds_verified_transfer(&space, &config, bench).await?;
+    let ratio = |base: f64| tds.and_then(|t| (base > 0.0).then(|| t / base));
+    Ok(json_line(&[
+        ("size_bytes", bench.size.into()),
+        ("raw_quinn_hashed_gbps", hashed.into()),
+        ("raw_quinn_gbps", plain.into()),
+        ("tds_gbps", tds.into()),
+        ("ratio", ratio(hashed).into()),
+        ("ratio_vs_unhashed", ratio(plain).into()),
+        ("peak_rss_mib", peak_rss_mib().into()),
+    ]))
+}
+
+/// Parses a size such as `1GiB`, `64MiB`, `512KiB` or a plain number of bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 1GiB, 64MiB or 1048576"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?} (B, KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is not a positive size that fits 64 bits"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("1GB").is_err());
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("x").is_err());
+    }
+
+    #[test]
+    fn the_expected_digest_covers_a_partial_last_block() {
+        let b = TransferBench { size: 10, chunk: 4 };
+        let direct = ring::digest::digest(&ring::digest::SHA256, &[0x5a; 10]);
+        assert_eq!(expected_digest(b), direct.as_ref());
+    }
+}

@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod config;
+mod connection;
+mod endpoint;
+pub mod error;
+pub mod join;
+pub mod tls;
+mod wire;
+
+pub use config::TransportConfig;
+pub use connection::{Connection, Reply, Responder};
+pub use endpoint::{
+    Endpoint, EndpointBuilder, LocalIdentity, RefusalObserver, RevocationOutcome, SharedTrust,
+};
+pub use error::{close, Closer, HelloError, JoinError, TransportError};
+pub use join::{AdmissionHandler, AdmissionReply, AdmissionRequest, JoinConnection, JoinLimits};
+pub use wire::stream_code;

@@ -1,0 +1,105 @@
+//! Reading and writing frames on QUIC streams. Every read checks the five header bytes
+//! with [`FrameHeader::parse`] (and the caller's tighter limit) before it allocates or
+//! reads a payload byte.
+
+use tds_protocol::frame::{FrameHeader, FrameType, HEADER_LEN};
+use tds_protocol::ProtocolError;
+
+use crate::error::TransportError;
+
+/// Stream error codes (QUIC `RESET_STREAM` / `STOP_SENDING`).
+pub mod stream_code {
+    /// The responder gave up before finishing its reply.
+    pub const ABANDONED: u32 = 1;
+    /// A frame was refused (too large, unknown type, the wrong type here).
+    pub const REFUSED_FRAME: u32 = 2;
+    /// The reader no longer wants the rest.
+    pub const CANCELLED: u32 = 3;
+}
+
+/// Which frame types a read accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Accept {
+    /// Control frames only (hellos, requests, admission messages).
+    Control,
+    /// Control or data frames (replies).
+    Any,
+}
+
+/// Reads one whole frame (header and payload, as one buffer) from `recv`.
+///
+/// `Ok(None)` when the stream ended cleanly before a frame began. The header is checked
+/// first: its type must be accepted here and its length within both the type's maximum
+/// and `limit`; only then is the payload buffer allocated, exactly as large as declared.
+pub(crate) async fn read_frame(
+    recv: &mut quinn::RecvStream,
+    accept: Accept,
+    limit: u32,
+) -> Result<Option<Vec<u8>>, TransportError> {
+    let mut head = [0u8; HEADER_LEN];
+    match recv.read_exact(&mut head).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(quinn::ReadExactError::FinishedEarly(_)) => {
+            return Err(ProtocolError::Truncated.into());
+        }
+        Err(quinn::ReadExactError::ReadError(e)) => return Err(e.into()),
+    }
+    let header = check_header(&head, accept, limit)?;
+    let len = header.len as usize;
+    let mut frame = vec![0u8; HEADER_LEN + len];
+    let (h, payload) = frame.split_at_mut(HEADER_LEN);
+    h.copy_from_slice(&head);
+    match recv.read_exact(payload).await {
+        Ok(()) => Ok(Some(frame)),
+        Err(quinn::ReadExactError::FinishedEarly(_)) => Err(ProtocolError::Truncated.into()),
+        Err(quinn::ReadExactError::ReadError(e)) => Err(e.into()),
+    }
+}
+
+/// Checks a frame header against the type's maximum, the types accepted here and the
+/// caller's `limit`.
+pub(crate) fn check_header(
+    head: &[u8; HEADER_LEN],
+    accept: Accept,
+    limit: u32,
+) -> Result<FrameHeader, ProtocolError> {
+    let header = FrameHeader::parse(head)?;
+    if accept == Accept::Control && header.kind != FrameType::Control {
+        return Err(ProtocolError::Invalid {
+            what: "frame",
+            why: "a data frame where a control frame is expected",
+        });
+    }
+    if header.len > limit {
+        return Err(ProtocolError::FrameTooLarge {
+            len: u64::from(header.len),
+            limit,
+        });
+    }
+    Ok(header)
+}
+
+/// Checks that `frame` is exactly one whole frame of an accepted type (what we send must
+/// pass what the peer checks).
+pub(crate) fn check_whole_frame(frame: &[u8], accept: Accept) -> Result<(), ProtocolError> {
+    let (head, payload) = frame
+        .split_first_chunk::<HEADER_LEN>()
+        .ok_or(ProtocolError::Truncated)?;
+    let header = check_header(head, accept, FrameType::Data.max_len())?;
+    let len = header.len as usize;
+    if payload.len() < len {
+        return Err(ProtocolError::Truncated);
+    }
+    if payload.len() > len {
+        return Err(ProtocolError::TrailingBytes(payload.len() - len));
+    }
+    Ok(())
+}
+
+/// Stops the receiving side of a stream whose frame was refused (the peer's writes fail at
+/// once instead of filling our window).
+pub(crate) fn refuse_rest(recv: &mut quinn::RecvStream) {
+    // Fails only if the stream is already stopped or finished: nothing left to refuse.
+    let _ = recv.stop(quinn::VarInt::from_u32(stream_code::REFUSED_FRAME));
+}
