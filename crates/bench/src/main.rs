@@ -45,7 +45,8 @@ enum Command {
         connections: u64,
     },
     /// Bulk transfer on loopback: raw quinn with ring SHA-256 over every received byte,
-    /// raw quinn without, and (once the connector provides it) the TDS verified transfer.
+    /// raw quinn without, and the TDS verified transfer (every chunk checked against the
+    /// manifest's root).
     /// Prints one JSON line.
     Transfer {
         /// Bytes to move: 1GiB, 64MiB, 4096, ...

@@ -1,7 +1,6 @@
 //! Network benchmarks on loopback: TDS connection set-up against a raw quinn handshake
 //! (`tds-bench handshake`), and bulk transfer over raw quinn with and without SHA-256 on
-//! the receiving side, next to which the TDS verified transfer will be measured
-//! (`tds-bench transfer`).
+//! the receiving side next to the TDS verified transfer (`tds-bench transfer`).
 //!
 //! Both sides of every comparison use the same keys, the same TLS configurations
 //! (`tds_transport::tls`) and the same QUIC transport parameters
@@ -12,10 +11,24 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tds_core::hash::Hash256;
+use tds_core::rand::SystemRandom;
 use tds_core::time::{SystemClock, DAY_MS};
+use tds_core::Timestamp;
 use tds_core::{Clock, SigningKey};
 use tds_identity::{Admission, Authority, Jurisdiction, Role, Sector, TrustStore};
-use tds_transport::{tls, Endpoint, LocalIdentity, TransportConfig, TransportError};
+use tds_manifest::content::ChunkTree;
+use tds_manifest::{
+    ChunkSize, Classification, Commitment, Manifest, PersonalInfo, MANIFEST_VERSION,
+};
+use tds_policy::contract::{create_offer, Offer};
+use tds_policy::Purpose;
+use tds_protocol::session::{Asset, Config, Event, ReceivedChunk, Session};
+use tds_protocol::sim::MemoryHost;
+use tds_protocol::Refusal;
+use tds_transport::{
+    tls, Driver, Endpoint, LocalIdentity, SessionApp, TransportConfig, TransportError,
+};
 
 /// Why a network benchmark failed.
 #[derive(Debug, thiserror::Error)]
@@ -348,22 +361,319 @@ fn expected_digest(bench: TransferBench) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------------------
-// HOOK (c): the TDS verified transfer.
-//
-// The connector issue plugs in here: move `bench.size` bytes between two `Endpoint`s over
-// the same loopback with the same `TransportConfig`, as chunk requests answered with data
-// frames whose chunks the consumer verifies against the manifest's Merkle root, and
-// return Gbit/s timed the same way as `raw_transfer` (request to last verified byte).
-// Until then it returns `None` and the report prints `"tds_gbps": null`.
+// (c) The TDS verified transfer: the same two members, the same loopback and transport
+// parameters, the same repeated source buffer. The provider serves it as an asset whose
+// manifest commits to its Merkle root; the consumer negotiates an agreement (not timed,
+// as the raw handshake is not), then asks for the asset chunk by chunk and verifies
+// every chunk against the root before it counts it. Timed from the transfer request to
+// the last verified chunk, as `raw_transfer` is from its request to its last byte.
 // ---------------------------------------------------------------------------------------
 
-/// (c) The TDS verified transfer; `None` until the connector provides it.
+/// What the consumer does with verified chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// Count them (the bench: memory stays flat).
+    Count,
+    /// Keep every byte in order (tests compare them with the source).
+    All,
+}
+
+/// The provider's side: the repeated buffer as an asset, with its chunk tree.
+struct ServeRepeated {
+    block: Bytes,
+    tree: Arc<ChunkTree>,
+    host: Arc<MemoryHost>,
+}
+
+impl SessionApp for ServeRepeated {
+    fn event(&mut self, _: &mut Session, _: Timestamp, event: Event) {
+        if let Event::Finalized { agreement, .. } = event {
+            self.host.add_agreement(agreement);
+        }
+    }
+
+    fn chunk(&mut self, _: &ReceivedChunk<'_>) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    fn read_chunk(
+        &mut self,
+        _asset: &str,
+        index: u64,
+        _offset: u64,
+        len: u64,
+    ) -> Result<(Bytes, Vec<Hash256>), Refusal> {
+        let proof = self
+            .tree
+            .proof(index)
+            .map_err(|e| Refusal::new("transfer.chunk_unavailable", e.to_string()))?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|l| *l <= self.block.len())
+            .ok_or_else(|| Refusal::new("transfer.chunk_unavailable", "chunk too long"))?;
+        Ok((self.block.slice(..len), proof.path))
+    }
+}
+
+/// The consumer's side: forwards events, keeps or counts verified chunks.
+struct Collect {
+    events: tokio::sync::mpsc::UnboundedSender<Event>,
+    kept: Arc<std::sync::Mutex<Vec<u8>>>,
+    keep: Keep,
+}
+
+impl SessionApp for Collect {
+    fn event(&mut self, _: &mut Session, _: Timestamp, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    fn chunk(&mut self, chunk: &ReceivedChunk<'_>) -> Result<(), Refusal> {
+        if self.keep == Keep::All {
+            let mut kept = self
+                .kept
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let at = usize::try_from(chunk.offset)
+                .map_err(|_| Refusal::new("transfer.chunk_unavailable", "offset"))?;
+            let end = at.saturating_add(chunk.data.len());
+            if kept.len() < end {
+                kept.resize(end, 0);
+            }
+            if let Some(dst) = kept.get_mut(at..end) {
+                dst.copy_from_slice(chunk.data);
+            }
+        }
+        Ok(())
+    }
+
+    fn read_chunk(
+        &mut self,
+        _: &str,
+        _: u64,
+        _: u64,
+        _: u64,
+    ) -> Result<(Bytes, Vec<Hash256>), Refusal> {
+        Err(Refusal::new(
+            "transfer.chunk_unavailable",
+            "the consumer serves nothing",
+        ))
+    }
+}
+
+fn setup<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> NetBenchError + '_ {
+    move |e| NetBenchError::Setup(format!("{what}: {e}"))
+}
+
+/// Waits for the first event `pick` takes, failing after `limit`.
+async fn wait_for<T>(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    limit: Duration,
+    mut pick: impl FnMut(&Event) -> Option<Result<T, NetBenchError>>,
+) -> Result<T, NetBenchError> {
+    let found = tokio::time::timeout(limit, async {
+        while let Some(e) = events.recv().await {
+            if let Some(r) = pick(&e) {
+                return r;
+            }
+        }
+        Err(NetBenchError::Setup(
+            "the consumer's session stopped".into(),
+        ))
+    })
+    .await;
+    found.map_err(|_| NetBenchError::Setup("timed out waiting for the consumer".into()))?
+}
+
+/// (c) One TDS verified transfer of `bench.size` bytes; returns Gbit/s and, with
+/// [`Keep::All`], the bytes received.
+pub async fn tds_transfer(
+    bench: TransferBench,
+    keep: Keep,
+) -> Result<(f64, Option<Vec<u8>>), NetBenchError> {
+    let space = space()?;
+    let config = TransportConfig::default();
+    tds_verified_transfer(&space, &config, bench, keep).await
+}
+
 async fn tds_verified_transfer(
-    _space: &Space,
-    _config: &TransportConfig,
-    _bench: TransferBench,
-) -> Result<Option<f64>, NetBenchError> {
-    Ok(None)
+    space: &Space,
+    config: &TransportConfig,
+    bench: TransferBench,
+    keep: Keep,
+) -> Result<(f64, Option<Vec<u8>>), NetBenchError> {
+    let now = SystemClock.now();
+    let chunk_size = ChunkSize::new(bench.chunk as u64).map_err(setup("chunk size"))?;
+    let block = Bytes::from(vec![0x5au8; bench.chunk]);
+    // The commitment of `size` bytes of the repeated block: equal full chunks, then the
+    // tail.
+    let chunks = chunk_size.chunks_for(bench.size);
+    let full = tds_core::merkle::leaf_hash(&block);
+    let tail_len = bench.size - chunk_size.get() * chunks.saturating_sub(1);
+    let tail = tds_core::merkle::leaf_hash(block.get(..tail_len as usize).unwrap_or_default());
+    let tree = Arc::new(ChunkTree::from_leaves((0..chunks).map(|i| {
+        if i + 1 == chunks {
+            tail
+        } else {
+            full
+        }
+    })));
+    let content =
+        Commitment::new(bench.size, chunk_size, tree.root()).map_err(setup("commitment"))?;
+    let provider = &space.server;
+    let manifest = Manifest {
+        version: MANIFEST_VERSION,
+        title: "Bench asset".into(),
+        description: String::new(),
+        sector: Sector::POWER,
+        media_type: "application/octet-stream".into(),
+        schema: None,
+        keywords: vec![],
+        owner: tds_identity::ParticipantId::of(&provider.key.public_key()),
+        owner_key: provider.key.public_key(),
+        created: now,
+        classification: Classification::General,
+        personal: PersonalInfo::None,
+        residency: None,
+        content,
+        lineage: vec![],
+        supersedes: None,
+        quality: None,
+    };
+    let signed = manifest.sign(&provider.key).map_err(setup("manifest"))?;
+    let verified = tds_manifest::open(&signed)
+        .and_then(|m| m.verify(&provider.key.public_key()))
+        .map_err(setup("manifest"))?;
+    let asset_id = verified.id().to_string();
+    let offer = create_offer(
+        provider.key.as_ref(),
+        &Offer {
+            asset: asset_id.parse().map_err(setup("asset id"))?,
+            provider: provider.key.id(),
+            provider_key: provider.key.public_key(),
+            policy: tds_policy::parse(
+                "bench",
+                "policy set;\n\npermit use\n  when purpose isA research;\n",
+            )
+            .map_err(setup("policy"))?,
+            price: None,
+            not_before: now,
+            not_after: now.saturating_add_millis(DAY_MS),
+        },
+    )
+    .map_err(setup("offer"))?;
+
+    let (server, client) = tds_endpoints(space, config)?;
+    let addr = server.local_addr()?;
+    let (client_conn, server_conn) = tokio::join!(client.connect(addr), server.accept());
+    let (client_conn, server_conn) = (client_conn?, server_conn?);
+    let trust = || -> TrustStore {
+        space
+            .trust
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    };
+    let provider_host = Arc::new(MemoryHost::new(trust()));
+    provider_host.add_asset(Asset {
+        manifest: signed,
+        verified: Arc::new(verified),
+    });
+    let consumer_host = Arc::new(MemoryHost::new(trust()));
+    let provider_session = Session::new(
+        Config::default(),
+        provider.key.clone(),
+        server_conn.peer().clone(),
+        provider_host.clone(),
+        Arc::new(SystemRandom),
+    );
+    let consumer_session = Session::new(
+        Config::default(),
+        space.client.key.clone(),
+        client_conn.peer().clone(),
+        consumer_host,
+        Arc::new(SystemRandom),
+    );
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (_provider, provider_task) = Driver::spawn(
+        server_conn,
+        provider_session,
+        ServeRepeated {
+            block,
+            tree,
+            host: provider_host,
+        },
+        clock.clone(),
+    );
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (consumer, consumer_task) = Driver::spawn(
+        client_conn.clone(),
+        consumer_session,
+        Collect {
+            events: events_tx,
+            kept: kept.clone(),
+            keep,
+        },
+        clock,
+    );
+    let purpose: Purpose = "research".parse().map_err(setup("purpose"))?;
+    let p = purpose.clone();
+    consumer
+        .call(move |s, now| s.request_contract(now, &offer, None, p))
+        .await?
+        .map_err(setup("contract request"))?;
+    let limit = Duration::from_secs(600);
+    let agreement = wait_for(&mut events, limit, |e| match e {
+        Event::Finalized { agreement, .. } => Some(Ok(agreement.clone())),
+        Event::NegotiationTerminated { code, reason, .. } => Some(Err(NetBenchError::Setup(
+            format!("negotiation ended: {code}: {reason}"),
+        ))),
+        _ => None,
+    })
+    .await?;
+
+    let start = Instant::now();
+    consumer
+        .call(move |s, now| s.request_transfer(now, agreement, purpose, None))
+        .await?
+        .map_err(setup("transfer request"))?;
+    let received = wait_for(&mut events, limit, |e| match e {
+        Event::TransferCompleted {
+            bytes,
+            complete: true,
+            ..
+        } => Some(Ok(*bytes)),
+        Event::TransferTerminated { code, reason, .. } => Some(Err(NetBenchError::Setup(format!(
+            "transfer ended: {code}: {reason}"
+        )))),
+        _ => None,
+    })
+    .await?;
+    let seconds = start.elapsed().as_secs_f64();
+    client_conn.close(0, Refusal::new("transport.closed", "bench done"));
+    provider_task.abort();
+    consumer_task.abort();
+    server.close();
+    client.close();
+    if received != bench.size {
+        return Err(NetBenchError::Mismatch(format!(
+            "verified {received} of {} bytes",
+            bench.size
+        )));
+    }
+    let bytes = (keep == Keep::All).then(|| {
+        std::mem::take(
+            &mut *kept
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    });
+    Ok((gbps(bench.size, seconds), bytes))
+}
+
+/// The SHA-256 the source's bytes have (for tests of [`tds_transfer`]).
+pub fn source_digest(bench: TransferBench) -> Vec<u8> {
+    expected_digest(bench)
 }
 
 /// Peak resident set size of this process (`VmHWM`), in MiB.
@@ -386,7 +696,8 @@ pub async fn transfer(bench: TransferBench) -> Result<String, NetBenchError> {
         ));
     }
     let (plain, _) = raw_transfer(&space, &config, bench, Sink::Discard).await?;
-    let tds = tds_verified_transfer(&space, &config, bench).await?;
+    let (tds, _) = tds_verified_transfer(&space, &config, bench, Keep::Count).await?;
+    let tds = Some(tds);
     let ratio = |base: f64| tds.and_then(|t| (base > 0.0).then(|| t / base));
     Ok(json_line(&[
         ("size_bytes", bench.size.into()),

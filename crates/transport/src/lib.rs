@@ -4,6 +4,7 @@
 
 pub mod config;
 mod connection;
+pub mod driver;
 mod endpoint;
 pub mod error;
 pub mod join;
@@ -12,6 +13,7 @@ mod wire;
 
 pub use config::TransportConfig;
 pub use connection::{Connection, Reply, Responder};
+pub use driver::{Driver, SessionApp};
 pub use endpoint::{
     Endpoint, EndpointBuilder, LocalIdentity, RefusalObserver, RevocationOutcome, SharedTrust,
 };
