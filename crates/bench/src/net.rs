@@ -23,7 +23,7 @@ use tds_manifest::{
 };
 use tds_policy::contract::{create_offer, Offer};
 use tds_policy::Purpose;
-use tds_protocol::session::{Asset, Config, Event, ReceivedChunk, Session};
+use tds_protocol::session::{Asset, Config, Event, PlacedChunk, Session};
 use tds_protocol::sim::MemoryHost;
 use tds_protocol::Refusal;
 use tds_transport::{
@@ -392,7 +392,7 @@ impl SessionApp for ServeRepeated {
         }
     }
 
-    fn chunk(&mut self, _: &ReceivedChunk<'_>) -> Result<(), Refusal> {
+    fn chunk(&mut self, _: &PlacedChunk, _: &[Bytes]) -> Result<(), Refusal> {
         Ok(())
     }
 
@@ -427,20 +427,23 @@ impl SessionApp for Collect {
         let _ = self.events.send(event);
     }
 
-    fn chunk(&mut self, chunk: &ReceivedChunk<'_>) -> Result<(), Refusal> {
+    fn chunk(&mut self, place: &PlacedChunk, pieces: &[Bytes]) -> Result<(), Refusal> {
         if self.keep == Keep::All {
             let mut kept = self
                 .kept
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let at = usize::try_from(chunk.offset)
+            let mut at = usize::try_from(place.offset)
                 .map_err(|_| Refusal::new("transfer.chunk_unavailable", "offset"))?;
-            let end = at.saturating_add(chunk.data.len());
-            if kept.len() < end {
-                kept.resize(end, 0);
-            }
-            if let Some(dst) = kept.get_mut(at..end) {
-                dst.copy_from_slice(chunk.data);
+            for piece in pieces {
+                let end = at.saturating_add(piece.len());
+                if kept.len() < end {
+                    kept.resize(end, 0);
+                }
+                if let Some(dst) = kept.get_mut(at..end) {
+                    dst.copy_from_slice(piece);
+                }
+                at = end;
             }
         }
         Ok(())

@@ -93,6 +93,84 @@ pub fn leaf_hash(data: &[u8]) -> Hash256 {
     to_hash(ctx.finish())
 }
 
+/// [`leaf_hash`] over bytes that arrive in pieces (a chunk read from the network as
+/// it comes, never copied into one buffer).
+pub struct LeafHasher {
+    ctx: ring::digest::Context,
+    len: u64,
+}
+
+impl LeafHasher {
+    /// A hasher primed with the leaf prefix.
+    pub fn new() -> LeafHasher {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(&[0x00]);
+        LeafHasher { ctx, len: 0 }
+    }
+
+    /// Adds the next piece.
+    pub fn update(&mut self, piece: &[u8]) {
+        self.ctx.update(piece);
+        self.len = self.len.saturating_add(piece.len() as u64);
+    }
+
+    /// The leaf hash of everything added, with its length.
+    pub fn finish(self) -> HashedLeaf {
+        HashedLeaf {
+            leaf: to_hash(self.ctx.finish()),
+            len: self.len,
+        }
+    }
+}
+
+impl Default for LeafHasher {
+    fn default() -> Self {
+        LeafHasher::new()
+    }
+}
+
+impl std::fmt::Debug for LeafHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeafHasher")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// The leaf hash of some bytes and their length. Made only by hashing them
+/// ([`HashedLeaf::of`], [`LeafHasher::finish`]), so a verifier that takes one knows the
+/// hash is of real bytes of that length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashedLeaf {
+    leaf: Hash256,
+    len: u64,
+}
+
+impl HashedLeaf {
+    /// Hashes `data` whole.
+    pub fn of(data: &[u8]) -> HashedLeaf {
+        HashedLeaf {
+            leaf: leaf_hash(data),
+            len: data.len() as u64,
+        }
+    }
+
+    /// `SHA-256(0x00 ‖ data)`.
+    pub fn leaf(&self) -> &Hash256 {
+        &self.leaf
+    }
+
+    /// The length of the data hashed.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether no byte was hashed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// `SHA-256(0x01 ‖ left ‖ right)`.
 pub fn node_hash(left: &Hash256, right: &Hash256) -> Hash256 {
     let mut buf = [0u8; 65];

@@ -227,6 +227,30 @@ pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, ProtocolError> {
     decode_payload(header.kind, payload)
 }
 
+/// Decodes the chunk header of a data frame (the `header_len` bytes after its two length
+/// bytes), for a reader that takes the chunk bytes that follow as they come.
+pub fn decode_chunk_header(bytes: &[u8]) -> Result<ChunkHeader, ProtocolError> {
+    if bytes.len() > MAX_DATA_HEADER as usize {
+        return Err(ProtocolError::FrameTooLarge {
+            len: bytes.len() as u64,
+            limit: MAX_DATA_HEADER,
+        });
+    }
+    let limits = Limits {
+        max_depth: 2,
+        max_size: MAX_DATA_HEADER as usize,
+        allow_floats: false,
+    };
+    let header: ChunkHeader = cbor::decode_with(bytes, &limits)?;
+    if header.path.len() > MAX_PROOF_LEN {
+        return Err(ProtocolError::Invalid {
+            what: "chunk header",
+            why: "inclusion path longer than 64 hashes",
+        });
+    }
+    Ok(header)
+}
+
 /// Decodes a frame payload of a known type (after [`FrameHeader::parse`]).
 pub fn decode_payload(kind: FrameType, payload: &[u8]) -> Result<Frame<'_>, ProtocolError> {
     if payload.len() > kind.max_len() as usize {
@@ -251,18 +275,7 @@ pub fn decode_payload(kind: FrameType, payload: &[u8]) -> Result<Frame<'_>, Prot
             let (h, chunk) = rest
                 .split_at_checked(hlen)
                 .ok_or(ProtocolError::Truncated)?;
-            let limits = Limits {
-                max_depth: 2,
-                max_size: MAX_DATA_HEADER as usize,
-                allow_floats: false,
-            };
-            let header: ChunkHeader = cbor::decode_with(h, &limits)?;
-            if header.path.len() > MAX_PROOF_LEN {
-                return Err(ProtocolError::Invalid {
-                    what: "chunk header",
-                    why: "inclusion path longer than 64 hashes",
-                });
-            }
+            let header = decode_chunk_header(h)?;
             Ok(Frame::Data(header, chunk))
         }
     }

@@ -13,7 +13,9 @@ use tokio::sync::mpsc;
 
 use crate::endpoint::Shared;
 use crate::error::{close_reason, refusal_of, Closer, TransportError};
-use crate::wire::{check_whole_frame, read_frame, refuse_rest, stream_code, Accept};
+use crate::wire::{
+    check_whole_frame, read_chunk_reply, read_frame, refuse_rest, stream_code, Accept, ChunkReply,
+};
 
 /// Why we closed a connection, kept so our own side can report it.
 #[derive(Debug, Default)]
@@ -265,6 +267,29 @@ impl Reply {
             return Ok(None);
         }
         match read_frame(&mut self.recv, Accept::Any, MAX_DATA).await {
+            Ok(Some(f)) => Ok(Some(f)),
+            Ok(None) => {
+                self.done = true;
+                Ok(None)
+            }
+            Err(e) => {
+                self.done = true;
+                if matches!(e, TransportError::Frame(_)) {
+                    refuse_rest(&mut self.recv);
+                }
+                Err(self.conn.err(e))
+            }
+        }
+    }
+
+    /// The next reply frame to a chunk request, reading a data frame's chunk as QUIC
+    /// delivers it: hashed on the way, kept in its pieces, never copied into one buffer.
+    /// `None` after the last frame.
+    pub async fn next_chunk(&mut self) -> Result<Option<ChunkReply>, TransportError> {
+        if self.done {
+            return Ok(None);
+        }
+        match read_chunk_reply(&mut self.recv).await {
             Ok(Some(f)) => Ok(Some(f)),
             Ok(None) => {
                 self.done = true;

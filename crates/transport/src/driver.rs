@@ -10,20 +10,21 @@ use std::time::Duration;
 use bytes::Bytes;
 use tds_core::hash::Hash256;
 use tds_core::{Clock, Timestamp};
-use tds_protocol::session::{Event, InId, OutId, ReceivedChunk, Session, Transmit};
+use tds_protocol::session::{Event, InId, OutId, PlacedChunk, Session, Transmit};
 use tds_protocol::Refusal;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::{Connection, Responder, TransportError};
+use crate::{ChunkReply, Connection, Responder, TransportError};
 
 /// What a driven session asks of the application.
 pub trait SessionApp: Send + 'static {
     /// An event of the session. Decisions (manual mode) may call the session at once.
     fn event(&mut self, session: &mut Session, now: Timestamp, event: Event);
 
-    /// A chunk that verified: store it. An error terminates the transfer.
-    fn chunk(&mut self, chunk: &ReceivedChunk<'_>) -> Result<(), Refusal>;
+    /// A chunk that verified against the manifest: store its bytes (`pieces`, in order,
+    /// as QUIC delivered them) at `place.offset`. An error terminates the transfer.
+    fn chunk(&mut self, place: &PlacedChunk, pieces: &[Bytes]) -> Result<(), Refusal>;
 
     /// Provider: the bytes of chunk `index` of `asset` (`len` bytes at `offset`) and its
     /// inclusion path.
@@ -84,7 +85,7 @@ struct Loop<A> {
     app: A,
     clock: Arc<dyn Clock>,
     responders: HashMap<InId, Responder>,
-    replies: mpsc::Sender<(OutId, Result<Vec<u8>, TransportError>)>,
+    replies: mpsc::Sender<(OutId, Result<ChunkReply, TransportError>)>,
 }
 
 async fn run<A: SessionApp>(
@@ -148,11 +149,14 @@ async fn run<A: SessionApp>(
             reply = reply_rx.recv() => if let Some((id, result)) = reply {
                 let now = l.now();
                 match result {
-                    Ok(frame) => {
-                        if let Some(chunk) = l.session.handle_reply(now, id, &frame) {
-                            if let Err(r) = l.app.chunk(&chunk) {
-                                let pid = chunk.pid;
-                                let _ = l.session.terminate_transfer(now, pid, &r.code, &r.reason);
+                    Ok(ChunkReply::Control(frame)) => {
+                        // A control reply carries no chunk (an `error`, or any other reply).
+                        let _ = l.session.handle_reply(now, id, &frame);
+                    }
+                    Ok(ChunkReply::Data { header, leaf, pieces }) => {
+                        if let Some(place) = l.session.handle_chunk(now, id, header, &leaf) {
+                            if let Err(r) = l.app.chunk(&place, &pieces) {
+                                let _ = l.session.terminate_transfer(now, place.pid, &r.code, &r.reason);
                             }
                         }
                     }
@@ -206,13 +210,18 @@ impl<A: SessionApp> Loop<A> {
 
     fn transmit(&mut self, t: Transmit) {
         match t {
-            Transmit::Request { id, frame, .. } => {
+            Transmit::Request { id, frame, data } => {
                 let conn = self.conn.clone();
                 let replies = self.replies.clone();
                 tokio::spawn(async move {
                     let result = async {
                         let mut reply = conn.request_frame(&frame).await?;
-                        reply.next().await?.ok_or(TransportError::Frame(
+                        let first = if data {
+                            reply.next_chunk().await?
+                        } else {
+                            reply.next().await?.map(ChunkReply::Control)
+                        };
+                        first.ok_or(TransportError::Frame(
                             tds_protocol::ProtocolError::Truncated,
                         ))
                     }

@@ -19,4 +19,4 @@ pub use endpoint::{
 };
 pub use error::{close, Closer, HelloError, JoinError, TransportError};
 pub use join::{AdmissionHandler, AdmissionReply, AdmissionRequest, JoinConnection, JoinLimits};
-pub use wire::stream_code;
+pub use wire::{stream_code, ChunkReply};

@@ -2,7 +2,11 @@
 //! with [`FrameHeader::parse`] (and the caller's tighter limit) before it allocates or
 //! reads a payload byte.
 
-use tds_protocol::frame::{FrameHeader, FrameType, HEADER_LEN};
+use bytes::Bytes;
+use tds_core::merkle::{HashedLeaf, LeafHasher};
+use tds_protocol::frame::{
+    self, ChunkHeader, FrameHeader, FrameType, HEADER_LEN, MAX_DATA, MAX_DATA_HEADER,
+};
 use tds_protocol::ProtocolError;
 
 use crate::error::TransportError;
@@ -55,6 +59,88 @@ pub(crate) async fn read_frame(
         Err(quinn::ReadExactError::FinishedEarly(_)) => Err(ProtocolError::Truncated.into()),
         Err(quinn::ReadExactError::ReadError(e)) => Err(e.into()),
     }
+}
+
+/// A reply frame to a chunk request: a control message, or a data frame whose chunk was
+/// hashed as it arrived and kept in the pieces QUIC delivered it in (never copied into
+/// one buffer).
+#[derive(Debug)]
+pub enum ChunkReply {
+    /// A whole control frame (an `error`, usually).
+    Control(Vec<u8>),
+    /// A data frame.
+    Data {
+        /// Its chunk header.
+        header: ChunkHeader,
+        /// The chunk's leaf hash and length.
+        leaf: HashedLeaf,
+        /// The chunk's bytes, in order.
+        pieces: Vec<Bytes>,
+    },
+}
+
+async fn read_exact_or(recv: &mut quinn::RecvStream, buf: &mut [u8]) -> Result<(), TransportError> {
+    match recv.read_exact(buf).await {
+        Ok(()) => Ok(()),
+        Err(quinn::ReadExactError::FinishedEarly(_)) => Err(ProtocolError::Truncated.into()),
+        Err(quinn::ReadExactError::ReadError(e)) => Err(e.into()),
+    }
+}
+
+/// Reads one reply frame to a chunk request; `Ok(None)` at a clean end of the stream.
+pub(crate) async fn read_chunk_reply(
+    recv: &mut quinn::RecvStream,
+) -> Result<Option<ChunkReply>, TransportError> {
+    let mut head = [0u8; HEADER_LEN];
+    match recv.read_exact(&mut head).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(quinn::ReadExactError::FinishedEarly(_)) => {
+            return Err(ProtocolError::Truncated.into());
+        }
+        Err(quinn::ReadExactError::ReadError(e)) => return Err(e.into()),
+    }
+    let header = check_header(&head, Accept::Any, MAX_DATA)?;
+    let len = header.len as usize;
+    if header.kind == FrameType::Control {
+        let mut frame = vec![0u8; HEADER_LEN + len];
+        let (h, payload) = frame.split_at_mut(HEADER_LEN);
+        h.copy_from_slice(&head);
+        read_exact_or(recv, payload).await?;
+        return Ok(Some(ChunkReply::Control(frame)));
+    }
+    let mut hl = [0u8; 2];
+    read_exact_or(recv, &mut hl).await?;
+    let hlen = usize::from(u16::from_be_bytes(hl));
+    if hlen > MAX_DATA_HEADER as usize {
+        return Err(ProtocolError::FrameTooLarge {
+            len: hlen as u64,
+            limit: MAX_DATA_HEADER,
+        }
+        .into());
+    }
+    let mut left = len.checked_sub(2 + hlen).ok_or(ProtocolError::Truncated)?;
+    let mut h = vec![0u8; hlen];
+    read_exact_or(recv, &mut h).await?;
+    let chunk_header = frame::decode_chunk_header(&h)?;
+    let mut hasher = LeafHasher::new();
+    let mut pieces = Vec::new();
+    while left > 0 {
+        match recv.read_chunk(left, true).await? {
+            Some(c) => {
+                let n = c.bytes.len().min(left);
+                hasher.update(&c.bytes);
+                left -= n;
+                pieces.push(c.bytes);
+            }
+            None => return Err(ProtocolError::Truncated.into()),
+        }
+    }
+    Ok(Some(ChunkReply::Data {
+        header: chunk_header,
+        leaf: hasher.finish(),
+        pieces,
+    }))
 }
 
 /// Checks a frame header against the type's maximum, the types accepted here and the

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use tds_core::cbor::{self, CborError, Limits};
 use tds_core::hash::Hash256;
-use tds_core::merkle;
+use tds_core::merkle::{self, HashedLeaf};
 use tds_core::ErrorCode;
 
 use super::proof::{ChunkProof, MAX_PROOF_LEN};
@@ -176,17 +176,33 @@ impl ChunkVerifier {
         data: &'a [u8],
         proof: &ChunkProof,
     ) -> Result<VerifiedChunk<'a>, ChunkError> {
+        let offset = self.verify_hashed(&HashedLeaf::of(data), proof)?;
+        Ok(VerifiedChunk {
+            index: proof.index,
+            offset,
+            data,
+        })
+    }
+
+    /// [`verify`](Self::verify) for a chunk hashed as it arrived in pieces
+    /// ([`tds_core::merkle::LeafHasher`]): checks its length and leaf against the
+    /// commitment and returns where it starts in the asset.
+    pub fn verify_hashed(
+        &mut self,
+        chunk: &HashedLeaf,
+        proof: &ChunkProof,
+    ) -> Result<u64, ChunkError> {
         let index = proof.index;
         let c = &self.commitment;
         let expected = c.chunk_len(index).ok_or(ChunkError::IndexOutOfRange {
             index,
             chunks: c.chunks,
         })?;
-        if data.len() as u64 != expected {
+        if chunk.len() != expected {
             return Err(ChunkError::Length {
                 index,
                 expected,
-                got: data.len() as u64,
+                got: chunk.len(),
             });
         }
         if proof.path.len() > MAX_PROOF_LEN {
@@ -195,9 +211,8 @@ impl ChunkVerifier {
                 len: proof.path.len(),
             });
         }
-        let leaf = merkle::leaf_hash(data);
         merkle::verify_inclusion_cached(
-            &leaf,
+            chunk.leaf(),
             index,
             c.chunks,
             &proof.path,
@@ -207,11 +222,7 @@ impl ChunkVerifier {
         .map_err(|_| ChunkError::Mismatch { index })?;
         let offset = c.chunk_offset(index);
         self.mark(index);
-        Ok(VerifiedChunk {
-            index,
-            offset,
-            data,
-        })
+        Ok(offset)
     }
 
     fn mark(&mut self, index: u64) {

@@ -12,7 +12,9 @@ use tds_manifest::VerifiedManifest;
 use tds_policy::contract::VerifiedAgreement;
 use tds_policy::{Action, Effect, Purpose, RuleKind};
 
-use super::{refusal_of, Asset, CallError, Event, InId, Mode, Purpose as Why, Session, Transmit};
+use super::{
+    refusal_of, Asset, CallError, Event, InId, Mode, OutId, Purpose as Why, Session, Transmit,
+};
 use crate::frame::{self, ChunkHeader};
 use crate::message::{
     Ack, ChunkRequestMsg, Message, Pid, Refusal, TransferCompletionMsg, TransferRequestMsg,
@@ -20,6 +22,7 @@ use crate::message::{
 };
 use crate::signed::{self, TransferReceipt, VerifiedTransferReceipt};
 use crate::state::{transfer_next, Role, TransferState, TransferStep};
+use tds_core::merkle::HashedLeaf;
 
 const SEEN: usize = 16;
 
@@ -76,6 +79,19 @@ pub struct TransferView {
     /// Consumer: chunk requests sent in all (each chunk is asked for until it verifies,
     /// never after).
     pub chunk_requests: u64,
+}
+
+/// Where a chunk that verified against the manifest goes (its bytes are the caller's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlacedChunk {
+    /// The transfer.
+    pub pid: Pid,
+    /// The chunk index.
+    pub index: u64,
+    /// Its byte offset in the asset.
+    pub offset: u64,
+    /// Its length.
+    pub len: u64,
 }
 
 /// A chunk that verified against the manifest: store it.
@@ -1017,6 +1033,25 @@ impl Session {
         header: ChunkHeader,
         data: &'a [u8],
     ) -> Option<ReceivedChunk<'a>> {
+        let placed = self.chunk_hashed(now, pid, index, header, &HashedLeaf::of(data))?;
+        Some(ReceivedChunk {
+            pid,
+            index,
+            offset: placed.offset,
+            data,
+        })
+    }
+
+    /// Checks a chunk (its leaf hash) against the transfer's manifest; `None` if it was
+    /// refused (the transfer then ends) or is already held.
+    fn chunk_hashed(
+        &mut self,
+        now: Timestamp,
+        pid: Pid,
+        index: u64,
+        header: ChunkHeader,
+        chunk: &HashedLeaf,
+    ) -> Option<PlacedChunk> {
         let t = self.transfers.get_mut(&pid)?;
         t.in_flight.remove(&index);
         if header.transfer != pid || header.index != index {
@@ -1034,15 +1069,15 @@ impl Session {
         if v.is_verified(index) {
             return None;
         }
-        match v.verify(data, &header.proof()) {
-            Ok(chunk) => {
-                t.bytes = t.bytes.saturating_add(data.len() as u64);
+        match v.verify_hashed(chunk, &header.proof()) {
+            Ok(offset) => {
+                t.bytes = t.bytes.saturating_add(chunk.len());
                 t.progress = now;
-                Some(ReceivedChunk {
+                Some(PlacedChunk {
                     pid,
                     index,
-                    offset: chunk.offset(),
-                    data,
+                    offset,
+                    len: chunk.len(),
                 })
             }
             Err(e) => {
@@ -1050,6 +1085,36 @@ impl Session {
                 None
             }
         }
+    }
+
+    /// The reply to chunk request `id` arrived as a data frame whose chunk the transport
+    /// hashed as it read it ([`tds_core::merkle::LeafHasher`]), without holding it in one
+    /// buffer. Returns where the verified chunk goes; the caller stores the bytes it
+    /// hashed. `None`: refused (the transfer ends, see the events), a duplicate, or no
+    /// chunk request of that id.
+    pub fn handle_chunk(
+        &mut self,
+        now: Timestamp,
+        id: OutId,
+        header: ChunkHeader,
+        chunk: &HashedLeaf,
+    ) -> Option<PlacedChunk> {
+        let out = match self.outstanding.remove(&id) {
+            Some(o) => match o.purpose {
+                Why::Chunk { pid, index } => self.chunk_hashed(now, pid, index, header, chunk),
+                _ => {
+                    self.peer_broke(
+                        now,
+                        &o,
+                        Refusal::new("protocol.unexpected_message", "chunk data out of place"),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        self.pump(now);
+        out
     }
 
     /// The peer sent something this side cannot accept: terminate (telling the peer why).
