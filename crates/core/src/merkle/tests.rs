@@ -278,3 +278,24 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn a_leaf_hashed_in_pieces_is_the_leaf_hashed_whole(
+        data in proptest::collection::vec(any::<u8>(), 0..4096),
+        cuts in proptest::collection::vec(any::<usize>(), 0..8),
+    ) {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
+        at.sort_unstable();
+        let mut h = LeafHasher::new();
+        let mut start = 0;
+        for end in at.into_iter().chain([data.len()]) {
+            h.update(&data[start..end]);
+            start = end;
+        }
+        let pieces = h.finish();
+        prop_assert_eq!(pieces, HashedLeaf::of(&data));
+        prop_assert_eq!(*pieces.leaf(), leaf_hash(&data));
+        prop_assert_eq!(pieces.len(), data.len() as u64);
+    }
+}
