@@ -400,6 +400,9 @@ pub enum Op {
     Heal,
     /// The provider's application: corrupt served chunks (bit 0), stop serving (bit 1).
     Hostile(u8),
+    /// Delivers again the `n mod len`-th frame an earlier [`Op::Send`] delivered, to the
+    /// same side (a replayed or late duplicate message).
+    Replay(u8),
 }
 
 /// How a script starts.
@@ -455,7 +458,7 @@ fn put_pid(out: &mut Vec<u8>, p: PidSel) {
 
 impl Op {
     fn read(r: &mut Reader<'_>) -> Option<Op> {
-        Some(match r.u8()? % 8 {
+        Some(match r.u8()? % 9 {
             0 => Op::Run(r.u16()?),
             1 => Op::Call {
                 call: CALLS[usize::from(r.u8()?) % CALLS.len()],
@@ -489,7 +492,8 @@ impl Op {
             },
             5 => Op::Cut,
             6 => Op::Heal,
-            _ => Op::Hostile(r.u8()?),
+            7 => Op::Hostile(r.u8()?),
+            _ => Op::Replay(r.u8()?),
         })
     }
 
@@ -521,6 +525,7 @@ impl Op {
             Op::Cut => out.push(5),
             Op::Heal => out.push(6),
             Op::Hostile(b) => out.extend_from_slice(&[7, *b]),
+            Op::Replay(n) => out.extend_from_slice(&[8, *n]),
         }
     }
 }
@@ -561,7 +566,7 @@ pub struct Checker {
     /// Each side's own negotiations and transfers, in order of appearance.
     own_neg: [Vec<Pid>; 2],
     own_xfer: [Vec<Pid>; 2],
-    /// Agreements finalized (either side), by id.
+    /// Agreements either side holds (countersigned or finalized), in order of appearance.
     agreements: Vec<Arc<VerifiedAgreement>>,
     agreed: usize,
 }
@@ -704,6 +709,12 @@ impl Checker {
             let s = &sim.sides[side].session;
             for (pid, state) in &self.neg[side] {
                 if let Some(v) = s.negotiation(*pid) {
+                    // Agreements held before FINALIZED too, for messages that name them.
+                    if let Some(a) = &v.agreement {
+                        if !self.agreements.iter().any(|k| k.id() == a.id()) {
+                            self.agreements.push(a.clone());
+                        }
+                    }
                     assert_eq!(
                         v.state,
                         *state,
@@ -849,6 +860,10 @@ fn pick<T: Copy>(list: &[T], i: u8) -> Option<T> {
     }
 }
 
+fn pick_ref<T>(list: &[T], i: u8) -> Option<&T> {
+    list.get(usize::from(i) % list.len().max(1))
+}
+
 impl Checker {
     fn pid(&self, p: PidSel) -> Pid {
         match p {
@@ -858,7 +873,7 @@ impl Checker {
         }
     }
 
-    /// Agreements to choose from: the fixture's and every finalized one.
+    /// Agreements to choose from: the fixture's and every one either side holds.
     fn agreement(&self, i: u8) -> Arc<VerifiedAgreement> {
         let w = world();
         match usize::from(i) % (self.agreements.len() + 1) {
@@ -1225,6 +1240,7 @@ pub fn run(data: &[u8]) -> Outcome {
     };
     let mut sim = new_sim(header);
     let mut ck = Checker::default();
+    let mut sent: Vec<(usize, Vec<u8>)> = Vec::new();
     let mut ops = 0;
     while let Some(op) = Op::read(&mut r) {
         ops += 1;
@@ -1256,6 +1272,14 @@ pub fn run(data: &[u8]) -> Outcome {
                         f[at] ^= 1 << (spec.flip >> 13);
                     }
                     inject(&mut sim, to, &f);
+                    if sent.len() < MAX_OPS {
+                        sent.push((to, f));
+                    }
+                }
+            }
+            Op::Replay(n) => {
+                if let Some((to, f)) = pick_ref(&sent, n) {
+                    inject(&mut sim, *to, f);
                 }
             }
             Op::Inject { to, frame } => inject(&mut sim, usize::from(to & 1), &frame),
@@ -1477,9 +1501,42 @@ pub fn seed_scripts() -> Vec<(String, Vec<u8>, Expect)> {
                     },
                 },
                 run(10),
+                Op::Replay(0),
+                Op::Replay(1),
             ],
         ),
         Expect::Nothing,
+    ));
+    // A hostile provider finalizes on the consumer (with the agreement the consumer
+    // countersigned) before its own session does, then replays the notice.
+    out.push((
+        "manual_early_finalized_notice".to_owned(),
+        script(
+            manual,
+            &[
+                call(Call::RequestContract, 0, 0, 2),
+                run(10),
+                call(Call::Agree, 0, 0, 0),
+                run(10),
+                call(Call::VerifyAgreement, 0, 0, 0),
+                run(10),
+                Op::Send {
+                    to: CONSUMER as u8,
+                    spec: MsgSpec {
+                        kind: 8,
+                        a: PidSel::Known(0),
+                        b: PidSel::Known(1),
+                        c: 0,
+                        d: 5,
+                        flip: 0,
+                    },
+                },
+                Op::Replay(0),
+                call(Call::Finalize, 0, 0, 0),
+                run(10),
+            ],
+        ),
+        Expect::Finalized,
     ));
     out
 }
