@@ -120,6 +120,47 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         tds_fuzz::identity::NOW,
     )?;
     write(&cred_dir, "credential_untrusted_issuer", foreign.envelope())?;
+
+    protocol_seeds(fuzz)?;
+    Ok(())
+}
+
+/// Seeds of the `frame`, `message` and `session` targets (`tds_fuzz::protocol`).
+fn protocol_seeds(fuzz: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    use tds_fuzz::protocol;
+    let frame_dir = seed_dir(fuzz, "frame")?;
+    let message_dir = seed_dir(fuzz, "message")?;
+    let session_dir = seed_dir(fuzz, "session")?;
+    let mut counts = std::collections::HashMap::new();
+    for m in protocol::sample_messages() {
+        let n = counts.entry(m.name()).or_insert(0u32);
+        *n += 1;
+        let name = format!("{}_{}", m.name(), n);
+        write(&message_dir, &name, &m.encode()?)?;
+        write(
+            &frame_dir,
+            &format!("control_{name}"),
+            &tds_protocol::frame::encode_control(&m)?,
+        )?;
+    }
+    for name in tds_protocol::message::MESSAGE_NAMES {
+        if !counts.contains_key(name) {
+            return Err(format!("no seed for message {name}").into());
+        }
+    }
+    for (i, f) in protocol::sample_data_frames().iter().enumerate() {
+        write(&frame_dir, &format!("data_{i}"), f)?;
+    }
+    // Each script is played once here: it must pass the checks and reach what it is for.
+    for (name, script, expect) in protocol::seed_scripts() {
+        let outcome = protocol::run(&script);
+        if !outcome.meets(expect) {
+            return Err(
+                format!("seed script {name} does not reach {expect:?}: {outcome:?}").into(),
+            );
+        }
+        write(&session_dir, &name, &script)?;
+    }
     Ok(())
 }
 

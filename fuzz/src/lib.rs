@@ -78,3 +78,4 @@ pub fn chunk_asset() -> Vec<u8> {
 }
 
 pub mod identity;
+pub mod protocol;
