@@ -1025,6 +1025,7 @@ pub fn build_message(ck: &Checker, sim: &Sim, to: usize, s: &MsgSpec) -> Message
                     provider_pid: if c & 0x40 == 0 { b } else { a },
                     agreement: ck.agreement_id(d),
                     party: key.id(),
+                    party_key: key.public_key(),
                     code: (!finalized).then(|| code.clone()),
                     reason: (!finalized && c & 0x80 != 0).then(|| "fuzz".into()),
                     time: now,
@@ -1093,6 +1094,7 @@ pub fn build_message(ck: &Checker, sim: &Sim, to: usize, s: &MsgSpec) -> Message
                     chunks: u64::from(d % 5),
                     complete: c & 2 != 0,
                     consumer: key.id(),
+                    consumer_key: key.public_key(),
                     time: now,
                 };
                 ByteBuf::from(signed::sign_receipt(key, &r).unwrap_or_default())
