@@ -329,6 +329,19 @@ impl Sim {
             Event::Finalized { agreement, .. } => {
                 s.host.add_agreement(agreement.clone());
             }
+            Event::TransferCompleted {
+                pid,
+                role: crate::state::Role::Provider,
+                bytes,
+                ..
+            }
+            | Event::TransferTerminated { pid, bytes, .. } => {
+                if let Some(t) = s.session.transfer(*pid) {
+                    if t.role == crate::state::Role::Provider {
+                        s.host.record_use(t.agreement, *bytes);
+                    }
+                }
+            }
             Event::TransferState {
                 state: crate::state::TransferState::Started,
                 role: crate::state::Role::Provider,
@@ -465,16 +478,25 @@ impl Sim {
         let id = InId(u64::MAX - self.next_in);
         self.next_in += 1;
         self.sides[to].session.handle_request(self.now, id, frame);
+        // The side's application handles what the request caused (a chunk to serve, a
+        // decision), then its reply is picked out; everything else goes on the network.
         let mut reply = None;
-        let mut rest = Vec::new();
-        while let Some(t) = self.sides[to].session.poll_transmit() {
-            match t {
-                Transmit::Reply { to: i, frame } if i == id => reply = Some(frame),
-                other => rest.push(other),
+        loop {
+            let mut progressed = false;
+            while let Some(e) = self.sides[to].session.poll_event() {
+                progressed = true;
+                self.app(to, e);
             }
-        }
-        for t in rest {
-            self.transmit(to, t);
+            while let Some(t) = self.sides[to].session.poll_transmit() {
+                progressed = true;
+                match t {
+                    Transmit::Reply { to: i, frame } if i == id => reply = Some(frame),
+                    other => self.transmit(to, other),
+                }
+            }
+            if !progressed {
+                break;
+            }
         }
         self.drain();
         reply
@@ -546,6 +568,14 @@ impl MemoryHost {
     /// Marks an agreement terminated.
     pub fn terminate(&self, id: Hash256) {
         self.state().terminated.insert(id);
+    }
+
+    /// Records one use of `bytes` under an agreement (a provider's transfer ended).
+    pub fn record_use(&self, id: Hash256, bytes: u64) {
+        let mut st = self.state();
+        let u = st.usage.entry(id).or_default();
+        u.transfers = u.transfers.saturating_add(1);
+        u.bytes = u.bytes.saturating_add(bytes);
     }
 
     /// Records usage.

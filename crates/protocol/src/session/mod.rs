@@ -60,9 +60,12 @@ pub struct Config {
     pub consumer_mode: Mode,
     /// Chunk requests a consumer keeps in flight per transfer.
     pub chunk_window: usize,
-    /// Most live processes (negotiations and transfers) the peer may open in this
-    /// session.
+    /// Most processes (negotiations and transfers, live or ended and not yet
+    /// forgotten) a session holds; ended ones are forgotten first to make room.
     pub max_processes: usize,
+    /// How long an ended process is kept (to answer the peer's late retries alike)
+    /// before it is forgotten.
+    pub linger_ms: u64,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             consumer_mode: Mode::Auto,
             chunk_window: 8,
             max_processes: 1024,
+            linger_ms: 5 * 60 * 1000,
         }
     }
 }
@@ -131,7 +135,9 @@ pub trait Host: Send + Sync {
         false
     }
 
-    /// Uses and bytes delivered so far under an agreement (provider).
+    /// Uses and bytes delivered under an agreement by transfers that ended (provider):
+    /// record each `TransferCompleted` / `TransferTerminated` of the provider role (one
+    /// use, its `bytes`). The session adds the transfers in progress.
     fn usage(&self, id: &Hash256) -> Usage {
         let _ = id;
         Usage::default()
@@ -238,6 +244,8 @@ pub enum Event {
         pid: Pid,
         /// The agreement id.
         agreement: Hash256,
+        /// The terms (already checked to be exactly what this consumer asked for).
+        terms: Box<tds_policy::contract::AgreementTerms>,
     },
     /// Provider, manual mode: the countersigned agreement waits for
     /// [`Session::finalize`].
@@ -392,6 +400,29 @@ impl From<Refusal> for CallError {
     }
 }
 
+/// Peer process ids of forgotten processes remembered per session.
+const FORGOTTEN: usize = 4096;
+
+/// Longest reason text kept from a peer's refusal.
+const MAX_REFUSAL_REASON: usize = 1024;
+
+/// A peer's refusal made safe to report: a malformed code is replaced, a long reason cut.
+fn checked_refusal(r: Refusal) -> Refusal {
+    let mut reason = r.reason;
+    if reason.len() > MAX_REFUSAL_REASON {
+        let mut cut = MAX_REFUSAL_REASON;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
+    if tds_core::code::is_well_formed(&r.code) {
+        Refusal::new(r.code, reason)
+    } else {
+        Refusal::new("protocol.bad_refusal", reason)
+    }
+}
+
 /// A refusal from any TDS error: its code and its whole message (causes included).
 pub fn refusal_of<E: ErrorCode + std::error::Error + 'static>(e: &E) -> Refusal {
     Refusal::new(e.code(), tds_core::code::full_message(e))
@@ -436,6 +467,10 @@ pub struct Session {
     by_peer_pid: HashMap<Pid, Pid>,
     /// The same for transfers.
     transfer_by_peer: HashMap<Pid, Pid>,
+    /// Process ids of the peer's forgotten processes, oldest first (bounded): a late
+    /// retry naming one is refused, never taken for a new process.
+    forgotten: VecDeque<Pid>,
+    forgotten_set: std::collections::HashSet<Pid>,
     transfers: HashMap<Pid, Transfer>,
     next_out: u64,
     outstanding: BTreeMap<OutId, Outstanding>,
@@ -483,6 +518,8 @@ impl Session {
             negotiations: HashMap::new(),
             by_peer_pid: HashMap::new(),
             transfer_by_peer: HashMap::new(),
+            forgotten: VecDeque::new(),
+            forgotten_set: std::collections::HashSet::new(),
             transfers: HashMap::new(),
             next_out: 0,
             outstanding: BTreeMap::new(),
@@ -522,8 +559,15 @@ impl Session {
     /// When [`Session::handle_timeout`] must be called next, if ever.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let requests = self.outstanding.values().map(|o| o.deadline);
-        let negotiations = self.negotiations.values().filter_map(|n| n.deadline());
-        let transfers = self.transfers.values().filter_map(|t| t.deadline());
+        let linger = self.config.linger_ms;
+        let negotiations = self
+            .negotiations
+            .values()
+            .filter_map(move |n| n.deadline().or_else(|| n.forget_at(linger)));
+        let transfers = self
+            .transfers
+            .values()
+            .filter_map(move |t| t.deadline().or_else(|| t.forget_at(linger)));
         requests.chain(negotiations).chain(transfers).min()
     }
 
@@ -557,7 +601,62 @@ impl Session {
         for pid in idle {
             self.transfer_timed_out(now, pid);
         }
+        self.forget_ended(now, false);
         self.pump(now);
+    }
+
+    /// Forgets ended processes whose linger time passed (all ended ones with `all`).
+    fn forget_ended(&mut self, now: Timestamp, all: bool) {
+        let linger = self.config.linger_ms;
+        let due = |at: Option<Timestamp>| at.is_some_and(|t| all || t <= now);
+        let gone_n: Vec<Pid> = self
+            .negotiations
+            .iter()
+            .filter(|(_, n)| due(n.forget_at(linger)))
+            .map(|(p, _)| *p)
+            .collect();
+        for pid in gone_n {
+            if let Some(n) = self.negotiations.remove(&pid) {
+                if let Some(peer) = n.peer_pid() {
+                    if self.by_peer_pid.get(&peer) == Some(&pid) {
+                        self.by_peer_pid.remove(&peer);
+                        self.remember_forgotten(peer);
+                    }
+                }
+            }
+        }
+        let gone_t: Vec<Pid> = self
+            .transfers
+            .iter()
+            .filter(|(_, t)| due(t.forget_at(linger)))
+            .map(|(p, _)| *p)
+            .collect();
+        for pid in gone_t {
+            if let Some(t) = self.transfers.remove(&pid) {
+                if let Some(peer) = t.peer_pid() {
+                    if self.transfer_by_peer.get(&peer) == Some(&pid) {
+                        self.transfer_by_peer.remove(&peer);
+                        self.remember_forgotten(peer);
+                    }
+                }
+            }
+        }
+    }
+
+    fn remember_forgotten(&mut self, peer: Pid) {
+        if self.forgotten_set.insert(peer) {
+            self.forgotten.push_back(peer);
+        }
+        while self.forgotten.len() > FORGOTTEN {
+            if let Some(old) = self.forgotten.pop_front() {
+                self.forgotten_set.remove(&old);
+            }
+        }
+    }
+
+    /// Whether a peer's process id belongs to a process this side has forgotten.
+    pub(crate) fn was_forgotten(&self, peer: &Pid) -> bool {
+        self.forgotten_set.contains(peer)
     }
 
     /// The request `id` of this side could not be delivered or its reply was lost (the
@@ -764,9 +863,17 @@ impl Session {
 
     /// The peer refused a request.
     fn refused(&mut self, now: Timestamp, o: &Outstanding, r: Refusal) {
+        let r = checked_refusal(r);
         // A request sent again after a lost reply may find the peer already past it (it
-        // got the first copy and moved on): that refusal says nothing new.
+        // got the first copy and moved on): that refusal of the process's own kind says
+        // nothing new. A chunk request is never treated so: its chunk is asked again.
+        let area = match o.purpose {
+            Purpose::Negotiation(_) => Some("negotiation."),
+            Purpose::Transfer(_) => Some("transfer."),
+            _ => None,
+        };
         if o.attempts > 1
+            && area.is_some_and(|a| r.code.starts_with(a))
             && (r.code.ends_with(".invalid_transition") || r.code.ends_with(".pid_in_use"))
         {
             return;
@@ -842,13 +949,17 @@ impl Session {
                 .count()
     }
 
-    fn check_capacity(&self) -> Result<(), Refusal> {
-        if self.live_processes() >= self.config.max_processes {
+    fn check_capacity(&mut self, now: Timestamp) -> Result<(), Refusal> {
+        if self.negotiations.len() + self.transfers.len() >= self.config.max_processes {
+            // Make room by forgetting ended processes early.
+            self.forget_ended(now, true);
+        }
+        if self.negotiations.len() + self.transfers.len() >= self.config.max_processes {
             return Err(Refusal::new(
                 "protocol.too_many_processes",
                 format!(
                     "this session already has {} live processes",
-                    self.config.max_processes
+                    self.live_processes()
                 ),
             ));
         }

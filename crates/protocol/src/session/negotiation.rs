@@ -73,6 +73,17 @@ impl Negotiation {
         self.state
     }
 
+    /// When an ended negotiation is forgotten.
+    pub(super) fn forget_at(&self, linger_ms: u64) -> Option<Timestamp> {
+        self.state
+            .is_final()
+            .then(|| self.since.saturating_add_millis(linger_ms))
+    }
+
+    pub(super) fn peer_pid(&self) -> Option<Pid> {
+        self.peer_pid
+    }
+
     pub(super) fn deadline(&self) -> Option<Timestamp> {
         (!self.state.is_final()).then(|| self.since.saturating_add_millis(self.timeout_ms))
     }
@@ -189,7 +200,7 @@ impl Session {
         policy: Option<Policy>,
         purpose: Purpose,
     ) -> Result<Pid, CallError> {
-        self.check_capacity()?;
+        self.check_capacity(now)?;
         let verified = contract::verify_offer(offer).map_err(call)?;
         if verified.offer().provider != *self.peer.subject().as_hash() {
             return Err(CallError::new(
@@ -545,6 +556,15 @@ impl Session {
     ) -> Result<Message, Refusal> {
         let own = match r.provider_pid {
             None => {
+                if self.was_forgotten(&r.consumer_pid) {
+                    return Err(Refusal::new(
+                        "negotiation.pid_in_use",
+                        format!(
+                            "consumer process id {} was used by an ended negotiation",
+                            r.consumer_pid
+                        ),
+                    ));
+                }
                 if let Some(own) = self.by_peer_pid.get(&r.consumer_pid) {
                     return match self.negotiations.get(own).and_then(|n| n.seen(&digest)) {
                         Some(reply) => Ok(reply),
@@ -554,7 +574,7 @@ impl Session {
                         )),
                     };
                 }
-                self.check_capacity()?;
+                self.check_capacity(now)?;
                 negotiation_next(None, NegotiationStep::Request, Role::Consumer)
                     .map_err(invalid)?;
                 let offer = self.own_offer(&r.offer)?;
@@ -679,6 +699,13 @@ impl Session {
         let to = Self::check_step(n, NegotiationStep::Accepted)?;
         let offer = n.offer.clone();
         let request = self.check_request(now, &r.request, &offer)?;
+        let q = request.request();
+        if q.policy != contract::narrow_to_purpose(&offer.offer().policy, &q.purpose) {
+            return Err(Refusal::new(
+                "negotiation.not_the_offer",
+                "an acceptance asks for exactly the offer's terms, narrowed to its purpose",
+            ));
+        }
         let own = r.provider_pid;
         if let Some(n) = self.negotiations.get_mut(&own) {
             n.request_id = Some(request.id());
@@ -810,26 +837,18 @@ impl Session {
             return Ok(reply);
         }
         let to = Self::check_step(n, NegotiationStep::Agreement)?;
-        // Check the provider's signature and that the terms are for this consumer's last
-        // request on the offer in play (countersigning checks signature and parties).
-        contract::countersign(&*self.key, &r.agreement).map_err(|e| refusal_of(&e))?;
-        let terms =
+        // Cheap checks first: the terms must be exactly what this consumer asked for on
+        // the offer in play (only the time of agreement is the provider's), then the
+        // provider's signature, then the provider's credential.
+        let opened =
             tds_core::cose::open_multi::<tds_policy::contract::AgreementTerms>(&r.agreement)
-                .map_err(|e| refusal_of(&e))?
-                .value()
-                .clone();
-        if Some(terms.request) != n.request_id || terms.offer != n.offer.id() {
-            return Err(Refusal::new(
-                "negotiation.agreement_mismatch",
-                "the agreement is not for this consumer's request",
-            ));
-        }
-        if terms.provider != *self.peer.subject().as_hash() {
-            return Err(Refusal::new(
-                "negotiation.agreement_mismatch",
-                "the agreement is not signed by the peer",
-            ));
-        }
+                .map_err(|e| refusal_of(&e))?;
+        let terms = opened.value().clone();
+        self.check_terms(n, &terms, now)?;
+        opened
+            .verify(&[terms.provider_key])
+            .map_err(|e| refusal_of(&e))?;
+        self.host.check_peer(&self.peer, now)?;
         let id = terms.id().map_err(|e| refusal_of(&e))?;
         if let Some(n) = self.negotiations.get_mut(&own) {
             n.peer_pid = Some(r.provider_pid);
@@ -841,6 +860,7 @@ impl Session {
             Mode::Manual => self.events.push_back(Event::AgreementReceived {
                 pid: own,
                 agreement: id,
+                terms: Box::new(terms),
             }),
             Mode::Auto => {
                 if let Err(e) = self.verify_agreement(now, own) {
@@ -850,6 +870,50 @@ impl Session {
             }
         }
         Ok(reply)
+    }
+
+    /// The terms a consumer countersigns: exactly its last request on the offer in play.
+    fn check_terms(
+        &self,
+        n: &Negotiation,
+        t: &tds_policy::contract::AgreementTerms,
+        now: Timestamp,
+    ) -> Result<(), Refusal> {
+        let o = n.offer.offer();
+        let mismatch = |field: &str| {
+            Err(Refusal::new(
+                "negotiation.agreement_mismatch",
+                format!("the agreement's {field} is not what this consumer asked for"),
+            ))
+        };
+        if Some(t.request) != n.request_id || t.offer != n.offer.id() {
+            return mismatch("request or offer");
+        }
+        if t.provider != *self.peer.subject().as_hash()
+            || t.provider != o.provider
+            || t.provider_key != o.provider_key
+        {
+            return mismatch("provider");
+        }
+        if t.consumer != self.me || t.consumer_key != self.key.public_key() {
+            return mismatch("consumer");
+        }
+        if t.asset != o.asset {
+            return mismatch("asset");
+        }
+        if t.offer_policy != o.policy || Some(&t.policy) != n.asked.as_ref() {
+            return mismatch("policy");
+        }
+        if t.purpose != n.purpose {
+            return mismatch("purpose");
+        }
+        if t.price != o.price {
+            return mismatch("price");
+        }
+        if !self.config.freshness.is_fresh(t.agreed_at, now) {
+            return mismatch("time of agreement");
+        }
+        Ok(())
     }
 
     pub(super) fn on_finalized(

@@ -26,6 +26,39 @@ use tds_core::merkle::HashedLeaf;
 
 const SEEN: usize = 16;
 
+/// Most chunk requests of the peer waiting for the application's data at once.
+const MAX_PENDING_CHUNKS: usize = 256;
+
+/// Longest reason text kept from a peer's stop message.
+const MAX_STOP_REASON: usize = 1024;
+
+/// The code of a peer's stop message whose own code is not a well-formed code.
+fn unnamed_stop(suspension: bool) -> &'static str {
+    match suspension {
+        true => "transfer.suspended",
+        false => "transfer.terminated",
+    }
+}
+
+/// A peer's stop code and reason, checked: a well-formed code (else a generic one) and a
+/// reason cut to [`MAX_STOP_REASON`] bytes.
+fn stop_reason(code: &str, reason: Option<&str>, suspension: bool) -> (String, String) {
+    let code = if tds_core::code::is_well_formed(code) {
+        code.to_owned()
+    } else {
+        unnamed_stop(suspension).to_owned()
+    };
+    let mut reason = reason.unwrap_or_default().to_owned();
+    if reason.len() > MAX_STOP_REASON {
+        let mut cut = MAX_STOP_REASON;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
+    (code, reason)
+}
+
 /// A transfer as one side sees it.
 #[derive(Debug)]
 pub(super) struct Transfer {
@@ -55,6 +88,10 @@ pub(super) struct Transfer {
     bytes: u64,
     /// Provider: the asset.
     asset: Option<Asset>,
+    /// Provider: chunks served at least once.
+    served: BTreeSet<u64>,
+    /// Provider: chunk requests for a chunk already served (lost replies), in all.
+    served_again: u64,
     /// Replies given to messages of the peer, with the state they left.
     seen: Vec<(Hash256, Message, TransferState)>,
 }
@@ -110,6 +147,17 @@ pub struct ReceivedChunk<'a> {
 impl Transfer {
     pub(super) fn state(&self) -> TransferState {
         self.state
+    }
+
+    /// When an ended transfer is forgotten.
+    pub(super) fn forget_at(&self, linger_ms: u64) -> Option<Timestamp> {
+        self.state
+            .is_final()
+            .then(|| self.progress.saturating_add_millis(linger_ms))
+    }
+
+    pub(super) fn peer_pid(&self) -> Option<Pid> {
+        self.peer_pid
     }
 
     pub(super) fn deadline(&self) -> Option<Timestamp> {
@@ -223,7 +271,7 @@ impl Session {
         purpose: Purpose,
         resume: Option<VerifierState>,
     ) -> Result<Pid, CallError> {
-        self.check_capacity()?;
+        self.check_capacity(now)?;
         let t = agreement.terms();
         if t.consumer != self.me || t.provider != *self.peer.subject().as_hash() {
             return Err(CallError::new(
@@ -257,6 +305,8 @@ impl Session {
                 chunk_requests: 0,
                 bytes: 0,
                 asset: None,
+                served: BTreeSet::new(),
+                served_again: 0,
                 seen: Vec::new(),
             },
         );
@@ -467,7 +517,7 @@ impl Session {
         }
         let (cpid, _) = t.pids();
         let (agreement, purpose) = (t.agreement.id(), t.purpose.clone());
-        let (_, asset) = self.recheck(now, &agreement, &purpose)?;
+        let (_, asset) = self.recheck(now, &agreement, &purpose, Some(pid))?;
         let m = Message::TransferStart(TransferStartMsg {
             provider_pid: pid,
             consumer_pid: cpid,
@@ -523,7 +573,7 @@ impl Session {
         len: u64,
         path: Vec<Hash256>,
     ) -> Result<ChunkHeader, CallError> {
-        let (pid, index) = self.chunk_replies.remove(&reply).ok_or_else(|| {
+        let (pid, index) = *self.chunk_replies.get(&reply).ok_or_else(|| {
             CallError::new(
                 "transfer.no_chunk_request",
                 "no chunk request waits for that reply",
@@ -550,8 +600,13 @@ impl Session {
                 "inclusion path longer than 64 hashes",
             ));
         }
-        t.bytes = t.bytes.saturating_add(len);
+        // Bytes delivered count each chunk once (a chunk served again after a lost reply
+        // is the same delivery).
+        if t.served.insert(index) {
+            t.bytes = t.bytes.saturating_add(len);
+        }
         t.progress = now;
+        self.chunk_replies.remove(&reply);
         Ok(ChunkHeader {
             transfer: cpid,
             index,
@@ -572,6 +627,7 @@ impl Session {
         now: Timestamp,
         id: &Hash256,
         purpose: &Purpose,
+        this: Option<Pid>,
     ) -> Result<(Arc<VerifiedAgreement>, Asset), Refusal> {
         self.host.check_peer(&self.peer, now)?;
         let a = self.host.agreement(id).ok_or_else(|| {
@@ -599,7 +655,21 @@ impl Session {
                 format!("asset {} is not served here", t.asset.as_str()),
             )
         })?;
-        let usage = self.host.usage(id);
+        // Ended transfers are the host's count; those in progress in this session (other
+        // than this one) are reserved here: a use each, and the whole asset's bytes.
+        let mut usage = self.host.usage(id);
+        for t in self.transfers.values() {
+            if t.role == Role::Provider
+                && !t.state.is_final()
+                && Some(t.own) != this
+                && t.agreement.id() == *id
+            {
+                usage.transfers = usage.transfers.saturating_add(1);
+                usage.bytes = usage
+                    .bytes
+                    .saturating_add(t.asset.as_ref().map_or(0, |a| a.commitment().size));
+            }
+        }
         let m = asset.verified.manifest();
         let mut req = tds_policy::Request::new(Action::Use);
         req.target = Some(t.asset.clone());
@@ -668,6 +738,15 @@ impl Session {
         digest: Hash256,
         r: TransferRequestMsg,
     ) -> Result<Message, Refusal> {
+        if self.was_forgotten(&r.consumer_pid) {
+            return Err(Refusal::new(
+                "transfer.pid_in_use",
+                format!(
+                    "consumer process id {} was used by an ended transfer",
+                    r.consumer_pid
+                ),
+            ));
+        }
         if let Some(own) = self.transfer_by_peer.get(&r.consumer_pid) {
             return match self.transfers.get(own).and_then(|t| t.seen(&digest)) {
                 Some(reply) => Ok(reply),
@@ -677,9 +756,9 @@ impl Session {
                 )),
             };
         }
-        self.check_capacity()?;
+        self.check_capacity(now)?;
         transfer_next(None, TransferStep::Request, Role::Consumer).map_err(invalid)?;
-        let (agreement, asset) = self.recheck(now, &r.agreement, &r.purpose)?;
+        let (agreement, asset) = self.recheck(now, &r.agreement, &r.purpose, None)?;
         let own = self.new_pid()?;
         self.transfers.insert(
             own,
@@ -701,6 +780,8 @@ impl Session {
                 chunk_requests: 0,
                 bytes: 0,
                 asset: Some(asset),
+                served: BTreeSet::new(),
+                served_again: 0,
                 seen: Vec::new(),
             },
         );
@@ -794,7 +875,7 @@ impl Session {
         let to =
             transfer_next(Some(t.state), TransferStep::Start, Role::Consumer).map_err(invalid)?;
         let (agreement, purpose) = (t.agreement.id(), t.purpose.clone());
-        self.recheck(now, &agreement, &purpose)?;
+        self.recheck(now, &agreement, &purpose, Some(own))?;
         self.set_transfer_state(now, own, to);
         Ok(self.transfer_answer(own, digest))
     }
@@ -911,11 +992,12 @@ impl Session {
             t.peer_pid = Some(peer);
         }
         self.set_transfer_state(now, own, to);
+        let (code, reason) = stop_reason(&r.code, r.reason.as_deref(), false);
         self.events.push_back(Event::TransferTerminated {
             pid: own,
             by: role.other(),
-            code: r.code,
-            reason: r.reason.unwrap_or_default(),
+            code,
+            reason,
             bytes,
         });
         Ok(self.transfer_answer(own, digest))
@@ -953,7 +1035,31 @@ impl Session {
         })?;
         let offset = c.chunk_offset(r.index);
         let name = t.agreement.terms().asset.as_str().to_owned();
+        // A chunk is asked again only when its reply was lost; a consumer that asks for
+        // served chunks over and over is refused (it cannot multiply the volume).
+        let again = t.served.contains(&r.index);
+        let allowance = (c.chunks / 4).max(64);
+        if again && t.served_again >= allowance {
+            return Err(Refusal::new(
+                "transfer.chunk_limit",
+                format!(
+                    "{} chunks were asked for again in this transfer; no more",
+                    t.served_again
+                ),
+            ));
+        }
+        if self.chunk_replies.len() >= MAX_PENDING_CHUNKS {
+            return Err(Refusal::new(
+                "transfer.chunk_limit",
+                "too many chunk requests wait for their data",
+            ));
+        }
         let _ = now;
+        if again {
+            if let Some(t) = self.transfers.get_mut(&r.provider_pid) {
+                t.served_again = t.served_again.saturating_add(1);
+            }
+        }
         self.chunk_replies.insert(id, (r.provider_pid, r.index));
         self.events.push_back(Event::ChunkWanted {
             reply: id,
@@ -1054,6 +1160,9 @@ impl Session {
     ) -> Option<PlacedChunk> {
         let t = self.transfers.get_mut(&pid)?;
         t.in_flight.remove(&index);
+        if t.state.is_final() {
+            return None;
+        }
         if header.transfer != pid || header.index != index {
             let r = Refusal::new(
                 "transfer.wrong_chunk",

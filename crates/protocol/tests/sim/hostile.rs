@@ -241,3 +241,361 @@ fn a_wrong_chunk_is_never_accepted_and_ends_the_transfer() {
         });
     assert_eq!(code.as_deref(), Some("manifest.chunk.mismatch"));
 }
+
+// ---- from the review of session 4 (findings H1, H2, H3, M1) ----
+
+fn inject_reply(sim: &mut tds_protocol::sim::Sim, to: usize, m: &Message) -> Message {
+    let f = tds_protocol::frame::encode_control(m).unwrap();
+    let r = sim.inject(to, &f).unwrap();
+    match tds_protocol::frame::decode(&r).unwrap() {
+        tds_protocol::frame::Frame::Control(m) => m,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A hostile provider signs terms that name the consumer's request and offer but change
+/// the asset, policy, purpose and price: the consumer refuses them and signs nothing.
+#[test]
+fn substituted_terms_are_never_countersigned() {
+    let w = world(4);
+    let mut sim = sim(
+        &w,
+        config(Mode::Auto),
+        config(Mode::Manual),
+        NetConfig::default(),
+        61,
+    );
+    let now = sim.now;
+    let pid = sim.sides[CONSUMER]
+        .session
+        .request_contract(now, &w.offer, None, purpose())
+        .unwrap();
+    let mut req = None;
+    while let Some(t) = sim.sides[CONSUMER].session.poll_transmit() {
+        if let tds_protocol::Transmit::Request { frame: f, .. } = t {
+            if let Ok(tds_protocol::frame::Frame::Control(Message::ContractRequest(r))) =
+                tds_protocol::frame::decode(&f)
+            {
+                req = Some(r.request.into_vec());
+            }
+        }
+    }
+    let req = tds_core::cose::open::<tds_policy::contract::ContractRequest>(&req.unwrap())
+        .unwrap()
+        .value()
+        .clone();
+    let offer = tds_policy::contract::verify_offer(&w.offer).unwrap();
+    let honest = tds_policy::contract::AgreementTerms {
+        offer: offer.id(),
+        request: req.id().unwrap(),
+        asset: offer.offer().asset.clone(),
+        provider: w.provider.id(),
+        provider_key: w.provider.public_key(),
+        consumer: w.consumer.id(),
+        consumer_key: w.consumer.public_key(),
+        offer_policy: offer.offer().policy.clone(),
+        policy: req.policy.clone(),
+        purpose: req.purpose.clone(),
+        price: None,
+        agreed_at: NOW,
+    };
+    let evil = tds_policy::parse(
+        "evil",
+        "policy set;\n\npermit use\n  when purpose isA grid/planning\n  duty delete(within 1h);\n",
+    )
+    .unwrap();
+    let mut variants = Vec::new();
+    let mut t = honest.clone();
+    t.asset = "some-other-asset".parse().unwrap();
+    variants.push(t);
+    let mut t = honest.clone();
+    t.policy = evil.clone();
+    variants.push(t);
+    let mut t = honest.clone();
+    t.offer_policy = evil;
+    variants.push(t);
+    let mut t = honest.clone();
+    t.purpose = "grid".parse().unwrap();
+    variants.push(t);
+    let mut t = honest.clone();
+    t.price = Some(tds_policy::contract::Price {
+        amount: "1000000".parse().unwrap(),
+        currency: "CNY".parse().unwrap(),
+    });
+    variants.push(t);
+    let mut t = honest.clone();
+    t.agreed_at = NOW.saturating_add_millis(86_400_000);
+    variants.push(t);
+    for (i, terms) in variants.into_iter().enumerate() {
+        let half = tds_core::cose::sign_multi(&[&w.provider], &terms).unwrap();
+        let m = Message::ContractAgreement(tds_protocol::message::AgreementMsg {
+            provider_pid: Pid::from_bytes([7; 16]),
+            consumer_pid: pid,
+            agreement: ByteBuf::from(half),
+        });
+        match inject_reply(&mut sim, CONSUMER, &m) {
+            Message::Error(r) => {
+                assert_eq!(r.code, "negotiation.agreement_mismatch", "variant {i}")
+            }
+            other => panic!("variant {i} accepted: {other:?}"),
+        }
+        let n = sim.sides[CONSUMER].session.negotiation(pid).unwrap();
+        assert_eq!(n.state, NegotiationState::Requested, "variant {i}");
+        assert!(n.agreement.is_none());
+    }
+    // The honest terms are countersigned.
+    let half = tds_core::cose::sign_multi(&[&w.provider], &honest).unwrap();
+    let m = Message::ContractAgreement(tds_protocol::message::AgreementMsg {
+        provider_pid: Pid::from_bytes([7; 16]),
+        consumer_pid: pid,
+        agreement: ByteBuf::from(half),
+    });
+    assert!(matches!(
+        inject_reply(&mut sim, CONSUMER, &m),
+        Message::Ack(_)
+    ));
+    assert_eq!(
+        sim.sides[CONSUMER].session.negotiation(pid).unwrap().state,
+        NegotiationState::Verified
+    );
+}
+
+/// A peer opens and ends far more negotiations than `max_processes`: ended ones are
+/// forgotten to make room, the session never holds more than the limit, and a late retry
+/// naming a forgotten process is refused rather than taken for a new one.
+#[test]
+fn ended_processes_are_forgotten_and_bounded() {
+    let w = world(4);
+    let mut pcfg = config(Mode::Manual);
+    pcfg.max_processes = 2;
+    let mut sim = sim(&w, config(Mode::Manual), pcfg, NetConfig::default(), 62);
+    let mut first = None;
+    for i in 0..50u8 {
+        let cpid = Pid::from_bytes([i; 16]);
+        let m = Message::ContractRequest(ContractRequestMsg {
+            consumer_pid: cpid,
+            provider_pid: None,
+            offer: ByteBuf::from(w.offer.clone()),
+            request: ByteBuf::from(signed_request(&w, &w.offer, i)),
+        });
+        if i == 0 {
+            first = Some(m.clone());
+        }
+        let Message::Ack(a) = inject_reply(&mut sim, PROVIDER, &m) else {
+            panic!("refused at {i}")
+        };
+        let ppid = a.pid.unwrap();
+        let notice = tds_protocol::signed::sign_notice(
+            &w.consumer,
+            &tds_protocol::signed::Notice {
+                kind: tds_protocol::signed::NoticeKind::Terminated,
+                consumer_pid: cpid,
+                provider_pid: ppid,
+                agreement: None,
+                party: w.consumer.id(),
+                party_key: w.consumer.public_key(),
+                code: Some("negotiation.cancelled".into()),
+                reason: None,
+                time: NOW,
+            },
+        )
+        .unwrap();
+        let t = Message::NegotiationTermination(NoticeMsg {
+            consumer_pid: cpid,
+            provider_pid: ppid,
+            notice: ByteBuf::from(notice),
+        });
+        assert!(matches!(
+            inject_reply(&mut sim, PROVIDER, &t),
+            Message::Ack(_)
+        ));
+    }
+    let held = sim.sides[PROVIDER]
+        .journal
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::NegotiationState { pid, .. } => Some(*pid),
+            _ => None,
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|p| sim.sides[PROVIDER].session.negotiation(*p).is_some())
+        .count();
+    assert!(held <= 2, "{held} negotiations held");
+    // The first request again, long forgotten: refused, not a new negotiation.
+    let before = live_negotiations(&sim);
+    match inject_reply(&mut sim, PROVIDER, &first.unwrap()) {
+        Message::Error(r) => assert_eq!(r.code, "negotiation.pid_in_use"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(live_negotiations(&sim), before);
+    // Ended processes are also forgotten by time.
+    sim.run_for(10 * 60 * 1000);
+    assert_eq!(
+        sim.sides[PROVIDER]
+            .session
+            .negotiation(Pid::from_bytes([0; 16]))
+            .map(|n| n.state),
+        None
+    );
+}
+
+fn agreed(
+    sim: &mut tds_protocol::sim::Sim,
+    w: &World,
+) -> std::sync::Arc<tds_policy::contract::VerifiedAgreement> {
+    let now = sim.now;
+    let n = sim.sides[CONSUMER]
+        .session
+        .request_contract(now, &w.offer, None, purpose())
+        .unwrap();
+    sim.run_for(2000);
+    sim.sides[CONSUMER]
+        .session
+        .negotiation(n)
+        .unwrap()
+        .agreement
+        .unwrap()
+}
+
+/// A consumer that asks for the same chunk again and again is served a bounded number of
+/// times, and delivered bytes count each chunk once.
+#[test]
+fn a_chunk_asked_again_and_again_is_refused_after_an_allowance() {
+    let w = world(4);
+    let mut sim = sim(
+        &w,
+        config(Mode::Auto),
+        config(Mode::Auto),
+        NetConfig::default(),
+        63,
+    );
+    let agreement = agreed(&mut sim, &w);
+    let cpid = Pid::from_bytes([0xab; 16]);
+    let m = Message::TransferRequest(TransferRequestMsg {
+        consumer_pid: cpid,
+        agreement: agreement.id(),
+        purpose: purpose(),
+    });
+    let Message::Ack(a) = inject_reply(&mut sim, PROVIDER, &m) else {
+        panic!()
+    };
+    let ppid = a.pid.unwrap();
+    let ask = Message::ChunkRequest(ChunkRequestMsg {
+        provider_pid: ppid,
+        consumer_pid: cpid,
+        index: 0,
+    });
+    let mut served = 0;
+    let mut refused = None;
+    for _ in 0..200 {
+        let f = tds_protocol::frame::encode_control(&ask).unwrap();
+        let reply = sim.inject(PROVIDER, &f).unwrap();
+        match tds_protocol::frame::decode(&reply).unwrap() {
+            tds_protocol::frame::Frame::Data(..) => served += 1,
+            tds_protocol::frame::Frame::Control(Message::Error(r)) => {
+                refused = Some(r.code);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(refused.as_deref(), Some("transfer.chunk_limit"));
+    assert_eq!(served, 65, "the first serve and 64 more");
+    let t = sim.sides[PROVIDER].session.transfer(ppid).unwrap();
+    assert_eq!(t.bytes, 65_536, "chunk 0 counted once");
+}
+
+/// Two transfers under an agreement that allows one use: the second, started while the
+/// first is in progress, is refused.
+#[test]
+fn concurrent_transfers_share_the_use_count() {
+    let mut w = world(4);
+    w.offer = tds_policy::contract::create_offer(
+        &w.provider,
+        &tds_policy::contract::Offer {
+            asset: w.asset.verified.id().to_string().parse().unwrap(),
+            provider: w.provider.id(),
+            provider_key: w.provider.public_key(),
+            policy: tds_policy::parse(
+                "o",
+                "policy set;\n\npermit use\n  when purpose isA grid\n    and count lteq 1;\n",
+            )
+            .unwrap(),
+            price: None,
+            not_before: NOW,
+            not_after: NOW.saturating_add_millis(86_400_000),
+        },
+    )
+    .unwrap();
+    let mut sim = sim(
+        &w,
+        config(Mode::Auto),
+        config(Mode::Auto),
+        NetConfig::default(),
+        64,
+    );
+    sim.sides[PROVIDER].serve = false;
+    let agreement = agreed(&mut sim, &w);
+    let request = |pid: u8| {
+        Message::TransferRequest(TransferRequestMsg {
+            consumer_pid: Pid::from_bytes([pid; 16]),
+            agreement: agreement.id(),
+            purpose: purpose(),
+        })
+    };
+    assert!(matches!(
+        inject_reply(&mut sim, PROVIDER, &request(1)),
+        Message::Ack(_)
+    ));
+    match inject_reply(&mut sim, PROVIDER, &request(2)) {
+        Message::Error(r) => assert!(r.code.starts_with("policy."), "{}", r.code),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// An application that cannot build a chunk's answer (wrong length) can still refuse it:
+/// the peer's request gets an `error`, never silence.
+#[test]
+fn a_chunk_the_application_cannot_answer_is_refused() {
+    let w = world(4);
+    let mut sim = sim(
+        &w,
+        config(Mode::Auto),
+        config(Mode::Auto),
+        NetConfig::default(),
+        65,
+    );
+    sim.sides[PROVIDER].serve = false;
+    let agreement = agreed(&mut sim, &w);
+    let now = sim.now;
+    sim.sides[CONSUMER]
+        .session
+        .request_transfer(now, agreement, purpose(), None)
+        .unwrap();
+    sim.run_for(500);
+    let reply = sim.sides[PROVIDER]
+        .journal
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::ChunkWanted { reply, .. } => Some(*reply),
+            _ => None,
+        })
+        .unwrap();
+    let now = sim.now;
+    let s = &mut sim.sides[PROVIDER].session;
+    assert!(s.chunk_header(now, reply, 1, vec![]).is_err());
+    s.refuse_chunk(
+        reply,
+        tds_protocol::Refusal::new("transfer.chunk_unavailable", "x"),
+    );
+    let mut answered = false;
+    while let Some(t) = s.poll_transmit() {
+        if matches!(t, tds_protocol::Transmit::Reply { to, .. } if to == reply) {
+            answered = true;
+        }
+    }
+    assert!(answered, "the request got its refusal");
+}
