@@ -39,6 +39,10 @@ pub trait SessionApp: Send + 'static {
 
 type Call = Box<dyn FnOnce(&mut Session, Timestamp) + Send>;
 
+/// Longest time one reply (a chunk, at most 16 MiB) may take to write before its stream
+/// is reset.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A handle to a driven session.
 #[derive(Clone, Debug)]
 pub struct Driver {
@@ -95,7 +99,7 @@ async fn run<A: SessionApp>(
     clock: Arc<dyn Clock>,
     mut calls: mpsc::Receiver<Call>,
 ) -> TransportError {
-    let (replies, mut reply_rx) = mpsc::channel(256);
+    let (replies, mut reply_rx) = mpsc::channel(64);
     // Requests of the peer are accepted in their own task, so a cancelled wait never
     // loses a half-read stream.
     let (req_tx, mut req_rx) = mpsc::channel::<(Vec<u8>, Responder)>(64);
@@ -263,7 +267,12 @@ impl<A: SessionApp> Loop<A> {
             Ok((header, bytes)) => {
                 if let Some(mut responder) = self.responders.remove(&reply) {
                     tokio::spawn(async move {
-                        if responder.send_data(&header, bytes).await.is_ok() {
+                        // A consumer that stops reading cannot pin the chunk for ever: the
+                        // write gives up (the dropped responder resets the stream).
+                        let sent =
+                            tokio::time::timeout(SEND_TIMEOUT, responder.send_data(&header, bytes))
+                                .await;
+                        if matches!(sent, Ok(Ok(()))) {
                             let _ = responder.finish().await;
                         }
                     });

@@ -52,6 +52,10 @@ pub struct Config {
     /// How long a transfer may make no progress (REQUESTED, or STARTED without a chunk)
     /// before it is terminated.
     pub transfer_idle_timeout_ms: u64,
+    /// How long a transfer may stay SUSPENDED before it is terminated.
+    pub suspended_timeout_ms: u64,
+    /// How long to wait for a chunk (a whole data frame) before asking again.
+    pub chunk_timeout_ms: u64,
     /// How far a contract request's time may lie from this side's clock.
     pub freshness: Freshness,
     /// The provider's decisions.
@@ -68,6 +72,27 @@ pub struct Config {
     pub linger_ms: u64,
 }
 
+impl Config {
+    /// The configuration with every value raised to a workable minimum (timers of at
+    /// least 100 ms, at least one attempt, one chunk in flight, one process), so no
+    /// setting can make a timer fire in a loop.
+    pub fn sanitized(mut self) -> Config {
+        for t in [
+            &mut self.request_timeout_ms,
+            &mut self.negotiation_timeout_ms,
+            &mut self.transfer_idle_timeout_ms,
+            &mut self.suspended_timeout_ms,
+            &mut self.chunk_timeout_ms,
+        ] {
+            *t = (*t).max(100);
+        }
+        self.max_attempts = self.max_attempts.max(1);
+        self.chunk_window = self.chunk_window.max(1);
+        self.max_processes = self.max_processes.max(1);
+        self
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -75,6 +100,8 @@ impl Default for Config {
             max_attempts: 6,
             negotiation_timeout_ms: 5 * 60 * 1000,
             transfer_idle_timeout_ms: 2 * 60 * 1000,
+            suspended_timeout_ms: 60 * 60 * 1000,
+            chunk_timeout_ms: 60 * 1000,
             freshness: Freshness::leeway(5 * 60 * 1000),
             provider_mode: Mode::Auto,
             consumer_mode: Mode::Auto,
@@ -509,7 +536,7 @@ impl Session {
     ) -> Session {
         let me = key.key_id();
         Session {
-            config,
+            config: config.sanitized(),
             key,
             me,
             peer,
@@ -531,9 +558,15 @@ impl Session {
         }
     }
 
-    /// The configuration (modes and timers may change between calls).
-    pub fn config_mut(&mut self) -> &mut Config {
-        &mut self.config
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Changes the configuration (modes and timers may change between calls; the values
+    /// are [sanitized](Config::sanitized)).
+    pub fn set_config(&mut self, config: Config) {
+        self.config = config.sanitized();
     }
 
     /// The peer's verified credential.
@@ -652,6 +685,12 @@ impl Session {
                 self.forgotten_set.remove(&old);
             }
         }
+    }
+
+    /// Whether `pid` is the id of one of this side's own processes (a peer may not take
+    /// it for one of its own: a message would then name two processes).
+    pub(crate) fn is_own_pid(&self, pid: &Pid) -> bool {
+        self.negotiations.contains_key(pid) || self.transfers.contains_key(pid)
     }
 
     /// Whether a peer's process id belongs to a process this side has forgotten.
@@ -824,7 +863,11 @@ impl Session {
                 frame,
                 data,
                 attempts: 1,
-                deadline: now.saturating_add_millis(self.config.request_timeout_ms),
+                deadline: now.saturating_add_millis(if data {
+                    self.config.chunk_timeout_ms
+                } else {
+                    self.config.request_timeout_ms
+                }),
                 parked: false,
             },
         );
@@ -845,7 +888,11 @@ impl Session {
         }
         o.attempts = o.attempts.saturating_add(1);
         o.parked = false;
-        o.deadline = now.saturating_add_millis(self.config.request_timeout_ms);
+        o.deadline = now.saturating_add_millis(if o.data {
+            self.config.chunk_timeout_ms
+        } else {
+            self.config.request_timeout_ms
+        });
         let new = OutId(self.next_out);
         self.next_out = self.next_out.wrapping_add(1);
         self.transmits.push_back(Transmit::Request {

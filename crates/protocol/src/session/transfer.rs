@@ -69,6 +69,7 @@ pub(super) struct Transfer {
     /// Last state change or verified chunk.
     progress: Timestamp,
     idle_ms: u64,
+    suspended_ms: u64,
     agreement: Arc<VerifiedAgreement>,
     purpose: Purpose,
     /// Consumer: the manifest named at the first start, and the verifier.
@@ -161,11 +162,15 @@ impl Transfer {
     }
 
     pub(super) fn deadline(&self) -> Option<Timestamp> {
-        matches!(
-            self.state,
-            TransferState::Requested | TransferState::Started
-        )
-        .then(|| self.progress.saturating_add_millis(self.idle_ms))
+        match self.state {
+            TransferState::Requested | TransferState::Started => {
+                Some(self.progress.saturating_add_millis(self.idle_ms))
+            }
+            TransferState::Suspended => {
+                Some(self.progress.saturating_add_millis(self.suspended_ms))
+            }
+            TransferState::Completed | TransferState::Terminated => None,
+        }
     }
 
     pub(super) fn verifier_state(&self) -> Option<VerifierState> {
@@ -294,6 +299,7 @@ impl Session {
                 state: TransferState::Requested,
                 progress: now,
                 idle_ms: self.config.transfer_idle_timeout_ms,
+                suspended_ms: self.config.suspended_timeout_ms,
                 agreement,
                 purpose,
                 manifest: None,
@@ -738,7 +744,7 @@ impl Session {
         digest: Hash256,
         r: TransferRequestMsg,
     ) -> Result<Message, Refusal> {
-        if self.was_forgotten(&r.consumer_pid) {
+        if self.was_forgotten(&r.consumer_pid) || self.is_own_pid(&r.consumer_pid) {
             return Err(Refusal::new(
                 "transfer.pid_in_use",
                 format!(
@@ -769,6 +775,7 @@ impl Session {
                 state: TransferState::Requested,
                 progress: now,
                 idle_ms: self.config.transfer_idle_timeout_ms,
+                suspended_ms: self.config.suspended_timeout_ms,
                 agreement,
                 purpose: r.purpose,
                 manifest: None,

@@ -144,10 +144,7 @@ fn a_stalled_negotiation_is_terminated_by_its_timer() {
         .session
         .request_contract(NOW, &w.offer, None, purpose())
         .unwrap();
-    let timeout = sim.sides[CONSUMER]
-        .session
-        .config_mut()
-        .negotiation_timeout_ms;
+    let timeout = sim.sides[CONSUMER].session.config().negotiation_timeout_ms;
     sim.run_for(timeout + 60_000);
     assert_eq!(
         sim.sides[CONSUMER].session.negotiation(n).unwrap().state,
@@ -189,4 +186,59 @@ fn an_unanswered_request_is_given_up_after_its_attempts() {
         });
     assert_eq!(code.as_deref(), Some("protocol.timeout"));
     assert_eq!(sim.sides[PROVIDER].journal.requests_in, 0);
+}
+
+#[test]
+fn a_transfer_left_suspended_is_terminated_by_its_timer() {
+    let w = world(2);
+    let mut sim = sim(
+        &w,
+        config(Mode::Auto),
+        config(Mode::Auto),
+        NetConfig::default(),
+        57,
+    );
+    sim.sides[PROVIDER].serve = false;
+    let n = sim.sides[CONSUMER]
+        .session
+        .request_contract(NOW, &w.offer, None, purpose())
+        .unwrap();
+    sim.run_for(2000);
+    let agreement = sim.sides[CONSUMER]
+        .session
+        .negotiation(n)
+        .unwrap()
+        .agreement
+        .unwrap();
+    let now = sim.now;
+    let t = sim.sides[CONSUMER]
+        .session
+        .request_transfer(now, agreement, purpose(), None)
+        .unwrap();
+    sim.run_for(1000);
+    let now = sim.now;
+    sim.sides[CONSUMER]
+        .session
+        .suspend_transfer(now, t, "transfer.paused", "later")
+        .unwrap();
+    let limit = sim.sides[CONSUMER].session.config().suspended_timeout_ms;
+    sim.run_for(limit / 2);
+    assert_eq!(
+        sim.sides[CONSUMER].session.transfer(t).unwrap().state,
+        TransferState::Suspended
+    );
+    sim.run_for(limit);
+    assert_eq!(
+        sim.sides[CONSUMER].session.transfer(t).unwrap().state,
+        TransferState::Terminated
+    );
+    let code = sim.sides[CONSUMER]
+        .journal
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::TransferTerminated { code, .. } => Some(code.clone()),
+            _ => None,
+        });
+    assert_eq!(code.as_deref(), Some("transfer.timeout"));
 }

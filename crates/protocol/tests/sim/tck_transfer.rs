@@ -44,9 +44,10 @@ fn requested() -> X {
         .agreement
         .expect("finalized");
     for side in [CONSUMER, PROVIDER] {
-        let c = sim.sides[side].session.config_mut();
+        let mut c = sim.sides[side].session.config().clone();
         c.provider_mode = Mode::Manual;
         c.consumer_mode = Mode::Manual;
+        sim.sides[side].session.set_config(c);
     }
     let now = sim.now;
     let c = sim.sides[CONSUMER]
