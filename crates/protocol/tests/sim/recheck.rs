@@ -227,7 +227,7 @@ fn a_transfer_left_suspended_is_terminated_by_its_timer() {
         sim.sides[CONSUMER].session.transfer(t).unwrap().state,
         TransferState::Suspended
     );
-    sim.run_for(limit);
+    sim.run_for(limit / 2 + 60_000);
     assert_eq!(
         sim.sides[CONSUMER].session.transfer(t).unwrap().state,
         TransferState::Terminated
