@@ -450,6 +450,54 @@ fn checked_refusal(r: Refusal) -> Refusal {
     }
 }
 
+/// Most replies remembered per process, to answer duplicated messages alike.
+const SEEN: usize = 16;
+
+/// The replies given to the peer's messages about one process, by the message's digest,
+/// with the state each left: a duplicate is answered alike while the state is still that
+/// one (bounded, oldest forgotten first).
+#[derive(Debug)]
+pub(super) struct Replies<S> {
+    seen: VecDeque<(Hash256, Message, S)>,
+}
+
+impl<S: Copy + PartialEq> Replies<S> {
+    pub(super) fn new() -> Self {
+        Replies {
+            seen: VecDeque::new(),
+        }
+    }
+
+    /// The reply given to the message with `digest`, if the process is still in the
+    /// state that message left.
+    pub(super) fn get(&self, digest: &Hash256, state: S) -> Option<Message> {
+        self.seen
+            .iter()
+            .find(|(d, _, s)| d == digest && *s == state)
+            .map(|(_, m, _)| m.clone())
+    }
+
+    pub(super) fn remember(&mut self, digest: Hash256, reply: &Message, state: S) {
+        if self.seen.len() >= SEEN {
+            self.seen.pop_front();
+        }
+        self.seen.push_back((digest, reply.clone(), state));
+    }
+}
+
+/// The `ack` of a process: its id and DSP state.
+pub(super) fn process_ack(pid: Pid, state: &str) -> Message {
+    Message::Ack(Ack {
+        pid: Some(pid),
+        state: Some(state.to_owned()),
+    })
+}
+
+/// A call refused by a library error.
+pub(super) fn call<E: ErrorCode + std::error::Error + 'static>(e: E) -> CallError {
+    CallError::from(refusal_of(&e))
+}
+
 /// A refusal from any TDS error: its code and its whole message (causes included).
 pub fn refusal_of<E: ErrorCode + std::error::Error + 'static>(e: &E) -> Refusal {
     Refusal::new(e.code(), tds_core::code::full_message(e))

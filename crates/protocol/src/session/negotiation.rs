@@ -11,16 +11,15 @@ use tds_policy::contract::{
 };
 use tds_policy::{Policy, Purpose};
 
-use super::{refusal_of, CallError, Event, Mode, Purpose as Why, Session};
+use super::{
+    call, process_ack, refusal_of, CallError, Event, Mode, Purpose as Why, Replies, Session,
+};
 use crate::message::{
     AcceptedMsg, Ack, AgreementMsg, ContractOfferMsg, ContractRequestMsg, Message, NoticeMsg, Pid,
     Refusal, VerificationMsg,
 };
 use crate::signed::{self, Notice, NoticeKind, MAX_REASON_LEN};
 use crate::state::{negotiation_next, NegotiationState, NegotiationStep, Role};
-
-/// Most replies remembered per process, to answer duplicated messages alike.
-const SEEN: usize = 16;
 
 /// A negotiation as one side sees it.
 #[derive(Debug)]
@@ -46,9 +45,8 @@ pub(super) struct Negotiation {
     /// Consumer: the provider-signed agreement, waiting to be countersigned.
     half: Option<Vec<u8>>,
     agreement: Option<Arc<VerifiedAgreement>>,
-    /// Replies given to messages of the peer, by the message's digest, with the state
-    /// they left: a duplicate is answered alike while the state is still that one.
-    seen: Vec<(Hash256, Message, NegotiationState)>,
+    /// Replies given to the peer's messages.
+    seen: Replies<NegotiationState>,
 }
 
 /// What the application may read of a negotiation.
@@ -96,24 +94,15 @@ impl Negotiation {
     }
 
     fn seen(&self, digest: &Hash256) -> Option<Message> {
-        self.seen
-            .iter()
-            .find(|(d, _, s)| d == digest && *s == self.state)
-            .map(|(_, m, _)| m.clone())
+        self.seen.get(digest, self.state)
     }
 
     fn remember(&mut self, digest: Hash256, reply: &Message) {
-        if self.seen.len() >= SEEN {
-            self.seen.remove(0);
-        }
-        self.seen.push((digest, reply.clone(), self.state));
+        self.seen.remember(digest, reply, self.state);
     }
 
     fn ack(&self) -> Message {
-        Message::Ack(Ack {
-            pid: Some(self.own),
-            state: Some(self.state.as_str().to_owned()),
-        })
+        process_ack(self.own, self.state.as_str())
     }
 }
 
@@ -126,10 +115,6 @@ fn unknown(pid: Pid) -> Refusal {
         "negotiation.unknown_process",
         format!("no negotiation {pid} with this peer"),
     )
-}
-
-fn call<E: tds_core::ErrorCode + std::error::Error + 'static>(e: E) -> CallError {
-    CallError::from(refusal_of(&e))
 }
 
 impl Session {
@@ -229,7 +214,7 @@ impl Session {
             accepted: None,
             half: None,
             agreement: None,
-            seen: Vec::new(),
+            seen: Replies::new(),
         };
         let m = Message::ContractRequest(ContractRequestMsg {
             consumer_pid: own,
@@ -599,7 +584,7 @@ impl Session {
                         accepted: None,
                         half: None,
                         agreement: None,
-                        seen: Vec::new(),
+                        seen: Replies::new(),
                     },
                 );
                 self.by_peer_pid.insert(r.consumer_pid, own);

@@ -13,7 +13,8 @@ use tds_policy::contract::VerifiedAgreement;
 use tds_policy::{Action, Effect, Purpose, RuleKind};
 
 use super::{
-    refusal_of, Asset, CallError, Event, InId, Mode, OutId, Purpose as Why, Session, Transmit,
+    call, process_ack, refusal_of, Asset, CallError, Event, InId, Mode, OutId, Purpose as Why,
+    Replies, Session, Transmit,
 };
 use crate::frame::{self, ChunkHeader};
 use crate::message::{
@@ -23,8 +24,6 @@ use crate::message::{
 use crate::signed::{self, TransferReceipt, VerifiedTransferReceipt};
 use crate::state::{transfer_next, Role, TransferState, TransferStep};
 use tds_core::merkle::HashedLeaf;
-
-const SEEN: usize = 16;
 
 /// Most chunk requests of the peer waiting for the application's data at once.
 const MAX_PENDING_CHUNKS: usize = 256;
@@ -93,8 +92,8 @@ pub(super) struct Transfer {
     served: BTreeSet<u64>,
     /// Provider: chunk requests for a chunk already served (lost replies), in all.
     served_again: u64,
-    /// Replies given to messages of the peer, with the state they left.
-    seen: Vec<(Hash256, Message, TransferState)>,
+    /// Replies given to the peer's messages.
+    seen: Replies<TransferState>,
 }
 
 /// What the application may read of a transfer.
@@ -185,17 +184,11 @@ impl Transfer {
     }
 
     fn seen(&self, digest: &Hash256) -> Option<Message> {
-        self.seen
-            .iter()
-            .find(|(d, _, s)| d == digest && *s == self.state)
-            .map(|(_, m, _)| m.clone())
+        self.seen.get(digest, self.state)
     }
 
     fn ack(&self) -> Message {
-        Message::Ack(Ack {
-            pid: Some(self.own),
-            state: Some(self.state.as_str().to_owned()),
-        })
+        process_ack(self.own, self.state.as_str())
     }
 }
 
@@ -208,10 +201,6 @@ fn unknown(pid: Pid) -> Refusal {
         "transfer.unknown_process",
         format!("no transfer {pid} with this peer"),
     )
-}
-
-fn call<E: tds_core::ErrorCode + std::error::Error + 'static>(e: E) -> CallError {
-    CallError::from(refusal_of(&e))
 }
 
 impl Session {
@@ -254,10 +243,7 @@ impl Session {
         match self.transfers.get_mut(&pid) {
             Some(t) => {
                 let a = t.ack();
-                if t.seen.len() >= SEEN {
-                    t.seen.remove(0);
-                }
-                t.seen.push((digest, a.clone(), t.state));
+                t.seen.remember(digest, &a, t.state);
                 a
             }
             None => Message::Error(unknown(pid)),
@@ -313,7 +299,7 @@ impl Session {
                 asset: None,
                 served: BTreeSet::new(),
                 served_again: 0,
-                seen: Vec::new(),
+                seen: Replies::new(),
             },
         );
         self.send(now, Why::Transfer(own), &m, false)?;
@@ -789,7 +775,7 @@ impl Session {
                 asset: Some(asset),
                 served: BTreeSet::new(),
                 served_again: 0,
-                seen: Vec::new(),
+                seen: Replies::new(),
             },
         );
         self.transfer_by_peer.insert(r.consumer_pid, own);

@@ -231,3 +231,20 @@ pub fn inject_frame(sim: &mut Sim, to: usize, frame: &[u8]) -> Option<String> {
         other => panic!("unexpected reply {other:?}"),
     }
 }
+
+/// Negotiates the world's offer in the sides' modes (automatic) and returns the
+/// consumer's agreement.
+pub fn agreed(sim: &mut Sim, w: &World) -> Arc<tds_policy::contract::VerifiedAgreement> {
+    let now = sim.now;
+    let n = sim.sides[CONSUMER]
+        .session
+        .request_contract(now, &w.offer, None, purpose())
+        .unwrap();
+    sim.run_for(2000);
+    sim.sides[CONSUMER]
+        .session
+        .negotiation(n)
+        .unwrap()
+        .agreement
+        .expect("finalized")
+}

@@ -204,18 +204,7 @@ fn a_wrong_chunk_is_never_accepted_and_ends_the_transfer() {
         NetConfig::default(),
         33,
     );
-    let now = sim.now;
-    let n = sim.sides[CONSUMER]
-        .session
-        .request_contract(now, &w.offer, None, purpose())
-        .unwrap();
-    sim.run_for(2000);
-    let agreement = sim.sides[CONSUMER]
-        .session
-        .negotiation(n)
-        .unwrap()
-        .agreement
-        .unwrap();
+    let agreement = agreed(&mut sim, &w);
     sim.sides[PROVIDER].corrupt = true;
     let now = sim.now;
     let t = sim.sides[CONSUMER]
@@ -439,24 +428,6 @@ fn ended_processes_are_forgotten_and_bounded() {
             .map(|n| n.state),
         None
     );
-}
-
-fn agreed(
-    sim: &mut tds_protocol::sim::Sim,
-    w: &World,
-) -> std::sync::Arc<tds_policy::contract::VerifiedAgreement> {
-    let now = sim.now;
-    let n = sim.sides[CONSUMER]
-        .session
-        .request_contract(now, &w.offer, None, purpose())
-        .unwrap();
-    sim.run_for(2000);
-    sim.sides[CONSUMER]
-        .session
-        .negotiation(n)
-        .unwrap()
-        .agreement
-        .unwrap()
 }
 
 /// A consumer that asks for the same chunk again and again is served a bounded number of

@@ -35,17 +35,7 @@ fn transfer_under(
         NetConfig::default(),
         51,
     );
-    let n = sim.sides[CONSUMER]
-        .session
-        .request_contract(NOW, &w.offer, None, purpose())
-        .unwrap();
-    sim.run_for(2000);
-    let agreement = sim.sides[CONSUMER]
-        .session
-        .negotiation(n)
-        .unwrap()
-        .agreement
-        .expect("agreed");
+    let agreement = agreed(&mut sim, &w);
     prepare(&mut sim, agreement.id());
     let now = sim.now;
     let t = sim.sides[CONSUMER]
@@ -199,17 +189,7 @@ fn a_transfer_left_suspended_is_terminated_by_its_timer() {
         57,
     );
     sim.sides[PROVIDER].serve = false;
-    let n = sim.sides[CONSUMER]
-        .session
-        .request_contract(NOW, &w.offer, None, purpose())
-        .unwrap();
-    sim.run_for(2000);
-    let agreement = sim.sides[CONSUMER]
-        .session
-        .negotiation(n)
-        .unwrap()
-        .agreement
-        .unwrap();
+    let agreement = agreed(&mut sim, &w);
     let now = sim.now;
     let t = sim.sides[CONSUMER]
         .session

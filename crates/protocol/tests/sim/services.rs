@@ -146,18 +146,7 @@ fn a_revoked_consumer_gets_no_transfer() {
         NetConfig::default(),
         44,
     );
-    let now = sim.now;
-    let n = sim.sides[CONSUMER]
-        .session
-        .request_contract(now, &w.offer, None, purpose())
-        .unwrap();
-    sim.run_for(2000);
-    let agreement = sim.sides[CONSUMER]
-        .session
-        .negotiation(n)
-        .unwrap()
-        .agreement
-        .unwrap();
+    let agreement = agreed(&mut sim, &w);
     // The consumer's credential (serial 2) is revoked; the provider learns the new list.
     w.authority.revoke(2).unwrap();
     let crl = w

@@ -32,17 +32,7 @@ fn requested() -> X {
         NetConfig::default(),
         11,
     );
-    let n = sim.sides[CONSUMER]
-        .session
-        .request_contract(NOW, &w.offer, None, purpose())
-        .unwrap();
-    sim.run_for(2000);
-    let agreement = sim.sides[CONSUMER]
-        .session
-        .negotiation(n)
-        .unwrap()
-        .agreement
-        .expect("finalized");
+    let agreement = agreed(&mut sim, &w);
     for side in [CONSUMER, PROVIDER] {
         let mut c = sim.sides[side].session.config().clone();
         c.provider_mode = Mode::Manual;
