@@ -157,6 +157,8 @@ impl Domain {
     pub const TRANSFER: Domain = Domain("tds/transfer/v1");
     /// Transfer receipts of the connector protocol.
     pub const TRANSFER_RECEIPT: Domain = Domain("tds/transfer-receipt/v1");
+    /// Admission requests (a credential asked for on `tds-join/1`).
+    pub const ADMISSION_REQUEST: Domain = Domain("tds/admission-request/v1");
     /// Authority key rollover statements.
     pub const ROLLOVER: Domain = Domain("tds/key-rollover/v1");
     /// Policies.

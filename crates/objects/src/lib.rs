@@ -10,6 +10,7 @@ use tds_core::{ErrorCode, PublicKey};
 use tds_identity::{Credential, KeyRollover, RevocationList, TrustStore};
 use tds_manifest::{Manifest, Receipt};
 use tds_policy::contract::{AgreementTerms, ContractRequest, Offer, Termination};
+use tds_protocol::join::AdmissionRequest;
 use tds_protocol::signed::{Notice, TransferReceipt};
 use tds_provenance::event::SignedObject;
 use tds_provenance::evidence::{CheckedObject, ObjectError, ObjectVerifier};
@@ -49,11 +50,13 @@ pub enum Kind {
     Notice,
     /// A consumer's transfer receipt (tds-protocol).
     TransferReceipt,
+    /// An applicant's admission request (tds-protocol, sent on `tds-join/1`).
+    AdmissionRequest,
 }
 
 impl Kind {
     /// Every kind, in this order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Credential,
         Kind::RevocationList,
         Kind::KeyRollover,
@@ -65,6 +68,7 @@ impl Kind {
         Kind::Termination,
         Kind::Notice,
         Kind::TransferReceipt,
+        Kind::AdmissionRequest,
     ];
 
     /// The content type in the envelope's protected header.
@@ -81,6 +85,7 @@ impl Kind {
             Kind::Termination => Termination::CONTENT_TYPE,
             Kind::Notice => Notice::CONTENT_TYPE,
             Kind::TransferReceipt => TransferReceipt::CONTENT_TYPE,
+            Kind::AdmissionRequest => AdmissionRequest::CONTENT_TYPE,
         }
     }
 
@@ -99,6 +104,7 @@ impl Kind {
             Kind::Termination => "termination",
             Kind::Notice => "notice",
             Kind::TransferReceipt => "transfer-receipt",
+            Kind::AdmissionRequest => "admission-request",
         }
     }
 
@@ -116,6 +122,7 @@ impl Kind {
             Kind::Termination => Domain::TERMINATION,
             Kind::Notice => Domain::NOTICE,
             Kind::TransferReceipt => Domain::TRANSFER_RECEIPT,
+            Kind::AdmissionRequest => Domain::ADMISSION_REQUEST,
         }
     }
 
@@ -203,6 +210,8 @@ pub enum Value {
     Notice(Box<Notice>),
     /// A transfer receipt.
     TransferReceipt(Box<TransferReceipt>),
+    /// An admission request.
+    AdmissionRequest(Box<AdmissionRequest>),
 }
 
 /// A TDS object parsed by [`decode_any`]. Nothing here is trusted: the signatures were
@@ -345,6 +354,12 @@ pub fn decode_any(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             kind,
             |r| Some(r.consumer_key),
             |r| Value::TransferReceipt(Box::new(r)),
+        ),
+        Kind::AdmissionRequest => sign1::<AdmissionRequest>(
+            bytes,
+            kind,
+            |r| Some(r.applicant_key),
+            |r| Value::AdmissionRequest(Box::new(r)),
         ),
         Kind::Agreement => {
             let opened = cose::open_multi::<AgreementTerms>(bytes)?;
@@ -600,6 +615,23 @@ mod tests {
         assert_eq!(d.self_signed(), Some(true));
         let v = signed::verify_receipt(&receipt, &key.public_key(), c, p).unwrap();
         assert_eq!(d.id(), v.id());
+        let admission = AdmissionRequest {
+            version: tds_protocol::join::ADMISSION_REQUEST_VERSION,
+            applicant_key: key.public_key(),
+            name: "Applicant".into(),
+            sectors: vec![tds_identity::Sector::POWER],
+            roles: vec![tds_identity::Role::Consumer],
+            jurisdiction: "CN".parse().unwrap(),
+            not_before: Timestamp::from_secs(1),
+            not_after: Timestamp::from_secs(2),
+            time: Timestamp::from_secs(1),
+            nonce: serde_bytes::ByteArray::new([7; 16]),
+        }
+        .sign(&key)
+        .unwrap();
+        let d = decode_any(&admission).unwrap();
+        assert_eq!(d.kind(), Kind::AdmissionRequest);
+        assert_eq!(d.self_signed(), Some(true));
     }
 
     #[test]

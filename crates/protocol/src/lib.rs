@@ -52,6 +52,7 @@
 pub mod catalog;
 pub mod error;
 pub mod frame;
+pub mod join;
 pub mod message;
 pub mod session;
 pub mod signed;
