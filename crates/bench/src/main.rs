@@ -36,6 +36,23 @@ enum Command {
         #[arg(long)]
         threads: bool,
     },
+    /// Connector store commits: COUNT single-put batches from CONCURRENCY async tasks
+    /// through the group-committing redb store, against one redb commit per put on a file
+    /// of the same kind. Prints one JSON line.
+    Kv {
+        /// Commits to make.
+        #[arg(long, default_value_t = 20_000)]
+        count: u64,
+        /// Concurrent tasks.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        concurrency: u64,
+        /// Raw one-commit-per-put transactions (at most COUNT).
+        #[arg(long, default_value_t = 2_000)]
+        raw: u64,
+        /// Where the two files go (default: a temporary directory, removed after).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Connection set-up on loopback: TDS (QUIC handshake with raw public keys, hello
     /// exchange, both credential checks) against a raw quinn handshake with the same keys
     /// and configuration. Prints one JSON line with medians and 90th percentiles.
@@ -79,6 +96,24 @@ fn run() -> anyhow::Result<()> {
                 threads,
             };
             tds_bench::log::run(Arc::new(log), actor, &opts, Box::new(std::io::stdout()))?;
+            Ok(())
+        }
+        Command::Kv {
+            count,
+            concurrency,
+            raw,
+            dir,
+        } => {
+            let tmp;
+            let dir = match dir {
+                Some(d) => d,
+                None => {
+                    tmp = tempfile::tempdir()?;
+                    tmp.path().to_path_buf()
+                }
+            };
+            let report = tds_bench::kv::run(&dir, count, concurrency, raw)?;
+            println!("{}", report.json());
             Ok(())
         }
         Command::Handshake { connections } => {

@@ -10,7 +10,7 @@
 pub trait ErrorCode {
     /// The code: lowercase ASCII letters, digits and `_`, in dot-separated segments, the
     /// first naming the crate's area (`cbor`, `cose`, `key`, `identity`, `policy`,
-    /// `contract`, `manifest`, `receipt`, `log`, `store`, `note`, `witness`, `evidence`).
+    /// `contract`, `manifest`, `receipt`, `log`, `store`, `note`, `witness`, `evidence`, `kv`).
     fn code(&self) -> &'static str;
 }
 
