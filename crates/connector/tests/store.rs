@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tds_connector::store::{
-    Batch, MemoryStore, RedbStore, Store, StoreError, Table, MAX_BATCH, MAX_KEY, MAX_VALUE,
+    Batch, CommitFuture, MemoryStore, RedbStore, Store, StoreError, Table, MAX_BATCH, MAX_KEY,
+    MAX_VALUE,
 };
 use tds_core::ErrorCode;
 
@@ -278,6 +279,26 @@ fn table_names_are_stable() {
             "meta"
         ]
     );
+}
+
+#[test]
+fn commit_future_is_backend_neutral() {
+    // A backend that drops its end without completing: the waiter gets kv.closed.
+    let (fut, done) = CommitFuture::pending();
+    drop(done);
+    assert_eq!(fut.wait().unwrap_err().code(), "kv.closed");
+    // Completed from another thread, awaited from a runtime.
+    let (fut, done) = CommitFuture::pending();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        done.complete(Ok(()));
+    });
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(fut)
+        .unwrap();
+    t.join().unwrap();
 }
 
 // ---- redb durability ----
