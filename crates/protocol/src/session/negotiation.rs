@@ -86,6 +86,17 @@ impl Negotiation {
         (!self.state.is_final()).then(|| self.since.saturating_add_millis(self.timeout_ms))
     }
 
+    /// Both process ids, once the provider's is known.
+    fn known_pids(&self) -> Result<(Pid, Pid), CallError> {
+        match self.pids() {
+            (c, Some(p)) => Ok((c, p)),
+            (_, None) => Err(CallError::new(
+                "negotiation.no_peer_pid",
+                "the provider's process id is not known yet",
+            )),
+        }
+    }
+
     fn pids(&self) -> (Pid, Option<Pid>) {
         match self.role {
             Role::Consumer => (self.own, self.peer_pid),
@@ -173,6 +184,21 @@ impl Session {
         }
     }
 
+    /// This side's negotiation `pid` and the state `step`, sent by this side, moves it to.
+    fn own_negotiation_step(
+        &self,
+        pid: Pid,
+        step: NegotiationStep,
+    ) -> Result<(&Negotiation, NegotiationState), CallError> {
+        let n = self
+            .negotiations
+            .get(&pid)
+            .ok_or_else(|| CallError::from(unknown(pid)))?;
+        let to = negotiation_next(Some(n.state), step, n.role)
+            .map_err(|e| CallError::from(invalid(e)))?;
+        Ok((n, to))
+    }
+
     // ---- consumer calls ----
 
     /// Consumer: asks for the terms of `offer` (the provider-signed offer bytes, from the
@@ -257,19 +283,8 @@ impl Session {
     /// Consumer: accepts the offer in play (DSP ACCEPTED), asking for exactly its terms
     /// narrowed to the declared purpose.
     pub fn accept_offer(&mut self, now: Timestamp, pid: Pid) -> Result<(), CallError> {
-        let n = self
-            .negotiations
-            .get(&pid)
-            .ok_or_else(|| CallError::from(unknown(pid)))?;
-        let to = negotiation_next(Some(n.state), NegotiationStep::Accepted, n.role)
-            .map_err(|e| CallError::from(invalid(e)))?;
-        let (cpid, ppid) = n.pids();
-        let ppid = ppid.ok_or_else(|| {
-            CallError::new(
-                "negotiation.no_peer_pid",
-                "the provider's process id is not known yet",
-            )
-        })?;
+        let (n, to) = self.own_negotiation_step(pid, NegotiationStep::Accepted)?;
+        let (cpid, ppid) = n.known_pids()?;
         let policy = contract::narrow_to_purpose(&n.offer.offer().policy, &n.purpose);
         let (offer, purpose) = (n.offer.clone(), n.purpose.clone());
         let (bytes, req_id) = self.sign_request(now, &offer, policy.clone(), purpose)?;
@@ -294,19 +309,8 @@ impl Session {
         pid: Pid,
         policy: Policy,
     ) -> Result<(), CallError> {
-        let n = self
-            .negotiations
-            .get(&pid)
-            .ok_or_else(|| CallError::from(unknown(pid)))?;
-        let to = negotiation_next(Some(n.state), NegotiationStep::Request, n.role)
-            .map_err(|e| CallError::from(invalid(e)))?;
-        let (cpid, ppid) = n.pids();
-        let ppid = ppid.ok_or_else(|| {
-            CallError::new(
-                "negotiation.no_peer_pid",
-                "the provider's process id is not known yet",
-            )
-        })?;
+        let (n, to) = self.own_negotiation_step(pid, NegotiationStep::Request)?;
+        let (cpid, ppid) = n.known_pids()?;
         let (offer, purpose, offer_bytes) =
             (n.offer.clone(), n.purpose.clone(), n.offer_bytes.clone());
         let (bytes, req_id) = self.sign_request(now, &offer, policy.clone(), purpose)?;
@@ -327,19 +331,8 @@ impl Session {
 
     /// Consumer: countersigns the provider-signed agreement and sends the verification.
     pub fn verify_agreement(&mut self, now: Timestamp, pid: Pid) -> Result<(), CallError> {
-        let n = self
-            .negotiations
-            .get(&pid)
-            .ok_or_else(|| CallError::from(unknown(pid)))?;
-        let to = negotiation_next(Some(n.state), NegotiationStep::Verification, n.role)
-            .map_err(|e| CallError::from(invalid(e)))?;
-        let (cpid, ppid) = n.pids();
-        let ppid = ppid.ok_or_else(|| {
-            CallError::new(
-                "negotiation.no_peer_pid",
-                "the provider's process id is not known yet",
-            )
-        })?;
+        let (n, to) = self.own_negotiation_step(pid, NegotiationStep::Verification)?;
+        let (cpid, ppid) = n.known_pids()?;
         let half = n
             .half
             .clone()
@@ -364,12 +357,7 @@ impl Session {
     /// Provider: agrees to the verified request in play: signs the terms (the first
     /// signature of the agreement) and sends them.
     pub fn agree(&mut self, now: Timestamp, pid: Pid) -> Result<(), CallError> {
-        let n = self
-            .negotiations
-            .get(&pid)
-            .ok_or_else(|| CallError::from(unknown(pid)))?;
-        let to = negotiation_next(Some(n.state), NegotiationStep::Agreement, n.role)
-            .map_err(|e| CallError::from(invalid(e)))?;
+        let (n, to) = self.own_negotiation_step(pid, NegotiationStep::Agreement)?;
         let request = n.request.clone().ok_or_else(|| {
             CallError::new("negotiation.no_request", "no verified request to agree to")
         })?;
@@ -393,12 +381,7 @@ impl Session {
     /// Provider: offers other terms (a counter-offer): `offer` is a new provider-signed
     /// offer for the same asset.
     pub fn offer(&mut self, now: Timestamp, pid: Pid, offer: &[u8]) -> Result<(), CallError> {
-        let n = self
-            .negotiations
-            .get(&pid)
-            .ok_or_else(|| CallError::from(unknown(pid)))?;
-        let to = negotiation_next(Some(n.state), NegotiationStep::Offer, n.role)
-            .map_err(|e| CallError::from(invalid(e)))?;
+        let (n, to) = self.own_negotiation_step(pid, NegotiationStep::Offer)?;
         let verified = contract::verify_offer(offer).map_err(call)?;
         if verified.offer().provider != self.me || verified.offer().asset != n.offer.offer().asset {
             return Err(CallError::new(
@@ -424,12 +407,7 @@ impl Session {
 
     /// Provider: finalizes a verified agreement.
     pub fn finalize(&mut self, now: Timestamp, pid: Pid) -> Result<(), CallError> {
-        let n = self
-            .negotiations
-            .get(&pid)
-            .ok_or_else(|| CallError::from(unknown(pid)))?;
-        let to = negotiation_next(Some(n.state), NegotiationStep::Finalized, n.role)
-            .map_err(|e| CallError::from(invalid(e)))?;
+        let (n, to) = self.own_negotiation_step(pid, NegotiationStep::Finalized)?;
         let agreement = n
             .agreement
             .clone()
@@ -483,12 +461,7 @@ impl Session {
                 format!("{code:?} is not a reason code"),
             ));
         }
-        let n = self
-            .negotiations
-            .get(&pid)
-            .ok_or_else(|| CallError::from(unknown(pid)))?;
-        let to = negotiation_next(Some(n.state), NegotiationStep::Termination, n.role)
-            .map_err(|e| CallError::from(invalid(e)))?;
+        let (n, to) = self.own_negotiation_step(pid, NegotiationStep::Termination)?;
         let role = n.role;
         let reason: String = reason.chars().take(MAX_REASON_LEN / 4).collect();
         let mut sent = None;

@@ -176,6 +176,17 @@ impl Transfer {
         self.verifier.as_ref().map(ChunkVerifier::state)
     }
 
+    /// Both process ids, once the provider's is known.
+    fn known_pids(&self) -> Result<(Pid, Pid), CallError> {
+        match self.pids() {
+            (c, Some(p)) => Ok((c, p)),
+            (_, None) => Err(CallError::new(
+                "transfer.no_peer_pid",
+                "the provider's process id is not known yet",
+            )),
+        }
+    }
+
     fn pids(&self) -> (Pid, Option<Pid>) {
         match self.role {
             Role::Consumer => (self.own, self.peer_pid),
@@ -250,6 +261,21 @@ impl Session {
         }
     }
 
+    /// This side's transfer `pid` and the state `step`, sent by this side, moves it to.
+    fn own_transfer_step(
+        &self,
+        pid: Pid,
+        step: TransferStep,
+    ) -> Result<(&Transfer, TransferState), CallError> {
+        let t = self
+            .transfers
+            .get(&pid)
+            .ok_or_else(|| CallError::from(unknown(pid)))?;
+        let to =
+            transfer_next(Some(t.state), step, t.role).map_err(|e| CallError::from(invalid(e)))?;
+        Ok((t, to))
+    }
+
     // ---- consumer calls ----
 
     /// Consumer: asks for the asset of `agreement` (concluded with the peer) for
@@ -312,13 +338,7 @@ impl Session {
     }
 
     fn stop_message(t: &Transfer, code: &str, reason: &str) -> Result<TransferStopMsg, CallError> {
-        let (cpid, ppid) = t.pids();
-        let ppid = ppid.ok_or_else(|| {
-            CallError::new(
-                "transfer.no_peer_pid",
-                "the provider's process id is not known yet",
-            )
-        })?;
+        let (cpid, ppid) = t.known_pids()?;
         Ok(TransferStopMsg {
             provider_pid: ppid,
             consumer_pid: cpid,
@@ -335,12 +355,7 @@ impl Session {
         code: &str,
         reason: &str,
     ) -> Result<(), CallError> {
-        let t = self
-            .transfers
-            .get(&pid)
-            .ok_or_else(|| CallError::from(unknown(pid)))?;
-        let to = transfer_next(Some(t.state), TransferStep::Suspension, t.role)
-            .map_err(|e| CallError::from(invalid(e)))?;
+        let (t, to) = self.own_transfer_step(pid, TransferStep::Suspension)?;
         let m = Message::TransferSuspension(Self::stop_message(t, code, reason)?);
         self.send(now, Why::Transfer(pid), &m, false)?;
         self.set_transfer_state(now, pid, to);
@@ -359,13 +374,7 @@ impl Session {
         }
         let to = transfer_next(Some(t.state), TransferStep::Start, t.role)
             .map_err(|e| CallError::from(invalid(e)))?;
-        let (cpid, ppid) = t.pids();
-        let ppid = ppid.ok_or_else(|| {
-            CallError::new(
-                "transfer.no_peer_pid",
-                "the provider's process id is not known yet",
-            )
-        })?;
+        let (cpid, ppid) = t.known_pids()?;
         let m = Message::TransferResume(TransferResumeMsg {
             provider_pid: ppid,
             consumer_pid: cpid,
@@ -378,19 +387,8 @@ impl Session {
     /// Either side: completes a started transfer. The consumer signs a receipt of what it
     /// verified.
     pub fn complete_transfer(&mut self, now: Timestamp, pid: Pid) -> Result<(), CallError> {
-        let t = self
-            .transfers
-            .get(&pid)
-            .ok_or_else(|| CallError::from(unknown(pid)))?;
-        let to = transfer_next(Some(t.state), TransferStep::Completion, t.role)
-            .map_err(|e| CallError::from(invalid(e)))?;
-        let (cpid, ppid) = t.pids();
-        let ppid = ppid.ok_or_else(|| {
-            CallError::new(
-                "transfer.no_peer_pid",
-                "the provider's process id is not known yet",
-            )
-        })?;
+        let (t, to) = self.own_transfer_step(pid, TransferStep::Completion)?;
+        let (cpid, ppid) = t.known_pids()?;
         let role = t.role;
         let (receipt, verified, complete) = if role == Role::Consumer {
             let r = self.consumer_receipt(now, t, cpid, ppid)?;
@@ -468,12 +466,7 @@ impl Session {
                 format!("{code:?} is not a reason code"),
             ));
         }
-        let t = self
-            .transfers
-            .get(&pid)
-            .ok_or_else(|| CallError::from(unknown(pid)))?;
-        let to = transfer_next(Some(t.state), TransferStep::Termination, t.role)
-            .map_err(|e| CallError::from(invalid(e)))?;
+        let (t, to) = self.own_transfer_step(pid, TransferStep::Termination)?;
         let role = t.role;
         let bytes = t.bytes;
         if let Ok(m) = Self::stop_message(t, code, reason) {
@@ -495,12 +488,7 @@ impl Session {
     /// Provider: starts a requested transfer (manual mode) or restarts a suspended one,
     /// re-checking the agreement first.
     pub fn start_transfer(&mut self, now: Timestamp, pid: Pid) -> Result<(), CallError> {
-        let t = self
-            .transfers
-            .get(&pid)
-            .ok_or_else(|| CallError::from(unknown(pid)))?;
-        let to = transfer_next(Some(t.state), TransferStep::Start, t.role)
-            .map_err(|e| CallError::from(invalid(e)))?;
+        let (t, to) = self.own_transfer_step(pid, TransferStep::Start)?;
         if t.role != Role::Provider {
             return Err(CallError::new(
                 "transfer.not_provider",
