@@ -303,6 +303,20 @@ pub enum Event {
         /// The signed termination notice, when there is one.
         notice: Option<Vec<u8>>,
     },
+    /// This side refused a contract request or a transfer request of the peer (its
+    /// checks or its policy said no); the refusal went back to the peer. Log it: denials
+    /// are evidence too.
+    Denied {
+        /// The message refused (`contract_request`, `transfer_request`).
+        message: &'static str,
+        /// The agreement a transfer request invoked.
+        agreement: Option<Hash256>,
+        /// The offer a contract request answered (the hash of its signed bytes under
+        /// the offer domain, as `Offer::id` computes it), when it opened.
+        offer: Option<Hash256>,
+        /// The reason sent to the peer.
+        refusal: Refusal,
+    },
     /// The peer refused a message of this side (the process it belongs to, if any, is
     /// terminated on this side).
     Refused {
@@ -830,7 +844,21 @@ impl Session {
         m: Message,
     ) -> Result<Option<Message>, Refusal> {
         match m {
-            Message::ContractRequest(r) => self.on_contract_request(now, digest, r).map(Some),
+            Message::ContractRequest(r) => {
+                let offer = r.offer.clone();
+                let answer = self.on_contract_request(now, digest, r);
+                if let Err(refusal) = &answer {
+                    self.events.push_back(Event::Denied {
+                        message: "contract_request",
+                        agreement: None,
+                        offer: tds_policy::contract::verify_offer(&offer)
+                            .ok()
+                            .map(|o| o.id()),
+                        refusal: refusal.clone(),
+                    });
+                }
+                answer.map(Some)
+            }
             Message::ContractOffer(r) => self.on_offer(now, digest, r).map(Some),
             Message::ContractAccepted(r) => self.on_accepted(now, digest, r).map(Some),
             Message::ContractAgreement(r) => self.on_agreement(now, digest, r).map(Some),
@@ -839,7 +867,19 @@ impl Session {
             Message::NegotiationTermination(r) => {
                 self.on_negotiation_termination(now, digest, r).map(Some)
             }
-            Message::TransferRequest(r) => self.on_transfer_request(now, digest, r).map(Some),
+            Message::TransferRequest(r) => {
+                let agreement = r.agreement;
+                let answer = self.on_transfer_request(now, digest, r);
+                if let Err(refusal) = &answer {
+                    self.events.push_back(Event::Denied {
+                        message: "transfer_request",
+                        agreement: Some(agreement),
+                        offer: None,
+                        refusal: refusal.clone(),
+                    });
+                }
+                answer.map(Some)
+            }
             Message::TransferStart(r) => self.on_transfer_start(now, digest, r).map(Some),
             Message::TransferResume(r) => self.on_transfer_resume(now, digest, r).map(Some),
             Message::TransferSuspension(r) => self.on_transfer_suspension(now, digest, r).map(Some),

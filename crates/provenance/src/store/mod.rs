@@ -220,3 +220,49 @@ pub trait LogStore: NodeSource + Send + Sync {
         Ok(None)
     }
 }
+
+// A boxed store is a store, so one `Log<Box<dyn LogStore>>` type serves both backends.
+impl NodeSource for Box<dyn LogStore> {
+    fn perfect(&self, level: u32, index: u64) -> Result<Hash256, MerkleError> {
+        (**self).perfect(level, index)
+    }
+}
+
+impl LogStore for Box<dyn LogStore> {
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+    fn append(&self, record: &[u8]) -> Result<u64, StoreError> {
+        (**self).append(record)
+    }
+    fn append_many(&self, records: &[&[u8]]) -> Result<u64, StoreError> {
+        (**self).append_many(records)
+    }
+    fn append_durable<'a>(&'a self, records: &[&[u8]]) -> AppendFuture<'a> {
+        (**self).append_durable(records)
+    }
+    fn read(&self, index: u64) -> Result<Vec<u8>, StoreError> {
+        (**self).read(index)
+    }
+    fn add_checkpoint(&self, note: &[u8]) -> Result<(), StoreError> {
+        (**self).add_checkpoint(note)
+    }
+    fn checkpoints(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        (**self).checkpoints()
+    }
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash256>, MerkleError> {
+        (**self).inclusion_proof(index, size)
+    }
+    fn leaf(&self, index: u64) -> Result<Hash256, StoreError> {
+        (**self).leaf(index)
+    }
+    fn verify_storage(&self) -> Result<StoreVerify, StoreError> {
+        (**self).verify_storage()
+    }
+    fn note_ids(&self, index: u64, ids: &[Hash256]) {
+        (**self).note_ids(index, ids)
+    }
+    fn entries_naming(&self, id: &Hash256) -> Result<Option<Vec<u64>>, StoreError> {
+        (**self).entries_naming(id)
+    }
+}
