@@ -394,6 +394,7 @@ pub fn decode_any(bytes: &[u8]) -> Result<Decoded, DecodeError> {
 ///   membership credential says);
 /// - `offer`: the provider's signature against the key the offer names;
 /// - `receipt`: a registration receipt signed by an authority key `trust` holds;
+/// - `transfer-receipt`: the consumer's signature against the consumer key it names;
 /// - anything else, `termination` included (it needs its agreement), is refused: an
 ///   object the verifier cannot check must not pass as checked.
 #[derive(Clone, Copy, Debug)]
@@ -502,6 +503,26 @@ impl ObjectVerifier for StandardVerifier<'_> {
                     "authority signature verified",
                 )
                 .signed_by(key.id()))
+            }
+            Kind::TransferReceipt => {
+                // Signed by the consumer key it names; the pids are the receipt's own (the
+                // transfer id the event names is derived from the agreement and them).
+                let opened = cose::open::<TransferReceipt>(&object.bytes).map_err(object_error)?;
+                let r = opened.value();
+                let v = tds_protocol::signed::verify_receipt(
+                    &object.bytes,
+                    &r.consumer_key,
+                    r.consumer_pid,
+                    r.provider_pid,
+                )
+                .map_err(object_error)?;
+                Ok(CheckedObject::new(
+                    v.id(),
+                    None,
+                    Vec::new(),
+                    "consumer signature verified against the consumer key it names",
+                )
+                .signed_by(v.receipt().consumer))
             }
             other => Err(ObjectError {
                 code: "evidence.object.unsupported_kind",

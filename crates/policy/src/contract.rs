@@ -188,6 +188,10 @@ pub enum ContractError {
         /// A request the policy permits whose purpose is not within it.
         example: Box<Request>,
     },
+    /// The offer permits nothing for the declared purpose: every permission of the offer
+    /// asks for a purpose the declared one is not within.
+    #[error("request: the offer permits no use for the purpose {0}")]
+    PurposeNotOffered(Purpose),
     /// Checking the request would cost more than [`REQUEST_BUDGET`] (or the policies name
     /// more roles than containment splits); refused without an answer.
     #[error("request: the requested policy cannot be checked against the offer within the limits")]
@@ -254,6 +258,7 @@ impl ErrorCode for ContractError {
             ContractError::CredentialNotValid { .. } => "contract.credential_not_valid",
             ContractError::NotContained(_) => "contract.not_contained",
             ContractError::PurposeNotCovered { .. } => "contract.purpose_not_covered",
+            ContractError::PurposeNotOffered(_) => "contract.purpose_not_offered",
             ContractError::TooComplex(_) => "contract.too_complex",
             ContractError::NonceReused => "contract.nonce_reused",
             ContractError::StaleRequest { .. } => "contract.stale_request",
@@ -700,6 +705,9 @@ pub fn check_request_policy(
         PolicyError::TooComplex(limit) => ContractError::TooComplex(limit),
         e => ContractError::Policy(e),
     };
+    if !admits_purpose(offer, purpose) {
+        return Err(ContractError::PurposeNotOffered(purpose.clone()));
+    }
     if let Containment::NotContained(r) = contains_within(offer, asked, budget).map_err(limited)? {
         return Err(ContractError::NotContained(r));
     }
@@ -712,6 +720,40 @@ pub fn check_request_policy(
         });
     }
     Ok(())
+}
+
+/// Whether some permission of `policy` can apply to a use for `purpose`: it names no
+/// purpose condition, or one of its `purpose eq / isA / isAnyOf` values covers `purpose`.
+/// A request for a purpose no permission covers would make an agreement that permits
+/// nothing (the narrowed policy is contained in anything), so it is refused up front.
+fn admits_purpose(policy: &Policy, purpose: &Purpose) -> bool {
+    use crate::model::{Operand, Operator, Value};
+    policy.permissions().any(|rule| {
+        let Some(c) = &rule.constraint else {
+            return true;
+        };
+        let mut named = false;
+        let mut covered = false;
+        c.for_each_atom(&mut |operand, operator, value| {
+            if operand != Operand::Purpose {
+                return;
+            }
+            let values: Vec<&Value> = match value {
+                Value::List(items) => items.iter().collect(),
+                v => vec![v],
+            };
+            match operator {
+                Operator::Eq | Operator::IsA | Operator::IsAnyOf => {
+                    named = true;
+                    covered |= values
+                        .iter()
+                        .any(|v| matches!(v, Value::Purpose(p) if purpose.is_within(p)));
+                }
+                _ => {}
+            }
+        });
+        !named || covered
+    })
 }
 
 /// Verifies a contract request against its offer at `now`, cheapest checks first, so a

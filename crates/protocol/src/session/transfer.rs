@@ -692,15 +692,17 @@ impl Session {
         }
         let (code, reason) = match first {
             Some(d) => {
-                let code = d
-                    .reasons
-                    .iter()
-                    .rev()
-                    .map(|r| r.code.as_str())
-                    .next()
-                    .unwrap_or("policy.deny");
+                let code = cause_code(&d).unwrap_or_else(|| {
+                    d.reasons
+                        .iter()
+                        .rev()
+                        .map(|r| r.code.as_str())
+                        .next()
+                        .unwrap_or("policy.deny")
+                        .to_owned()
+                });
                 let text: Vec<String> = d.reasons.iter().map(|r| r.to_string()).collect();
-                (code.to_owned(), text.join("; "))
+                (code, text.join("; "))
             }
             None => (
                 "transfer.nothing_permitted".to_owned(),
@@ -1274,4 +1276,35 @@ impl Session {
     pub fn chunk_requests(&self, pid: Pid) -> u64 {
         self.transfers.get(&pid).map_or(0, |t| t.chunk_requests)
     }
+}
+
+/// The code of a denial that names its cause: `policy.unmet.<operand>` (snake case) for
+/// the first constraint that did not hold, `policy.unmet.<duty>` for a duty the request
+/// cannot meet; `None` when the explanation names neither.
+fn cause_code(d: &tds_policy::Decision) -> Option<String> {
+    d.reasons.iter().find_map(|r| {
+        let unmet = r.unmet.as_ref()?;
+        if let tds_policy::eval::Unmet::Duty(duty) = unmet {
+            let name = match duty {
+                tds_policy::eval::DutyUnmet::NoConsent { .. } => "consent",
+                _ => "duty",
+            };
+            return Some(format!("policy.unmet.{name}"));
+        }
+        match unmet.constraint()? {
+            tds_policy::Constraint::Atom { operand, .. } => {
+                let mut code = String::from("policy.unmet.");
+                for c in operand.as_str().chars() {
+                    if c.is_ascii_uppercase() {
+                        code.push('_');
+                        code.push(c.to_ascii_lowercase());
+                    } else {
+                        code.push(c);
+                    }
+                }
+                Some(code)
+            }
+            _ => None,
+        }
+    })
 }

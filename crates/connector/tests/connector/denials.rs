@@ -1,0 +1,200 @@
+//! Each refusal names its cause, is logged by the provider, and leaves both connectors
+//! serving.
+
+use tds_connector::{Connector, ConnectorError, FetchOptions};
+use tds_core::ErrorCode;
+use tds_identity::Sector;
+
+use crate::common::*;
+
+struct Pair {
+    space: Space,
+    provider: Connector,
+    consumer: Connector,
+    consumer_member: Member,
+    dir: tempfile::TempDir,
+    offer: Vec<u8>,
+}
+
+async fn pair(policy: &str, consumer_sector: Sector, spec: AssetSpec) -> Res<Pair> {
+    let mut space = Space::new()?;
+    let grid = space.member(11, Sector::POWER, "CN-SX")?;
+    let other = space.member(12, consumer_sector, "CN-SX")?;
+    let dir = tempfile::tempdir()?;
+    let provider = connector(&space, &grid, Backend::Memory).await?;
+    let consumer = connector(&space, &other, Backend::Memory).await?;
+    let (_, offer) = publish(
+        &provider,
+        &grid,
+        dir.path(),
+        "asset.bin",
+        &data(200_000, 3),
+        65536,
+        &spec,
+        policy,
+    )
+    .await?;
+    Ok(Pair {
+        space,
+        provider,
+        consumer,
+        consumer_member: other,
+        dir,
+        offer,
+    })
+}
+
+impl Pair {
+    fn addr(&self) -> Res<std::net::SocketAddr> {
+        Ok(self.provider.local_addr()?)
+    }
+
+    async fn negotiate(&self, purpose: &str) -> Result<tds_core::hash::Hash256, ConnectorError> {
+        let purpose = purpose.parse().map_err(|_| ConnectorError::Closed("purpose".into()))?;
+        let addr = self.provider.local_addr()?;
+        Ok(self
+            .consumer
+            .negotiate(addr, &self.offer, None, purpose)
+            .await?
+            .id())
+    }
+
+    async fn fetch(&self, agreement: &tds_core::hash::Hash256, n: u32) -> Result<tds_connector::Receipt, ConnectorError> {
+        let addr = self.provider.local_addr()?;
+        self.consumer
+            .fetch(
+                addr,
+                agreement,
+                FetchOptions {
+                    out: self.dir.path().join(format!("out-{n}.bin")),
+                    purpose: "research".parse().map_err(|_| ConnectorError::Closed("purpose".into()))?,
+                    progress: None,
+                },
+            )
+            .await
+    }
+
+    /// The provider logged an `access_denied` naming `code_part` among its reasons, and
+    /// both still serve: a fresh catalog query answers.
+    async fn denied_and_serving(&self, code_part: &str) -> Res {
+        let log = self.provider.log();
+        let mut found = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            found.clear();
+            for i in 0..log.size() {
+                let e = log.event(i)?;
+                if let tds_provenance::EventBody::AccessDenied { reasons, .. } = &e.body {
+                    found.extend(reasons.iter().map(|r| r.as_str().to_owned()));
+                }
+            }
+            if found.iter().any(|r| r.contains(code_part)) || std::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(
+            found.iter().any(|r| r.contains(code_part)),
+            "no access_denied naming {code_part}: {found:?}"
+        );
+        let page = self
+            .consumer
+            .catalog(self.addr()?, Default::default(), None)
+            .await?;
+        assert_eq!(page.items.len(), 1, "the provider still serves its catalog");
+        Ok(())
+    }
+}
+
+fn refusal_code(e: &ConnectorError) -> String {
+    e.refusal().map_or_else(|| e.code().to_owned(), |r| r.code.clone())
+}
+
+const RESEARCH: &str = "policy set;\n\npermit use\n  when purpose isA research;\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purpose_outside_the_offer() -> Res {
+    let p = pair(RESEARCH, Sector::FINANCE, AssetSpec::default()).await?;
+    let e = p.negotiate("marketing").await.err().ok_or("negotiated")?;
+    let code = refusal_code(&e);
+    assert!(code.contains("purpose") || e.to_string().contains("purpose"), "{code}: {e}");
+    p.denied_and_serving("").await?;
+    // And a fair request still works.
+    p.negotiate("research").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_sector() -> Res {
+    let policy = "policy set;\n\npermit use\n  when purpose isA research and industry eq power;\n";
+    let p = pair(policy, Sector::FINANCE, AssetSpec::default()).await?;
+    let e = match p.negotiate("research").await {
+        Err(e) => e,
+        Ok(a) => p.fetch(&a, 0).await.err().ok_or("fetched")?,
+    };
+    assert!(e.to_string().contains("industry") || refusal_code(&e).contains("industry"), "{e}");
+    p.denied_and_serving("").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_agreement() -> Res {
+    let policy = "policy set;\n\npermit use\n  when purpose isA research and elapsedTime lteq 1s;\n";
+    let p = pair(policy, Sector::FINANCE, AssetSpec::default()).await?;
+    let a = p.negotiate("research").await?;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let e = p.fetch(&a, 0).await.err().ok_or("fetched an expired agreement")?;
+    assert!(refusal_code(&e).contains("elapsed") || e.to_string().contains("elapsed"), "{e}");
+    p.denied_and_serving("elapsed").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_count_exhausted() -> Res {
+    let policy = "policy set;\n\npermit use\n  when purpose isA research and count lteq 1;\n";
+    let p = pair(policy, Sector::FINANCE, AssetSpec::default()).await?;
+    let a = p.negotiate("research").await?;
+    p.fetch(&a, 1).await?;
+    // The provider counts the use once the transfer ended; wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while p.provider.served(&a).transfers < 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let e = p.fetch(&a, 2).await.err().ok_or("a second use was served")?;
+    assert!(refusal_code(&e).contains("count") || e.to_string().contains("count"), "{e}");
+    p.denied_and_serving("count").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_agreement() -> Res {
+    let p = pair(RESEARCH, Sector::FINANCE, AssetSpec::default()).await?;
+    let a = p.negotiate("research").await?;
+    p.provider.terminate(&a, "the consumer breached the terms").await?;
+    let e = p.fetch(&a, 0).await.err().ok_or("fetched under a terminated agreement")?;
+    assert_eq!(refusal_code(&e), "transfer.agreement_terminated", "{e}");
+    p.denied_and_serving("terminated").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_revoked_between_negotiation_and_fetch() -> Res {
+    let mut p = pair(RESEARCH, Sector::FINANCE, AssetSpec::default()).await?;
+    let a = p.negotiate("research").await?;
+    let serial = p.consumer_member.serial;
+    let crl = p.space.revoke(serial)?;
+    p.provider.apply_revocation_list(&crl)?;
+    let e = tokio::time::timeout(std::time::Duration::from_secs(30), p.fetch(&a, 0))
+        .await
+        .map_err(|_| "the fetch hung")?
+        .err()
+        .ok_or("a revoked consumer fetched")?;
+    let text = format!("{}: {e}", refusal_code(&e));
+    assert!(text.contains("revoked"), "{text}");
+    // The provider still serves others: a fresh member negotiates.
+    let fresh = p.space.member(13, Sector::FINANCE, "CN-SX")?;
+    let other = connector(&p.space, &fresh, Backend::Memory).await?;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        other.negotiate(p.addr()?, &p.offer, None, "research".parse()?),
+    )
+    .await
+    .map_err(|_| "the negotiation hung")??;
+    Ok(())
+}

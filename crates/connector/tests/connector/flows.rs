@@ -1,0 +1,177 @@
+//! Catalog, negotiate, fetch, and what both sides record.
+
+use std::sync::Arc;
+
+use tds_connector::{ConnectorEvent, FetchOptions};
+use tds_identity::Sector;
+use tds_protocol::message::CatalogFilter;
+
+use crate::common::*;
+
+const OPEN: &str = "policy set;\n\npermit use\n  when purpose isA research;\n";
+
+async fn happy_path(dir: &std::path::Path, durable: bool) -> Res {
+    let mut space = Space::new()?;
+    let grid = space.member(1, Sector::POWER, "CN-SX")?;
+    let bank = space.member(2, Sector::FINANCE, "CN-SX")?;
+    let (pdir, cdir) = (dir.join("provider"), dir.join("consumer"));
+    std::fs::create_dir_all(&pdir)?;
+    std::fs::create_dir_all(&cdir)?;
+    let (pb, cb) = if durable {
+        (Backend::Dir(&pdir), Backend::Dir(&cdir))
+    } else {
+        (Backend::Memory, Backend::Memory)
+    };
+    let provider = connector(&space, &grid, pb).await?;
+    let consumer = connector(&space, &bank, cb).await?;
+    let size = if full() { 256 << 20 } else { 8 << 20 };
+    let bytes = data(size, 7);
+    let (asset, _) = publish(
+        &provider,
+        &grid,
+        dir,
+        "asset.bin",
+        &bytes,
+        1 << 20,
+        &AssetSpec::default(),
+        OPEN,
+    )
+    .await?;
+    let addr = provider.local_addr()?;
+    let found = consumer.catalog_all(addr, CatalogFilter::default()).await?;
+    assert_eq!(found.len(), 1);
+    let entry = found.first().ok_or("empty catalog")?;
+    assert_eq!(entry.manifest.id().to_string(), asset);
+    let agreement = consumer
+        .negotiate(addr, &entry.offer_bytes, None, "research".parse()?)
+        .await?;
+    let out = cdir.join("fetched.bin");
+    let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let s = seen.clone();
+    let receipt = consumer
+        .fetch(
+            addr,
+            &agreement.id(),
+            FetchOptions {
+                out: out.clone(),
+                purpose: "research".parse()?,
+                progress: Some(Arc::new(move |b, _| {
+                    s.store(b, std::sync::atomic::Ordering::Relaxed);
+                })),
+            },
+        )
+        .await?;
+    assert_eq!(
+        std::fs::read(&out)?,
+        bytes,
+        "the fetched bytes are the asset's"
+    );
+    assert_eq!(receipt.size, size as u64);
+    assert_eq!(receipt.fetched, size as u64);
+    assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), size as u64);
+    // Both logs hold the receipt (the provider's is written as the transfer ends).
+    let wait = std::time::Instant::now();
+    loop {
+        let kinds = |c: &tds_connector::Connector| -> Res<Vec<String>> {
+            let log = c.log();
+            let mut v = Vec::new();
+            for i in log.events_for(&agreement.id())? {
+                v.push(log.event(i)?.kind().to_owned());
+            }
+            Ok(v)
+        };
+        let (p, c) = (kinds(&provider)?, kinds(&consumer)?);
+        if p.contains(&"transfer_completed".to_owned()) || wait.elapsed().as_secs() > 20 {
+            assert!(p.contains(&"agreement_concluded".to_owned()), "{p:?}");
+            assert!(p.contains(&"transfer_started".to_owned()), "{p:?}");
+            assert!(p.contains(&"transfer_completed".to_owned()), "{p:?}");
+            assert!(c.contains(&"agreement_concluded".to_owned()), "{c:?}");
+            assert!(c.contains(&"transfer_completed".to_owned()), "{c:?}");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    provider.log().verify()?;
+    consumer.log().verify()?;
+    assert_eq!(provider.served(&agreement.id()).transfers, 1);
+    // The evidence bundle verifies offline against the authority alone, once the
+    // authority's witness cosigned a checkpoint of each log.
+    let witness_key = tds_core::SigningKey::from_seed(&[90; 32]);
+    let memory = tds_provenance::witness::MemoryWitnessMemory::default();
+    let members = space.trust()?;
+    let witness = tds_provenance::Witness::new(&witness_key, &members, &memory);
+    for (side, m) in [(&provider, &grid), (&consumer, &bank)] {
+        let note = side.checkpoint()?;
+        let vk = side.log().verifier_key()?;
+        let c = witness.cosign(
+            &vk,
+            note.as_bytes(),
+            None,
+            &m.credential,
+            tds_core::Timestamp::now(),
+        )?;
+        side.accept_cosigned(c.note.as_bytes(), &witness_key.public_key())?;
+    }
+    for side in [&provider, &consumer] {
+        let bundle = side.evidence(&agreement.id())?;
+        let trust = space.trust()?;
+        let v = tds_provenance::evidence::verify(
+            &bundle,
+            &trust,
+            &tds_objects::StandardVerifier::with_trust(&trust),
+        )?;
+        drop(v);
+    }
+    provider.shutdown().await;
+    consumer.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn happy_path_in_memory() -> Res {
+    let dir = tempfile::tempdir()?;
+    happy_path(dir.path(), false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn happy_path_on_redb() -> Res {
+    let dir = tempfile::tempdir()?;
+    happy_path(dir.path(), true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_report_the_agreement() -> Res {
+    let mut space = Space::new()?;
+    let grid = space.member(3, Sector::POWER, "CN-SX")?;
+    let bank = space.member(4, Sector::FINANCE, "CN-SX")?;
+    let dir = tempfile::tempdir()?;
+    let provider = connector(&space, &grid, Backend::Memory).await?;
+    let consumer = connector(&space, &bank, Backend::Memory).await?;
+    let mut events = provider.subscribe();
+    let (_, offer) = publish(
+        &provider,
+        &grid,
+        dir.path(),
+        "a",
+        &data(100_000, 1),
+        65536,
+        &AssetSpec::default(),
+        OPEN,
+    )
+    .await?;
+    let a = consumer
+        .negotiate(provider.local_addr()?, &offer, None, "research".parse()?)
+        .await?;
+    let found = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Ok(ConnectorEvent::AgreementConcluded { agreement, .. }) => return Some(agreement),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    })
+    .await?;
+    assert_eq!(found, Some(a.id()));
+    Ok(())
+}

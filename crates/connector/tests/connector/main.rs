@@ -1,0 +1,5 @@
+//! Connector tests: two or more connectors in one process on loopback.
+
+mod common;
+mod denials;
+mod flows;
