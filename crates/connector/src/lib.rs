@@ -17,6 +17,7 @@ pub mod events;
 pub mod records;
 pub mod source;
 pub mod store;
+pub mod usage;
 
 pub use app::{CatalogPage, ProgressFn};
 pub use connector::{
@@ -27,3 +28,4 @@ pub use error::ConnectorError;
 pub use events::{Alert, AlertKind, ConnectorEvent};
 pub use records::Side;
 pub use source::{BytesSource, DataSource, DirSource, FileSource, Source};
+pub use usage::{UsageGuard, UseDenied, UseGrant};
