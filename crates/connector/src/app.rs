@@ -300,6 +300,18 @@ impl App {
                         bytes,
                     });
                     if complete {
+                        if let Some(g) = core.guard.get() {
+                            match g.register(&fetch.agreement, core.now()) {
+                                Ok(_) => core.duty_wake.notify_one(),
+                                Err(e) => core.alert(
+                                    AlertKind::Storage,
+                                    e.code(),
+                                    e.to_string(),
+                                    Some(agreement),
+                                    None,
+                                ),
+                            }
+                        }
                         meter(&core, &agreement, transfer, fetch.total).await;
                     }
                     FetchEnd::Completed {

@@ -184,6 +184,37 @@ impl ConnectorBuilder {
             data_dir,
             events,
         ));
+        let facts = tds_core::cose::open::<tds_identity::Credential>(&core.credential)
+            .map(|c| crate::usage::ConsumerFacts::from_credential(c.value()))
+            .unwrap_or_else(|_| crate::usage::ConsumerFacts::new(core.me));
+        let guard = crate::usage::UsageGuard::new(
+            core.store.clone(),
+            Arc::new(crate::core::CoreAgreements(core.clone())),
+            core.clock.clone(),
+            facts,
+        );
+        let _ = core.guard.set(guard.clone());
+        // Duties: sleep until the next deadline (or a new duty), raise what is overdue.
+        let duty_watch = {
+            let core = core.clone();
+            tokio::spawn(async move {
+                loop {
+                    let _ = core.check_duties();
+                    let now = core.now();
+                    let next = core
+                        .guard
+                        .get()
+                        .and_then(|g| g.next_deadline_after(now).ok().flatten());
+                    let wait = next.map_or(Duration::from_secs(3600), |t| {
+                        Duration::from_millis(t.millis_since(now).clamp(1, 3_600_000))
+                    });
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = core.duty_wake.notified() => {}
+                    }
+                }
+            })
+        };
         let peers = Arc::new(Mutex::new(Peers::default()));
         let inner = Arc::new(Inner {
             core,
@@ -212,6 +243,8 @@ impl ConnectorBuilder {
         Ok(Connector {
             inner,
             accept: Arc::new(Mutex::new(Some(accept))),
+            duty_watch: Arc::new(Mutex::new(Some(duty_watch))),
+            guard,
         })
     }
 }
@@ -427,6 +460,8 @@ pub struct Receipt {
 pub struct Connector {
     inner: Arc<Inner>,
     accept: Arc<Mutex<Option<JoinHandle<()>>>>,
+    duty_watch: Arc<Mutex<Option<JoinHandle<()>>>>,
+    guard: crate::UsageGuard,
 }
 
 impl std::fmt::Debug for Connector {
@@ -504,6 +539,19 @@ impl Connector {
     /// assets published from it are served).
     pub fn register_source(&self, name: &str, source: Arc<dyn DataSource>) {
         lock(&self.inner.core.custom).insert(name.to_owned(), source);
+    }
+
+    /// The consumer-side usage guard: call
+    /// [`check_use`](crate::UsageGuard::check_use) before each use of fetched data.
+    pub fn guard(&self) -> &crate::UsageGuard {
+        &self.guard
+    }
+
+    /// Every duty this consumer holds and its state now; raises a
+    /// [`AlertKind::DutyOverdue`](crate::AlertKind::DutyOverdue) alert (once) for each
+    /// overdue one. A background task does the same at each deadline.
+    pub fn duties(&self) -> Result<Vec<crate::usage::DutyStatus>, crate::usage::GuardError> {
+        self.inner.core.check_duties()
     }
 
     // ---- provider ----
@@ -1071,6 +1119,9 @@ impl Connector {
     pub async fn shutdown(&self) {
         if let Some(a) = lock(&self.accept).take() {
             a.abort();
+        }
+        if let Some(d) = lock(&self.duty_watch).take() {
+            d.abort();
         }
         let peers: Vec<Arc<Peer>> = lock(&self.inner.peers).all.values().cloned().collect();
         for p in peers {

@@ -85,6 +85,12 @@ pub(crate) struct Core {
     pub(crate) custom: Mutex<HashMap<String, Arc<dyn DataSource>>>,
     /// This log's checkpoints a witness cosigned.
     pub(crate) cosigned: Box<dyn tds_provenance::CosignedStore>,
+    /// The consumer-side usage guard (set once at start).
+    pub(crate) guard: std::sync::OnceLock<crate::usage::UsageGuard>,
+    /// Duties already raised as overdue (agreement, duty index).
+    pub(crate) overdue_raised: Mutex<HashSet<(Hash256, u32)>>,
+    /// Wakes the duty watcher when a duty is registered.
+    pub(crate) duty_wake: tokio::sync::Notify,
     /// Bumped whenever the trust store changes (a revocation list applied).
     pub(crate) trust_generation: std::sync::atomic::AtomicU64,
     caches: Mutex<Caches>,
@@ -118,6 +124,9 @@ impl Core {
             None => Box::new(tds_provenance::witnessed::MemoryCosignedStore::default()),
         };
         Core {
+            guard: std::sync::OnceLock::new(),
+            overdue_raised: Mutex::new(HashSet::new()),
+            duty_wake: tokio::sync::Notify::new(),
             cosigned,
             me: signer.key_id(),
             nonces: StoreNonces::new(store.clone()),
@@ -133,6 +142,37 @@ impl Core {
             trust_generation: std::sync::atomic::AtomicU64::new(0),
             caches: Mutex::new(Caches::default()),
         }
+    }
+
+    /// Raises an alert for every overdue duty not raised before; returns every duty's
+    /// status at `now`.
+    pub(crate) fn check_duties(
+        &self,
+    ) -> Result<Vec<crate::usage::DutyStatus>, crate::usage::GuardError> {
+        let Some(guard) = self.guard.get() else {
+            return Ok(Vec::new());
+        };
+        let now = self.now();
+        let all = guard.duties(now)?;
+        for d in &all {
+            if d.state == crate::usage::DutyState::Overdue
+                && lock(&self.overdue_raised).insert((d.agreement, d.index))
+            {
+                self.alert(
+                    AlertKind::DutyOverdue,
+                    "duty.overdue",
+                    format!(
+                        "duty {} of agreement {} was due at {}",
+                        d.duty.name(),
+                        d.agreement,
+                        d.due.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339())
+                    ),
+                    Some(d.agreement),
+                    None,
+                );
+            }
+        }
+        Ok(all)
     }
 
     pub(crate) fn now(&self) -> Timestamp {
@@ -551,6 +591,18 @@ pub(crate) fn code(text: &str) -> Code {
 #[expect(clippy::expect_used, reason = "a constant code in the code alphabet")]
 fn unknown_code() -> Code {
     Code::new("unknown").expect("`unknown` is a valid code")
+}
+
+/// The guard's view of the connector's agreements.
+pub(crate) struct CoreAgreements(pub(crate) Arc<Core>);
+
+impl crate::usage::AgreementLookup for CoreAgreements {
+    fn agreement(&self, id: &Hash256) -> Option<Arc<VerifiedAgreement>> {
+        self.0.agreement(id)
+    }
+    fn is_terminated(&self, id: &Hash256) -> bool {
+        self.0.is_terminated(id)
+    }
 }
 
 /// The protocol's view of a connector, for one session.

@@ -175,3 +175,94 @@ async fn events_report_the_agreement() -> Res {
     assert_eq!(found, Some(a.id()));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_guard_and_overdue_duty() -> Res {
+    let mut space = Space::new()?;
+    let grid = space.member(5, Sector::POWER, "CN-SX")?;
+    let bank = space.member(6, Sector::FINANCE, "CN-SX")?;
+    let dir = tempfile::tempdir()?;
+    let clock = Arc::new(tds_core::time::ManualClock::new(tds_core::Timestamp::now()));
+    let build = |m: &Member| -> Res<tds_connector::ConnectorBuilder> {
+        Ok(
+            tds_connector::Connector::builder(m.key.clone(), m.credential.clone(), space.trust()?)
+                .revocation_list(space.crl.clone())
+                .clock(clock.clone())
+                .memory(),
+        )
+    };
+    let provider = build(&grid)?.start().await?;
+    let consumer = build(&bank)?.start().await?;
+    let mut events = consumer.subscribe();
+    let policy = "policy set;\n\npermit use\n  when purpose isA research and count lteq 100\n  duty delete(within 1d);\n";
+    let (_, offer) = publish(
+        &provider,
+        &grid,
+        dir.path(),
+        "a",
+        &data(300_000, 2),
+        65536,
+        &AssetSpec::default(),
+        policy,
+    )
+    .await?;
+    let addr = provider.local_addr()?;
+    let a = consumer
+        .negotiate(addr, &offer, None, "research".parse()?)
+        .await?;
+    consumer
+        .fetch(
+            addr,
+            &a.id(),
+            FetchOptions {
+                out: dir.path().join("out"),
+                purpose: "research".parse()?,
+                progress: None,
+            },
+        )
+        .await?;
+    // Usage control after the data arrived: exactly 100 uses.
+    let guard = consumer.guard();
+    for n in 1..=100u64 {
+        let g = guard.check_use(&a.id(), tds_policy::Action::Use, &"research".parse()?)?;
+        assert_eq!(g.use_number, n);
+    }
+    let e = guard
+        .check_use(&a.id(), tds_policy::Action::Use, &"research".parse()?)
+        .err()
+        .ok_or("the 101st use was granted")?;
+    assert_eq!(tds_core::ErrorCode::code(&e), "guard.denied", "{e}");
+    // The delete duty: pending now, overdue after 25 h, with an alert.
+    let pending = consumer.duties()?;
+    assert!(
+        pending
+            .iter()
+            .any(|d| d.duty.name() == "delete"
+                && d.state == tds_connector::usage::DutyState::Pending),
+        "{pending:?}"
+    );
+    clock.advance(25 * 3600 * 1000);
+    let later = consumer.duties()?;
+    assert!(
+        later
+            .iter()
+            .any(|d| d.duty.name() == "delete"
+                && d.state == tds_connector::usage::DutyState::Overdue),
+        "{later:?}"
+    );
+    let alert = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Ok(ConnectorEvent::Alert(a)) if a.kind == tds_connector::AlertKind::DutyOverdue => {
+                    return Some(a)
+                }
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    })
+    .await?
+    .ok_or("no overdue alert")?;
+    assert_eq!(alert.agreement, Some(a.id()));
+    Ok(())
+}
