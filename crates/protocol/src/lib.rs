@@ -61,6 +61,6 @@ pub mod state;
 
 pub use error::ProtocolError;
 pub use message::{Message, Pid, Refusal};
-pub use session::{Config, Event, Host, InId, Mode, OutId, Session, Transmit};
+pub use session::{Config, Event, Host, InId, Mode, OutId, Session, TransferContext, Transmit};
 pub use signed::{Notice, TransferReceipt};
 pub use state::{NegotiationState, Role, TransferState};

@@ -14,7 +14,7 @@ use serde_bytes::{ByteArray, ByteBuf};
 use tds_core::cbor::{self, CborError};
 use tds_core::hash::Hash256;
 use tds_core::rand::{random_array, RandomSource};
-use tds_policy::Purpose;
+use tds_policy::{Purpose, Region, Text};
 
 use crate::error::ProtocolError;
 use crate::frame::CONTROL_LIMITS;
@@ -215,6 +215,17 @@ pub struct TransferRequestMsg {
     pub agreement: Hash256,
     /// The declared purpose of this use (must be covered by the agreement's).
     pub purpose: Purpose,
+    /// Where the consumer will process the data (the policy's `spatial` operand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Region>,
+    /// A consent reference the consumer presents (the policy's `consentRef` operand and
+    /// `obtain-consent` duties).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_ref: Option<Text>,
+    /// An export-assessment reference the consumer presents (the policy's
+    /// `exportAssessmentRef` operand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_assessment_ref: Option<Text>,
 }
 
 /// DSP `TransferStartMessage`: the provider starts (or restarts) a transfer and names the

@@ -11,7 +11,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use serde_bytes::ByteBuf;
 use tds_core::hash::Hash256;
-use tds_policy::Purpose;
+use tds_policy::{Purpose, Region, Text};
 use tds_protocol::frame::{self, Frame};
 use tds_protocol::message::{
     AcceptedMsg, Ack, AgreementMsg, CatalogFilter, CatalogItem, CatalogPageMsg, CatalogRequestMsg,
@@ -46,6 +46,17 @@ fn purpose() -> impl Strategy<Value = Purpose> {
         "a-1/b2",
     ])
     .prop_filter_map("a valid purpose", |p| p.parse().ok())
+}
+
+fn region() -> impl Strategy<Value = Region> {
+    prop::sample::select(vec!["CN", "CN-SX", "US", "DE-BY", "HK"])
+        .prop_filter_map("a valid region", |r| r.parse().ok())
+}
+
+/// Reference text (consent, export assessment): 1 to 1024 bytes without control
+/// characters.
+fn reference() -> impl Strategy<Value = Text> {
+    "[a-zA-Z0-9:/ ._-]{1,40}".prop_filter_map("valid text", |t| t.parse().ok())
 }
 
 fn refusal() -> impl Strategy<Value = Refusal> {
@@ -141,14 +152,33 @@ fn message_of(kind: usize) -> BoxedStrategy<Message> {
             .boxed(),
         8 => notice().prop_map(Message::ContractFinalized).boxed(),
         9 => notice().prop_map(Message::NegotiationTermination).boxed(),
-        10 => (pid(), hash(), purpose())
-            .prop_map(|(consumer_pid, agreement, purpose)| {
-                Message::TransferRequest(TransferRequestMsg {
+        10 => (
+            pid(),
+            hash(),
+            purpose(),
+            proptest::option::of(region()),
+            proptest::option::of(reference()),
+            proptest::option::of(reference()),
+        )
+            .prop_map(
+                |(
                     consumer_pid,
                     agreement,
                     purpose,
-                })
-            })
+                    location,
+                    consent_ref,
+                    export_assessment_ref,
+                )| {
+                    Message::TransferRequest(TransferRequestMsg {
+                        consumer_pid,
+                        agreement,
+                        purpose,
+                        location,
+                        consent_ref,
+                        export_assessment_ref,
+                    })
+                },
+            )
             .boxed(),
         11 => (pid(), pid(), bytes())
             .prop_map(|(provider_pid, consumer_pid, manifest)| {

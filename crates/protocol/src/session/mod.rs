@@ -23,7 +23,7 @@ use crate::state::{NegotiationState, Role, TransferState};
 
 pub use catalog::{CatalogResult, CheckpointSeen};
 pub use negotiation::NegotiationView;
-pub use transfer::{PlacedChunk, ReceivedChunk, TransferView};
+pub use transfer::{PlacedChunk, ReceivedChunk, TransferContext, TransferView};
 
 use negotiation::Negotiation;
 use transfer::Transfer;

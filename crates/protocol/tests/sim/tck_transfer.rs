@@ -42,7 +42,7 @@ fn requested() -> X {
     let now = sim.now;
     let c = sim.sides[CONSUMER]
         .session
-        .request_transfer(now, agreement, purpose(), None)
+        .request_transfer(now, agreement, purpose(), None, Default::default())
         .unwrap();
     sim.run_for(1000);
     let p = sim.sides[PROVIDER]
