@@ -1,5 +1,5 @@
-//! `spec/protocol.md`: the example frame and the key order of the protocol's signed
-//! objects are what the code produces.
+//! `spec/protocol.md`: the example frame, the message table and the key order of the
+//! protocol's signed objects are what the code produces.
 
 #![expect(
     clippy::unwrap_used,
@@ -149,4 +149,15 @@ fn signed_objects_list_their_keys_in_canonical_order() {
         keys(&cbor::encode(&header).unwrap()),
         spec_keys("chunk-header")
     );
+}
+
+#[test]
+fn the_message_table_lists_every_message() {
+    let text = spec();
+    for name in tds_protocol::message::MESSAGE_NAMES {
+        assert!(
+            text.contains(&format!("\n| `{name}` |")),
+            "spec/protocol.md §3 does not list {name}"
+        );
+    }
 }

@@ -18,10 +18,11 @@ use tds_core::{SigningKey, Timestamp};
 use tds_policy::{Amount, Currency, Purpose, Region, Text};
 use tds_protocol::frame::{self, Frame};
 use tds_protocol::message::{
-    AcceptedMsg, Ack, AgreementMsg, CatalogFilter, CatalogItem, CatalogPageMsg, CatalogRequestMsg,
-    CheckpointMsg, CheckpointRequestMsg, ChunkRequestMsg, ContractOfferMsg, ContractRequestMsg,
-    Hello, NoticeMsg, RevocationNoticeMsg, TransferCompletionMsg, TransferRequestMsg,
-    TransferResumeMsg, TransferStartMsg, TransferStopMsg, VerificationMsg, MESSAGE_NAMES,
+    AcceptedMsg, Ack, AgreementMsg, AgreementTerminationMsg, CatalogFilter, CatalogItem,
+    CatalogPageMsg, CatalogRequestMsg, CheckpointMsg, CheckpointRequestMsg, ChunkRequestMsg,
+    ContractOfferMsg, ContractRequestMsg, DeletionReceiptMsg, Hello, NoticeMsg,
+    RevocationNoticeMsg, TransferCompletionMsg, TransferRequestMsg, TransferResumeMsg,
+    TransferStartMsg, TransferStopMsg, UsageReportMsg, VerificationMsg, MESSAGE_NAMES,
 };
 use tds_protocol::signed::{self, ActionUses, DeletionReceipt, UsageRecord, UsageReport};
 use tds_protocol::{Message, Pid, Refusal};
@@ -260,13 +261,27 @@ fn message_of(kind: usize) -> BoxedStrategy<Message> {
         20 => proptest::option::of(any::<u64>())
             .prop_map(|since| Message::CheckpointRequest(CheckpointRequestMsg { since }))
             .boxed(),
-        _ => (bytes(), proptest::collection::vec(hash(), 0..6))
+        21 => (bytes(), proptest::collection::vec(hash(), 0..6))
             .prop_map(|(checkpoint, consistency)| {
                 Message::Checkpoint(CheckpointMsg {
                     checkpoint,
                     consistency,
                 })
             })
+            .boxed(),
+        22 => (hash(), bytes())
+            .prop_map(|(agreement, termination)| {
+                Message::AgreementTermination(AgreementTerminationMsg {
+                    agreement,
+                    termination,
+                })
+            })
+            .boxed(),
+        23 => bytes()
+            .prop_map(|report| Message::UsageReport(UsageReportMsg { report }))
+            .boxed(),
+        _ => bytes()
+            .prop_map(|receipt| Message::DeletionReceipt(DeletionReceiptMsg { receipt }))
             .boxed(),
     }
 }
