@@ -21,7 +21,7 @@ use tds_identity::{Admission, Authority, Sector, TrustStore, VerifiedCredential}
 use tds_manifest::content::{ChunkTree, ContentBuilder};
 use tds_manifest::{ChunkSize, Classification, Manifest, PersonalInfo, MANIFEST_VERSION};
 use tds_policy::contract::{self, create_offer, ContractRequest, Offer, VerifiedAgreement};
-use tds_policy::{Policy, Purpose};
+use tds_policy::{Policy, Purpose, Region, Text};
 use tds_protocol::frame::{self, Frame};
 use tds_protocol::message::{
     AcceptedMsg, Ack, AgreementMsg, CatalogFilter, CatalogItem, CatalogPageMsg, CatalogRequestMsg,
@@ -29,7 +29,7 @@ use tds_protocol::message::{
     Hello, NoticeMsg, RevocationNoticeMsg, TransferCompletionMsg, TransferRequestMsg,
     TransferResumeMsg, TransferStartMsg, TransferStopMsg, VerificationMsg,
 };
-use tds_protocol::session::{Asset, Config, Event, Mode, Session};
+use tds_protocol::session::{Asset, Config, Event, Mode, Session, TransferContext};
 use tds_protocol::signed::{self, Notice, NoticeKind, TransferReceipt};
 use tds_protocol::sim::{MemoryHost, NetConfig, Side, Sim, SimRandom};
 use tds_protocol::state::{
@@ -896,6 +896,21 @@ impl Checker {
     }
 }
 
+/// A processing location: none, inside the policies' region, outside it, the country.
+fn region(choice: u8) -> Option<Region> {
+    match choice % 4 {
+        0 => None,
+        1 => "CN-SX".parse().ok(),
+        2 => "US".parse().ok(),
+        _ => "CN".parse().ok(),
+    }
+}
+
+/// A consent or export-assessment reference.
+fn reference(text: &str) -> Text {
+    text.parse().expect("a reference")
+}
+
 /// The key that signs: the receiver's peer (0), the receiver itself (1), or an outsider.
 fn signer(w: &World, to: usize, choice: u8) -> &SigningKey {
     let (peer, own) = if to == PROVIDER {
@@ -1051,6 +1066,9 @@ pub fn build_message(ck: &Checker, sim: &Sim, to: usize, s: &MsgSpec) -> Message
                 _ => Hash256::from_bytes([d; 32]),
             },
             purpose: w.purposes[usize::from(c >> 2) % w.purposes.len()].clone(),
+            location: region(d),
+            consent_ref: (d & 4 != 0).then(|| reference("consent:fuzz")),
+            export_assessment_ref: (d & 8 != 0).then(|| reference("export:fuzz")),
         }),
         11 => Message::TransferStart(TransferStartMsg {
             provider_pid: a,
@@ -1185,7 +1203,12 @@ fn call(ck: &Checker, sim: &mut Sim, call: Call, pid: u8, x: u8, y: u8) {
                 .then(|| c.verifier_state(xfer(CONSUMER)))
                 .flatten();
             let purpose = w.purposes[usize::from(y) % w.purposes.len()].clone();
-            c.request_transfer(now, ck.agreement(x), purpose, resume)
+            let context = TransferContext {
+                location: region(y >> 2),
+                consent_ref: (y & 0x10 != 0).then(|| reference("consent:fuzz")),
+                export_assessment_ref: (y & 0x20 != 0).then(|| reference("export:fuzz")),
+            };
+            c.request_transfer(now, ck.agreement(x), purpose, resume, context)
                 .map(|_| ())
         }
         Call::StartTransfer => p.start_transfer(now, xfer(PROVIDER)),

@@ -1,5 +1,5 @@
-//! `spec/protocol.md`: the example frame and the key order of the protocol's signed
-//! objects are what the code produces.
+//! `spec/protocol.md`: the example frame, the message table and the key order of the
+//! protocol's signed objects are what the code produces.
 
 #![expect(
     clippy::unwrap_used,
@@ -10,7 +10,9 @@
 use tds_core::cbor::{self, Value};
 use tds_core::{Hash256, Timestamp};
 use tds_protocol::message::{Ack, Message, Pid};
-use tds_protocol::signed::{Notice, NoticeKind, TransferReceipt};
+use tds_protocol::signed::{
+    ActionUses, DeletionReceipt, Notice, NoticeKind, TransferReceipt, UsageRecord, UsageReport,
+};
 
 fn keys(bytes: &[u8]) -> Vec<String> {
     match cbor::decode_with::<Value>(bytes, &cbor::Limits::DEFAULT).unwrap() {
@@ -86,6 +88,58 @@ fn signed_objects_list_their_keys_in_canonical_order() {
         keys(&cbor::encode(&receipt).unwrap()),
         spec_keys("transfer-receipt")
     );
+    let report = UsageReport {
+        agreement: Hash256::from_bytes([2; 32]),
+        consumer: key.id(),
+        consumer_key: key,
+        from: Timestamp::from_secs(1),
+        to: Timestamp::from_secs(2),
+        uses: 1,
+        bytes: 1,
+        actions: vec![ActionUses {
+            action: tds_policy::Action::Read,
+            uses: 1,
+        }],
+        time: Timestamp::from_secs(3),
+    };
+    assert_eq!(
+        keys(&cbor::encode(&report).unwrap()),
+        spec_keys("usage-report")
+    );
+    assert_eq!(
+        keys(&cbor::encode(&report.actions[0]).unwrap()),
+        spec_keys("action-uses")
+    );
+    let deletion = DeletionReceipt {
+        agreement: Hash256::from_bytes([2; 32]),
+        asset: Hash256::from_bytes([3; 32]),
+        consumer: key.id(),
+        consumer_key: key,
+        chunks: 1,
+        bytes: 1,
+        time: Timestamp::from_secs(1),
+    };
+    assert_eq!(
+        keys(&cbor::encode(&deletion).unwrap()),
+        spec_keys("deletion-receipt")
+    );
+    let record = UsageRecord {
+        agreement: Hash256::from_bytes([2; 32]),
+        provider: Hash256::from_bytes([4; 32]),
+        consumer: key.id(),
+        transfer: Some(Hash256::from_bytes([5; 32])),
+        uses: 1,
+        bytes: 1,
+        amount: tds_policy::Amount(1),
+        currency: "CNY".parse().unwrap(),
+        time: Timestamp::from_secs(1),
+        recorder: key.id(),
+        recorder_key: key,
+    };
+    assert_eq!(
+        keys(&cbor::encode(&record).unwrap()),
+        spec_keys("usage-record")
+    );
     let header = tds_protocol::frame::ChunkHeader {
         transfer: pid,
         index: 0,
@@ -95,4 +149,15 @@ fn signed_objects_list_their_keys_in_canonical_order() {
         keys(&cbor::encode(&header).unwrap()),
         spec_keys("chunk-header")
     );
+}
+
+#[test]
+fn the_message_table_lists_every_message() {
+    let text = spec();
+    for name in tds_protocol::message::MESSAGE_NAMES {
+        assert!(
+            text.contains(&format!("\n| `{name}` |")),
+            "spec/protocol.md §3 does not list {name}"
+        );
+    }
 }

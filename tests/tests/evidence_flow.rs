@@ -230,9 +230,36 @@ fn parties_must_be_the_agreements_and_unknown_kinds_fail() {
         matches!(&err, EvidenceError::Invalid(Invalid::ObjectKind { expected: "usage-report", found, .. }) if found == "mystery"),
         "{err}"
     );
-    // The right kind, but one no verifier knows yet: it cannot be checked, so it fails.
+    // The right kind (the registry knows usage reports), but one the standard verifier
+    // does not check in evidence yet: it cannot be checked, so it fails.
     let err = evidence::verify(
-        &bundle(&w, &[concluded, report("usage-report")], a.id()),
+        &bundle(&w, &[concluded.clone(), report("usage-report")], a.id()),
+        &t,
+        &StandardVerifier::with_trust(&t),
+    )
+    .unwrap_err();
+    match err {
+        EvidenceError::Invalid(Invalid::Object { source, .. }) => {
+            assert_eq!(source.code, "evidence.object.unsupported_kind")
+        }
+        other => panic!("{other}"),
+    }
+    // A kind no verifier knows (a duty receipt) fails alike.
+    let duty = Event::new(
+        NOW,
+        w.provider.id(),
+        EventBody::DutyFulfilled {
+            agreement: a.id(),
+            duty: Code::new("delete").unwrap(),
+            receipt: Some(SignedObject {
+                kind: Code::new("duty-receipt").unwrap(),
+                id: Hash256::from_bytes([6; 32]),
+                bytes: vec![1],
+            }),
+        },
+    );
+    let err = evidence::verify(
+        &bundle(&w, &[concluded, duty], a.id()),
         &t,
         &StandardVerifier::with_trust(&t),
     )

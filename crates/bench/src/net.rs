@@ -637,7 +637,7 @@ async fn tds_verified_transfer(
 
     let start = Instant::now();
     consumer
-        .call(move |s, now| s.request_transfer(now, agreement, purpose, None))
+        .call(move |s, now| s.request_transfer(now, agreement, purpose, None, Default::default()))
         .await?
         .map_err(setup("transfer request"))?;
     let received = wait_for(&mut events, limit, |e| match e {

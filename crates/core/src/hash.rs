@@ -157,6 +157,12 @@ impl Domain {
     pub const TRANSFER: Domain = Domain("tds/transfer/v1");
     /// Transfer receipts of the connector protocol.
     pub const TRANSFER_RECEIPT: Domain = Domain("tds/transfer-receipt/v1");
+    /// Usage reports of the connector protocol (a consumer's report of its use).
+    pub const USAGE_REPORT: Domain = Domain("tds/usage-report/v1");
+    /// Deletion receipts of the connector protocol (a consumer deleted an asset).
+    pub const DELETION_RECEIPT: Domain = Domain("tds/deletion-receipt/v1");
+    /// Usage records (metering, signed by the side that records).
+    pub const USAGE_RECORD: Domain = Domain("tds/usage-record/v1");
     /// Admission requests (a credential asked for on `tds-join/1`).
     pub const ADMISSION_REQUEST: Domain = Domain("tds/admission-request/v1");
     /// Authority key rollover statements.

@@ -11,7 +11,7 @@ use tds_identity::{Credential, KeyRollover, RevocationList, TrustStore};
 use tds_manifest::{Manifest, Receipt};
 use tds_policy::contract::{AgreementTerms, ContractRequest, Offer, Termination};
 use tds_protocol::join::AdmissionRequest;
-use tds_protocol::signed::{Notice, TransferReceipt};
+use tds_protocol::signed::{DeletionReceipt, Notice, TransferReceipt, UsageRecord, UsageReport};
 use tds_provenance::event::SignedObject;
 use tds_provenance::evidence::{CheckedObject, ObjectError, ObjectVerifier};
 
@@ -52,11 +52,17 @@ pub enum Kind {
     TransferReceipt,
     /// An applicant's admission request (tds-protocol, sent on `tds-join/1`).
     AdmissionRequest,
+    /// A consumer's usage report (tds-protocol).
+    UsageReport,
+    /// A consumer's deletion receipt (tds-protocol).
+    DeletionReceipt,
+    /// A usage (metering) record of either party (tds-protocol).
+    UsageRecord,
 }
 
 impl Kind {
     /// Every kind, in this order.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Credential,
         Kind::RevocationList,
         Kind::KeyRollover,
@@ -69,6 +75,9 @@ impl Kind {
         Kind::Notice,
         Kind::TransferReceipt,
         Kind::AdmissionRequest,
+        Kind::UsageReport,
+        Kind::DeletionReceipt,
+        Kind::UsageRecord,
     ];
 
     /// The content type in the envelope's protected header.
@@ -86,6 +95,9 @@ impl Kind {
             Kind::Notice => Notice::CONTENT_TYPE,
             Kind::TransferReceipt => TransferReceipt::CONTENT_TYPE,
             Kind::AdmissionRequest => AdmissionRequest::CONTENT_TYPE,
+            Kind::UsageReport => UsageReport::CONTENT_TYPE,
+            Kind::DeletionReceipt => DeletionReceipt::CONTENT_TYPE,
+            Kind::UsageRecord => UsageRecord::CONTENT_TYPE,
         }
     }
 
@@ -105,6 +117,9 @@ impl Kind {
             Kind::Notice => "notice",
             Kind::TransferReceipt => "transfer-receipt",
             Kind::AdmissionRequest => "admission-request",
+            Kind::UsageReport => "usage-report",
+            Kind::DeletionReceipt => "deletion-receipt",
+            Kind::UsageRecord => "usage-record",
         }
     }
 
@@ -123,6 +138,9 @@ impl Kind {
             Kind::Notice => Domain::NOTICE,
             Kind::TransferReceipt => Domain::TRANSFER_RECEIPT,
             Kind::AdmissionRequest => Domain::ADMISSION_REQUEST,
+            Kind::UsageReport => Domain::USAGE_REPORT,
+            Kind::DeletionReceipt => Domain::DELETION_RECEIPT,
+            Kind::UsageRecord => Domain::USAGE_RECORD,
         }
     }
 
@@ -212,6 +230,12 @@ pub enum Value {
     TransferReceipt(Box<TransferReceipt>),
     /// An admission request.
     AdmissionRequest(Box<AdmissionRequest>),
+    /// A usage report.
+    UsageReport(Box<UsageReport>),
+    /// A deletion receipt.
+    DeletionReceipt(Box<DeletionReceipt>),
+    /// A usage record.
+    UsageRecord(Box<UsageRecord>),
 }
 
 /// A TDS object parsed by [`decode_any`]. Nothing here is trusted: the signatures were
@@ -360,6 +384,24 @@ pub fn decode_any(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             kind,
             |r| Some(r.applicant_key),
             |r| Value::AdmissionRequest(Box::new(r)),
+        ),
+        Kind::UsageReport => sign1::<UsageReport>(
+            bytes,
+            kind,
+            |r| Some(r.consumer_key),
+            |r| Value::UsageReport(Box::new(r)),
+        ),
+        Kind::DeletionReceipt => sign1::<DeletionReceipt>(
+            bytes,
+            kind,
+            |r| Some(r.consumer_key),
+            |r| Value::DeletionReceipt(Box::new(r)),
+        ),
+        Kind::UsageRecord => sign1::<UsageRecord>(
+            bytes,
+            kind,
+            |r| Some(r.recorder_key),
+            |r| Value::UsageRecord(Box::new(r)),
         ),
         Kind::Agreement => {
             let opened = cose::open_multi::<AgreementTerms>(bytes)?;
@@ -653,6 +695,86 @@ mod tests {
         let d = decode_any(&admission).unwrap();
         assert_eq!(d.kind(), Kind::AdmissionRequest);
         assert_eq!(d.self_signed(), Some(true));
+    }
+
+    #[test]
+    fn post_agreement_objects_decode_with_their_ids() {
+        use tds_core::{SigningKey, Timestamp};
+        use tds_protocol::signed::{self, ActionUses};
+        let consumer = SigningKey::from_seed(&[5; 32]);
+        let provider = SigningKey::from_seed(&[6; 32]);
+        let agreement = Hash256::from_bytes([3; 32]);
+        let report = signed::sign_usage_report(
+            &consumer,
+            &UsageReport {
+                agreement,
+                consumer: consumer.id(),
+                consumer_key: consumer.public_key(),
+                from: Timestamp::from_secs(1),
+                to: Timestamp::from_secs(2),
+                uses: 3,
+                bytes: 4096,
+                actions: vec![
+                    ActionUses {
+                        action: tds_policy::Action::Analyze,
+                        uses: 2,
+                    },
+                    ActionUses {
+                        action: tds_policy::Action::Read,
+                        uses: 1,
+                    },
+                ],
+                time: Timestamp::from_secs(3),
+            },
+        )
+        .unwrap();
+        let d = decode_any(&report).unwrap();
+        assert_eq!(d.kind(), Kind::UsageReport);
+        assert_eq!(d.self_signed(), Some(true));
+        let v = signed::verify_usage_report(&report, &consumer.public_key()).unwrap();
+        assert_eq!(d.id(), v.id());
+        assert_eq!(Some(v.id()), v.report().id().ok());
+        let receipt = signed::sign_deletion_receipt(
+            &consumer,
+            &DeletionReceipt {
+                agreement,
+                asset: Hash256::from_bytes([4; 32]),
+                consumer: consumer.id(),
+                consumer_key: consumer.public_key(),
+                chunks: 2,
+                bytes: 100,
+                time: Timestamp::from_secs(4),
+            },
+        )
+        .unwrap();
+        let d = decode_any(&receipt).unwrap();
+        assert_eq!(d.kind(), Kind::DeletionReceipt);
+        assert_eq!(d.self_signed(), Some(true));
+        let v = signed::verify_deletion_receipt(&receipt, &consumer.public_key()).unwrap();
+        assert_eq!(d.id(), v.id());
+        let record = signed::sign_usage_record(
+            &provider,
+            &UsageRecord {
+                agreement,
+                provider: provider.id(),
+                consumer: consumer.id(),
+                transfer: Some(Hash256::from_bytes([7; 32])),
+                uses: 1,
+                bytes: 100,
+                amount: tds_policy::Amount(125_000),
+                currency: "CNY".parse().unwrap(),
+                time: Timestamp::from_secs(5),
+                recorder: provider.id(),
+                recorder_key: provider.public_key(),
+            },
+        )
+        .unwrap();
+        let d = decode_any(&record).unwrap();
+        assert_eq!(d.kind(), Kind::UsageRecord);
+        assert_eq!(d.self_signed(), Some(true));
+        let v = signed::verify_usage_record(&record, &provider.public_key()).unwrap();
+        assert_eq!(d.id(), v.id());
+        assert!(matches!(d.value(), Value::UsageRecord(r) if r.uses == 1));
     }
 
     #[test]

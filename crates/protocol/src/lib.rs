@@ -18,7 +18,8 @@
 //!    [`OutId`] (a verified chunk comes back for the caller to store). The stream of a
 //!    request failed: [`Session::handle_failure`]. The application decided something:
 //!    the call for it ([`Session::request_contract`], [`Session::agree`],
-//!    [`Session::request_transfer`], [`Session::send_chunk`], ...).
+//!    [`Session::request_transfer`], [`Session::send_chunk`],
+//!    [`Session::terminate_agreement`], [`Session::send_usage_report`], ...).
 //! 2. **Output, after every input.** Drain [`Session::poll_transmit`] (each
 //!    [`Transmit::Request`] opens a stream; each [`Transmit::Reply`] answers one) and
 //!    [`Session::poll_event`] (what the application must record or decide).
@@ -61,6 +62,6 @@ pub mod state;
 
 pub use error::ProtocolError;
 pub use message::{Message, Pid, Refusal};
-pub use session::{Config, Event, Host, InId, Mode, OutId, Session, Transmit};
+pub use session::{Config, Event, Host, InId, Mode, OutId, Session, TransferContext, Transmit};
 pub use signed::{Notice, TransferReceipt};
 pub use state::{NegotiationState, Role, TransferState};

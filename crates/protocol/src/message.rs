@@ -3,9 +3,10 @@
 //! the message's fields as a map. Unknown message names and unknown fields are refused
 //! (`protocol.unknown_message`, `protocol.unknown_field`), as is anything non-canonical.
 //!
-//! Signed objects (offers, requests, agreements, notices, receipts, credentials,
-//! revocation lists, checkpoints) travel as their COSE bytes (`bstr`), so what a peer
-//! signed is kept byte for byte and can be logged and shown to a third party.
+//! Signed objects (offers, requests, agreements, notices, receipts, terminations, usage
+//! reports, credentials, revocation lists, checkpoints) travel as their COSE bytes
+//! (`bstr`), so what a peer signed is kept byte for byte and can be logged and shown to a
+//! third party.
 
 use std::fmt;
 
@@ -14,7 +15,7 @@ use serde_bytes::{ByteArray, ByteBuf};
 use tds_core::cbor::{self, CborError};
 use tds_core::hash::Hash256;
 use tds_core::rand::{random_array, RandomSource};
-use tds_policy::Purpose;
+use tds_policy::{Purpose, Region, Text};
 
 use crate::error::ProtocolError;
 use crate::frame::CONTROL_LIMITS;
@@ -215,6 +216,17 @@ pub struct TransferRequestMsg {
     pub agreement: Hash256,
     /// The declared purpose of this use (must be covered by the agreement's).
     pub purpose: Purpose,
+    /// Where the consumer will process the data (the policy's `spatial` operand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Region>,
+    /// A consent reference the consumer presents (the policy's `consentRef` operand and
+    /// `obtain-consent` duties).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_ref: Option<Text>,
+    /// An export-assessment reference the consumer presents (the policy's
+    /// `exportAssessmentRef` operand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_assessment_ref: Option<Text>,
 }
 
 /// DSP `TransferStartMessage`: the provider starts (or restarts) a transfer and names the
@@ -361,6 +373,33 @@ pub struct CheckpointMsg {
     pub consistency: Vec<Hash256>,
 }
 
+/// Either party ends an agreement in force: its signed termination notice
+/// (`tds_policy::contract::Termination`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgreementTerminationMsg {
+    /// The agreement id (the notice must name it).
+    pub agreement: Hash256,
+    /// The termination notice, signed by the sender.
+    pub termination: Signed,
+}
+
+/// The consumer reports its use of an agreement's data to the provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageReportMsg {
+    /// The consumer-signed [`UsageReport`](crate::signed::UsageReport).
+    pub report: Signed,
+}
+
+/// The consumer tells the provider it deleted an agreement's asset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeletionReceiptMsg {
+    /// The consumer-signed [`DeletionReceipt`](crate::signed::DeletionReceipt).
+    pub receipt: Signed,
+}
+
 /// A protocol message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -410,6 +449,12 @@ pub enum Message {
     CheckpointRequest(CheckpointRequestMsg),
     /// The latest checkpoint.
     Checkpoint(CheckpointMsg),
+    /// After an agreement: either party terminates it.
+    AgreementTermination(AgreementTerminationMsg),
+    /// After an agreement: the consumer reports usage.
+    UsageReport(UsageReportMsg),
+    /// After an agreement: the consumer reports a deletion.
+    DeletionReceipt(DeletionReceiptMsg),
 }
 
 /// The message names, in declaration order (what `spec/protocol.md` lists).
@@ -436,6 +481,9 @@ pub const MESSAGE_NAMES: &[&str] = &[
     "revocation_notice",
     "checkpoint_request",
     "checkpoint",
+    "agreement_termination",
+    "usage_report",
+    "deletion_receipt",
 ];
 
 impl Message {
@@ -464,6 +512,9 @@ impl Message {
             Message::RevocationNotice(_) => "revocation_notice",
             Message::CheckpointRequest(_) => "checkpoint_request",
             Message::Checkpoint(_) => "checkpoint",
+            Message::AgreementTermination(_) => "agreement_termination",
+            Message::UsageReport(_) => "usage_report",
+            Message::DeletionReceipt(_) => "deletion_receipt",
         }
     }
 

@@ -329,6 +329,9 @@ impl Sim {
             Event::Finalized { agreement, .. } => {
                 s.host.add_agreement(agreement.clone());
             }
+            Event::AgreementTerminated { agreement, .. } => {
+                s.host.terminate(*agreement);
+            }
             Event::TransferCompleted {
                 pid,
                 role: crate::state::Role::Provider,

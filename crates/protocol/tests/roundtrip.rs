@@ -3,7 +3,10 @@
 //! absent, bounded vectors, purposes from a small valid set) encode to canonical CBOR that
 //! decodes to the same message, and the control frame around it decodes to it too. A
 //! single changed byte of an encoding is refused or decodes to a message that encodes to
-//! exactly the changed bytes; nothing panics.
+//! exactly the changed bytes; nothing panics. The post-agreement signed objects (usage
+//! reports, deletion receipts, usage records) sign and verify back to themselves with
+//! the ids their domains give, are refused for another key and when they break their
+//! rules.
 
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -11,14 +14,17 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use serde_bytes::ByteBuf;
 use tds_core::hash::Hash256;
-use tds_policy::Purpose;
+use tds_core::{SigningKey, Timestamp};
+use tds_policy::{Amount, Currency, Purpose, Region, Text};
 use tds_protocol::frame::{self, Frame};
 use tds_protocol::message::{
-    AcceptedMsg, Ack, AgreementMsg, CatalogFilter, CatalogItem, CatalogPageMsg, CatalogRequestMsg,
-    CheckpointMsg, CheckpointRequestMsg, ChunkRequestMsg, ContractOfferMsg, ContractRequestMsg,
-    Hello, NoticeMsg, RevocationNoticeMsg, TransferCompletionMsg, TransferRequestMsg,
-    TransferResumeMsg, TransferStartMsg, TransferStopMsg, VerificationMsg, MESSAGE_NAMES,
+    AcceptedMsg, Ack, AgreementMsg, AgreementTerminationMsg, CatalogFilter, CatalogItem,
+    CatalogPageMsg, CatalogRequestMsg, CheckpointMsg, CheckpointRequestMsg, ChunkRequestMsg,
+    ContractOfferMsg, ContractRequestMsg, DeletionReceiptMsg, Hello, NoticeMsg,
+    RevocationNoticeMsg, TransferCompletionMsg, TransferRequestMsg, TransferResumeMsg,
+    TransferStartMsg, TransferStopMsg, UsageReportMsg, VerificationMsg, MESSAGE_NAMES,
 };
+use tds_protocol::signed::{self, ActionUses, DeletionReceipt, UsageRecord, UsageReport};
 use tds_protocol::{Message, Pid, Refusal};
 
 fn pid() -> impl Strategy<Value = Pid> {
@@ -46,6 +52,17 @@ fn purpose() -> impl Strategy<Value = Purpose> {
         "a-1/b2",
     ])
     .prop_filter_map("a valid purpose", |p| p.parse().ok())
+}
+
+fn region() -> impl Strategy<Value = Region> {
+    prop::sample::select(vec!["CN", "CN-SX", "US", "DE-BY", "HK"])
+        .prop_filter_map("a valid region", |r| r.parse().ok())
+}
+
+/// Reference text (consent, export assessment): 1 to 1024 bytes without control
+/// characters.
+fn reference() -> impl Strategy<Value = Text> {
+    "[a-zA-Z0-9:/ ._-]{1,40}".prop_filter_map("valid text", |t| t.parse().ok())
 }
 
 fn refusal() -> impl Strategy<Value = Refusal> {
@@ -141,14 +158,33 @@ fn message_of(kind: usize) -> BoxedStrategy<Message> {
             .boxed(),
         8 => notice().prop_map(Message::ContractFinalized).boxed(),
         9 => notice().prop_map(Message::NegotiationTermination).boxed(),
-        10 => (pid(), hash(), purpose())
-            .prop_map(|(consumer_pid, agreement, purpose)| {
-                Message::TransferRequest(TransferRequestMsg {
+        10 => (
+            pid(),
+            hash(),
+            purpose(),
+            proptest::option::of(region()),
+            proptest::option::of(reference()),
+            proptest::option::of(reference()),
+        )
+            .prop_map(
+                |(
                     consumer_pid,
                     agreement,
                     purpose,
-                })
-            })
+                    location,
+                    consent_ref,
+                    export_assessment_ref,
+                )| {
+                    Message::TransferRequest(TransferRequestMsg {
+                        consumer_pid,
+                        agreement,
+                        purpose,
+                        location,
+                        consent_ref,
+                        export_assessment_ref,
+                    })
+                },
+            )
             .boxed(),
         11 => (pid(), pid(), bytes())
             .prop_map(|(provider_pid, consumer_pid, manifest)| {
@@ -225,13 +261,27 @@ fn message_of(kind: usize) -> BoxedStrategy<Message> {
         20 => proptest::option::of(any::<u64>())
             .prop_map(|since| Message::CheckpointRequest(CheckpointRequestMsg { since }))
             .boxed(),
-        _ => (bytes(), proptest::collection::vec(hash(), 0..6))
+        21 => (bytes(), proptest::collection::vec(hash(), 0..6))
             .prop_map(|(checkpoint, consistency)| {
                 Message::Checkpoint(CheckpointMsg {
                     checkpoint,
                     consistency,
                 })
             })
+            .boxed(),
+        22 => (hash(), bytes())
+            .prop_map(|(agreement, termination)| {
+                Message::AgreementTermination(AgreementTerminationMsg {
+                    agreement,
+                    termination,
+                })
+            })
+            .boxed(),
+        23 => bytes()
+            .prop_map(|report| Message::UsageReport(UsageReportMsg { report }))
+            .boxed(),
+        _ => bytes()
+            .prop_map(|receipt| Message::DeletionReceipt(DeletionReceiptMsg { receipt }))
             .boxed(),
     }
 }
@@ -287,5 +337,224 @@ proptest! {
             Ok(Frame::Data(h, chunk)) => prop_assert_eq!(frame::encode_data(&h, chunk).unwrap(), f),
             Err(_) => {}
         }
+    }
+}
+
+// ---- the post-agreement signed objects ----
+
+fn key() -> impl Strategy<Value = SigningKey> {
+    (1u8..=8).prop_map(|b| SigningKey::from_seed(&[b; 32]))
+}
+
+fn time() -> impl Strategy<Value = Timestamp> {
+    (0u64..=4_102_444_800_000).prop_map(Timestamp::from_millis)
+}
+
+/// Actions in the order a report lists them: each once, by word.
+fn actions() -> impl Strategy<Value = Vec<ActionUses>> {
+    proptest::collection::btree_map(
+        prop::sample::select(tds_policy::Action::ALL.to_vec()),
+        any::<u64>(),
+        0..6,
+    )
+    .prop_map(|m| {
+        let mut v: Vec<ActionUses> = m
+            .into_iter()
+            .map(|(action, uses)| ActionUses { action, uses })
+            .collect();
+        v.sort_by(|a, b| a.action.as_str().cmp(b.action.as_str()));
+        v
+    })
+}
+
+fn usage_report() -> impl Strategy<Value = (SigningKey, UsageReport)> {
+    (
+        key(),
+        hash(),
+        time(),
+        any::<u32>(),
+        any::<u64>(),
+        any::<u64>(),
+        actions(),
+        time(),
+    )
+        .prop_map(|(k, agreement, from, span, uses, bytes, actions, time)| {
+            let report = UsageReport {
+                agreement,
+                consumer: k.id(),
+                consumer_key: k.public_key(),
+                from,
+                to: from.saturating_add_millis(u64::from(span)),
+                uses,
+                bytes,
+                actions,
+                time,
+            };
+            (k, report)
+        })
+}
+
+fn deletion_receipt() -> impl Strategy<Value = (SigningKey, DeletionReceipt)> {
+    (key(), hash(), hash(), any::<u64>(), any::<u64>(), time()).prop_map(
+        |(k, agreement, asset, chunks, bytes, time)| {
+            let receipt = DeletionReceipt {
+                agreement,
+                asset,
+                consumer: k.id(),
+                consumer_key: k.public_key(),
+                chunks,
+                bytes,
+                time,
+            };
+            (k, receipt)
+        },
+    )
+}
+
+fn usage_record() -> impl Strategy<Value = (SigningKey, UsageRecord)> {
+    (
+        key(),
+        hash(),
+        hash(),
+        any::<bool>(),
+        proptest::option::of(hash()),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        prop::sample::select(vec!["CNY", "EUR", "USD"])
+            .prop_filter_map("a currency", |c| c.parse::<Currency>().ok()),
+        time(),
+    )
+        .prop_filter(
+            "the other party is not the recorder",
+            |(k, _, other, ..)| *other != k.id(),
+        )
+        .prop_map(
+            |(k, agreement, other, as_provider, transfer, uses, bytes, amount, currency, time)| {
+                let (provider, consumer) = if as_provider {
+                    (k.id(), other)
+                } else {
+                    (other, k.id())
+                };
+                let record = UsageRecord {
+                    agreement,
+                    provider,
+                    consumer,
+                    transfer,
+                    uses,
+                    bytes,
+                    amount: Amount(amount),
+                    currency,
+                    time,
+                    recorder: k.id(),
+                    recorder_key: k.public_key(),
+                };
+                (k, record)
+            },
+        )
+}
+
+fn code(e: &signed::SignedError) -> &'static str {
+    use tds_core::ErrorCode as _;
+    e.code()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn usage_reports_round_trip((k, report) in usage_report(), flip in any::<Index>()) {
+        let bytes = signed::sign_usage_report(&k, &report).unwrap();
+        let v = signed::verify_usage_report(&bytes, &k.public_key()).unwrap();
+        prop_assert_eq!(v.report(), &report);
+        prop_assert_eq!(v.envelope(), &bytes[..]);
+        prop_assert_eq!(v.id(), report.id().unwrap());
+        prop_assert_eq!(
+            v.id(),
+            tds_core::hash::Domain::USAGE_REPORT.hash(&tds_core::cbor::encode(&report).unwrap())
+        );
+        // Another key is not the consumer the report names.
+        let other = SigningKey::from_seed(&[0x55; 32]);
+        let e = signed::verify_usage_report(&bytes, &other.public_key()).unwrap_err();
+        prop_assert_eq!(code(&e), "protocol.wrong_party");
+        prop_assert!(signed::sign_usage_report(&other, &report).is_err());
+        // One changed byte never verifies as something else.
+        let mut bad = bytes.clone();
+        let i = flip.index(bad.len());
+        bad[i] ^= 0x01;
+        if let Ok(v) = signed::verify_usage_report(&bad, &k.public_key()) {
+            prop_assert_eq!(v.envelope(), &bad[..]);
+        }
+    }
+
+    #[test]
+    fn a_report_that_breaks_its_rules_is_refused((k, mut report) in usage_report()) {
+        // A period that ends before it starts.
+        report.to = report.from;
+        report.from = report.from.saturating_add_millis(1);
+        if report.from > report.to {
+            let e = signed::sign_usage_report(&k, &report).unwrap_err();
+            prop_assert_eq!(code(&e), "protocol.signed_invalid");
+            // Signed without the rules, it is refused when verified.
+            let raw = tds_core::cose::sign(&k, &report).unwrap();
+            let e = signed::verify_usage_report(&raw, &k.public_key()).unwrap_err();
+            prop_assert_eq!(code(&e), "protocol.signed_invalid");
+        }
+    }
+
+    #[test]
+    fn deletion_receipts_round_trip((k, receipt) in deletion_receipt()) {
+        let bytes = signed::sign_deletion_receipt(&k, &receipt).unwrap();
+        let v = signed::verify_deletion_receipt(&bytes, &k.public_key()).unwrap();
+        prop_assert_eq!(v.receipt(), &receipt);
+        prop_assert_eq!(v.id(), receipt.id().unwrap());
+        prop_assert_eq!(v.envelope(), &bytes[..]);
+        let other = SigningKey::from_seed(&[0x55; 32]);
+        let e = signed::verify_deletion_receipt(&bytes, &other.public_key()).unwrap_err();
+        prop_assert_eq!(code(&e), "protocol.wrong_party");
+    }
+
+    #[test]
+    fn usage_records_round_trip((k, record) in usage_record()) {
+        let bytes = signed::sign_usage_record(&k, &record).unwrap();
+        let v = signed::verify_usage_record(&bytes, &k.public_key()).unwrap();
+        prop_assert_eq!(v.record(), &record);
+        prop_assert_eq!(v.id(), record.id().unwrap());
+        let other = SigningKey::from_seed(&[0x55; 32]);
+        let e = signed::verify_usage_record(&bytes, &other.public_key()).unwrap_err();
+        prop_assert_eq!(code(&e), "protocol.wrong_party");
+        // A recorder that is neither party.
+        let mut stranger = record.clone();
+        stranger.provider = Hash256::from_bytes([0xee; 32]);
+        stranger.consumer = Hash256::from_bytes([0xef; 32]);
+        let e = signed::sign_usage_record(&k, &stranger).unwrap_err();
+        prop_assert_eq!(code(&e), "protocol.signed_invalid");
+    }
+}
+
+#[test]
+fn a_report_lists_each_action_once_in_order() {
+    let k = SigningKey::from_seed(&[1; 32]);
+    let report = |actions: Vec<ActionUses>| UsageReport {
+        agreement: Hash256::from_bytes([1; 32]),
+        consumer: k.id(),
+        consumer_key: k.public_key(),
+        from: Timestamp::from_secs(1),
+        to: Timestamp::from_secs(2),
+        uses: 1,
+        bytes: 1,
+        actions,
+        time: Timestamp::from_secs(2),
+    };
+    let uses = |action| ActionUses { action, uses: 1 };
+    use tds_policy::Action::{Analyze, Read};
+    assert!(signed::sign_usage_report(&k, &report(vec![uses(Analyze), uses(Read)])).is_ok());
+    for bad in [
+        vec![uses(Read), uses(Analyze)],
+        vec![uses(Read), uses(Read)],
+        vec![uses(Read); signed::MAX_REPORT_ACTIONS + 1],
+    ] {
+        let e = signed::sign_usage_report(&k, &report(bad)).unwrap_err();
+        assert_eq!(code(&e), "protocol.signed_invalid");
     }
 }

@@ -3,6 +3,7 @@
 
 mod catalog;
 mod negotiation;
+mod post;
 mod transfer;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -14,16 +15,18 @@ use tds_core::{ErrorCode, Signer, Timestamp};
 use tds_identity::VerifiedCredential;
 use tds_manifest::content::VerifierState;
 use tds_manifest::Commitment;
-use tds_policy::contract::{Freshness, NonceStore, VerifiedAgreement, VerifiedOffer};
+use tds_policy::contract::{
+    Freshness, NonceStore, VerifiedAgreement, VerifiedOffer, VerifiedTermination,
+};
 
 use crate::frame::{self, Frame};
 use crate::message::{Ack, CatalogFilter, CatalogPageMsg, CheckpointMsg, Message, Pid, Refusal};
-use crate::signed::VerifiedTransferReceipt;
+use crate::signed::{VerifiedDeletionReceipt, VerifiedTransferReceipt, VerifiedUsageReport};
 use crate::state::{NegotiationState, Role, TransferState};
 
 pub use catalog::{CatalogResult, CheckpointSeen};
 pub use negotiation::NegotiationView;
-pub use transfer::{PlacedChunk, ReceivedChunk, TransferView};
+pub use transfer::{PlacedChunk, ReceivedChunk, TransferContext, TransferView};
 
 use negotiation::Negotiation;
 use transfer::Transfer;
@@ -156,7 +159,9 @@ pub trait Host: Send + Sync {
         None
     }
 
-    /// Whether an agreement was terminated.
+    /// Whether an agreement was terminated: record each [`Event::AgreementTerminated`]
+    /// (by either side; the same termination may be reported again in a later session,
+    /// so record it by its id).
     fn is_terminated(&self, id: &Hash256) -> bool {
         let _ = id;
         false
@@ -318,7 +323,8 @@ pub enum Event {
         refusal: Refusal,
     },
     /// The peer refused a message of this side (the process it belongs to, if any, is
-    /// terminated on this side).
+    /// terminated on this side). The post-agreement messages report
+    /// [`Event::Undelivered`] instead.
     Refused {
         /// The message refused.
         message: &'static str,
@@ -403,6 +409,49 @@ pub enum Event {
     },
     /// The peer's checkpoint, verified and consistent with the last one seen.
     Checkpoint(CheckpointSeen),
+    /// An agreement was terminated: by this side ([`Session::terminate_agreement`],
+    /// reported when called) or by the peer (its notice checked). Record it: transfers
+    /// under it are refused from now on ([`Host::is_terminated`]).
+    AgreementTerminated {
+        /// The agreement.
+        agreement: Hash256,
+        /// Who ended it.
+        by: Role,
+        /// The signed termination notice, checked against the agreement.
+        termination: Arc<VerifiedTermination>,
+    },
+    /// Provider: the consumer reported its use of an agreement's data (the report
+    /// checked: the peer signed it, and is the consumer of an agreement this side
+    /// provides).
+    UsageReport {
+        /// The report.
+        report: Box<VerifiedUsageReport>,
+    },
+    /// Provider: the consumer reported that it deleted an agreement's asset (checked as a
+    /// usage report is, and for the agreement's asset).
+    DeletionReceipt {
+        /// The receipt.
+        receipt: Box<VerifiedDeletionReceipt>,
+    },
+    /// The peer accepted a post-agreement message of this side
+    /// ([`Session::terminate_agreement`], [`Session::send_usage_report`],
+    /// [`Session::send_deletion_receipt`]).
+    Delivered {
+        /// The id the call returned.
+        id: OutId,
+        /// The message (`agreement_termination`, `usage_report`, `deletion_receipt`).
+        message: &'static str,
+    },
+    /// A post-agreement message of this side was not delivered: the peer refused it, or
+    /// it got no reply after the configured attempts (`protocol.timeout`).
+    Undelivered {
+        /// The id the call returned.
+        id: OutId,
+        /// The message.
+        message: &'static str,
+        /// Why.
+        refusal: Refusal,
+    },
     /// The peer's log showed two different views: a checkpoint that is not consistent
     /// with one it signed before. Raise it: this is evidence of a forked log.
     SplitView {
@@ -522,10 +571,17 @@ pub fn refusal_of<E: ErrorCode + std::error::Error + 'static>(e: &E) -> Refusal 
 enum Purpose {
     Negotiation(Pid),
     Transfer(Pid),
-    Chunk { pid: Pid, index: u64 },
+    Chunk {
+        pid: Pid,
+        index: u64,
+    },
     Catalog,
-    Checkpoint { since: Option<(u64, Hash256)> },
+    Checkpoint {
+        since: Option<(u64, Hash256)>,
+    },
     Notice,
+    /// A post-agreement message whose outcome the sender learns.
+    Delivery,
 }
 
 #[derive(Clone, Debug)]
@@ -571,6 +627,9 @@ pub struct Session {
     last_checkpoint: Option<(u64, Hash256)>,
     /// The key the peer signs its log checkpoints with, and the witnesses trusted.
     peer_log: Option<catalog::PeerLog>,
+    /// Digests of the peer's post-agreement messages accepted last (bounded), so a
+    /// retry is acknowledged without a second event.
+    accepted: VecDeque<Hash256>,
 }
 
 impl std::fmt::Debug for Session {
@@ -617,6 +676,7 @@ impl Session {
             chunk_replies: HashMap::new(),
             last_checkpoint: None,
             peer_log: None,
+            accepted: VecDeque::new(),
         }
     }
 
@@ -902,6 +962,9 @@ impl Session {
                 .host
                 .checkpoint(r.since)
                 .map(|c| Some(Message::Checkpoint(c))),
+            Message::AgreementTermination(r) => self.on_agreement_termination(digest, r).map(Some),
+            Message::UsageReport(r) => self.on_usage_report(digest, r).map(Some),
+            Message::DeletionReceipt(r) => self.on_deletion_receipt(digest, r).map(Some),
             Message::Hello(_) => Err(Refusal::new(
                 "protocol.unexpected_message",
                 "hello is only the first message of a connection",
@@ -1013,10 +1076,12 @@ impl Session {
         {
             return;
         }
-        self.events.push_back(Event::Refused {
-            message: o.name,
-            refusal: r.clone(),
-        });
+        if !matches!(o.purpose, Purpose::Delivery) {
+            self.events.push_back(Event::Refused {
+                message: o.name,
+                refusal: r.clone(),
+            });
+        }
         self.gave_up(now, o, r);
     }
 
@@ -1038,6 +1103,11 @@ impl Session {
                     self.transfer_failed(now, pid, r)
                 }
             }
+            Purpose::Delivery => self.events.push_back(Event::Undelivered {
+                id: o.first.unwrap_or(OutId(u64::MAX)),
+                message: o.name,
+                refusal: r,
+            }),
             Purpose::Catalog | Purpose::Checkpoint { .. } | Purpose::Notice => {}
         }
     }
@@ -1051,6 +1121,10 @@ impl Session {
                 self.checkpoint_arrived(*since, c)
             }
             (Purpose::Notice, Message::Ack(_)) => {}
+            (Purpose::Delivery, Message::Ack(_)) => self.events.push_back(Event::Delivered {
+                id: o.first.unwrap_or(OutId(u64::MAX)),
+                message: o.name,
+            }),
             (_, m) => self.peer_broke(
                 now,
                 o,

@@ -10,7 +10,7 @@ use tds_core::Timestamp;
 use tds_manifest::content::{ChunkVerifier, VerifierState};
 use tds_manifest::VerifiedManifest;
 use tds_policy::contract::VerifiedAgreement;
-use tds_policy::{Action, Effect, Purpose, RuleKind};
+use tds_policy::{Action, Effect, Purpose, Region, RuleKind, Text};
 
 use super::{
     call, process_ack, refusal_of, Asset, CallError, Event, InId, Mode, OutId, Purpose as Why,
@@ -58,6 +58,21 @@ fn stop_reason(code: &str, reason: Option<&str>, suspension: bool) -> (String, S
     (code, reason)
 }
 
+/// What the consumer says about a transfer's use, for the provider's policy check: where
+/// the data will be processed and the references it presents. Sent in the transfer
+/// request; the provider evaluates the agreement with it at the request and at every
+/// (re)start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransferContext {
+    /// Where the consumer will process the data (the policy's `spatial` operand); a
+    /// policy that constrains the location refuses a transfer without one.
+    pub location: Option<Region>,
+    /// A consent reference (the `consentRef` operand, `obtain-consent` duties).
+    pub consent_ref: Option<Text>,
+    /// An export-assessment reference (the `exportAssessmentRef` operand).
+    pub export_assessment_ref: Option<Text>,
+}
+
 /// A transfer as one side sees it.
 #[derive(Debug)]
 pub(super) struct Transfer {
@@ -71,6 +86,8 @@ pub(super) struct Transfer {
     suspended_ms: u64,
     agreement: Arc<VerifiedAgreement>,
     purpose: Purpose,
+    /// What the consumer said about the use (the provider re-checks with it).
+    context: TransferContext,
     /// Consumer: the manifest named at the first start, and the verifier.
     manifest: Option<Arc<VerifiedManifest>>,
     verifier: Option<ChunkVerifier>,
@@ -280,13 +297,16 @@ impl Session {
 
     /// Consumer: asks for the asset of `agreement` (concluded with the peer) for
     /// `purpose`. `resume` is the verified set of an earlier transfer of the same asset
-    /// ([`Session::verifier_state`]): its chunks are not asked for again.
+    /// ([`Session::verifier_state`]): its chunks are not asked for again. `context` is
+    /// where the data will be processed and the references presented: the provider
+    /// decides on them.
     pub fn request_transfer(
         &mut self,
         now: Timestamp,
         agreement: Arc<VerifiedAgreement>,
         purpose: Purpose,
         resume: Option<VerifierState>,
+        context: TransferContext,
     ) -> Result<Pid, CallError> {
         self.check_capacity(now)?;
         let t = agreement.terms();
@@ -301,6 +321,9 @@ impl Session {
             consumer_pid: own,
             agreement: agreement.id(),
             purpose: purpose.clone(),
+            location: context.location.clone(),
+            consent_ref: context.consent_ref.clone(),
+            export_assessment_ref: context.export_assessment_ref.clone(),
         });
         self.transfers.insert(
             own,
@@ -314,6 +337,7 @@ impl Session {
                 suspended_ms: self.config.suspended_timeout_ms,
                 agreement,
                 purpose,
+                context,
                 manifest: None,
                 verifier: None,
                 resume,
@@ -496,8 +520,9 @@ impl Session {
             ));
         }
         let (cpid, _) = t.pids();
-        let (agreement, purpose) = (t.agreement.id(), t.purpose.clone());
-        let (_, asset) = self.recheck(now, &agreement, &purpose, Some(pid))?;
+        let (agreement, purpose, context) =
+            (t.agreement.id(), t.purpose.clone(), t.context.clone());
+        let (_, asset) = self.recheck(now, &agreement, &purpose, &context, Some(pid))?;
         let m = Message::TransferStart(TransferStartMsg {
             provider_pid: pid,
             consumer_pid: cpid,
@@ -607,6 +632,7 @@ impl Session {
         now: Timestamp,
         id: &Hash256,
         purpose: &Purpose,
+        context: &TransferContext,
         this: Option<Pid>,
     ) -> Result<(Arc<VerifiedAgreement>, Asset), Refusal> {
         self.host.check_peer(&self.peer, now)?;
@@ -665,6 +691,9 @@ impl Session {
             .filter_map(|r| r.as_str().parse().ok())
             .collect();
         req.jurisdiction = self.peer.jurisdiction().as_str().parse().ok();
+        req.location = context.location.clone();
+        req.consent_ref = context.consent_ref.clone();
+        req.export_assessment_ref = context.export_assessment_ref.clone();
         req.uses = Some(usage.transfers);
         req.volume = Some(usage.bytes.saturating_add(m.content.size));
         req.classification = tds_policy::Classification::from_word(m.classification.as_str());
@@ -740,7 +769,12 @@ impl Session {
         }
         self.check_capacity(now)?;
         transfer_next(None, TransferStep::Request, Role::Consumer).map_err(invalid)?;
-        let (agreement, asset) = self.recheck(now, &r.agreement, &r.purpose, None)?;
+        let context = TransferContext {
+            location: r.location,
+            consent_ref: r.consent_ref,
+            export_assessment_ref: r.export_assessment_ref,
+        };
+        let (agreement, asset) = self.recheck(now, &r.agreement, &r.purpose, &context, None)?;
         let own = self.new_pid()?;
         self.transfers.insert(
             own,
@@ -754,6 +788,7 @@ impl Session {
                 suspended_ms: self.config.suspended_timeout_ms,
                 agreement,
                 purpose: r.purpose,
+                context,
                 manifest: None,
                 verifier: None,
                 resume: None,
@@ -857,8 +892,9 @@ impl Session {
         }
         let to =
             transfer_next(Some(t.state), TransferStep::Start, Role::Consumer).map_err(invalid)?;
-        let (agreement, purpose) = (t.agreement.id(), t.purpose.clone());
-        self.recheck(now, &agreement, &purpose, Some(own))?;
+        let (agreement, purpose, context) =
+            (t.agreement.id(), t.purpose.clone(), t.context.clone());
+        self.recheck(now, &agreement, &purpose, &context, Some(own))?;
         self.set_transfer_state(now, own, to);
         Ok(self.transfer_answer(own, digest))
     }

@@ -59,6 +59,11 @@ pub fn admit(authority: &mut Authority, key: &SigningKey, role: Role) -> Vec<u8>
 
 /// A world with an asset of `chunks` chunks of 64 KiB (the last one shorter).
 pub fn world(chunks: u64) -> World {
+    world_of(chunks, PersonalInfo::None)
+}
+
+/// A world whose asset holds personal information of level `personal`.
+pub fn world_of(chunks: u64, personal: PersonalInfo) -> World {
     let mut authority =
         Authority::new("Shanxi Energy", SigningKey::from_seed(&[0x42; 32])).unwrap();
     let provider = SigningKey::from_seed(&PROVIDER_SEED);
@@ -88,7 +93,7 @@ pub fn world(chunks: u64) -> World {
         owner_key: provider.public_key(),
         created: NOW,
         classification: Classification::General,
-        personal: PersonalInfo::None,
+        personal,
         residency: None,
         content,
         lineage: vec![],

@@ -54,7 +54,7 @@ fn negotiation_and_transfer_on_a_clean_network() {
     let now = sim.now;
     let t = sim.sides[CONSUMER]
         .session
-        .request_transfer(now, agreement, purpose(), None)
+        .request_transfer(now, agreement, purpose(), None, Default::default())
         .unwrap();
     let ok = sim.run_until(600_000, |s| {
         s.sides[PROVIDER]
@@ -133,7 +133,7 @@ fn negotiation_and_64_chunk_transfer_under_loss_reordering_and_duplication() {
         let now = sim.now;
         let t = sim.sides[CONSUMER]
             .session
-            .request_transfer(now, agreement, purpose(), None)
+            .request_transfer(now, agreement, purpose(), None, Default::default())
             .unwrap();
         assert!(sim.run_until(3_600_000, |s| completed(s, t)), "seed {seed}");
         assert_eq!(concat(&sim, t), *w.data, "seed {seed}");
@@ -180,7 +180,7 @@ fn transfer_cut_three_times_completes_without_sending_a_verified_chunk_again() {
     let now = sim.now;
     let t = sim.sides[CONSUMER]
         .session
-        .request_transfer(now, agreement, purpose(), None)
+        .request_transfer(now, agreement, purpose(), None, Default::default())
         .unwrap();
     for cut in 1..=3u64 {
         let target = cut * 14;
@@ -226,7 +226,7 @@ fn transfer_resumes_in_a_new_session_from_the_verified_set() {
     let now = first.now;
     let t = first.sides[CONSUMER]
         .session
-        .request_transfer(now, agreement.clone(), purpose(), None)
+        .request_transfer(now, agreement.clone(), purpose(), None, Default::default())
         .unwrap();
     assert!(first.run_until(600_000, |s| s.sides[CONSUMER]
         .session
@@ -257,7 +257,7 @@ fn transfer_resumes_in_a_new_session_from_the_verified_set() {
     let now = second.now;
     let t2 = second.sides[CONSUMER]
         .session
-        .request_transfer(now, agreement, purpose(), Some(state))
+        .request_transfer(now, agreement, purpose(), Some(state), Default::default())
         .unwrap();
     assert!(second.run_until(600_000, |s| completed(s, t2)));
     let served: u32 = second.sides[PROVIDER].journal.served.values().sum();

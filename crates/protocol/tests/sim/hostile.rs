@@ -178,6 +178,9 @@ fn hostile_messages_get_clean_refusals_and_change_nothing() {
         consumer_pid: ghost,
         agreement: tds_core::Hash256::from_bytes([7; 32]),
         purpose: purpose(),
+        location: None,
+        consent_ref: None,
+        export_assessment_ref: None,
     });
     assert_eq!(
         inject(&mut sim, PROVIDER, m).as_deref(),
@@ -209,7 +212,7 @@ fn a_wrong_chunk_is_never_accepted_and_ends_the_transfer() {
     let now = sim.now;
     let t = sim.sides[CONSUMER]
         .session
-        .request_transfer(now, agreement, purpose(), None)
+        .request_transfer(now, agreement, purpose(), None, Default::default())
         .unwrap();
     sim.run_for(5000);
     assert!(
@@ -448,6 +451,9 @@ fn a_chunk_asked_again_and_again_is_refused_after_an_allowance() {
         consumer_pid: cpid,
         agreement: agreement.id(),
         purpose: purpose(),
+        location: None,
+        consent_ref: None,
+        export_assessment_ref: None,
     });
     let Message::Ack(a) = inject_reply(&mut sim, PROVIDER, &m) else {
         panic!()
@@ -514,6 +520,9 @@ fn concurrent_transfers_share_the_use_count() {
             consumer_pid: Pid::from_bytes([pid; 16]),
             agreement: agreement.id(),
             purpose: purpose(),
+            location: None,
+            consent_ref: None,
+            export_assessment_ref: None,
         })
     };
     assert!(matches!(
@@ -543,7 +552,7 @@ fn a_chunk_the_application_cannot_answer_is_refused() {
     let now = sim.now;
     sim.sides[CONSUMER]
         .session
-        .request_transfer(now, agreement, purpose(), None)
+        .request_transfer(now, agreement, purpose(), None, Default::default())
         .unwrap();
     sim.run_for(500);
     let reply = sim.sides[PROVIDER]

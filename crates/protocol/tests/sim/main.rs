@@ -12,6 +12,7 @@
 mod common;
 mod conversations;
 mod hostile;
+mod post_agreement;
 mod recheck;
 mod services;
 mod tck_negotiation;

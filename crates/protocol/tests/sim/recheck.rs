@@ -2,9 +2,10 @@
 //! validity window), and timers end stalled processes.
 
 use tds_core::time::DAY_MS;
-use tds_protocol::session::{Event, Mode, Usage};
+use tds_manifest::PersonalInfo;
+use tds_protocol::session::{Event, Mode, TransferContext, Usage};
 use tds_protocol::sim::{NetConfig, Sim};
-use tds_protocol::{NegotiationState, TransferState};
+use tds_protocol::{NegotiationState, Refusal, TransferState};
 
 use super::common::*;
 
@@ -14,8 +15,12 @@ fn transfer_under(
     policy: &str,
     prepare: impl FnOnce(&mut Sim, tds_core::Hash256),
 ) -> Option<String> {
-    let mut w = world(2);
-    w.offer = tds_policy::contract::create_offer(
+    transfer_in(world(2), policy, TransferContext::default(), prepare).map(|r| r.code)
+}
+
+/// The world's asset offered under `policy`.
+fn offer_with(w: &World, policy: &str) -> Vec<u8> {
+    tds_policy::contract::create_offer(
         &w.provider,
         &tds_policy::contract::Offer {
             asset: w.asset.verified.id().to_string().parse().unwrap(),
@@ -27,7 +32,17 @@ fn transfer_under(
             not_after: NOW.saturating_add_millis(30 * DAY_MS),
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// [`transfer_under`] in world `w`, the consumer asking with `context`; the refusal.
+fn transfer_in(
+    mut w: World,
+    policy: &str,
+    context: TransferContext,
+    prepare: impl FnOnce(&mut Sim, tds_core::Hash256),
+) -> Option<Refusal> {
+    w.offer = offer_with(&w, policy);
     let mut sim = sim(
         &w,
         config(Mode::Auto),
@@ -40,7 +55,7 @@ fn transfer_under(
     let now = sim.now;
     let t = sim.sides[CONSUMER]
         .session
-        .request_transfer(now, agreement, purpose(), None)
+        .request_transfer(now, agreement, purpose(), None, context)
         .unwrap();
     sim.run_for(2000);
     let state = sim.sides[CONSUMER].session.transfer(t).unwrap().state;
@@ -49,13 +64,13 @@ fn transfer_under(
         .events
         .iter()
         .find_map(|e| match e {
-            Event::Refused { refusal, .. } => Some(refusal.code.clone()),
+            Event::Refused { refusal, .. } => Some(refusal.clone()),
             _ => None,
         });
     match refusal {
-        Some(code) => {
+        Some(refusal) => {
             assert_eq!(state, TransferState::Terminated);
-            Some(code)
+            Some(refusal)
         }
         None => {
             assert_eq!(state, TransferState::Completed);
@@ -193,7 +208,7 @@ fn a_transfer_left_suspended_is_terminated_by_its_timer() {
     let now = sim.now;
     let t = sim.sides[CONSUMER]
         .session
-        .request_transfer(now, agreement, purpose(), None)
+        .request_transfer(now, agreement, purpose(), None, Default::default())
         .unwrap();
     sim.run_for(1000);
     let now = sim.now;
@@ -221,4 +236,123 @@ fn a_transfer_left_suspended_is_terminated_by_its_timer() {
             _ => None,
         });
     assert_eq!(code.as_deref(), Some("transfer.timeout"));
+}
+
+/// Processing inside China, or outside it with an export assessment (PIPL art. 38-40).
+const INSIDE_CN_OR_ASSESSED: &str = "policy set;\n\npermit use\n  when purpose isA grid\n    and (spatial isPartOf CN or exportAssessmentRef eq present);\n";
+
+fn context(location: Option<&str>, consent: Option<&str>, export: Option<&str>) -> TransferContext {
+    TransferContext {
+        location: location.map(|l| l.parse().unwrap()),
+        consent_ref: consent.map(|c| c.parse().unwrap()),
+        export_assessment_ref: export.map(|e| e.parse().unwrap()),
+    }
+}
+
+#[test]
+fn the_processing_location_is_checked_against_the_policy() {
+    let run = |c| transfer_in(world(2), INSIDE_CN_OR_ASSESSED, c, |_, _| {});
+    assert_eq!(run(context(Some("CN-SX"), None, None)), None);
+    assert_eq!(run(context(Some("CN"), None, None)), None);
+    // Outside the region without an export assessment: the permission is not granted,
+    // and the reason names the location and the missing reference.
+    let r = run(context(Some("US"), None, None)).expect("refused");
+    assert_eq!(r.code, "policy.deny.not_granted", "{r:?}");
+    assert!(r.reason.contains("spatial"), "{r:?}");
+    assert!(r.reason.contains("US"), "{r:?}");
+    assert!(r.reason.contains("exportAssessmentRef"), "{r:?}");
+    // No location at all: the policy cannot tell, so no permission is granted.
+    let r = run(context(None, None, None)).expect("refused");
+    assert_eq!(r.code, "policy.deny.not_granted", "{r:?}");
+    // Outside with an export assessment: permitted.
+    assert_eq!(
+        run(context(Some("US"), None, Some("pipl-assessment:2027/0007"))),
+        None
+    );
+}
+
+#[test]
+fn personal_data_needs_a_consent_reference() {
+    // Personal data only with consent; data without personal information needs none.
+    let policy = "policy set;\n\npermit use\n  when purpose isA grid\n    and (personalInfo eq none or consentRef eq present);\n";
+    let personal = || world_of(2, PersonalInfo::Personal);
+    let r = transfer_in(personal(), policy, context(None, None, None), |_, _| {}).expect("refused");
+    assert_eq!(r.code, "policy.deny.not_granted", "{r:?}");
+    assert!(r.reason.contains("personalInfo"), "{r:?}");
+    assert!(r.reason.contains("consentRef"), "{r:?}");
+    assert_eq!(
+        transfer_in(
+            personal(),
+            policy,
+            context(None, Some("consent:2027/0042"), None),
+            |_, _| {}
+        ),
+        None
+    );
+    assert_eq!(
+        transfer_in(world(2), policy, context(None, None, None), |_, _| {}),
+        None
+    );
+}
+
+#[test]
+fn an_obtain_consent_duty_needs_a_consent_reference() {
+    // The healthcare template's form: a duty the transfer can only meet with consent.
+    let policy = "policy set;\n\npermit use\n  when purpose isA grid\n  duty obtain-consent(\"pipl-separate-consent\");\n";
+    let personal = || world_of(2, PersonalInfo::Sensitive);
+    let r = transfer_in(personal(), policy, context(None, None, None), |_, _| {}).expect("refused");
+    assert_eq!(r.code, "policy.deny.not_granted", "{r:?}");
+    assert!(r.reason.contains("consent"), "{r:?}");
+    assert_eq!(
+        transfer_in(
+            personal(),
+            policy,
+            context(None, Some("consent:2027/0042"), None),
+            |_, _| {}
+        ),
+        None
+    );
+}
+
+#[test]
+fn the_context_is_kept_for_a_restart() {
+    // A transfer permitted by its export assessment is suspended and resumed: the
+    // provider re-checks at the restart with the context of the request.
+    let mut w = world(2);
+    w.offer = offer_with(&w, INSIDE_CN_OR_ASSESSED);
+    let mut sim = sim(
+        &w,
+        config(Mode::Auto),
+        config(Mode::Auto),
+        NetConfig::default(),
+        59,
+    );
+    sim.sides[PROVIDER].serve = false;
+    let agreement = agreed(&mut sim, &w);
+    let now = sim.now;
+    let t = sim.sides[CONSUMER]
+        .session
+        .request_transfer(
+            now,
+            agreement,
+            purpose(),
+            None,
+            context(Some("US"), None, Some("pipl-assessment:2027/0007")),
+        )
+        .unwrap();
+    sim.run_for(100);
+    let now = sim.now;
+    sim.sides[CONSUMER]
+        .session
+        .suspend_transfer(now, t, "transfer.paused", "later")
+        .unwrap();
+    sim.run_for(100);
+    sim.sides[PROVIDER].serve = true;
+    let now = sim.now;
+    sim.sides[CONSUMER].session.resume_transfer(now, t).unwrap();
+    sim.run_for(120_000);
+    assert_eq!(
+        sim.sides[CONSUMER].session.transfer(t).unwrap().state,
+        TransferState::Completed
+    );
 }

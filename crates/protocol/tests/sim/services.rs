@@ -162,7 +162,7 @@ fn a_revoked_consumer_gets_no_transfer() {
     let now = sim.now;
     let t = sim.sides[CONSUMER]
         .session
-        .request_transfer(now, agreement, purpose(), None)
+        .request_transfer(now, agreement, purpose(), None, Default::default())
         .unwrap();
     sim.run_for(2000);
     assert_eq!(

@@ -2,7 +2,7 @@
 //! tests: CN (the connector under test is the provider) and CN_C (it is the consumer).
 //! Both sides are TDS sessions in manual mode; the TCK's side is scripted through the
 //! session API, and the messages the TCK sends out of state are injected as the TCK
-//! would send them. `spec/protocol.md` §8 maps each case to its test.
+//! would send them. `spec/protocol.md` §9 maps each case to its test.
 
 use serde_bytes::ByteBuf;
 use tds_core::SigningKey;

@@ -1,6 +1,6 @@
 //! The Eclipse DSP TCK (dsp-tck, DSP 2025-1) transfer process cases as simulation
 //! tests: TP (the connector under test is the provider) and TP_C (it is the consumer),
-//! including 02-04, which the TCK ships disabled. `spec/protocol.md` §8 maps them.
+//! including 02-04, which the TCK ships disabled. `spec/protocol.md` §9 maps them.
 
 use serde_bytes::ByteBuf;
 use tds_protocol::message::{
@@ -42,7 +42,7 @@ fn requested() -> X {
     let now = sim.now;
     let c = sim.sides[CONSUMER]
         .session
-        .request_transfer(now, agreement, purpose(), None)
+        .request_transfer(now, agreement, purpose(), None, Default::default())
         .unwrap();
     sim.run_for(1000);
     let p = sim.sides[PROVIDER]
