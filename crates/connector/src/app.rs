@@ -768,6 +768,91 @@ impl SessionApp for App {
                 None,
                 Some(self.peer),
             ),
+            Event::Delivered { id, .. } => {
+                if let Some(tx) = lock(&self.waiters).deliveries.remove(&id) {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+            Event::Undelivered {
+                id,
+                message,
+                refusal,
+            } => {
+                if let Some(tx) = lock(&self.waiters).deliveries.remove(&id) {
+                    let _ = tx.send(Err(ConnectorError::Refused {
+                        what: message,
+                        refusal,
+                    }));
+                }
+            }
+            Event::AgreementTerminated {
+                agreement,
+                termination,
+                ..
+            } => {
+                let core = self.core.clone();
+                let peer = self.peer;
+                core.mark_terminated(agreement);
+                tokio::spawn(async move {
+                    let rec = crate::records::TerminationRecord {
+                        by: peer,
+                        code: "terminated_by_peer".into(),
+                        termination: termination.envelope().to_vec(),
+                        time: core.now(),
+                    };
+                    let mut b = Batch::new();
+                    match records::encode(Table::Terminations, &rec) {
+                        Ok(v) => b.put(Table::Terminations, agreement.as_bytes().to_vec(), v),
+                        Err(e) => core.alert(AlertKind::Storage, e.code(), e.to_string(), Some(agreement), None),
+                    }
+                    let stored = core.store.commit_async(b);
+                    let logged = core.record(EventBody::AgreementTerminated {
+                        agreement,
+                        reason: code("terminated_by_peer"),
+                    });
+                    let (s, l) = tokio::join!(stored, logged);
+                    if let Err(e) = s {
+                        core.alert(AlertKind::Storage, e.code(), e.to_string(), Some(agreement), None);
+                    }
+                    if let Err(e) = l {
+                        core.alert(AlertKind::Storage, e.code(), e.to_string(), Some(agreement), None);
+                    }
+                    core.emit(ConnectorEvent::AgreementTerminated { agreement, by: peer });
+                });
+            }
+            Event::DeletionReceipt { receipt } => {
+                let r = receipt.receipt();
+                let agreement = r.agreement;
+                self.core.record_detached(EventBody::DutyFulfilled {
+                    agreement,
+                    duty: code("delete"),
+                    receipt: Some(SignedObject {
+                        kind: code("deletion-receipt"),
+                        id: receipt.id(),
+                        bytes: receipt.envelope().to_vec(),
+                    }),
+                });
+                self.core.emit(ConnectorEvent::Deleted {
+                    agreement,
+                    receipt: receipt.id(),
+                });
+            }
+            Event::UsageReport { report } => {
+                let agreement = report.report().agreement;
+                self.core.record_detached(EventBody::UsageReported {
+                    agreement,
+                    report: report.id(),
+                    object: Some(SignedObject {
+                        kind: code("usage-report"),
+                        id: report.id(),
+                        bytes: report.envelope().to_vec(),
+                    }),
+                });
+                self.core.emit(ConnectorEvent::UsageReported {
+                    agreement,
+                    report: report.id(),
+                });
+            }
             other => tracing::trace!(?other, "session event"),
         }
     }

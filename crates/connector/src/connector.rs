@@ -423,6 +423,21 @@ pub struct FetchOptions {
     pub purpose: Purpose,
     /// Called as verified bytes are written: (bytes so far, total).
     pub progress: Option<ProgressFn>,
+    /// Where the data will be processed, and the consent and export-assessment
+    /// references the policy may ask for (the provider's re-check decides on them).
+    pub context: tds_protocol::session::TransferContext,
+}
+
+impl FetchOptions {
+    /// Fetch into `out` for `purpose`, no progress callback, no context.
+    pub fn new(out: impl Into<PathBuf>, purpose: Purpose) -> Self {
+        FetchOptions {
+            out: out.into(),
+            purpose,
+            progress: None,
+            context: Default::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for FetchOptions {
@@ -782,12 +797,100 @@ impl Connector {
         } else {
             t.provider
         };
-        let Some(_peer) = self.inner.peer_by_id(&other) else {
+        let Some(peer) = self.inner.peer_by_id(&other) else {
             return Ok(false);
         };
-        // Sending it is the protocol's agreement_termination message (see
-        // `Session::terminate_agreement`).
-        Ok(false)
+        let delivered = deliver(&peer, move |s, now| s.terminate_agreement(now, &a, signed)).await;
+        Ok(delivered.is_ok())
+    }
+
+    /// Consumer: deletes the local copy of `agreement`'s asset, stops its uses (the
+    /// guard refuses them), fulfils its delete duty, and sends the provider at `addr` a
+    /// signed deletion receipt, which it verifies and logs. Logged here as
+    /// `duty_fulfilled` with the receipt.
+    pub async fn delete(
+        &self,
+        addr: SocketAddr,
+        agreement: &Hash256,
+    ) -> Result<Hash256, ConnectorError> {
+        let core = self.inner.core.clone();
+        let a = core
+            .agreement(agreement)
+            .ok_or_else(|| ConnectorError::NotFound {
+                what: "agreement",
+                id: agreement.to_string(),
+            })?;
+        let mut rec: FetchRecord =
+            records::get(core.store.as_ref(), Table::Transfers, agreement.as_bytes())?.ok_or_else(
+                || ConnectorError::NotFound {
+                    what: "fetched copy of agreement",
+                    id: agreement.to_string(),
+                },
+            )?;
+        let state = if rec.verified.is_empty() {
+            None
+        } else {
+            VerifierState::from_bytes(&rec.verified).ok()
+        };
+        let (chunks, bytes) = state.as_ref().map_or((0, 0), |s| {
+            (
+                s.verified.iter().map(|b| u64::from(b.count_ones())).sum(),
+                verified_bytes(s),
+            )
+        });
+        match std::fs::remove_file(&rec.out) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ConnectorError::io(Path::new(&rec.out), e)),
+        }
+        self.guard
+            .mark_deleted(agreement)
+            .map_err(|e| ConnectorError::invalid("usage guard", &e))?;
+        rec.deleted = true;
+        let mut b = Batch::new();
+        b.put(
+            Table::Transfers,
+            agreement.as_bytes().to_vec(),
+            records::encode(Table::Transfers, &rec)?,
+        );
+        core.store.commit_async(b).await?;
+        let asset = a
+            .terms()
+            .asset
+            .as_str()
+            .parse::<tds_manifest::AssetId>()
+            .map(|x| *x.as_hash())
+            .map_err(|e| ConnectorError::Invalid {
+                what: "agreement asset",
+                message: e.to_string(),
+                code: "connector.agreement",
+            })?;
+        let receipt = tds_protocol::signed::DeletionReceipt {
+            agreement: *agreement,
+            asset,
+            consumer: core.me,
+            consumer_key: core.signer.public_key(),
+            chunks,
+            bytes,
+            time: core.now(),
+        };
+        let signed = tds_protocol::signed::sign_deletion_receipt(core.signer.as_ref(), &receipt)
+            .map_err(|e| ConnectorError::invalid("deletion receipt", &e))?;
+        let v = tds_protocol::signed::verify_deletion_receipt(&signed, &core.signer.public_key())
+            .map_err(|e| ConnectorError::invalid("deletion receipt", &e))?;
+        core.record(EventBody::DutyFulfilled {
+            agreement: *agreement,
+            duty: code("delete"),
+            receipt: Some(SignedObject {
+                kind: code("deletion-receipt"),
+                id: v.id(),
+                bytes: signed.clone(),
+            }),
+        })
+        .await?;
+        let peer = self.inner.peer(addr).await?;
+        deliver(&peer, move |s, now| s.send_deletion_receipt(now, signed)).await?;
+        Ok(v.id())
     }
 
     /// Provider: the uses and bytes served under an agreement by transfers that ended.
@@ -943,6 +1046,7 @@ impl Connector {
             };
             let waiters = peer.waiters.clone();
             let purpose = options.purpose.clone();
+            let context = options.context.clone();
             let agreement_arc = a.clone();
             // A record of the fetch exists before the first byte lands.
             if prior.is_none() {
@@ -964,7 +1068,7 @@ impl Connector {
             }
             peer.driver
                 .call(move |s, now| {
-                    let pid = s.request_transfer(now, agreement_arc, purpose, resume)?;
+                    let pid = s.request_transfer(now, agreement_arc, purpose, resume, context)?;
                     lock(&waiters).fetches.insert(pid, fetch);
                     Ok::<_, tds_protocol::session::CallError>(())
                 })
@@ -1148,6 +1252,30 @@ impl Connector {
         self.inner.endpoint.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.endpoint.wait_idle()).await;
     }
+}
+
+/// Sends a post-agreement message through `peer`'s session and waits for the peer's
+/// answer.
+async fn deliver(
+    peer: &Peer,
+    send: impl FnOnce(
+            &mut Session,
+            Timestamp,
+        ) -> Result<tds_protocol::session::OutId, tds_protocol::session::CallError>
+        + Send
+        + 'static,
+) -> Result<(), ConnectorError> {
+    let (tx, rx) = oneshot::channel();
+    let waiters = peer.waiters.clone();
+    peer.driver
+        .call(move |s, now| {
+            let id = send(s, now)?;
+            lock(&waiters).deliveries.insert(id, tx);
+            Ok::<_, tds_protocol::session::CallError>(())
+        })
+        .await??;
+    rx.await
+        .map_err(|_| ConnectorError::Closed("the session ended".into()))?
 }
 
 async fn save_state(

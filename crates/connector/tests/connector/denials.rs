@@ -66,20 +66,24 @@ impl Pair {
         agreement: &tds_core::hash::Hash256,
         n: u32,
     ) -> Result<tds_connector::Receipt, ConnectorError> {
+        self.fetch_in(agreement, n, Default::default()).await
+    }
+
+    async fn fetch_in(
+        &self,
+        agreement: &tds_core::hash::Hash256,
+        n: u32,
+        context: tds_protocol::session::TransferContext,
+    ) -> Result<tds_connector::Receipt, ConnectorError> {
+        let mut o = FetchOptions::new(
+            self.dir.path().join(format!("out-{n}.bin")),
+            "research"
+                .parse()
+                .map_err(|_| ConnectorError::Closed("purpose".into()))?,
+        );
+        o.context = context;
         let addr = self.provider.local_addr()?;
-        self.consumer
-            .fetch(
-                addr,
-                agreement,
-                FetchOptions {
-                    out: self.dir.path().join(format!("out-{n}.bin")),
-                    purpose: "research"
-                        .parse()
-                        .map_err(|_| ConnectorError::Closed("purpose".into()))?,
-                    progress: None,
-                },
-            )
-            .await
+        self.consumer.fetch(addr, agreement, o).await
     }
 
     /// The provider logged an `access_denied` naming `code_part` among its reasons, and
@@ -225,5 +229,60 @@ async fn consumer_revoked_between_negotiation_and_fetch() -> Res {
     )
     .await
     .map_err(|_| "the negotiation hung")??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_border_without_export_assessment() -> Res {
+    // Processing outside CN needs an export-assessment reference.
+    let policy = "policy set;\n\npermit use\n  when purpose isA research and (spatial isPartOf CN or exportAssessmentRef eq present);\n";
+    let p = pair(policy, Sector::FINANCE, AssetSpec::default()).await?;
+    let a = p.negotiate("research").await?;
+    let abroad = tds_protocol::session::TransferContext {
+        location: Some("SG".parse()?),
+        ..Default::default()
+    };
+    let e = p
+        .fetch_in(&a, 0, abroad.clone())
+        .await
+        .err()
+        .ok_or("fetched abroad")?;
+    assert!(refusal_code(&e).starts_with("policy.unmet."), "{e}");
+    assert!(
+        e.to_string().contains("spatial") || e.to_string().contains("exportAssessmentRef"),
+        "{e}"
+    );
+    p.denied_and_serving("policy.unmet.").await?;
+    // With an assessment reference it is permitted; at home too.
+    let assessed = tds_protocol::session::TransferContext {
+        export_assessment_ref: Some("cac-2027-0001".parse()?),
+        ..abroad
+    };
+    p.fetch_in(&a, 1, assessed).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_data_without_consent() -> Res {
+    let policy = "policy set;\n\npermit use\n  when purpose isA research\n  duty obtain-consent(\"pipl-separate-consent\");\n";
+    let spec = AssetSpec {
+        personal: tds_manifest::PersonalInfo::Personal,
+        sector: Sector::HEALTHCARE,
+        ..AssetSpec::default()
+    };
+    let p = pair(policy, Sector::HEALTHCARE, spec).await?;
+    let a = p.negotiate("research").await?;
+    let e = p
+        .fetch(&a, 0)
+        .await
+        .err()
+        .ok_or("fetched personal data without consent")?;
+    assert_eq!(refusal_code(&e), "policy.unmet.consent", "{e}");
+    p.denied_and_serving("policy.unmet.consent").await?;
+    let consented = tds_protocol::session::TransferContext {
+        consent_ref: Some("consent:2027/0042".parse()?),
+        ..Default::default()
+    };
+    p.fetch_in(&a, 1, consented).await?;
     Ok(())
 }

@@ -58,6 +58,7 @@ async fn happy_path(dir: &std::path::Path, durable: bool) -> Res {
                 progress: Some(Arc::new(move |b, _| {
                     s.store(b, std::sync::atomic::Ordering::Relaxed);
                 })),
+                context: Default::default(),
             },
         )
         .await?;
@@ -218,6 +219,7 @@ async fn consumer_guard_and_overdue_duty() -> Res {
                 out: dir.path().join("out"),
                 purpose: "research".parse()?,
                 progress: None,
+                context: Default::default(),
             },
         )
         .await?;
@@ -264,5 +266,66 @@ async fn consumer_guard_and_overdue_duty() -> Res {
     .await?
     .ok_or("no overdue alert")?;
     assert_eq!(alert.agreement, Some(a.id()));
+    // Deleting the copy: uses stop, and the provider verifies and logs the receipt.
+    let receipt = consumer.delete(addr, &a.id()).await?;
+    assert!(!dir.path().join("out").exists());
+    let e = guard
+        .check_use(&a.id(), tds_policy::Action::Use, &"research".parse()?)
+        .err()
+        .ok_or("a use after deletion was granted")?;
+    assert_eq!(tds_core::ErrorCode::code(&e), "guard.deleted");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let logged = loop {
+        let log = provider.log();
+        let mut hit = false;
+        for i in log.events_for(&a.id())? {
+            if let tds_provenance::EventBody::DutyFulfilled {
+                receipt: Some(o), ..
+            } = log.event(i)?.body
+            {
+                hit |= o.id == receipt;
+            }
+        }
+        if hit || std::time::Instant::now() > deadline {
+            break hit;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(logged, "the provider logged the deletion receipt");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn termination_reaches_the_consumer() -> Res {
+    let mut space = Space::new()?;
+    let grid = space.member(7, Sector::POWER, "CN-SX")?;
+    let bank = space.member(8, Sector::FINANCE, "CN-SX")?;
+    let dir = tempfile::tempdir()?;
+    let provider = connector(&space, &grid, Backend::Memory).await?;
+    let consumer = connector(&space, &bank, Backend::Memory).await?;
+    let (_, offer) = publish(
+        &provider,
+        &grid,
+        dir.path(),
+        "a",
+        &data(70_000, 4),
+        65536,
+        &AssetSpec::default(),
+        OPEN,
+    )
+    .await?;
+    let a = consumer
+        .negotiate(provider.local_addr()?, &offer, None, "research".parse()?)
+        .await?;
+    assert!(
+        provider.terminate(&a.id(), "breach").await?,
+        "the consumer was told"
+    );
+    let e = consumer
+        .guard()
+        .check_use(&a.id(), tds_policy::Action::Use, &"research".parse()?)
+        .err()
+        .ok_or("a use under a terminated agreement was granted")?;
+    assert_eq!(tds_core::ErrorCode::code(&e), "guard.terminated");
     Ok(())
 }

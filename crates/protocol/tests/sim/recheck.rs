@@ -257,13 +257,13 @@ fn the_processing_location_is_checked_against_the_policy() {
     // Outside the region without an export assessment: the permission is not granted,
     // and the reason names the location and the missing reference.
     let r = run(context(Some("US"), None, None)).expect("refused");
-    assert_eq!(r.code, "policy.deny.not_granted", "{r:?}");
+    assert_eq!(r.code, "policy.unmet.spatial", "{r:?}");
     assert!(r.reason.contains("spatial"), "{r:?}");
     assert!(r.reason.contains("US"), "{r:?}");
     assert!(r.reason.contains("exportAssessmentRef"), "{r:?}");
     // No location at all: the policy cannot tell, so no permission is granted.
     let r = run(context(None, None, None)).expect("refused");
-    assert_eq!(r.code, "policy.deny.not_granted", "{r:?}");
+    assert_eq!(r.code, "policy.unmet.spatial", "{r:?}");
     // Outside with an export assessment: permitted.
     assert_eq!(
         run(context(Some("US"), None, Some("pipl-assessment:2027/0007"))),
@@ -277,7 +277,7 @@ fn personal_data_needs_a_consent_reference() {
     let policy = "policy set;\n\npermit use\n  when purpose isA grid\n    and (personalInfo eq none or consentRef eq present);\n";
     let personal = || world_of(2, PersonalInfo::Personal);
     let r = transfer_in(personal(), policy, context(None, None, None), |_, _| {}).expect("refused");
-    assert_eq!(r.code, "policy.deny.not_granted", "{r:?}");
+    assert_eq!(r.code, "policy.unmet.personal_info", "{r:?}");
     assert!(r.reason.contains("personalInfo"), "{r:?}");
     assert!(r.reason.contains("consentRef"), "{r:?}");
     assert_eq!(
@@ -301,7 +301,7 @@ fn an_obtain_consent_duty_needs_a_consent_reference() {
     let policy = "policy set;\n\npermit use\n  when purpose isA grid\n  duty obtain-consent(\"pipl-separate-consent\");\n";
     let personal = || world_of(2, PersonalInfo::Sensitive);
     let r = transfer_in(personal(), policy, context(None, None, None), |_, _| {}).expect("refused");
-    assert_eq!(r.code, "policy.deny.not_granted", "{r:?}");
+    assert_eq!(r.code, "policy.unmet.consent", "{r:?}");
     assert!(r.reason.contains("consent"), "{r:?}");
     assert_eq!(
         transfer_in(
