@@ -720,6 +720,16 @@ impl Connector {
         Ok(Published { asset, offers: ids })
     }
 
+    /// The signed bytes of an offer this connector made (what consumers negotiate).
+    pub fn offer(&self, id: &Hash256) -> Result<Option<Vec<u8>>, ConnectorError> {
+        Ok(records::get::<OfferRecord>(
+            self.inner.core.store.as_ref(),
+            Table::Offers,
+            id.as_bytes(),
+        )?
+        .map(|r| r.offer))
+    }
+
     /// Withdraws an offer: no longer listed, no new negotiations. Agreements already
     /// made under it stay in force.
     pub async fn withdraw(&self, offer: &Hash256) -> Result<(), ConnectorError> {
