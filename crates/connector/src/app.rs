@@ -87,6 +87,8 @@ pub(crate) struct App {
     pub(crate) driver: Arc<OnceLock<Driver>>,
     pub(crate) endpoint: Endpoint,
     pub(crate) sync_every: u64,
+    /// The peer's address (for an outgoing session: where it listens).
+    pub(crate) addr: std::net::SocketAddr,
 }
 
 impl App {
@@ -100,7 +102,7 @@ impl App {
         let core = self.core.clone();
         let driver = self.driver();
         tokio::spawn(async move {
-            let stored = store_agreement(&core, &agreement, Side::Provider, Vec::new()).await;
+            let stored = store_agreement(&core, &agreement, Side::Provider, Vec::new(), None).await;
             let Some(driver) = driver else { return };
             let _ = driver
                 .call(move |s, now| match stored {
@@ -126,8 +128,10 @@ impl App {
         let core = self.core.clone();
         let waiter = lock(&self.waiters).negotiations.remove(&pid);
         let peer = self.peer;
+        let addr = self.addr;
         tokio::spawn(async move {
-            let stored = store_agreement(&core, &agreement, Side::Consumer, notice).await;
+            let stored =
+                store_agreement(&core, &agreement, Side::Consumer, notice, Some(addr)).await;
             if stored.is_ok() {
                 core.emit(ConnectorEvent::AgreementConcluded {
                     agreement: agreement.id(),
@@ -456,12 +460,14 @@ pub(crate) async fn store_agreement(
     agreement: &Arc<VerifiedAgreement>,
     side: Side,
     notice: Vec<u8>,
+    peer_addr: Option<std::net::SocketAddr>,
 ) -> Result<(), ConnectorError> {
     let rec = AgreementRecord {
         agreement: agreement.envelope().to_vec(),
         side,
         notice,
         stored: core.now(),
+        peer_addr: peer_addr.map(|a| a.to_string()),
     };
     let mut b = Batch::new();
     b.put(

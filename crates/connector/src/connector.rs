@@ -194,17 +194,31 @@ impl ConnectorBuilder {
             facts,
         );
         let _ = core.guard.set(guard.clone());
-        // Duties: sleep until the next deadline (or a new duty), raise what is overdue.
+        let peers = Arc::new(Mutex::new(Peers::default()));
+        let inner = Arc::new(Inner {
+            core,
+            endpoint,
+            peers,
+            config: self.config,
+            next_session: AtomicU64::new(1),
+            rng: Arc::new(SystemRandom),
+        });
+        // Duties: sleep until the next deadline (or a new duty), raise what is overdue,
+        // send the usage reports that are due.
         let duty_watch = {
-            let core = core.clone();
+            let inner = inner.clone();
+            let guard = guard.clone();
             tokio::spawn(async move {
                 loop {
-                    let _ = core.check_duties();
+                    // Reports first (a report sent in time is no alert), then alerts
+                    // for what is still overdue.
+                    if let Ok(all) = guard.duties(inner.core.now()) {
+                        send_due_reports(&inner, &guard, &all).await;
+                    }
+                    let _ = inner.core.check_duties();
+                    let core = &inner.core;
                     let now = core.now();
-                    let next = core
-                        .guard
-                        .get()
-                        .and_then(|g| g.next_deadline_after(now).ok().flatten());
+                    let next = guard.next_deadline_after(now).ok().flatten();
                     let wait = next.map_or(Duration::from_secs(3600), |t| {
                         Duration::from_millis(t.millis_since(now).clamp(1, 3_600_000))
                     });
@@ -215,15 +229,6 @@ impl ConnectorBuilder {
                 }
             })
         };
-        let peers = Arc::new(Mutex::new(Peers::default()));
-        let inner = Arc::new(Inner {
-            core,
-            endpoint,
-            peers,
-            config: self.config,
-            next_session: AtomicU64::new(1),
-            rng: Arc::new(SystemRandom),
-        });
         let accept = {
             let inner = inner.clone();
             tokio::spawn(async move {
@@ -303,6 +308,7 @@ impl Inner {
             driver: cell.clone(),
             endpoint: self.endpoint.clone(),
             sync_every: self.config.sync_every.max(1),
+            addr: conn.remote_address(),
         };
         let addr = conn.remote_address();
         let (driver, task) = Driver::spawn(conn, session, app, self.core.clock.clone());
@@ -566,7 +572,10 @@ impl Connector {
     /// [`AlertKind::DutyOverdue`](crate::AlertKind::DutyOverdue) alert (once) for each
     /// overdue one. A background task does the same at each deadline.
     pub fn duties(&self) -> Result<Vec<crate::usage::DutyStatus>, crate::usage::GuardError> {
-        self.inner.core.check_duties()
+        let all = self.inner.core.check_duties();
+        // The watcher looks again too (it sends the usage reports that are due).
+        self.inner.core.duty_wake.notify_one();
+        all
     }
 
     // ---- provider ----
@@ -901,6 +910,18 @@ impl Connector {
         let peer = self.inner.peer(addr).await?;
         deliver(&peer, move |s, now| s.send_deletion_receipt(now, signed)).await?;
         Ok(v.id())
+    }
+
+    /// Consumer: signs a usage report of `agreement` for the period since the last one
+    /// (uses counted by the guard), logs it, sends it to the provider at `addr` (which
+    /// verifies and logs it), and fulfils the due `report-usage` duties. Sent by itself
+    /// when such a duty falls due and the provider's address is known.
+    pub async fn report_usage(
+        &self,
+        addr: SocketAddr,
+        agreement: &Hash256,
+    ) -> Result<Hash256, ConnectorError> {
+        report_usage(&self.inner, &self.guard, addr, agreement).await
     }
 
     /// Provider: the uses and bytes served under an agreement by transfers that ended.
@@ -1262,6 +1283,125 @@ impl Connector {
         self.inner.endpoint.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.endpoint.wait_idle()).await;
     }
+}
+
+/// Sends the usage reports of every `report-usage` duty whose deadline has come and
+/// whose provider address is known.
+async fn send_due_reports(
+    inner: &Arc<Inner>,
+    guard: &crate::UsageGuard,
+    all: &[crate::usage::DutyStatus],
+) {
+    use crate::usage::DutyState;
+    let mut sent = std::collections::HashSet::new();
+    for d in all {
+        if !matches!(d.duty, tds_policy::Duty::ReportUsage { .. })
+            || d.state != DutyState::Overdue
+            || !sent.insert(d.agreement)
+        {
+            continue;
+        }
+        let addr = match records::get::<crate::records::AgreementRecord>(
+            inner.core.store.as_ref(),
+            Table::Agreements,
+            d.agreement.as_bytes(),
+        ) {
+            Ok(Some(r)) => r.peer_addr.and_then(|a| a.parse::<SocketAddr>().ok()),
+            _ => None,
+        };
+        let Some(addr) = addr else { continue };
+        if let Err(e) = report_usage(inner, guard, addr, &d.agreement).await {
+            tracing::warn!(error = %e, agreement = %d.agreement, "a due usage report was not sent");
+        }
+    }
+}
+
+async fn report_usage(
+    inner: &Arc<Inner>,
+    guard: &crate::UsageGuard,
+    addr: SocketAddr,
+    agreement: &Hash256,
+) -> Result<Hash256, ConnectorError> {
+    let core = inner.core.clone();
+    let a = core
+        .agreement(agreement)
+        .ok_or_else(|| ConnectorError::NotFound {
+            what: "agreement",
+            id: agreement.to_string(),
+        })?;
+    let now = core.now();
+    let uses = guard.uses(agreement)?;
+    let key = records::report_key(agreement);
+    let last: Option<crate::records::ReportRecord> =
+        records::get(core.store.as_ref(), Table::Usage, &key)?;
+    let (from, before) = last
+        .as_ref()
+        .map_or((a.terms().agreed_at, 0), |l| (l.to, l.uses));
+    let period = uses.saturating_sub(before);
+    let report = tds_protocol::signed::UsageReport {
+        agreement: *agreement,
+        consumer: core.me,
+        consumer_key: core.signer.public_key(),
+        from: from.min(now),
+        to: now,
+        uses: period,
+        bytes: 0,
+        actions: if period == 0 {
+            Vec::new()
+        } else {
+            vec![tds_protocol::signed::ActionUses {
+                action: tds_policy::Action::Use,
+                uses: period,
+            }]
+        },
+        time: now,
+    };
+    let signed = tds_protocol::signed::sign_usage_report(core.signer.as_ref(), &report)
+        .map_err(|e| ConnectorError::invalid("usage report", &e))?;
+    let v = tds_protocol::signed::verify_usage_report(&signed, &core.signer.public_key())
+        .map_err(|e| ConnectorError::invalid("usage report", &e))?;
+    core.record(EventBody::UsageReported {
+        agreement: *agreement,
+        report: v.id(),
+        object: Some(SignedObject {
+            kind: code("usage-report"),
+            id: v.id(),
+            bytes: signed.clone(),
+        }),
+    })
+    .await?;
+    let peer = inner.peer(addr).await?;
+    deliver(&peer, move |s, now| s.send_usage_report(now, signed)).await?;
+    let mut b = Batch::new();
+    b.put(
+        Table::Usage,
+        key,
+        records::encode(
+            Table::Usage,
+            &crate::records::ReportRecord {
+                to: now,
+                uses,
+                report: v.id(),
+            },
+        )?,
+    );
+    core.store.commit_async(b).await?;
+    for d in guard
+        .duties_of(agreement, now)
+        .map_err(|e| ConnectorError::invalid("usage guard", &e))?
+    {
+        if matches!(d.duty, tds_policy::Duty::ReportUsage { .. })
+            && matches!(
+                d.state,
+                crate::usage::DutyState::Due | crate::usage::DutyState::Overdue
+            )
+        {
+            guard
+                .fulfil(agreement, d.index, now)
+                .map_err(|e| ConnectorError::invalid("usage guard", &e))?;
+        }
+    }
+    Ok(v.id())
 }
 
 /// Sends a post-agreement message through `peer`'s session and waits for the peer's

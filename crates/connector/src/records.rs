@@ -130,6 +130,29 @@ pub struct AgreementRecord {
     pub notice: Vec<u8>,
     /// When it was stored.
     pub stored: Timestamp,
+    /// Consumer: the provider's address (where usage reports and deletion receipts go).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_addr: Option<String>,
+}
+
+/// The last usage report a consumer sent for an agreement (`usage` table, key
+/// `report/` + agreement id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportRecord {
+    /// The end of the period it covered.
+    pub to: Timestamp,
+    /// The guard's use count at that time.
+    pub uses: u64,
+    /// The report id.
+    pub report: Hash256,
+}
+
+/// Key of an agreement's last usage report.
+pub(crate) fn report_key(agreement: &Hash256) -> Vec<u8> {
+    let mut k = b"report/".to_vec();
+    k.extend_from_slice(agreement.as_bytes());
+    k
 }
 
 /// An agreement that ended before its time.

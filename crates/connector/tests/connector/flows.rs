@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use tds_connector::{ConnectorEvent, FetchOptions};
+use tds_core::Signer;
 use tds_identity::Sector;
 use tds_protocol::message::CatalogFilter;
 
@@ -327,5 +328,89 @@ async fn termination_reaches_the_consumer() -> Res {
         .err()
         .ok_or("a use under a terminated agreement was granted")?;
     assert_eq!(tds_core::ErrorCode::code(&e), "guard.terminated");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_reports_follow_the_schedule() -> Res {
+    let mut space = Space::new()?;
+    let grid = space.member(9, Sector::POWER, "CN-SX")?;
+    let bank = space.member(10, Sector::FINANCE, "CN-SX")?;
+    let dir = tempfile::tempdir()?;
+    let clock = Arc::new(tds_core::time::ManualClock::new(tds_core::Timestamp::now()));
+    let build = |m: &Member| -> Res<tds_connector::ConnectorBuilder> {
+        Ok(
+            tds_connector::Connector::builder(m.key.clone(), m.credential.clone(), space.trust()?)
+                .revocation_list(space.crl.clone())
+                .clock(clock.clone())
+                .memory(),
+        )
+    };
+    let provider = build(&grid)?.start().await?;
+    let consumer = build(&bank)?.start().await?;
+    let policy =
+        "policy set;\n\npermit use\n  when purpose isA research\n  duty report-usage(every 1h);\n";
+    let (_, offer) = publish(
+        &provider,
+        &grid,
+        dir.path(),
+        "a",
+        &data(100_000, 9),
+        65536,
+        &AssetSpec::default(),
+        policy,
+    )
+    .await?;
+    let addr = provider.local_addr()?;
+    let a = consumer
+        .negotiate(addr, &offer, None, "research".parse()?)
+        .await?;
+    consumer
+        .fetch(
+            addr,
+            &a.id(),
+            FetchOptions::new(dir.path().join("out"), "research".parse()?),
+        )
+        .await?;
+    for _ in 0..3 {
+        consumer
+            .guard()
+            .check_use(&a.id(), tds_policy::Action::Use, &"research".parse()?)?;
+    }
+    // An hour and a bit later the report is due: the watcher sends it by itself.
+    clock.advance(61 * 60 * 1000);
+    let _ = consumer.duties()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let report = loop {
+        let log = provider.log();
+        let mut found = None;
+        for i in log.events_for(&a.id())? {
+            if let tds_provenance::EventBody::UsageReported {
+                object: Some(o), ..
+            } = log.event(i)?.body
+            {
+                let v =
+                    tds_protocol::signed::verify_usage_report(&o.bytes, &bank.key.public_key())?;
+                found = Some(v.report().clone());
+            }
+        }
+        if found.is_some() || std::time::Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let report = report.ok_or("the provider logged no usage report")?;
+    assert_eq!(report.uses, 3, "{report:?}");
+    // The duty is fulfilled: the next deadline is on the schedule (two hours after the
+    // agreement), still ahead, so the duty is no longer overdue.
+    let duties = consumer.duties()?;
+    let d = duties
+        .iter()
+        .find(|d| d.duty.name() == "report-usage")
+        .ok_or("no report duty")?;
+    assert_ne!(d.state, tds_connector::usage::DutyState::Overdue, "{d:?}");
+    assert!(d.fulfilled.is_some(), "{d:?}");
+    let now = tds_core::Clock::now(&*clock);
+    assert!(d.due.is_some_and(|due| due > now), "{d:?}");
     Ok(())
 }
