@@ -41,6 +41,8 @@ pub(crate) enum FetchEnd {
     Terminated {
         code: String,
         reason: String,
+        /// Bytes verified and written by this transfer before it ended.
+        bytes: u64,
     },
 }
 
@@ -58,6 +60,9 @@ pub(crate) struct Fetch {
     pub(crate) total: u64,
     pub(crate) since_sync: u64,
     pub(crate) syncing: bool,
+    /// Held while the resume state is synced and stored, so an older state never
+    /// overwrites a newer one (shared by every transfer of one fetch call).
+    pub(crate) saves: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What callers of one session wait for.
@@ -244,7 +249,10 @@ impl App {
         tokio::spawn(async move {
             let agreement = fetch.agreement.id();
             let transfer = transfer_id(&agreement, &consumer_pid);
-            // The bytes first, then the record that says they are there.
+            // The bytes first, then the record that says they are there; after any
+            // periodic save of this transfer (its state is older).
+            let saving = fetch.saves.clone();
+            let saving = saving.lock().await;
             let file = fetch.file.clone();
             let synced = tokio::task::spawn_blocking(move || file.sync_data())
                 .await
@@ -264,6 +272,7 @@ impl App {
                 (Ok(()), None) => Ok(()),
                 (Err(e), _) => Err(ConnectorError::io(&fetch.out, e)),
             };
+            drop(saving);
             if let Err(e) = &saved {
                 core.alert(
                     AlertKind::Storage,
@@ -358,7 +367,11 @@ impl App {
                         code: c.clone(),
                         reason: reason.clone(),
                     });
-                    FetchEnd::Terminated { code: c, reason }
+                    FetchEnd::Terminated {
+                        code: c,
+                        reason,
+                        bytes: fetch.bytes,
+                    }
                 }
             };
             if let Some(done) = fetch.done.take() {
@@ -370,7 +383,7 @@ impl App {
     /// Every `sync_every` bytes: the verified set as of now, the output file synced,
     /// then the set stored (so a restart resumes from it).
     fn maybe_sync(&self, pid: Pid) {
-        let (file, agreement, out, resumed, total) = {
+        let (file, agreement, out, resumed, total, saves) = {
             let mut w = lock(&self.waiters);
             let Some(f) = w.fetches.get_mut(&pid) else {
                 return;
@@ -386,46 +399,65 @@ impl App {
                 f.out.clone(),
                 f.resumed,
                 f.total,
+                f.saves.clone(),
             )
         };
         let Some(driver) = self.driver() else { return };
         let core = self.core.clone();
         let waiters = self.waiters.clone();
+        let sync_every = self.sync_every;
         tokio::spawn(async move {
-            let state = driver
-                .call(move |s, _| s.verifier_state(pid))
-                .await
-                .ok()
-                .flatten();
-            if let Some(state) = state {
-                let f = file.clone();
-                let synced = tokio::task::spawn_blocking(move || f.sync_data()).await;
-                if matches!(synced, Ok(Ok(()))) {
-                    let fetch = Fetch {
-                        agreement,
-                        out,
-                        file,
-                        done: None,
-                        progress: None,
-                        resumed,
-                        bytes: 0,
-                        total,
-                        since_sync: 0,
-                        syncing: false,
-                    };
-                    if let Err(e) = save_fetch(&core, &fetch, &state, false, None).await {
-                        core.alert(
-                            AlertKind::Storage,
-                            e.code(),
-                            e.to_string(),
-                            Some(fetch.agreement.id()),
-                            None,
-                        );
+            loop {
+                let saving = saves.lock().await;
+                // A transfer that ended is saved by its end, with its final state.
+                if !lock(&waiters).fetches.contains_key(&pid) {
+                    return;
+                }
+                let state = driver
+                    .call(move |s, _| s.verifier_state(pid))
+                    .await
+                    .ok()
+                    .flatten();
+                if let Some(state) = state {
+                    let f = file.clone();
+                    let synced = tokio::task::spawn_blocking(move || f.sync_data()).await;
+                    if matches!(synced, Ok(Ok(()))) {
+                        let fetch = Fetch {
+                            agreement: agreement.clone(),
+                            out: out.clone(),
+                            file: file.clone(),
+                            done: None,
+                            progress: None,
+                            resumed,
+                            bytes: 0,
+                            total,
+                            since_sync: 0,
+                            syncing: false,
+                            saves: saves.clone(),
+                        };
+                        if let Err(e) = save_fetch(&core, &fetch, &state, false, None).await {
+                            core.alert(
+                                AlertKind::Storage,
+                                e.code(),
+                                e.to_string(),
+                                Some(fetch.agreement.id()),
+                                None,
+                            );
+                        }
                     }
                 }
-            }
-            if let Some(f) = lock(&waiters).fetches.get_mut(&pid) {
-                f.syncing = false;
+                drop(saving);
+                let mut w = lock(&waiters);
+                let Some(f) = w.fetches.get_mut(&pid) else {
+                    return;
+                };
+                if f.since_sync < sync_every {
+                    f.syncing = false;
+                    return;
+                }
+                // Chunks verified while this sync ran: sync them now, not at the next
+                // chunk, which may be long in coming.
+                f.since_sync = 0;
             }
         });
     }

@@ -311,8 +311,16 @@ impl Inner {
             addr: conn.remote_address(),
         };
         let addr = conn.remote_address();
-        let (driver, task) = Driver::spawn(conn, session, app, self.core.clock.clone());
-        let _ = cell.set(driver.clone());
+        // The app has its driver before the first event (the peer may speak at once).
+        let (driver, task) = Driver::spawn_with(
+            conn,
+            session,
+            move |d| {
+                let _ = cell.set(d);
+                app
+            },
+            self.core.clock.clone(),
+        );
         self.core.emit(ConnectorEvent::PeerConnected {
             peer: peer_id,
             outgoing,
@@ -345,6 +353,7 @@ impl Inner {
                         let _ = done.send(FetchEnd::Terminated {
                             code: "transport.closed".into(),
                             reason: reason.clone(),
+                            bytes: f.bytes,
                         });
                     }
                 }
@@ -385,6 +394,15 @@ impl Inner {
                 ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             })??;
         Ok(self.attach(conn, true))
+    }
+
+    /// Drops the cached session with `addr` if it is `peer` (it stopped before it ran a
+    /// call: the peer closed it as the call was made), so the next call dials afresh.
+    fn forget(&self, addr: SocketAddr, peer: &Arc<Peer>) {
+        let mut p = lock(&self.peers);
+        if p.by_addr.get(&addr).is_some_and(|x| Arc::ptr_eq(x, peer)) {
+            p.by_addr.remove(&addr);
+        }
     }
 
     /// A live session with the participant `id` (either direction).
@@ -938,18 +956,34 @@ impl Connector {
         filter: CatalogFilter,
         cursor: Option<Vec<u8>>,
     ) -> Result<CatalogPage, ConnectorError> {
-        let peer = self.inner.peer(addr).await?;
-        let (tx, rx) = oneshot::channel();
-        let waiters = peer.waiters.clone();
-        peer.driver
-            .call(move |s, now| {
-                let id = s.query_catalog(now, filter, cursor, tds_protocol::message::MAX_PAGE)?;
-                lock(&waiters).catalogs.insert(id, tx);
-                Ok::<_, tds_protocol::session::CallError>(())
-            })
-            .await??;
-        rx.await
-            .map_err(|_| ConnectorError::Closed("the session ended".into()))?
+        let mut fresh = false;
+        loop {
+            let peer = self.inner.peer(addr).await?;
+            let (tx, rx) = oneshot::channel();
+            let waiters = peer.waiters.clone();
+            let (filter, cursor) = (filter.clone(), cursor.clone());
+            let called = peer
+                .driver
+                .call(move |s, now| {
+                    let id =
+                        s.query_catalog(now, filter, cursor, tds_protocol::message::MAX_PAGE)?;
+                    lock(&waiters).catalogs.insert(id, tx);
+                    Ok::<_, tds_protocol::session::CallError>(())
+                })
+                .await;
+            match called {
+                // The call never ran: once more on a fresh connection.
+                Err(_) if !fresh => {
+                    self.inner.forget(addr, &peer);
+                    fresh = true;
+                    continue;
+                }
+                r => r??,
+            }
+            return rx
+                .await
+                .map_err(|_| ConnectorError::Closed("the session ended".into()))?;
+        }
     }
 
     /// Every catalog entry of the peer at `addr` matching `filter` (all pages).
@@ -981,19 +1015,33 @@ impl Connector {
         policy: Option<Policy>,
         purpose: Purpose,
     ) -> Result<Arc<VerifiedAgreement>, ConnectorError> {
-        let peer = self.inner.peer(addr).await?;
-        let (tx, rx) = oneshot::channel();
-        let waiters = peer.waiters.clone();
-        let offer = offer.to_vec();
-        peer.driver
-            .call(move |s, now| {
-                let pid = s.request_contract(now, &offer, policy, purpose)?;
-                lock(&waiters).negotiations.insert(pid, tx);
-                Ok::<_, tds_protocol::session::CallError>(())
-            })
-            .await??;
-        rx.await
-            .map_err(|_| ConnectorError::Closed("the session ended".into()))?
+        let mut fresh = false;
+        loop {
+            let peer = self.inner.peer(addr).await?;
+            let (tx, rx) = oneshot::channel();
+            let waiters = peer.waiters.clone();
+            let (offer, policy, purpose) = (offer.to_vec(), policy.clone(), purpose.clone());
+            let called = peer
+                .driver
+                .call(move |s, now| {
+                    let pid = s.request_contract(now, &offer, policy, purpose)?;
+                    lock(&waiters).negotiations.insert(pid, tx);
+                    Ok::<_, tds_protocol::session::CallError>(())
+                })
+                .await;
+            match called {
+                // The call never ran: once more on a fresh connection.
+                Err(_) if !fresh => {
+                    self.inner.forget(addr, &peer);
+                    fresh = true;
+                    continue;
+                }
+                r => r??,
+            }
+            return rx
+                .await
+                .map_err(|_| ConnectorError::Closed("the session ended".into()))?;
+        }
     }
 
     /// Fetches the asset of `agreement` from the provider at `addr` into `options.out`:
@@ -1024,6 +1072,7 @@ impl Connector {
         let mut attempts = 0u32;
         let mut fetched = 0u64;
         let mut first_resumed = None;
+        let saves = Arc::new(tokio::sync::Mutex::new(()));
         loop {
             // What an earlier fetch verified and synced into this file.
             let prior: Option<FetchRecord> =
@@ -1074,6 +1123,7 @@ impl Connector {
                 total,
                 since_sync: 0,
                 syncing: false,
+                saves: saves.clone(),
             };
             let waiters = peer.waiters.clone();
             let purpose = options.purpose.clone();
@@ -1097,13 +1147,22 @@ impl Connector {
                 );
                 core.store.commit_async(b).await?;
             }
-            peer.driver
+            let called = peer
+                .driver
                 .call(move |s, now| {
                     let pid = s.request_transfer(now, agreement_arc, purpose, resume, context)?;
                     lock(&waiters).fetches.insert(pid, fetch);
                     Ok::<_, tds_protocol::session::CallError>(())
                 })
-                .await??;
+                .await;
+            match called {
+                // The call never ran (the session stopped as it was made): dial afresh.
+                Err(_) if attempts < self.inner.config.fetch_attempts => {
+                    self.inner.forget(addr, &peer);
+                    continue;
+                }
+                r => r??,
+            }
             let end = rx
                 .await
                 .map_err(|_| ConnectorError::Closed("the session ended".into()))?;
@@ -1136,7 +1195,12 @@ impl Connector {
                         });
                     }
                 }
-                FetchEnd::Terminated { code: c, reason } => {
+                FetchEnd::Terminated {
+                    code: c,
+                    reason,
+                    bytes,
+                } => {
+                    fetched = fetched.saturating_add(bytes);
                     let retry = attempts < self.inner.config.fetch_attempts && retryable(&c);
                     if !retry {
                         return Err(ConnectorError::Refused {
@@ -1274,6 +1338,7 @@ impl Connector {
             for (pid, state) in states {
                 let fetch = lock(&p.waiters).fetches.remove(&pid);
                 if let Some(f) = fetch {
+                    let _saving = f.saves.lock().await;
                     if f.file.sync_data().is_ok() {
                         let _ = save_state(&self.inner.core, &f, &state).await;
                     }

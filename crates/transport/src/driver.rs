@@ -59,9 +59,23 @@ impl Driver {
         app: A,
         clock: Arc<dyn Clock>,
     ) -> (Driver, JoinHandle<TransportError>) {
+        Driver::spawn_with(conn, session, |_| app, clock)
+    }
+
+    /// As [`Driver::spawn`], with the app made from the session's [`Driver`] before the
+    /// loop starts: an app that calls back into its own session from the events it gets
+    /// has its handle before the first event, however early the peer speaks.
+    pub fn spawn_with<A: SessionApp>(
+        conn: Connection,
+        session: Session,
+        app: impl FnOnce(Driver) -> A,
+        clock: Arc<dyn Clock>,
+    ) -> (Driver, JoinHandle<TransportError>) {
         let (calls, rx) = mpsc::channel(64);
+        let driver = Driver { calls };
+        let app = app(driver.clone());
         let task = tokio::spawn(run(conn, session, app, clock, rx));
-        (Driver { calls }, task)
+        (driver, task)
     }
 
     /// Runs `f` on the session inside its task, with the current time, and returns what
@@ -183,14 +197,13 @@ impl<A: SessionApp> Loop<A> {
         self.clock.now()
     }
 
-    /// Moves the session's output out until it has none.
+    /// Moves the session's output out until it has none: its events to the app first,
+    /// then its frames to the wire, so what the app does synchronously on an event
+    /// (marking an agreement terminated, say) is done before the ack that tells the peer
+    /// the message arrived.
     fn drain(&mut self) {
         loop {
             let mut progressed = false;
-            while let Some(t) = self.session.poll_transmit() {
-                progressed = true;
-                self.transmit(t);
-            }
             while let Some(e) = self.session.poll_event() {
                 progressed = true;
                 let now = self.now();
@@ -205,6 +218,10 @@ impl<A: SessionApp> Loop<A> {
                     } => self.serve(now, reply, &asset, index, offset, len),
                     other => self.app.event(&mut self.session, now, other),
                 }
+            }
+            while let Some(t) = self.session.poll_transmit() {
+                progressed = true;
+                self.transmit(t);
             }
             if !progressed {
                 return;

@@ -206,3 +206,193 @@ pub async fn publish(
     let rec: tds_connector::records::OfferRecord = tds_core::cbor::decode(&rec)?;
     Ok((p.asset, rec.offer))
 }
+
+/// Publishes `manifest` served from `source` under one offer of `policy`; returns the
+/// asset id and the signed offer.
+pub async fn publish_source(
+    provider: &Connector,
+    manifest: &[u8],
+    source: Source,
+    policy: &str,
+) -> Res<(String, Vec<u8>)> {
+    let p = provider
+        .publish(manifest, source, vec![terms(policy)?])
+        .await?;
+    let id = p.offers.first().copied().ok_or("no offer")?;
+    let rec = provider
+        .store()
+        .get(tds_connector::store::Table::Offers, id.as_bytes())?
+        .ok_or("offer not stored")?;
+    let rec: tds_connector::records::OfferRecord = tds_core::cbor::decode(&rec)?;
+    Ok((p.asset, rec.offer))
+}
+
+/// A provider's data source over bytes that watches and bends what it serves. Nothing
+/// happens until [`arm`](Self::arm) (publishing reads the source to build the chunk
+/// tree); then every read of one whole chunk is counted, chunk `corrupt` is served with
+/// one byte flipped (on its first read, or on every read), and reads of chunks at or
+/// after `hold` wait while the source is held.
+pub struct ChunkSource {
+    pub bytes: Vec<u8>,
+    pub chunk: u64,
+    armed: std::sync::atomic::AtomicBool,
+    reads: Vec<std::sync::atomic::AtomicU64>,
+    corrupt: Option<(u64, bool)>,
+    corrupted: std::sync::atomic::AtomicU64,
+    hold: Option<u64>,
+    held: std::sync::atomic::AtomicBool,
+}
+
+impl ChunkSource {
+    pub fn new(bytes: Vec<u8>, chunk: u64) -> ChunkSource {
+        let chunks = (bytes.len() as u64).div_ceil(chunk);
+        ChunkSource {
+            bytes,
+            chunk,
+            armed: false.into(),
+            reads: (0..chunks).map(|_| 0.into()).collect(),
+            corrupt: None,
+            corrupted: 0.into(),
+            hold: None,
+            held: false.into(),
+        }
+    }
+
+    /// Serves chunk `index` corrupted: on its first read only, or on `every` read.
+    pub fn corrupting(mut self, index: u64, every: bool) -> ChunkSource {
+        self.corrupt = Some((index, every));
+        self
+    }
+
+    /// Holds reads of chunks from `index` on until [`release`](Self::release).
+    pub fn holding_from(mut self, index: u64) -> ChunkSource {
+        self.hold = Some(index);
+        self.held = true.into();
+        self
+    }
+
+    pub fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn release(&self) {
+        self.held.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn chunks(&self) -> u64 {
+        self.reads.len() as u64
+    }
+
+    /// Reads of each chunk since armed.
+    pub fn reads(&self) -> Vec<u64> {
+        self.reads
+            .iter()
+            .map(|r| r.load(std::sync::atomic::Ordering::SeqCst))
+            .collect()
+    }
+
+    /// Corrupted chunks served.
+    pub fn corrupted(&self) -> u64 {
+        self.corrupted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The correct bytes of chunk `index`.
+    pub fn chunk_bytes(&self, index: u64) -> &[u8] {
+        let start = usize::try_from(index * self.chunk).unwrap_or(usize::MAX);
+        let end = usize::try_from((index + 1) * self.chunk)
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
+        self.bytes.get(start..end).unwrap_or_default()
+    }
+}
+
+impl tds_connector::DataSource for ChunkSource {
+    fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let src = usize::try_from(offset)
+            .ok()
+            .and_then(|s| self.bytes.get(s..s.checked_add(buf.len())?))
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(src);
+        let index = offset / self.chunk;
+        let whole = offset.is_multiple_of(self.chunk)
+            && buf.len() as u64 == self.chunk.min(self.len() - offset);
+        if !self.armed.load(SeqCst) || !whole {
+            return Ok(());
+        }
+        if self.hold.is_some_and(|h| index >= h) {
+            // Bounded, so a test that fails before releasing cannot hang.
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while self.held.load(SeqCst) && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        let first = self
+            .reads
+            .get(usize::try_from(index).unwrap_or(usize::MAX))
+            .map_or(0, |r| r.fetch_add(1, SeqCst))
+            == 0;
+        if let Some((bad, every)) = self.corrupt {
+            if index == bad && (every || first) {
+                if let Some(b) = buf.get_mut(buf.len() / 2) {
+                    *b ^= 0x5a;
+                }
+                self.corrupted.fetch_add(1, SeqCst);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of the chunks `state` marks verified, and their indexes.
+pub fn verified_chunks(state: &tds_manifest::content::VerifierState) -> (u64, Vec<u64>) {
+    let chunks = state.size.div_ceil(state.chunk_size.max(1));
+    let mut bytes = 0;
+    let mut set = Vec::new();
+    for i in 0..chunks {
+        let byte = state
+            .verified
+            .get(usize::try_from(i / 8).unwrap_or(usize::MAX))
+            .copied()
+            .unwrap_or(0);
+        if byte & (1 << (i % 8)) != 0 {
+            set.push(i);
+            bytes += state.chunk_size.min(state.size - i * state.chunk_size);
+        }
+    }
+    (bytes, set)
+}
+
+/// The resume state a consumer stored for `agreement`, if any.
+pub fn stored_state(
+    consumer: &Connector,
+    agreement: &tds_core::hash::Hash256,
+) -> Res<Option<tds_manifest::content::VerifierState>> {
+    let Some(rec) = consumer
+        .store()
+        .get(tds_connector::store::Table::Transfers, agreement.as_bytes())?
+    else {
+        return Ok(None);
+    };
+    let rec: tds_connector::records::FetchRecord = tds_core::cbor::decode(&rec)?;
+    if rec.verified.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(tds_manifest::content::VerifierState::from_bytes(
+        &rec.verified,
+    )?))
+}
+
+/// The kinds of the events of `c`'s log naming `agreement`, oldest first.
+pub fn event_kinds(c: &Connector, agreement: &tds_core::hash::Hash256) -> Res<Vec<String>> {
+    let log = c.log();
+    let mut v = Vec::new();
+    for i in log.events_for(agreement)? {
+        v.push(log.event(i)?.kind().to_owned());
+    }
+    Ok(v)
+}

@@ -3,3 +3,5 @@
 mod common;
 mod denials;
 mod flows;
+mod malicious;
+mod restart;
