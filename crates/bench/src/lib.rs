@@ -4,4 +4,6 @@
 
 pub mod kv;
 pub mod log;
+pub mod negotiate;
 pub mod net;
+mod pair;

@@ -69,6 +69,33 @@ enum Command {
         /// Bytes to move: 1GiB, 64MiB, 4096, ...
         #[arg(long, default_value = "1GiB", value_parser = tds_bench::net::parse_size)]
         size: u64,
+        /// Where the connector transfer's consumer writes its output file (in a temporary
+        /// directory made there and removed after; default: the system's temporary
+        /// directory). `/dev/shm` takes the disk out of the figure.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Contract negotiations through the connector API on one open connection: COUNT
+    /// negotiations from CONCURRENCY tasks between a provider and a consumer connector
+    /// with durable state (redb and the provenance log in temporary data directories),
+    /// against raw quinn round trips (plain and signed) and raw durable redb commits
+    /// measured in the same run. Prints one JSON line.
+    Negotiate {
+        /// Negotiations to time.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        count: u64,
+        /// Negotiations in flight.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        concurrency: u64,
+        /// Negotiations made first, one at a time, not timed.
+        #[arg(long, default_value_t = 50)]
+        warmup: u64,
+        /// Raw round trips of each kind (at most COUNT).
+        #[arg(long, default_value_t = 2000)]
+        raw: u64,
+        /// Where the data directories go (default: a temporary directory, removed after).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -122,12 +149,40 @@ fn run() -> anyhow::Result<()> {
             println!("{report}");
             Ok(())
         }
-        Command::Transfer { size } => {
+        Command::Transfer { size, out_dir } => {
             let bench = tds_bench::net::TransferBench {
                 size,
                 chunk: 1024 * 1024,
             };
-            let report = runtime()?.block_on(tds_bench::net::transfer(bench))?;
+            let report =
+                runtime()?.block_on(tds_bench::net::transfer(bench, out_dir.as_deref()))?;
+            println!("{report}");
+            Ok(())
+        }
+        Command::Negotiate {
+            count,
+            concurrency,
+            warmup,
+            raw,
+            dir,
+        } => {
+            let tmp;
+            let dir = match dir {
+                Some(d) => d,
+                None => {
+                    tmp = tempfile::Builder::new()
+                        .prefix("tds-bench-negotiate-")
+                        .tempdir()?;
+                    tmp.path().to_path_buf()
+                }
+            };
+            let bench = tds_bench::negotiate::NegotiateBench {
+                count,
+                concurrency,
+                warmup,
+                raw,
+            };
+            let report = runtime()?.block_on(tds_bench::negotiate::negotiate(bench, &dir))?;
             println!("{report}");
             Ok(())
         }

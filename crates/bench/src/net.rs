@@ -18,9 +18,6 @@ use tds_core::Timestamp;
 use tds_core::{Clock, SigningKey};
 use tds_identity::{Admission, Authority, Jurisdiction, Role, Sector, TrustStore};
 use tds_manifest::content::ChunkTree;
-use tds_manifest::{
-    ChunkSize, Classification, Commitment, Manifest, PersonalInfo, MANIFEST_VERSION,
-};
 use tds_policy::contract::{create_offer, Offer};
 use tds_policy::Purpose;
 use tds_protocol::session::{Asset, Config, Event, PlacedChunk, Session};
@@ -49,28 +46,34 @@ pub enum NetBenchError {
     /// The bytes received are not the bytes sent.
     #[error("transfer check: {0}")]
     Mismatch(String),
+    /// A connector call failed.
+    #[error(transparent)]
+    Connector(#[from] tds_connector::ConnectorError),
+    /// A temporary file or directory.
+    #[error("files: {0}")]
+    Io(#[from] std::io::Error),
 }
 
-fn quinn_err(e: impl std::fmt::Display) -> NetBenchError {
+pub(crate) fn quinn_err(e: impl std::fmt::Display) -> NetBenchError {
     NetBenchError::Quinn(e.to_string())
 }
 
 /// A member of the bench's data space.
-struct Member {
-    key: Arc<SigningKey>,
-    credential: Vec<u8>,
+pub(crate) struct Member {
+    pub(crate) key: Arc<SigningKey>,
+    pub(crate) credential: Vec<u8>,
 }
 
 /// Two members of one data space (the client and the server) and a trust store with a
 /// fresh revocation list.
-struct Space {
-    client: Member,
-    server: Member,
-    crl: Vec<u8>,
-    trust: Arc<RwLock<TrustStore>>,
+pub(crate) struct Space {
+    pub(crate) client: Member,
+    pub(crate) server: Member,
+    pub(crate) crl: Vec<u8>,
+    pub(crate) trust: Arc<RwLock<TrustStore>>,
 }
 
-fn space() -> Result<Space, NetBenchError> {
+pub(crate) fn space() -> Result<Space, NetBenchError> {
     let now = SystemClock.now();
     let mut authority = Authority::new("Bench Authority", SigningKey::from_seed(&[200; 32]))?;
     let jurisdiction: Jurisdiction = "CN-SX"
@@ -115,7 +118,7 @@ fn loopback() -> SocketAddr {
 
 /// Raw quinn endpoints with the TDS TLS configurations and transport parameters (no
 /// hello, no credential).
-fn raw_endpoints(
+pub(crate) fn raw_endpoints(
     space: &Space,
     config: &TransportConfig,
 ) -> Result<(quinn::Endpoint, quinn::Endpoint, quinn::ClientConfig), NetBenchError> {
@@ -152,7 +155,7 @@ fn tds_endpoints(
 
 /// One JSON object on one line with the keys in the order given (scripts read it as
 /// JSON; people read the order).
-fn json_line(pairs: &[(&str, serde_json::Value)]) -> String {
+pub(crate) fn json_line(pairs: &[(&str, serde_json::Value)]) -> String {
     let fields: Vec<String> = pairs
         .iter()
         .map(|(k, v)| format!("{}: {v}", serde_json::Value::from(*k)))
@@ -266,17 +269,62 @@ enum Sink {
     Hash,
     /// Bytes are counted and dropped.
     Discard,
+    /// SHA-256 over every byte, and the bytes written to a file (in writes of one chunk,
+    /// synced once at the end): what the connector's consumer does besides verifying.
+    HashWrite,
+}
+
+/// What one timed transfer measured.
+#[derive(Clone, Debug, Default)]
+struct Phase {
+    /// Gbit/s.
+    gbps: f64,
+    /// CPU seconds this process spent while it ran (every thread, both sides).
+    cpu_s: Option<f64>,
+    /// The SHA-256 of what arrived (hashing sinks).
+    digest: Option<Vec<u8>>,
+}
+
+/// CPU seconds this process has used (user + system, every thread) from
+/// `/proc/self/stat` (in ticks of 1/100 s), where there is one.
+pub(crate) fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = rest.split_whitespace();
+    // utime and stime are fields 14 and 15 of the line: 12th and 13th after the name.
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// CPU seconds used since `start` (a [`cpu_seconds`] reading).
+pub(crate) fn cpu_since(start: Option<f64>) -> Option<f64> {
+    Some(((cpu_seconds()? - start?) * 100.0).round() / 100.0)
+}
+
+/// The 1-minute load average of the machine (other work beside the bench).
+pub(crate) fn load_1m() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// One raw quinn transfer: the client asks on one stream, the server writes `size` bytes
 /// from a repeated in-memory buffer (handed to quinn without copying), the client reads
-/// them into `sink`. Returns Gbit/s, timed from the request to the last byte read.
+/// them into `sink` (a file in a temporary directory under `out_dir` for
+/// [`Sink::HashWrite`]). Timed from the request to the last byte read (and, when
+/// writing, the file synced).
 async fn raw_transfer(
     space: &Space,
     config: &TransportConfig,
     bench: TransferBench,
     sink: Sink,
-) -> Result<(f64, Option<Vec<u8>>), NetBenchError> {
+    out_dir: &std::path::Path,
+) -> Result<Phase, NetBenchError> {
     let (server, client, client_config) = raw_endpoints(space, config)?;
     let addr = server.local_addr().map_err(quinn_err)?;
     let source = Bytes::from(vec![0x5au8; bench.chunk]);
@@ -310,6 +358,20 @@ async fn raw_transfer(
         .map_err(quinn_err)?;
     // The windows a TDS connection has once its hello passed.
     config.open_up(&conn);
+    let out_tmp = match sink {
+        Sink::HashWrite => Some(
+            tempfile::Builder::new()
+                .prefix("tds-bench-raw-")
+                .tempdir_in(out_dir)?,
+        ),
+        Sink::Hash | Sink::Discard => None,
+    };
+    let mut file = match &out_tmp {
+        Some(d) => Some(std::fs::File::create(d.path().join("raw.bin"))?),
+        None => None,
+    };
+    let mut pending: Vec<u8> = Vec::with_capacity(if file.is_some() { bench.chunk } else { 0 });
+    let cpu = cpu_seconds();
     let start = Instant::now();
     let (mut send, mut recv) = conn.open_bi().await.map_err(quinn_err)?;
     send.write_all(&bench.size.to_be_bytes())
@@ -320,11 +382,23 @@ async fn raw_transfer(
     let mut received = 0u64;
     while let Some(chunk) = recv.read_chunk(usize::MAX, true).await.map_err(quinn_err)? {
         received += chunk.bytes.len() as u64;
-        if sink == Sink::Hash {
+        if sink != Sink::Discard {
             hasher.update(&chunk.bytes);
         }
+        if let Some(f) = file.as_mut() {
+            pending.extend_from_slice(&chunk.bytes);
+            if pending.len() >= bench.chunk {
+                std::io::Write::write_all(f, &pending)?;
+                pending.clear();
+            }
+        }
+    }
+    if let Some(f) = file.as_mut() {
+        std::io::Write::write_all(f, &pending)?;
+        f.sync_data()?;
     }
     let seconds = start.elapsed().as_secs_f64();
+    let cpu_s = cpu_since(cpu);
     conn.close(0u32.into(), b"");
     serving
         .await
@@ -335,11 +409,15 @@ async fn raw_transfer(
             bench.size
         )));
     }
-    let digest = (sink == Sink::Hash).then(|| hasher.finish().as_ref().to_vec());
-    Ok((gbps(bench.size, seconds), digest))
+    let digest = (sink != Sink::Discard).then(|| hasher.finish().as_ref().to_vec());
+    Ok(Phase {
+        gbps: gbps(bench.size, seconds),
+        cpu_s,
+        digest,
+    })
 }
 
-fn gbps(bytes: u64, seconds: f64) -> f64 {
+pub(crate) fn gbps(bytes: u64, seconds: f64) -> f64 {
     if seconds > 0.0 {
         bytes as f64 * 8.0 / seconds / 1e9
     } else {
@@ -463,7 +541,7 @@ impl SessionApp for Collect {
     }
 }
 
-fn setup<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> NetBenchError + '_ {
+pub(crate) fn setup<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> NetBenchError + '_ {
     move |e| NetBenchError::Setup(format!("{what}: {e}"))
 }
 
@@ -487,62 +565,148 @@ async fn wait_for<T>(
     found.map_err(|_| NetBenchError::Setup("timed out waiting for the consumer".into()))?
 }
 
-/// (c) One TDS verified transfer of `bench.size` bytes; returns Gbit/s and, with
-/// [`Keep::All`], the bytes received.
+/// (c) One TDS verified transfer of `bench.size` bytes through the connector API (two
+/// connectors with durable state in a temporary directory, the output file in another);
+/// returns Gbit/s and, with [`Keep::All`], the bytes of the output file.
 pub async fn tds_transfer(
     bench: TransferBench,
     keep: Keep,
 ) -> Result<(f64, Option<Vec<u8>>), NetBenchError> {
     let space = space()?;
-    let config = TransportConfig::default();
-    tds_verified_transfer(&space, &config, bench, keep).await
+    let (phase, bytes) =
+        connector_transfer(&space, bench, keep, &std::env::temp_dir(), Into::File).await?;
+    Ok((phase.gbps, bytes))
 }
 
-async fn tds_verified_transfer(
+/// The bare-session variant of (c) (the figure `tds_session_gbps`): one `tds-protocol`
+/// session per side over `tds-transport` with in-memory hosts, no store, no log, no
+/// output file.
+pub async fn tds_session_transfer(
+    bench: TransferBench,
+    keep: Keep,
+) -> Result<(f64, Option<Vec<u8>>), NetBenchError> {
+    let space = space()?;
+    let config = TransportConfig::default();
+    let (phase, bytes) = session_transfer(&space, &config, bench, keep).await?;
+    Ok((phase.gbps, bytes))
+}
+
+/// (c) through the connector API: a provider and a consumer [`tds_connector::Connector`]
+/// in this process, each with its redb store, provenance log and chunk trees in a
+/// temporary data directory (so enforcement, durable state and logging are on). The
+/// provider publishes the repeated block as a custom data source (read from memory, as
+/// the raw baselines send it), the consumer finds the offer in its catalog and
+/// negotiates an agreement (neither timed, as the raw handshake is not), then fetches
+/// the asset: timed from the `fetch` call until it returns the receipt, so it includes
+/// the durable transfer records and log events of both sides. With `Into::File` the
+/// bytes go to a file in a temporary directory under `out_dir` (written, synced every
+/// 32 MiB and at the end: what the `raw_quinn_written` baseline does); with
+/// `Into::Counter`, to a [`tds_connector::DataSink`] that counts and drops them (what
+/// the hashing baseline's receiver does once it has hashed them; the consumer verified
+/// every chunk before the sink sees it).
+async fn connector_transfer(
+    space: &Space,
+    bench: TransferBench,
+    keep: Keep,
+    out_dir: &std::path::Path,
+    into: Into,
+) -> Result<(Phase, Option<Vec<u8>>), NetBenchError> {
+    let state = tempfile::Builder::new()
+        .prefix("tds-bench-state-")
+        .tempdir()?;
+    let pair = crate::pair::Pair::start(space, state.path()).await?;
+    let result = async {
+        let offer = pair.publish_repeated(space, bench).await?;
+        let purpose: Purpose = "research".parse().map_err(setup("purpose"))?;
+        let agreement = pair
+            .consumer
+            .negotiate(pair.addr, &offer, None, purpose.clone())
+            .await?;
+        let out_tmp = tempfile::Builder::new()
+            .prefix("tds-bench-out-")
+            .tempdir_in(out_dir)?;
+        let out = out_tmp.path().join("asset.bin");
+        let counter = Arc::new(Counter::default());
+        let options = tds_connector::FetchOptions::new(out.clone(), purpose);
+        let options = match into {
+            Into::File => options,
+            Into::Counter => options.with_sink(counter.clone()),
+        };
+        let cpu = cpu_seconds();
+        let start = Instant::now();
+        let receipt = pair
+            .consumer
+            .fetch(pair.addr, &agreement.id(), options)
+            .await?;
+        let seconds = start.elapsed().as_secs_f64();
+        let cpu_s = cpu_since(cpu);
+        if receipt.size != bench.size || receipt.fetched != bench.size {
+            return Err(NetBenchError::Mismatch(format!(
+                "the receipt says {} of {} bytes fetched; {} were sent",
+                receipt.fetched, receipt.size, bench.size
+            )));
+        }
+        let written = match into {
+            Into::File => std::fs::metadata(&out)?.len(),
+            Into::Counter => counter.0.load(std::sync::atomic::Ordering::Relaxed),
+        };
+        if written != bench.size {
+            return Err(NetBenchError::Mismatch(format!(
+                "the sink holds {written} of {} bytes",
+                bench.size
+            )));
+        }
+        let bytes = match (keep, into) {
+            (Keep::All, Into::File) => Some(std::fs::read(&out)?),
+            _ => None,
+        };
+        let phase = Phase {
+            gbps: gbps(bench.size, seconds),
+            cpu_s,
+            digest: None,
+        };
+        Ok((phase, bytes))
+    }
+    .await;
+    pair.shutdown().await;
+    result
+}
+
+/// Where the connector transfer puts the bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Into {
+    /// A file.
+    File,
+    /// A sink that counts them.
+    Counter,
+}
+
+/// A [`tds_connector::DataSink`] that counts the bytes and drops them.
+#[derive(Debug, Default)]
+struct Counter(std::sync::atomic::AtomicU64);
+
+impl tds_connector::DataSink for Counter {
+    fn write_at(&self, bytes: &[u8], _offset: u64) -> std::io::Result<()> {
+        self.0
+            .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn session_transfer(
     space: &Space,
     config: &TransportConfig,
     bench: TransferBench,
     keep: Keep,
-) -> Result<(f64, Option<Vec<u8>>), NetBenchError> {
+) -> Result<(Phase, Option<Vec<u8>>), NetBenchError> {
     let now = SystemClock.now();
-    let chunk_size = ChunkSize::new(bench.chunk as u64).map_err(setup("chunk size"))?;
-    let block = Bytes::from(vec![0x5au8; bench.chunk]);
-    // The commitment of `size` bytes of the repeated block: equal full chunks, then the
-    // tail.
-    let chunks = chunk_size.chunks_for(bench.size);
-    let full = tds_core::merkle::leaf_hash(&block);
-    let tail_len = bench.size - chunk_size.get() * chunks.saturating_sub(1);
-    let tail = tds_core::merkle::leaf_hash(block.get(..tail_len as usize).unwrap_or_default());
-    let tree = Arc::new(ChunkTree::from_leaves((0..chunks).map(|i| {
-        if i + 1 == chunks {
-            tail
-        } else {
-            full
-        }
-    })));
-    let content =
-        Commitment::new(bench.size, chunk_size, tree.root()).map_err(setup("commitment"))?;
     let provider = &space.server;
-    let manifest = Manifest {
-        version: MANIFEST_VERSION,
-        title: "Bench asset".into(),
-        description: String::new(),
-        sector: Sector::POWER,
-        media_type: "application/octet-stream".into(),
-        schema: None,
-        keywords: vec![],
-        owner: tds_identity::ParticipantId::of(&provider.key.public_key()),
-        owner_key: provider.key.public_key(),
-        created: now,
-        classification: Classification::General,
-        personal: PersonalInfo::None,
-        residency: None,
-        content,
-        lineage: vec![],
-        supersedes: None,
-        quality: None,
-    };
-    let signed = manifest.sign(&provider.key).map_err(setup("manifest"))?;
+    let (block, signed, tree) = crate::pair::repeated_asset(provider, bench)?;
+    let tree = Arc::new(tree);
     let verified = tds_manifest::open(&signed)
         .and_then(|m| m.verify(&provider.key.public_key()))
         .map_err(setup("manifest"))?;
@@ -635,6 +799,7 @@ async fn tds_verified_transfer(
     })
     .await?;
 
+    let cpu = cpu_seconds();
     let start = Instant::now();
     consumer
         .call(move |s, now| s.request_transfer(now, agreement, purpose, None, Default::default()))
@@ -653,6 +818,7 @@ async fn tds_verified_transfer(
     })
     .await?;
     let seconds = start.elapsed().as_secs_f64();
+    let cpu_s = cpu_since(cpu);
     client_conn.close(0, Refusal::new("transport.closed", "bench done"));
     provider_task.abort();
     consumer_task.abort();
@@ -671,7 +837,12 @@ async fn tds_verified_transfer(
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
     });
-    Ok((gbps(bench.size, seconds), bytes))
+    let phase = Phase {
+        gbps: gbps(bench.size, seconds),
+        cpu_s,
+        digest: None,
+    };
+    Ok((phase, bytes))
 }
 
 /// The SHA-256 the source's bytes have (for tests of [`tds_transfer`]).
@@ -688,27 +859,53 @@ pub fn peak_rss_mib() -> Option<f64> {
 }
 
 /// `tds-bench transfer`: (a) raw quinn with SHA-256 on the receiver, (b) raw quinn
-/// without, (c) the TDS verified transfer (hook), and one JSON line.
-pub async fn transfer(bench: TransferBench) -> Result<String, NetBenchError> {
+/// without, (a') raw quinn with SHA-256 writing what it receives to a file in `out_dir`
+/// (default: the system's temporary directory), (c) the TDS verified transfer through
+/// the connector API, its output file in `out_dir` too, (d) the same transfer through
+/// bare protocol sessions with nothing written (`tds_session_gbps`), and one JSON line.
+pub async fn transfer(
+    bench: TransferBench,
+    out_dir: Option<&std::path::Path>,
+) -> Result<String, NetBenchError> {
     let space = space()?;
     let config = TransportConfig::default();
-    let (hashed, digest) = raw_transfer(&space, &config, bench, Sink::Hash).await?;
-    if digest.as_deref() != Some(expected_digest(bench).as_slice()) {
-        return Err(NetBenchError::Mismatch(
-            "SHA-256 differs from the source's".into(),
-        ));
+    let load = load_1m();
+    let out_dir = out_dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+    let expected = expected_digest(bench);
+    let hashed = raw_transfer(&space, &config, bench, Sink::Hash, &out_dir).await?;
+    let plain = raw_transfer(&space, &config, bench, Sink::Discard, &out_dir).await?;
+    let written = raw_transfer(&space, &config, bench, Sink::HashWrite, &out_dir).await?;
+    for p in [&hashed, &written] {
+        if p.digest.as_deref() != Some(expected.as_slice()) {
+            return Err(NetBenchError::Mismatch(
+                "SHA-256 differs from the source's".into(),
+            ));
+        }
     }
-    let (plain, _) = raw_transfer(&space, &config, bench, Sink::Discard).await?;
-    let (tds, _) = tds_verified_transfer(&space, &config, bench, Keep::Count).await?;
-    let tds = Some(tds);
-    let ratio = |base: f64| tds.and_then(|t| (base > 0.0).then(|| t / base));
+    let (tds, _) = connector_transfer(&space, bench, Keep::Count, &out_dir, Into::Counter).await?;
+    let (file, _) = connector_transfer(&space, bench, Keep::Count, &out_dir, Into::File).await?;
+    let (session, _) = session_transfer(&space, &config, bench, Keep::Count).await?;
+    let ratio = |t: f64, base: f64| (base > 0.0).then(|| t / base);
     Ok(json_line(&[
         ("size_bytes", bench.size.into()),
-        ("raw_quinn_hashed_gbps", hashed.into()),
-        ("raw_quinn_gbps", plain.into()),
-        ("tds_gbps", tds.into()),
-        ("ratio", ratio(hashed).into()),
-        ("ratio_vs_unhashed", ratio(plain).into()),
+        ("raw_quinn_hashed_gbps", hashed.gbps.into()),
+        ("raw_quinn_gbps", plain.gbps.into()),
+        ("tds_gbps", tds.gbps.into()),
+        ("ratio", ratio(tds.gbps, hashed.gbps).into()),
+        ("ratio_vs_unhashed", ratio(tds.gbps, plain.gbps).into()),
+        ("raw_quinn_written_gbps", written.gbps.into()),
+        ("tds_file_gbps", file.gbps.into()),
+        ("ratio_vs_written", ratio(file.gbps, written.gbps).into()),
+        ("tds_session_gbps", session.gbps.into()),
+        ("ratio_session", ratio(session.gbps, hashed.gbps).into()),
+        ("raw_quinn_hashed_cpu_s", hashed.cpu_s.into()),
+        ("raw_quinn_cpu_s", plain.cpu_s.into()),
+        ("raw_quinn_written_cpu_s", written.cpu_s.into()),
+        ("tds_cpu_s", tds.cpu_s.into()),
+        ("tds_file_cpu_s", file.cpu_s.into()),
+        ("tds_session_cpu_s", session.cpu_s.into()),
+        ("out_dir", out_dir.display().to_string().into()),
+        ("load_1m", load.into()),
         ("peak_rss_mib", peak_rss_mib().into()),
     ]))
 }

@@ -1,5 +1,5 @@
-//! `tds-bench log` prints the lines `tds log bench` prints; `handshake` and `transfer`
-//! print one JSON line with their keys.
+//! `tds-bench log` prints the lines `tds log bench` prints; `handshake`, `transfer` and
+//! `negotiate` print one JSON line with their keys.
 
 #![expect(
     clippy::unwrap_used,
@@ -53,26 +53,107 @@ fn json_line(args: &[&str]) -> serde_json::Map<String, serde_json::Value> {
 
 #[test]
 fn transfer_prints_the_raw_and_the_tds_figures() {
-    let line = json_line(&["transfer", "--size", "4MiB"]);
-    let keys: Vec<&str> = line.keys().map(String::as_str).collect();
-    let mut expected = [
+    let out = tempfile::tempdir().unwrap();
+    let out_dir = out.path().to_str().unwrap();
+    let line = json_line(&["transfer", "--size", "4MiB", "--out-dir", out_dir]);
+    // The keys scripts read: kept from one version to the next (more may be added).
+    for k in [
         "size_bytes",
         "raw_quinn_hashed_gbps",
         "raw_quinn_gbps",
         "tds_gbps",
         "ratio",
         "ratio_vs_unhashed",
+        "raw_quinn_written_gbps",
+        "ratio_vs_written",
+        "tds_session_gbps",
+        "ratio_session",
+        "out_dir",
         "peak_rss_mib",
-    ];
-    expected.sort_unstable();
-    assert_eq!(keys, expected);
+    ] {
+        assert!(line.contains_key(k), "{k} missing from {line:?}");
+    }
     assert_eq!(line["size_bytes"], 4 * 1024 * 1024);
-    assert!(line["raw_quinn_hashed_gbps"].as_f64().unwrap() > 0.0);
-    assert!(line["raw_quinn_gbps"].as_f64().unwrap() > 0.0);
-    for k in ["tds_gbps", "ratio", "ratio_vs_unhashed"] {
+    assert_eq!(line["out_dir"], out_dir);
+    for k in [
+        "raw_quinn_hashed_gbps",
+        "raw_quinn_gbps",
+        "raw_quinn_written_gbps",
+        "tds_gbps",
+        "tds_session_gbps",
+        "ratio",
+        "ratio_vs_unhashed",
+        "ratio_vs_written",
+        "ratio_session",
+        "peak_rss_mib",
+    ] {
         assert!(line[k].as_f64().unwrap() > 0.0, "{k}");
     }
-    assert!(line["peak_rss_mib"].as_f64().unwrap() > 0.0);
+    // Every temporary file and directory made under the output directory is gone.
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn negotiate_makes_count_durable_agreements_and_prints_its_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let line = json_line(&[
+        "negotiate",
+        "--count",
+        "20",
+        "--concurrency",
+        "4",
+        "--warmup",
+        "2",
+        "--raw",
+        "20",
+        "--dir",
+        data,
+    ]);
+    for k in [
+        "count",
+        "concurrency",
+        "warmup",
+        "p50_ms",
+        "p90_ms",
+        "p99_ms",
+        "max_ms",
+        "per_sec",
+        "agreements",
+        "provider_stored",
+        "consumer_stored",
+        "provider_log_events",
+        "consumer_log_events",
+        "raw_rtt_ms",
+        "raw_per_sec",
+        "raw_signed_rtt_ms",
+        "raw_signed_per_sec",
+        "raw_commit_ms",
+        "floor_ms",
+        "ratio_vs_rtt",
+        "ratio_vs_floor",
+        "ratio_vs_raw_per_sec",
+    ] {
+        assert!(line.contains_key(k), "{k} missing from {line:?}");
+    }
+    assert_eq!(line["count"], 20);
+    assert_eq!(line["concurrency"], 4);
+    assert_eq!(line["warmup"], 2);
+    // The 20 timed negotiations made 20 agreements; with the 2 of the warm-up, both
+    // sides hold 22 in their stores, and each logged one event per agreement (the
+    // provider also logged its asset and offer).
+    assert_eq!(line["agreements"], 20);
+    assert_eq!(line["provider_stored"], 22);
+    assert_eq!(line["consumer_stored"], 22);
+    assert!(line["provider_log_events"].as_u64().unwrap() >= 22 + 2);
+    assert!(line["consumer_log_events"].as_u64().unwrap() >= 22);
+    for k in ["p50_ms", "p99_ms", "per_sec", "raw_rtt_ms", "raw_commit_ms"] {
+        assert!(line[k].as_f64().unwrap() > 0.0, "{k}");
+    }
+    assert!(line["p50_ms"].as_f64() <= line["p99_ms"].as_f64());
+    // The data directories were made where asked.
+    assert!(dir.path().join("provider/connector.redb").exists());
+    assert!(dir.path().join("consumer/log").is_dir());
 }
 
 #[test]

@@ -4,8 +4,6 @@
 //! comes back to the session through its [`Driver`].
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -50,7 +48,7 @@ pub(crate) enum FetchEnd {
 pub(crate) struct Fetch {
     pub(crate) agreement: Arc<VerifiedAgreement>,
     pub(crate) out: PathBuf,
-    pub(crate) file: Arc<File>,
+    pub(crate) file: Arc<dyn crate::source::DataSink>,
     pub(crate) done: Option<oneshot::Sender<FetchEnd>>,
     pub(crate) progress: Option<ProgressFn>,
     /// Bytes verified before this transfer (resumed).
@@ -254,7 +252,7 @@ impl App {
             let saving = fetch.saves.clone();
             let saving = saving.lock().await;
             let file = fetch.file.clone();
-            let synced = tokio::task::spawn_blocking(move || file.sync_data())
+            let synced = tokio::task::spawn_blocking(move || file.sync())
                 .await
                 .map_err(std::io::Error::other)
                 .and_then(|r| r);
@@ -325,7 +323,7 @@ impl App {
                                 ),
                             }
                         }
-                        meter(&core, &agreement, transfer, fetch.total).await;
+                        meter(&core, &agreement, transfer, bytes).await;
                     }
                     FetchEnd::Completed {
                         bytes,
@@ -420,7 +418,7 @@ impl App {
                     .flatten();
                 if let Some(state) = state {
                     let f = file.clone();
-                    let synced = tokio::task::spawn_blocking(move || f.sync_data()).await;
+                    let synced = tokio::task::spawn_blocking(move || f.sync()).await;
                     if matches!(synced, Ok(Ok(()))) {
                         let fetch = Fetch {
                             agreement: agreement.clone(),
@@ -557,10 +555,47 @@ async fn meter(core: &Arc<Core>, agreement: &Hash256, transfer: Hash256, bytes: 
     };
     let t = a.terms();
     let Some(price) = &t.price else { return };
+    // A usage record signed by this side, so the metering either side exports is
+    // provable to the other and to a clearing house.
+    let now = core.now();
+    let record = tds_protocol::signed::UsageRecord {
+        agreement: *agreement,
+        provider: t.provider,
+        consumer: t.consumer,
+        transfer: Some(transfer),
+        uses: 1,
+        bytes,
+        amount: price.amount,
+        currency: price.currency.clone(),
+        time: now,
+        recorder: core.me,
+        recorder_key: core.signer.public_key(),
+    };
+    let signed = tds_protocol::signed::sign_usage_record(&*core.signer, &record).and_then(|b| {
+        let v = tds_protocol::signed::verify_usage_record(&b, &core.signer.public_key())?;
+        Ok((b, v.id()))
+    });
+    let (signed, record_id) = match signed {
+        Ok(s) => s,
+        Err(e) => {
+            core.alert(
+                AlertKind::Storage,
+                e.code(),
+                e.to_string(),
+                Some(*agreement),
+                None,
+            );
+            return;
+        }
+    };
     let body = EventBody::UsageReported {
         agreement: *agreement,
-        report: transfer,
-        object: None,
+        report: record_id,
+        object: Some(SignedObject {
+            kind: code("usage-record"),
+            id: record_id,
+            bytes: signed.clone(),
+        }),
     };
     let index = match core.record(body).await {
         Ok(i) => i,
@@ -584,8 +619,9 @@ async fn meter(core: &Arc<Core>, agreement: &Hash256, transfer: Hash256, bytes: 
         bytes,
         amount: price.amount.0,
         currency: price.currency.as_str().to_owned(),
-        time: core.now(),
+        time: now,
         log_index: index,
+        signed,
     };
     let mut key = records::meter_prefix(Some(agreement));
     key.extend_from_slice(transfer.as_bytes());
@@ -912,7 +948,7 @@ impl SessionApp for App {
         };
         let mut offset = place.offset;
         for p in pieces {
-            file.write_all_at(p, offset).map_err(|e| {
+            file.write_at(p, offset).map_err(|e| {
                 Refusal::new(
                     "connector.write_failed",
                     format!("writing the output file: {e}"),
@@ -949,14 +985,19 @@ impl SessionApp for App {
         }
         let n = usize::try_from(len)
             .map_err(|_| Refusal::new("transfer.bad_chunk_request", "chunk too large"))?;
-        let mut buf = vec![0u8; n];
-        served.source.read_exact_at(&mut buf, offset).map_err(|e| {
+        let buf = served.source.read_bytes(offset, n).map_err(|e| {
             Refusal::new("transfer.source_failed", format!("reading the asset: {e}"))
         })?;
+        if buf.len() != n {
+            return Err(Refusal::new(
+                "transfer.source_failed",
+                format!("the source gave {} bytes for a chunk of {n}", buf.len()),
+            ));
+        }
         let path = served
             .tree
             .path(index)
             .map_err(|e| Refusal::new("transfer.source_failed", format!("the chunk tree: {e}")))?;
-        Ok((Bytes::from(buf), path))
+        Ok((buf, path))
     }
 }

@@ -450,6 +450,11 @@ pub struct FetchOptions {
     /// Where the data will be processed, and the consent and export-assessment
     /// references the policy may ask for (the provider's re-check decides on them).
     pub context: tds_protocol::session::TransferContext,
+    /// Where the verified bytes go instead of the file `out` (which then only names the
+    /// fetch: its resume state is kept under the agreement, and a resumed fetch must be
+    /// given a sink holding what the earlier one wrote; [`Connector::delete`] removes a
+    /// file `out` but not what a sink holds).
+    pub sink: Option<Arc<dyn crate::source::DataSink>>,
 }
 
 impl FetchOptions {
@@ -460,7 +465,15 @@ impl FetchOptions {
             purpose,
             progress: None,
             context: Default::default(),
+            sink: None,
         }
+    }
+
+    /// Writes the verified bytes to `sink` instead of the file (see
+    /// [`FetchOptions::sink`]).
+    pub fn with_sink(mut self, sink: Arc<dyn crate::source::DataSink>) -> Self {
+        self.sink = Some(sink);
+        self
     }
 }
 
@@ -1102,20 +1115,25 @@ impl Connector {
             let resumed = resume.as_ref().map_or(0, verified_bytes);
             first_resumed.get_or_insert(resumed);
             let total = resume.as_ref().map_or(0, |s| s.size);
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .read(true)
-                .open(&out)
-                .map_err(|e| ConnectorError::io(&out, e))?;
+            let file: Arc<dyn crate::source::DataSink> = match &options.sink {
+                Some(sink) => sink.clone(),
+                None => Arc::new(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .truncate(false)
+                        .write(true)
+                        .read(true)
+                        .open(&out)
+                        .map_err(|e| ConnectorError::io(&out, e))?,
+                ),
+            };
             let peer = self.inner.peer(addr).await?;
             attempts += 1;
             let (tx, rx) = oneshot::channel();
             let fetch = Fetch {
                 agreement: a.clone(),
                 out: out.clone(),
-                file: Arc::new(file),
+                file,
                 done: Some(tx),
                 progress: options.progress.clone(),
                 resumed,
@@ -1216,7 +1234,9 @@ impl Connector {
 
     /// The metering records of `agreement` (or of every agreement), oldest key first,
     /// as JSON lines: `{"agreement", "transfer", "provider", "consumer", "uses", "bytes",
-    /// "amount", "currency", "time", "log_index"}`.
+    /// "amount", "currency", "time", "log_index", "usage_record"}` (the last: the signed
+    /// usage record in hex, `application/tds.usage-record+cbor` signed by this side; the
+    /// log event at `log_index` carries the same bytes).
     pub fn export_usage(&self, agreement: Option<&Hash256>) -> Result<String, ConnectorError> {
         let core = &self.inner.core;
         let prefix = records::meter_prefix(agreement);
@@ -1243,6 +1263,7 @@ impl Connector {
                     "currency": r.currency,
                     "time": r.time.as_millis(),
                     "log_index": r.log_index,
+                    "usage_record": hex::encode(&r.signed),
                 });
                 out.push_str(&line.to_string());
                 out.push('\n');
@@ -1339,7 +1360,7 @@ impl Connector {
                 let fetch = lock(&p.waiters).fetches.remove(&pid);
                 if let Some(f) = fetch {
                     let _saving = f.saves.lock().await;
-                    if f.file.sync_data().is_ok() {
+                    if f.file.sync().is_ok() {
                         let _ = save_state(&self.inner.core, &f, &state).await;
                     }
                 }

@@ -77,5 +77,5 @@ pub use core::ConnectorLog;
 pub use error::ConnectorError;
 pub use events::{Alert, AlertKind, ConnectorEvent};
 pub use records::Side;
-pub use source::{BytesSource, DataSource, DirSource, FileSource, Source};
+pub use source::{BytesSource, DataSink, DataSource, DirSource, FileSource, Source};
 pub use usage::{UsageGuard, UseDenied, UseGrant};

@@ -216,6 +216,10 @@ pub struct MeterRecord {
     pub time: Timestamp,
     /// The log index of the event that recorded it.
     pub log_index: u64,
+    /// The signed usage record (`application/tds.usage-record+cbor`, signed by this
+    /// side) the log event carries; empty in records written before it was signed.
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Vec::is_empty")]
+    pub signed: Vec<u8>,
 }
 
 /// Key of a provider-side usage counter.

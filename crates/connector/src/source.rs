@@ -22,6 +22,40 @@ pub trait DataSource: Send + Sync + 'static {
 
     /// Fills `buf` with the bytes at `offset` (short data is an error).
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+
+    /// The `len` bytes at `offset` (short data is an error), as one buffer the transport
+    /// sends as it is. The default reads them into a new buffer with
+    /// [`DataSource::read_exact_at`]; a source that holds its bytes in memory returns a
+    /// slice of them instead of a copy.
+    fn read_bytes(&self, offset: u64, len: usize) -> io::Result<bytes::Bytes> {
+        let mut buf = vec![0u8; len];
+        self.read_exact_at(&mut buf, offset)?;
+        Ok(bytes::Bytes::from(buf))
+    }
+}
+
+/// Where a fetch puts the verified bytes: by default the output file
+/// ([`FetchOptions::out`](crate::FetchOptions::out)), or an integrator's store
+/// ([`FetchOptions::sink`](crate::FetchOptions::sink)). Only bytes whose chunk verified
+/// against the manifest are written. Writes come from the session's task: keep them
+/// short (hand them on to a writer of your own if they can block for long).
+pub trait DataSink: Send + Sync + 'static {
+    /// Writes `bytes` at `offset` (chunks arrive in any order, each once per transfer).
+    fn write_at(&self, bytes: &[u8], offset: u64) -> io::Result<()>;
+
+    /// Makes everything written so far durable. The connector calls it before it stores
+    /// a resume state that says those bytes are there, and at the end of the transfer.
+    fn sync(&self) -> io::Result<()>;
+}
+
+impl DataSink for File {
+    fn write_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
+        self.write_all_at(bytes, offset)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.sync_data()
+    }
 }
 
 /// What [`Connector::publish`](crate::Connector::publish) serves an asset from.
@@ -231,6 +265,16 @@ impl DataSource for BytesSource {
             .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
         buf.copy_from_slice(src);
         Ok(())
+    }
+
+    fn read_bytes(&self, offset: u64, len: usize) -> io::Result<bytes::Bytes> {
+        let start =
+            usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        let end = start
+            .checked_add(len)
+            .filter(|e| *e <= self.0.len())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        Ok(self.0.slice(start..end))
     }
 }
 

@@ -123,6 +123,12 @@ pub enum CoseError {
     /// The signer could not sign.
     #[error(transparent)]
     Sign(#[from] SignError),
+    /// A message said to extend an earlier one (more signatures on the same payload)
+    /// does not: [`UnverifiedMulti::verify_extending`].
+    #[error(
+        "cose: the message does not extend the earlier one (headers, payload or signatures differ)"
+    )]
+    NotExtending,
     /// Larger than [`MAX_ENVELOPE`].
     #[error("cose: envelope of {size} bytes exceeds the limit of {limit}")]
     TooLarge {
@@ -148,6 +154,7 @@ impl crate::ErrorCode for CoseError {
             CoseError::Signers(p) => p.code(),
             CoseError::Sign(_) => "cose.sign",
             CoseError::TooLarge { .. } => "cose.too_large",
+            CoseError::NotExtending => "cose.not_extending",
         }
     }
 }
@@ -1141,6 +1148,43 @@ impl<T> UnverifiedMulti<T> {
     /// Checks that the signers are exactly `keys` (same set, any order) and that every
     /// signature verifies.
     pub fn verify(self, keys: &[PublicKey]) -> Result<VerifiedMulti<T>, CoseError> {
+        self.verify_after(keys, 0)
+    }
+
+    /// As [`UnverifiedMulti::verify`], without checking again the signatures of
+    /// `checked`: an earlier state of this same message (same protected header and
+    /// payload) whose signatures the caller verified or made itself, such as the
+    /// provider-signed agreement a countersigned one extends. Each of its signatures must
+    /// be here unchanged, in the same place; only the signatures after them are
+    /// verified. The signer set is checked in full as by `verify`.
+    pub fn verify_extending(
+        self,
+        keys: &[PublicKey],
+        checked: &[u8],
+    ) -> Result<VerifiedMulti<T>, CoseError> {
+        let earlier = CoseSign::from_slice(checked)?;
+        let same = earlier.tagged == self.message.tagged
+            && earlier.protected == self.message.protected
+            && earlier.unprotected == self.message.unprotected
+            && earlier.payload.as_deref() == Some(self.payload.as_slice())
+            && earlier.signatures.len() <= self.message.signatures.len()
+            && earlier
+                .signatures
+                .iter()
+                .zip(&self.message.signatures)
+                .all(|(a, b)| {
+                    a.protected == b.protected
+                        && a.unprotected == b.unprotected
+                        && a.signature == b.signature
+                });
+        if !same {
+            return Err(CoseError::NotExtending);
+        }
+        self.verify_after(keys, earlier.signatures.len())
+    }
+
+    /// Checks the signer set, and the signatures from position `known` on.
+    fn verify_after(self, keys: &[PublicKey], known: usize) -> Result<VerifiedMulti<T>, CoseError> {
         if keys.len() != self.kids.len() {
             return Err(CoseError::Signers(SignerProblem::Number {
                 expected: keys.len(),
@@ -1149,14 +1193,16 @@ impl<T> UnverifiedMulti<T> {
         }
         let payload = self.payload.as_slice();
         let mut signers = Vec::with_capacity(keys.len());
-        for (s, kid) in self.message.signatures.iter().zip(&self.kids) {
+        for (i, (s, kid)) in self.message.signatures.iter().zip(&self.kids).enumerate() {
             let key = keys
                 .iter()
                 .find(|k| k.id() == *kid)
                 .ok_or(CoseError::Signers(SignerProblem::Unexpected(*kid)))?;
-            let tbs = sig_structure(&self.message.protected, &s.protected, &[], payload);
-            key.verify(&tbs, &s.signature)
-                .map_err(|_| CoseError::BadSignature)?;
+            if i >= known {
+                let tbs = sig_structure(&self.message.protected, &s.protected, &[], payload);
+                key.verify(&tbs, &s.signature)
+                    .map_err(|_| CoseError::BadSignature)?;
+            }
             signers.push(*key);
         }
         Ok(VerifiedMulti {

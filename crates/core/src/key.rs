@@ -296,6 +296,9 @@ pub struct PublicKey(ed25519_dalek::VerifyingKey);
 impl PublicKey {
     /// From the 32-byte compressed point; refuses invalid and weak (small-order) keys.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {
+        if let Some(k) = known_keys::get(bytes) {
+            return Ok(PublicKey(k));
+        }
         let k = ed25519_dalek::VerifyingKey::from_bytes(bytes)
             .map_err(|_| KeyError::InvalidPublicKey("not a valid curve point"))?;
         if k.is_weak() {
@@ -306,6 +309,7 @@ impl PublicKey {
         if k.to_edwards().compress().as_bytes() != bytes {
             return Err(KeyError::InvalidPublicKey("non-canonical point encoding"));
         }
+        known_keys::put(bytes, k);
         Ok(PublicKey(k))
     }
 
@@ -496,5 +500,41 @@ mod tests {
         }
         let err = SigningKey::read_file(&p).unwrap_err().to_string();
         assert!(err.contains("bad.pem"), "{err}");
+    }
+}
+
+/// Keys that passed [`PublicKey::from_bytes`], by their bytes. Decoding a key (a square
+/// root to decompress the point, an inversion to check its encoding is canonical) costs
+/// about half a signature check, and a process meets the same few keys again and again
+/// (its peers', in every agreement and envelope it reads). Only keys that passed every
+/// check are kept; bounded, emptied when full.
+mod known_keys {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+
+    /// Keys kept.
+    const CAPACITY: usize = 4096;
+
+    type Map = HashMap<[u8; 32], ed25519_dalek::VerifyingKey>;
+
+    fn map() -> &'static Mutex<Map> {
+        static KEYS: OnceLock<Mutex<Map>> = OnceLock::new();
+        KEYS.get_or_init(|| Mutex::new(HashMap::new()))
+    }
+
+    pub(super) fn get(bytes: &[u8; 32]) -> Option<ed25519_dalek::VerifyingKey> {
+        map()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(bytes)
+            .copied()
+    }
+
+    pub(super) fn put(bytes: &[u8; 32], key: ed25519_dalek::VerifyingKey) {
+        let mut m = map().lock().unwrap_or_else(PoisonError::into_inner);
+        if m.len() >= CAPACITY {
+            m.clear();
+        }
+        m.insert(*bytes, key);
     }
 }

@@ -989,6 +989,20 @@ impl VerifiedAgreement {
 /// provider's first and the consumer's second, by the keys the terms name; compiles both
 /// policies.
 pub fn verify_agreement(bytes: &[u8]) -> Result<VerifiedAgreement, ContractError> {
+    open_agreement(bytes, None)
+}
+
+/// As [`verify_agreement`], for the countersigned agreement that completes `half`: the
+/// provider-signed agreement this side made ([`Accepted::envelope`], as the provider) or
+/// verified ([`countersign`], as the consumer). Every rule is checked as by
+/// `verify_agreement`, and `bytes` must be `half` with the consumer's signature added;
+/// the provider's signature, unchanged from `half`, is not verified again (a negotiation
+/// then costs each side one verification fewer).
+pub fn verify_countersigned(bytes: &[u8], half: &[u8]) -> Result<VerifiedAgreement, ContractError> {
+    open_agreement(bytes, Some(half))
+}
+
+fn open_agreement(bytes: &[u8], half: Option<&[u8]>) -> Result<VerifiedAgreement, ContractError> {
     let opened = cose::open_multi::<AgreementTerms>(bytes)?;
     let terms = opened.value();
     check_signer(
@@ -1016,7 +1030,10 @@ pub fn verify_agreement(bytes: &[u8]) -> Result<VerifiedAgreement, ContractError
     }
     let policy = terms.policy.validate()?;
     let offer_policy = terms.offer_policy.validate()?;
-    let v = opened.verify(&keys)?;
+    let v = match half {
+        None => opened.verify(&keys)?,
+        Some(half) => opened.verify_extending(&keys, half)?,
+    };
     let id = Domain::AGREEMENT.hash(v.payload());
     Ok(VerifiedAgreement {
         id,

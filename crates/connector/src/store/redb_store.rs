@@ -26,6 +26,13 @@ pub const FILE_NAME: &str = "connector.redb";
 /// Bytes of batches the committer puts in one transaction (at least one batch).
 const MAX_GROUP: usize = 4 * MAX_BATCH;
 
+/// How long the committer may hold a commit back for more batches, when the last group
+/// held several (writers are concurrent) and fewer are queued yet. What PostgreSQL's
+/// `commit_delay` with `commit_siblings` does: under concurrency one sync then covers
+/// more batches (each sync costs the disk's time and the kernel's CPU); a lone writer
+/// (groups of one) never waits.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(300);
+
 type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
 fn def(table: Table) -> Def {
@@ -195,6 +202,7 @@ impl Drop for DeadOnPanic<'_> {
 impl Shared {
     fn run_committer(&self) {
         let _guard = DeadOnPanic(self);
+        let mut last_group = 0usize;
         loop {
             let mut q = lock(&self.queue);
             while q.pending.is_empty() && !q.shutdown {
@@ -202,6 +210,19 @@ impl Shared {
             }
             if q.pending.is_empty() {
                 return;
+            }
+            if last_group >= 2 && q.pending.len() < last_group {
+                let deadline = std::time::Instant::now() + LINGER;
+                while q.pending.len() < last_group && !q.shutdown {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    q = self
+                        .work
+                        .wait_timeout(q, left)
+                        .map_or_else(|p| p.into_inner().0, |(g, _)| g);
+                }
             }
             // Everything queued, up to MAX_GROUP bytes.
             let mut group = Vec::new();
@@ -218,6 +239,7 @@ impl Shared {
             }
             q.bytes -= bytes;
             drop(q);
+            last_group = group.len();
             let n = group.len() as u64;
             match self.commit_group(&group) {
                 Ok(outcomes) => {

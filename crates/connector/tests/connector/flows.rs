@@ -60,6 +60,7 @@ async fn happy_path(dir: &std::path::Path, durable: bool) -> Res {
                     s.store(b, std::sync::atomic::Ordering::Relaxed);
                 })),
                 context: Default::default(),
+                sink: None,
             },
         )
         .await?;
@@ -197,12 +198,14 @@ async fn consumer_guard_and_overdue_duty() -> Res {
     let consumer = build(&bank)?.start().await?;
     let mut events = consumer.subscribe();
     let policy = "policy set;\n\npermit use\n  when purpose isA research and count lteq 100\n  duty delete(within 1d);\n";
+    let content = data(300_000, 2);
+    let sink = Arc::new(MemSink::default());
     let (_, offer) = publish(
         &provider,
         &grid,
         dir.path(),
         "a",
-        &data(300_000, 2),
+        &content,
         65536,
         &AssetSpec::default(),
         policy,
@@ -216,14 +219,15 @@ async fn consumer_guard_and_overdue_duty() -> Res {
         .fetch(
             addr,
             &a.id(),
-            FetchOptions {
-                out: dir.path().join("out"),
-                purpose: "research".parse()?,
-                progress: None,
-                context: Default::default(),
-            },
+            // The integrator's own store instead of a file.
+            FetchOptions::new(dir.path().join("out"), "research".parse()?).with_sink(sink.clone()),
         )
         .await?;
+    assert!(
+        sink.0.lock().map_err(|_| "poisoned")?.as_slice() == content.as_slice(),
+        "the sink holds the asset"
+    );
+    assert!(!dir.path().join("out").exists(), "no file was written");
     // Usage control after the data arrived: exactly 100 uses.
     let guard = consumer.guard();
     for n in 1..=100u64 {
@@ -412,5 +416,97 @@ async fn usage_reports_follow_the_schedule() -> Res {
     assert!(d.fulfilled.is_some(), "{d:?}");
     let now = tds_core::Clock::now(&*clock);
     assert!(d.due.is_some_and(|due| due > now), "{d:?}");
+    Ok(())
+}
+
+/// A sink holding the fetched bytes in memory.
+#[derive(Default)]
+struct MemSink(std::sync::Mutex<Vec<u8>>);
+
+impl tds_connector::DataSink for MemSink {
+    fn write_at(&self, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+        let mut v = self
+            .0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?;
+        let start = usize::try_from(offset).map_err(std::io::Error::other)?;
+        let end = start + bytes.len();
+        if v.len() < end {
+            v.resize(end, 0);
+        }
+        v.get_mut(start..end)
+            .ok_or_else(|| std::io::Error::other("range"))?
+            .copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priced_agreements_are_metered_by_both_sides_in_signed_records() -> Res {
+    let mut space = Space::new()?;
+    let grid = space.member(14, Sector::POWER, "CN-SX")?;
+    let bank = space.member(15, Sector::FINANCE, "CN-SX")?;
+    let provider = connector(&space, &grid, Backend::Memory).await?;
+    let consumer = connector(&space, &bank, Backend::Memory).await?;
+    let dir = tempfile::tempdir()?;
+    let content = data(200_000, 7);
+    let path = dir.path().join("priced");
+    std::fs::write(&path, &content)?;
+    let manifest = manifest_for(&grid, &path, 65536, &AssetSpec::default())?;
+    let mut t = terms("policy set;\n\npermit use\n  when purpose isA research;\n")?;
+    t.price = Some(tds_policy::contract::Price {
+        amount: "125000".parse()?,
+        currency: "CNY".parse()?,
+    });
+    let published = provider
+        .publish(&manifest, tds_connector::Source::File(path), vec![t])
+        .await?;
+    let offer_id = published.offers.first().copied().ok_or("no offer")?;
+    let offer = provider.offer(&offer_id)?.ok_or("no offer bytes")?;
+    let addr = provider.local_addr()?;
+    let a = consumer
+        .negotiate(addr, &offer, None, "research".parse()?)
+        .await?;
+    consumer
+        .fetch(
+            addr,
+            &a.id(),
+            FetchOptions::new(dir.path().join("out"), "research".parse()?),
+        )
+        .await?;
+    // Each side meters the transfer once it ended; the provider's may land a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for (side, who) in [(&provider, &grid), (&consumer, &bank)] {
+        let exported = loop {
+            let e = side.export_usage(Some(&a.id()))?;
+            if !e.is_empty() || std::time::Instant::now() > deadline {
+                break e;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        let line: serde_json::Value =
+            serde_json::from_str(exported.lines().next().ok_or("no usage exported")?)?;
+        assert_eq!(line["bytes"], 200_000, "{line}");
+        assert_eq!(line["currency"], "CNY", "{line}");
+        assert_eq!(line["uses"], 1, "{line}");
+        // The signed record verifies under the recorder's key and says the same.
+        let signed = hex::decode(line["usage_record"].as_str().ok_or("no record")?)?;
+        let v = tds_protocol::signed::verify_usage_record(&signed, &who.key.public_key())?;
+        let r = v.record();
+        assert_eq!((r.bytes, r.uses, r.agreement), (200_000, 1, a.id()));
+        assert_eq!(r.amount.0.to_string(), line["amount"].to_string());
+        // The log event at log_index carries the same bytes.
+        let index = line["log_index"].as_u64().ok_or("no log index")?;
+        match side.log().event(index)?.body {
+            tds_provenance::EventBody::UsageReported {
+                object: Some(o), ..
+            } => assert_eq!(o.bytes, signed),
+            other => return Err(format!("log event {index} is {other:?}").into()),
+        }
+    }
     Ok(())
 }

@@ -484,3 +484,59 @@ proptest! {
         prop_assert!(CoseSign1::from_slice(&bytes[..cut]).is_err());
     }
 }
+
+#[test]
+fn verify_extending_checks_only_the_new_signatures_and_refuses_what_does_not_extend() {
+    let provider = SigningKey::from_seed(&[4; 32]);
+    let consumer = SigningKey::from_seed(&[5; 32]);
+    let keys = [provider.public_key(), consumer.public_key()];
+    let half = sign_multi(&[&provider], &note()).unwrap();
+    let full = add_signature::<Note>(&half, &consumer).unwrap();
+    let v = open_multi::<Note>(&full)
+        .unwrap()
+        .verify_extending(&keys, &half)
+        .unwrap();
+    assert_eq!(v.signers(), &keys);
+
+    // Every bit flip of the countersigned message is refused: either it no longer
+    // extends `half` or the new signature fails (or it does not parse).
+    for i in 0..full.len() {
+        for bit in 0..8 {
+            let mut m = full.clone();
+            m[i] ^= 1 << bit;
+            let ok = open_multi::<Note>(&m).and_then(|u| u.verify_extending(&keys, &half));
+            assert!(ok.is_err(), "flip of bit {bit} in byte {i} verified");
+        }
+    }
+
+    // Another payload under the same first signer does not extend `half`.
+    let other = Note {
+        text: "other terms".into(),
+        ..note()
+    };
+    let other_full = sign_multi(&[&provider, &consumer], &other).unwrap();
+    assert!(matches!(
+        open_multi::<Note>(&other_full)
+            .unwrap()
+            .verify_extending(&keys, &half),
+        Err(CoseError::NotExtending)
+    ));
+
+    // The signer set is still checked in full.
+    assert!(matches!(
+        open_multi::<Note>(&full)
+            .unwrap()
+            .verify_extending(&[provider.public_key()], &half),
+        Err(CoseError::Signers(_))
+    ));
+
+    // Vouching for a whole message covers those exact bytes only: a changed signature
+    // does not extend it.
+    let mut forged = full.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert!(open_multi::<Note>(&forged)
+        .unwrap()
+        .verify_extending(&keys, &full)
+        .is_err());
+}

@@ -6,7 +6,7 @@ use serde_bytes::ByteBuf;
 use tds_core::hash::Hash256;
 use tds_core::{merkle, Timestamp};
 use tds_manifest::VerifiedManifest;
-use tds_policy::contract::{self, VerifiedOffer};
+use tds_policy::contract::VerifiedOffer;
 use tds_provenance::note::{self, VerifierKey};
 
 use super::{refusal_of, CallError, Event, OutId, Outstanding, Purpose as Why, Session};
@@ -100,7 +100,7 @@ impl Session {
     }
 
     fn check_page(
-        &self,
+        &mut self,
         page: CatalogPageMsg,
     ) -> Result<(Vec<CatalogResult>, Option<Vec<u8>>), Refusal> {
         if page.items.len() as u64 > MAX_PAGE {
@@ -112,7 +112,10 @@ impl Session {
         let peer = *self.peer.subject().as_hash();
         let mut items = Vec::with_capacity(page.items.len());
         for item in page.items {
-            let offer = contract::verify_offer(&item.offer).map_err(|e| refusal_of(&e))?;
+            let offer = self
+                .offers
+                .verify(&item.offer)
+                .map_err(|e| refusal_of(&e))?;
             if offer.offer().provider != peer {
                 return Err(Refusal::new(
                     "catalog.not_peer_offer",

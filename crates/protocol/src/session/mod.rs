@@ -630,6 +630,8 @@ pub struct Session {
     /// Digests of the peer's post-agreement messages accepted last (bounded), so a
     /// retry is acknowledged without a second event.
     accepted: VecDeque<Hash256>,
+    /// Offers this session verified.
+    offers: OfferCache,
 }
 
 impl std::fmt::Debug for Session {
@@ -641,6 +643,36 @@ impl std::fmt::Debug for Session {
             .field("transfers", &self.transfers.len())
             .field("outstanding", &self.outstanding.len())
             .finish()
+    }
+}
+
+/// Offers a session verified, by the SHA-256 of their bytes: each side of a negotiation
+/// verifies the offer it names, and the same few offers of a peer come again and again
+/// (catalog pages, then requests). `verify_offer` depends on the bytes only (no time, no
+/// trust store), so a cached result is the result. Bounded: emptied when full.
+#[derive(Default)]
+struct OfferCache {
+    map: HashMap<Hash256, tds_policy::contract::VerifiedOffer>,
+}
+
+/// Offers a session keeps verified.
+const OFFER_CACHE: usize = 64;
+
+impl OfferCache {
+    fn verify(
+        &mut self,
+        bytes: &[u8],
+    ) -> Result<tds_policy::contract::VerifiedOffer, tds_policy::contract::ContractError> {
+        let key = Hash256::sha256(bytes);
+        if let Some(v) = self.map.get(&key) {
+            return Ok(v.clone());
+        }
+        let v = tds_policy::contract::verify_offer(bytes)?;
+        if self.map.len() >= OFFER_CACHE {
+            self.map.clear();
+        }
+        self.map.insert(key, v.clone());
+        Ok(v)
     }
 }
 
@@ -677,6 +709,7 @@ impl Session {
             last_checkpoint: None,
             peer_log: None,
             accepted: VecDeque::new(),
+            offers: OfferCache::default(),
         }
     }
 
@@ -911,9 +944,7 @@ impl Session {
                     self.events.push_back(Event::Denied {
                         message: "contract_request",
                         agreement: None,
-                        offer: tds_policy::contract::verify_offer(&offer)
-                            .ok()
-                            .map(|o| o.id()),
+                        offer: self.offers.verify(&offer).ok().map(|o| o.id()),
                         refusal: refusal.clone(),
                     });
                 }

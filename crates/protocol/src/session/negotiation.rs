@@ -212,7 +212,7 @@ impl Session {
         purpose: Purpose,
     ) -> Result<Pid, CallError> {
         self.check_capacity(now)?;
-        let verified = contract::verify_offer(offer).map_err(call)?;
+        let verified = self.offers.verify(offer).map_err(call)?;
         if verified.offer().provider != *self.peer.subject().as_hash() {
             return Err(CallError::new(
                 "negotiation.not_peer_offer",
@@ -338,7 +338,9 @@ impl Session {
             .clone()
             .ok_or_else(|| CallError::new("negotiation.no_agreement", "no agreement to verify"))?;
         let full = contract::countersign(&*self.key, &half).map_err(call)?;
-        let agreement = contract::verify_agreement(&full).map_err(call)?;
+        // Every signature of `full` is checked already: countersign verified the
+        // provider's, and the other is this side's own, just made.
+        let agreement = contract::verify_countersigned(&full, &full).map_err(call)?;
         let m = Message::AgreementVerification(VerificationMsg {
             consumer_pid: cpid,
             provider_pid: ppid,
@@ -596,8 +598,8 @@ impl Session {
     }
 
     /// The provider's offer in a request: signed by this side.
-    fn own_offer(&self, bytes: &[u8]) -> Result<VerifiedOffer, Refusal> {
-        let offer = contract::verify_offer(bytes).map_err(|e| refusal_of(&e))?;
+    fn own_offer(&mut self, bytes: &[u8]) -> Result<VerifiedOffer, Refusal> {
+        let offer = self.offers.verify(bytes).map_err(|e| refusal_of(&e))?;
         if offer.offer().provider != self.me {
             return Err(Refusal::new(
                 "negotiation.not_my_offer",
@@ -686,8 +688,17 @@ impl Session {
             return Ok(reply);
         }
         let to = Self::check_step(n, NegotiationStep::Verification)?;
-        let expected = n.accepted.as_ref().map(|a| a.id);
-        let agreement = contract::verify_agreement(&r.agreement).map_err(|e| refusal_of(&e))?;
+        let Some(accepted) = n.accepted.as_ref() else {
+            return Err(Refusal::new(
+                "negotiation.agreement_mismatch",
+                "this provider signed no agreement in this negotiation",
+            ));
+        };
+        let expected = Some(accepted.id);
+        // The provider's own signature is the one in what it sent: only the consumer's
+        // is verified here.
+        let agreement = contract::verify_countersigned(&r.agreement, &accepted.envelope)
+            .map_err(|e| refusal_of(&e))?;
         if Some(agreement.id()) != expected {
             return Err(Refusal::new(
                 "negotiation.agreement_mismatch",
