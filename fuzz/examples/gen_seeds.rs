@@ -122,6 +122,87 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     write(&cred_dir, "credential_untrusted_issuer", foreign.envelope())?;
 
     protocol_seeds(fuzz)?;
+    signed_object_seeds(fuzz, &key)?;
+    Ok(())
+}
+
+/// Seeds of the `signed_objects` target: a usage report, a deletion receipt and a usage
+/// record signed by the fixed key (envelopes and payloads), and a report whose period
+/// runs backwards (signed without the rules).
+fn signed_object_seeds(fuzz: &Path, key: &SigningKey) -> Result<(), Box<dyn std::error::Error>> {
+    use tds_core::{Hash256, Timestamp};
+    use tds_protocol::signed::{self, ActionUses, DeletionReceipt, UsageRecord, UsageReport};
+    let dir = seed_dir(fuzz, "signed_objects")?;
+    let other = SigningKey::from_seed(&OTHER_KEY_SEED);
+    let agreement = tds_core::Domain::AGREEMENT.hash(b"agreement");
+    let t = Timestamp::from_secs(1_800_000_000);
+    let report = UsageReport {
+        agreement,
+        consumer: key.id(),
+        consumer_key: key.public_key(),
+        from: t,
+        to: t.saturating_add_millis(86_400_000),
+        uses: 3,
+        bytes: 3 << 20,
+        actions: vec![
+            ActionUses {
+                action: tds_policy::Action::Analyze,
+                uses: 2,
+            },
+            ActionUses {
+                action: tds_policy::Action::Read,
+                uses: 1,
+            },
+        ],
+        time: t.saturating_add_millis(86_400_000),
+    };
+    write(
+        &dir,
+        "usage_report",
+        &signed::sign_usage_report(key, &report)?,
+    )?;
+    write(&dir, "usage_report_payload", &cbor::encode(&report)?)?;
+    let mut backwards = report.clone();
+    backwards.from = backwards.to.saturating_add_millis(1);
+    write(
+        &dir,
+        "usage_report_backwards",
+        &cose::sign(key, &backwards)?,
+    )?;
+    let receipt = DeletionReceipt {
+        agreement,
+        asset: tds_core::Domain::MANIFEST.hash(b"asset"),
+        consumer: key.id(),
+        consumer_key: key.public_key(),
+        chunks: 3,
+        bytes: 3 << 16,
+        time: t,
+    };
+    write(
+        &dir,
+        "deletion_receipt",
+        &signed::sign_deletion_receipt(key, &receipt)?,
+    )?;
+    write(&dir, "deletion_receipt_payload", &cbor::encode(&receipt)?)?;
+    let record = UsageRecord {
+        agreement,
+        provider: other.id(),
+        consumer: key.id(),
+        transfer: Some(Hash256::from_bytes([7; 32])),
+        uses: 1,
+        bytes: 3 << 16,
+        amount: tds_policy::Amount(125_000),
+        currency: "CNY".parse()?,
+        time: t,
+        recorder: key.id(),
+        recorder_key: key.public_key(),
+    };
+    write(
+        &dir,
+        "usage_record",
+        &signed::sign_usage_record(key, &record)?,
+    )?;
+    write(&dir, "usage_record_payload", &cbor::encode(&record)?)?;
     Ok(())
 }
 

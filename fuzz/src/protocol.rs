@@ -20,17 +20,22 @@ use tds_core::{SigningKey, Timestamp};
 use tds_identity::{Admission, Authority, Sector, TrustStore, VerifiedCredential};
 use tds_manifest::content::{ChunkTree, ContentBuilder};
 use tds_manifest::{ChunkSize, Classification, Manifest, PersonalInfo, MANIFEST_VERSION};
-use tds_policy::contract::{self, create_offer, ContractRequest, Offer, VerifiedAgreement};
+use tds_policy::contract::{
+    self, create_offer, ContractRequest, Offer, Termination, VerifiedAgreement,
+};
 use tds_policy::{Policy, Purpose, Region, Text};
 use tds_protocol::frame::{self, Frame};
 use tds_protocol::message::{
-    AcceptedMsg, Ack, AgreementMsg, CatalogFilter, CatalogItem, CatalogPageMsg, CatalogRequestMsg,
-    CheckpointMsg, CheckpointRequestMsg, ChunkRequestMsg, ContractOfferMsg, ContractRequestMsg,
-    Hello, NoticeMsg, RevocationNoticeMsg, TransferCompletionMsg, TransferRequestMsg,
-    TransferResumeMsg, TransferStartMsg, TransferStopMsg, VerificationMsg,
+    AcceptedMsg, Ack, AgreementMsg, AgreementTerminationMsg, CatalogFilter, CatalogItem,
+    CatalogPageMsg, CatalogRequestMsg, CheckpointMsg, CheckpointRequestMsg, ChunkRequestMsg,
+    ContractOfferMsg, ContractRequestMsg, DeletionReceiptMsg, Hello, NoticeMsg,
+    RevocationNoticeMsg, TransferCompletionMsg, TransferRequestMsg, TransferResumeMsg,
+    TransferStartMsg, TransferStopMsg, UsageReportMsg, VerificationMsg,
 };
-use tds_protocol::session::{Asset, Config, Event, Mode, Session, TransferContext};
-use tds_protocol::signed::{self, Notice, NoticeKind, TransferReceipt};
+use tds_protocol::session::{Asset, Config, Event, Mode, OutId, Session, TransferContext};
+use tds_protocol::signed::{
+    self, ActionUses, DeletionReceipt, Notice, NoticeKind, TransferReceipt, UsageReport,
+};
 use tds_protocol::sim::{MemoryHost, NetConfig, Side, Sim, SimRandom};
 use tds_protocol::state::{
     negotiation_next, transfer_next, NegotiationState, NegotiationStep, TransferState, TransferStep,
@@ -283,7 +288,7 @@ pub enum PidSel {
 /// [`tds_protocol::message::MESSAGE_NAMES`] order) and choices its fields are made from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MsgSpec {
-    /// Which message (mod 22).
+    /// Which message (mod 25).
     pub kind: u8,
     /// The first pid field.
     pub a: PidSel,
@@ -333,9 +338,17 @@ pub enum Call {
     TerminateTransfer,
     /// Consumer (x&1 = 0) or provider: `query_catalog`, limit y.
     QueryCatalog,
+    /// Either (x&1): `terminate_agreement(agreement y)` with a notice this side signed.
+    TerminateAgreement,
+    /// Either (x&1): `send_usage_report` for agreement y, signed by the calling side as
+    /// the consumer it names.
+    SendUsageReport,
+    /// Either (x&1): `send_deletion_receipt` for agreement y (another asset when
+    /// y & 0x40), signed by the calling side.
+    SendDeletionReceipt,
 }
 
-const CALLS: [Call; 15] = [
+const CALLS: [Call; 18] = [
     Call::RequestContract,
     Call::AcceptOffer,
     Call::CounterRequest,
@@ -351,6 +364,9 @@ const CALLS: [Call; 15] = [
     Call::CompleteTransfer,
     Call::TerminateTransfer,
     Call::QueryCatalog,
+    Call::TerminateAgreement,
+    Call::SendUsageReport,
+    Call::SendDeletionReceipt,
 ];
 
 /// One step of a script.
@@ -552,6 +568,8 @@ pub struct Outcome {
     pub chunks: usize,
     /// Finalized agreements the two sides agree on.
     pub agreed: usize,
+    /// Post-agreement messages either side learned were delivered.
+    pub delivered: usize,
 }
 
 /// Tracks every process from its events and checks the invariants.
@@ -569,6 +587,11 @@ pub struct Checker {
     /// Agreements either side holds (countersigned or finalized), in order of appearance.
     agreements: Vec<Arc<VerifiedAgreement>>,
     agreed: usize,
+    /// The post-agreement messages each side learned the outcome of.
+    outcomes: [BTreeMap<OutId, bool>; 2],
+    /// The consumer's pid of each negotiation the provider finalized, kept once seen (the
+    /// session forgets ended processes after a while).
+    peer_of: BTreeMap<Pid, Pid>,
 }
 
 fn side_name(side: usize) -> &'static str {
@@ -700,6 +723,34 @@ impl Checker {
                             self.agreements.push(agreement.clone());
                         }
                     }
+                    Event::AgreementTerminated {
+                        agreement,
+                        by,
+                        termination,
+                    } => {
+                        assert_eq!(termination.agreement(), *agreement, "{who}: termination");
+                        let party = if *by == Role::Provider {
+                            w.provider.id()
+                        } else {
+                            w.consumer.id()
+                        };
+                        assert_eq!(termination.party(), party, "{who}: terminated by {by:?}");
+                    }
+                    Event::UsageReport { report } => {
+                        assert_eq!(side, PROVIDER, "{who} got a usage report");
+                        assert_eq!(report.report().consumer, w.consumer.id(), "report");
+                    }
+                    Event::DeletionReceipt { receipt } => {
+                        assert_eq!(side, PROVIDER, "{who} got a deletion receipt");
+                        let r = receipt.receipt();
+                        assert_eq!(r.consumer, w.consumer.id(), "receipt's consumer");
+                        assert_eq!(&r.asset, w.asset.verified.id().as_hash(), "receipt's asset");
+                    }
+                    Event::Delivered { id, .. } | Event::Undelivered { id, .. } => {
+                        let delivered = matches!(e, Event::Delivered { .. });
+                        let old = self.outcomes[side].insert(*id, delivered);
+                        assert!(old.is_none(), "{who}: two outcomes for {id:?}");
+                    }
                     _ => {}
                 }
             }
@@ -748,11 +799,14 @@ impl Checker {
         // Both sides agree on what they finalized together.
         let mut agreed = 0;
         for (ppid, pid_agreement) in &self.finalized[PROVIDER] {
-            let Some(cpid) = sim.sides[PROVIDER]
+            if let Some(cpid) = sim.sides[PROVIDER]
                 .session
                 .negotiation(*ppid)
                 .and_then(|v| v.peer_pid)
-            else {
+            {
+                self.peer_of.insert(*ppid, cpid);
+            }
+            let Some(cpid) = self.peer_of.get(ppid).copied() else {
                 continue;
             };
             if let Some(cid) = self.finalized[CONSUMER].get(&cpid) {
@@ -773,6 +827,12 @@ impl Checker {
         let mut o = Outcome {
             chunks: sim.sides[CONSUMER].journal.chunks.len(),
             agreed: self.agreed,
+            delivered: self
+                .outcomes
+                .iter()
+                .flat_map(|m| m.values())
+                .filter(|d| **d)
+                .count(),
             ..Outcome::default()
         };
         for side in 0..2 {
@@ -970,7 +1030,7 @@ pub fn build_message(ck: &Checker, sim: &Sim, to: usize, s: &MsgSpec) -> Message
     let offer = |i: u8| ByteBuf::from(w.offers[usize::from(i) % w.offers.len()].clone());
     let key = signer(w, to, c >> 2);
     let code = CODES[usize::from(d) % CODES.len()].to_owned();
-    match s.kind % 22 {
+    match s.kind % 25 {
         0 => Message::Hello(Hello {
             versions: vec![u64::from(d % 3)],
             credential: ByteBuf::from(if c & 1 == 0 {
@@ -1158,10 +1218,111 @@ pub fn build_message(ck: &Checker, sim: &Sim, to: usize, s: &MsgSpec) -> Message
         20 => Message::CheckpointRequest(CheckpointRequestMsg {
             since: (c & 1 != 0).then_some(u64::from(d)),
         }),
-        _ => Message::Checkpoint(CheckpointMsg {
+        21 => Message::Checkpoint(CheckpointMsg {
             checkpoint: ByteBuf::from(b"fuzz\n1\nAAAA\n".to_vec()),
             consistency: vec![Hash256::from_bytes([d; 32]); usize::from(c % 3)],
         }),
+        22 => {
+            let a = ck.agreement(d);
+            let named = if c & 0x40 != 0 {
+                Hash256::from_bytes([d; 32])
+            } else {
+                a.id()
+            };
+            let termination = tds_core::cose::sign(
+                key,
+                &Termination {
+                    agreement: named,
+                    party: key.id(),
+                    party_key: key.public_key(),
+                    time: now,
+                    reason: (c & 0x80 != 0).then(|| reference("fuzz")),
+                },
+            )
+            .unwrap_or_default();
+            Message::AgreementTermination(AgreementTerminationMsg {
+                agreement: if c & 0x20 != 0 { named } else { a.id() },
+                termination: ByteBuf::from(termination),
+            })
+        }
+        23 => {
+            let report = usage_report(ck, key, now, c, d);
+            Message::UsageReport(UsageReportMsg {
+                report: ByteBuf::from(tds_core::cose::sign(key, &report).unwrap_or_default()),
+            })
+        }
+        _ => {
+            let receipt = deletion_receipt(ck, key, now, c, d);
+            Message::DeletionReceipt(DeletionReceiptMsg {
+                receipt: ByteBuf::from(tds_core::cose::sign(key, &receipt).unwrap_or_default()),
+            })
+        }
+    }
+}
+
+/// The agreement a report or receipt names: one either side holds (c % 3 = 0), the
+/// fixture's, or none.
+fn named_agreement(ck: &Checker, c: u8, d: u8) -> Hash256 {
+    match c % 3 {
+        0 => ck.agreement(d).id(),
+        1 => world().agreement.id(),
+        _ => Hash256::from_bytes([d; 32]),
+    }
+}
+
+/// A usage report signed as `key` (naming `key` as consumer, or the fixture's consumer
+/// when c & 0x40), over a period that runs backwards when c & 0x10.
+fn usage_report(ck: &Checker, key: &SigningKey, now: Timestamp, c: u8, d: u8) -> UsageReport {
+    let w = world();
+    let named = if c & 0x40 != 0 { &w.consumer } else { key };
+    let actions = [tds_policy::Action::Analyze, tds_policy::Action::Read]
+        .into_iter()
+        .take(usize::from(d % 3))
+        .map(|action| ActionUses {
+            action,
+            uses: u64::from(d),
+        })
+        .collect();
+    UsageReport {
+        agreement: named_agreement(ck, c, d),
+        consumer: named.id(),
+        consumer_key: named.public_key(),
+        from: if c & 0x10 != 0 {
+            now.saturating_add_millis(1)
+        } else {
+            NOW
+        },
+        to: now,
+        uses: u64::from(d),
+        bytes: u64::from(d) << 10,
+        actions,
+        time: now,
+    }
+}
+
+/// A deletion receipt signed as `key` (as [`usage_report`]), of another asset when
+/// c & 0x10.
+fn deletion_receipt(
+    ck: &Checker,
+    key: &SigningKey,
+    now: Timestamp,
+    c: u8,
+    d: u8,
+) -> DeletionReceipt {
+    let w = world();
+    let named = if c & 0x40 != 0 { &w.consumer } else { key };
+    DeletionReceipt {
+        agreement: named_agreement(ck, c, d),
+        asset: if c & 0x10 != 0 {
+            Hash256::from_bytes([d; 32])
+        } else {
+            *w.asset.verified.id().as_hash()
+        },
+        consumer: named.id(),
+        consumer_key: named.public_key(),
+        chunks: u64::from(d % 4),
+        bytes: u64::from(d) << 10,
+        time: now,
     }
 }
 
@@ -1232,6 +1393,36 @@ fn call(ck: &Checker, sim: &mut Sim, call: Call, pid: u8, x: u8, y: u8) {
             let s = if either == CONSUMER { c } else { p };
             s.query_catalog(now, CatalogFilter::default(), None, u64::from(y))
                 .map(|_| ())
+        }
+        Call::TerminateAgreement => {
+            let (s, key) = if either == CONSUMER {
+                (c, &w.consumer)
+            } else {
+                (p, &w.provider)
+            };
+            let a = ck.agreement(y);
+            let t = contract::terminate(key, &a, now, None).unwrap_or_default();
+            s.terminate_agreement(now, &a, t).map(|_| ())
+        }
+        Call::SendUsageReport => {
+            let (s, key) = if either == CONSUMER {
+                (c, &w.consumer)
+            } else {
+                (p, &w.provider)
+            };
+            let r = usage_report(ck, key, now, 0, y);
+            let bytes = signed::sign_usage_report(key, &r).unwrap_or_default();
+            s.send_usage_report(now, bytes).map(|_| ())
+        }
+        Call::SendDeletionReceipt => {
+            let (s, key) = if either == CONSUMER {
+                (c, &w.consumer)
+            } else {
+                (p, &w.provider)
+            };
+            let r = deletion_receipt(ck, key, now, (y >> 2) & 0x10, y);
+            let bytes = signed::sign_deletion_receipt(key, &r).unwrap_or_default();
+            s.send_deletion_receipt(now, bytes).map(|_| ())
         }
     };
 }
@@ -1404,8 +1595,8 @@ pub fn seed_scripts() -> Vec<(String, Vec<u8>, Expect)> {
                 run(10),
                 call(Call::StartTransfer, 0, 0, 0),
                 // The chunks asked for while the provider did not serve are asked for
-                // again after the request timeout.
-                Op::Run(0x8000 | 300),
+                // again after the chunk timeout (60 s).
+                Op::Run(0x8000 | 900),
                 call(Call::CompleteTransfer, 0, 0, 0),
                 run(1000),
             ],
@@ -1475,7 +1666,7 @@ pub fn seed_scripts() -> Vec<(String, Vec<u8>, Expect)> {
         call(Call::RequestTransfer, 0, 1, 0),
         run(100),
     ];
-    for kind in 0..22u8 {
+    for kind in 0..25u8 {
         for to in 0..2u8 {
             ops.push(Op::Send {
                 to,
@@ -1532,6 +1723,27 @@ pub fn seed_scripts() -> Vec<(String, Vec<u8>, Expect)> {
         ),
         Expect::Nothing,
     ));
+    // After the agreement: the consumer reports usage and a deletion, then terminates;
+    // the provider's termination of the same agreement crosses it.
+    out.push((
+        "auto_post_agreement".to_owned(),
+        script(
+            auto,
+            &[
+                call(Call::RequestContract, 0, 0, 2),
+                run(5000),
+                call(Call::SendUsageReport, 0, 0, 1),
+                call(Call::SendDeletionReceipt, 0, 0, 1),
+                run(100),
+                call(Call::TerminateAgreement, 0, 0, 1),
+                call(Call::TerminateAgreement, 0, 1, 1),
+                run(100),
+                call(Call::RequestTransfer, 0, 1, 0),
+                run(1000),
+            ],
+        ),
+        Expect::Delivered,
+    ));
     // A hostile provider finalizes on the consumer (with the agreement the consumer
     // countersigned) before its own session does, then replays the notice.
     out.push((
@@ -1575,6 +1787,8 @@ pub enum Expect {
     Finalized,
     /// And a transfer completes on both sides with every chunk stored.
     Completed,
+    /// Both sides finalize, and four post-agreement messages are delivered.
+    Delivered,
 }
 
 impl Outcome {
@@ -1590,6 +1804,7 @@ impl Outcome {
             Expect::Nothing => true,
             Expect::Finalized => fin,
             Expect::Completed => fin && done,
+            Expect::Delivered => fin && self.delivered >= 4,
         }
     }
 }
@@ -1604,7 +1819,7 @@ pub fn sample_messages() -> Vec<Message> {
     sim.run_for(5000);
     ck.check(&sim, true);
     let mut out = Vec::new();
-    for kind in 0..22u8 {
+    for kind in 0..25u8 {
         for (c, d) in [(0u8, 0u8), (0x83, 0x85), (0x4d, 0x12)] {
             let spec = MsgSpec {
                 kind,

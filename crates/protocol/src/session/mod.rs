@@ -410,8 +410,9 @@ pub enum Event {
     /// The peer's checkpoint, verified and consistent with the last one seen.
     Checkpoint(CheckpointSeen),
     /// An agreement was terminated: by this side ([`Session::terminate_agreement`],
-    /// reported when called) or by the peer (its notice checked). Record it: transfers
-    /// under it are refused from now on ([`Host::is_terminated`]).
+    /// reported when called) or by the peer (its notice checked). Record it (by the
+    /// notice's id; the notice's `time` says when it takes effect): the provider refuses
+    /// transfers under an agreement [`Host::is_terminated`] reports.
     AgreementTerminated {
         /// The agreement.
         agreement: Hash256,
@@ -566,21 +567,16 @@ pub fn refusal_of<E: ErrorCode + std::error::Error + 'static>(e: &E) -> Refusal 
     Refusal::new(e.code(), tds_core::code::full_message(e))
 }
 
-/// What an outstanding request is for, to route its reply.
+/// What an outstanding request is for, to route its reply (`Delivery`: a post-agreement
+/// message whose outcome the sender learns).
 #[derive(Clone, Debug)]
 enum Purpose {
     Negotiation(Pid),
     Transfer(Pid),
-    Chunk {
-        pid: Pid,
-        index: u64,
-    },
+    Chunk { pid: Pid, index: u64 },
     Catalog,
-    Checkpoint {
-        since: Option<(u64, Hash256)>,
-    },
+    Checkpoint { since: Option<(u64, Hash256)> },
     Notice,
-    /// A post-agreement message whose outcome the sender learns.
     Delivery,
 }
 

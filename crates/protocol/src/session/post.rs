@@ -19,7 +19,7 @@ use crate::signed::{self, SignedError, MAX_SIGNED_LEN};
 use crate::state::Role;
 
 /// Digests of accepted post-agreement messages remembered per session.
-pub(super) const ACCEPTED: usize = 256;
+const ACCEPTED: usize = 256;
 
 fn unknown_agreement(id: &Hash256) -> Refusal {
     Refusal::new(
@@ -112,9 +112,9 @@ impl Session {
     /// Either party: ends `agreement` (between this side and the peer) with
     /// `termination`, a termination notice this side signed for it
     /// ([`tds_policy::contract::terminate`]). Reported at once as
-    /// [`Event::AgreementTerminated`] by this side (the notice takes effect as signed);
-    /// whether the peer accepted it comes as [`Event::Delivered`] or
-    /// [`Event::Undelivered`] with the returned id.
+    /// [`Event::AgreementTerminated`] by this side (the notice is signed: it does not
+    /// wait for the peer's consent); whether the peer accepted it comes as
+    /// [`Event::Delivered`] or [`Event::Undelivered`] with the returned id.
     pub fn terminate_agreement(
         &mut self,
         now: Timestamp,
