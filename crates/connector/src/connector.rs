@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use crate::app::{App, CatalogPage, Fetch, FetchEnd, ProgressFn, Waiters};
 use crate::core::{code, lock, ConnectorLog, Core, Served, SessionHost, Tree};
 use crate::error::ConnectorError;
-use crate::events::ConnectorEvent;
+use crate::events::{AlertKind, ConnectorEvent};
 use crate::records::{
     self, AssetRecord, FetchRecord, MeterRecord, OfferRecord, SourceRecord, TerminationRecord,
 };
@@ -169,9 +169,38 @@ impl ConnectorBuilder {
         };
         records::check_version(store.as_ref())?;
         let trust: SharedTrust = Arc::new(std::sync::RwLock::new(self.trust));
+        // Refused incoming connections become alerts (not log events: a refusal comes
+        // before the peer is authenticated, and anyone could fill the log with them).
+        let alerts: Arc<OnceLock<std::sync::Weak<Core>>> = Arc::new(OnceLock::new());
+        let observer = {
+            let alerts = alerts.clone();
+            Arc::new(
+                move |remote: SocketAddr, e: &tds_transport::TransportError| {
+                    let Some(core) = alerts.get().and_then(std::sync::Weak::upgrade) else {
+                        return;
+                    };
+                    let code = tds_core::ErrorCode::code(e);
+                    let kind = if code == "identity.revoked" {
+                        AlertKind::PeerRevoked
+                    } else if code.starts_with("identity.") {
+                        AlertKind::Denial
+                    } else {
+                        return;
+                    };
+                    core.alert(
+                        kind,
+                        code,
+                        format!("refused a connection from {remote}: {e}"),
+                        None,
+                        None,
+                    );
+                },
+            )
+        };
         let endpoint = Endpoint::builder(identity, trust.clone())
             .config(self.config.transport.clone())
             .clock(self.clock.clone())
+            .on_refusal(observer)
             .bind(self.listen)?;
         let (events, _) = broadcast::channel(4096);
         let core = Arc::new(Core::new(
@@ -184,6 +213,7 @@ impl ConnectorBuilder {
             data_dir,
             events,
         ));
+        let _ = alerts.set(Arc::downgrade(&core));
         let facts = tds_core::cose::open::<tds_identity::Credential>(&core.credential)
             .map(|c| crate::usage::ConsumerFacts::from_credential(c.value()))
             .unwrap_or_else(|_| crate::usage::ConsumerFacts::new(core.me));
@@ -579,11 +609,23 @@ impl Connector {
     /// Applies a revocation list: the trust store takes it (if it verifies), peers it
     /// revokes are disconnected and refused from now on.
     pub fn apply_revocation_list(&self, crl: &[u8]) -> Result<(), ConnectorError> {
-        self.inner.endpoint.apply_revocation_list(crl)?;
+        let outcome = self.inner.endpoint.apply_revocation_list(crl)?;
         self.inner
             .core
             .trust_generation
             .fetch_add(1, Ordering::AcqRel);
+        if outcome.closed > 0 {
+            self.inner.core.alert(
+                AlertKind::PeerRevoked,
+                "identity.revoked",
+                format!(
+                    "revocation list {} of {}: closed {} connection(s) of peers it revokes",
+                    outcome.sequence, outcome.issuer, outcome.closed
+                ),
+                None,
+                None,
+            );
+        }
         Ok(())
     }
 

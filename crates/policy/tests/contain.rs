@@ -163,7 +163,11 @@ fn run_cases<S: Strategy>(
     test: impl Fn(S::Value) -> Result<Option<bool>, TestCaseError>,
 ) {
     let verdicts = std::cell::RefCell::new(Verdicts::default());
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(128));
+    // A fixed seed: the share of cases the bounded search decides depends on the cases
+    // drawn (about 95-99%), and a threshold on a random share would fail now and then.
+    let config = ProptestConfig::with_cases(128);
+    let rng = proptest::test_runner::TestRng::deterministic_rng(config.rng_algorithm);
+    let mut runner = proptest::test_runner::TestRunner::new_with_rng(config, rng);
     let result = runner.run(&strategy, |case| {
         let v = test(case)?;
         verdicts.borrow_mut().record(v);

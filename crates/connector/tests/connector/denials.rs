@@ -212,6 +212,7 @@ async fn consumer_revoked_between_negotiation_and_fetch() -> Res {
     let a = p.negotiate("research").await?;
     let serial = p.consumer_member.serial;
     let crl = p.space.revoke(serial)?;
+    let mut events = p.provider.subscribe();
     p.provider.apply_revocation_list(&crl)?;
     let e = tokio::time::timeout(std::time::Duration::from_secs(30), p.fetch(&a, 0))
         .await
@@ -220,6 +221,24 @@ async fn consumer_revoked_between_negotiation_and_fetch() -> Res {
         .ok_or("a revoked consumer fetched")?;
     let text = format!("{}: {e}", refusal_code(&e));
     assert!(text.contains("revoked"), "{text}");
+    // The operator hears of it: the live session closed by the list, and the revoked
+    // consumer's attempt to connect again, are both peer_revoked alerts.
+    let mut revoked = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while revoked.len() < 2 {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(tds_connector::ConnectorEvent::Alert(a)))
+                if a.kind == tds_connector::AlertKind::PeerRevoked =>
+            {
+                assert_eq!(a.code, "identity.revoked", "{a:?}");
+                revoked.push(a.message);
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("events: {e}").into()),
+            Err(_) => break,
+        }
+    }
+    assert_eq!(revoked.len(), 2, "peer_revoked alerts: {revoked:?}");
     // The provider still serves others: a fresh member negotiates.
     let fresh = p.space.member(13, Sector::FINANCE, "CN-SX")?;
     let other = connector(&p.space, &fresh, Backend::Memory).await?;
