@@ -227,11 +227,11 @@ fn parties_must_be_the_agreements_and_unknown_kinds_fail() {
     )
     .unwrap_err();
     assert!(
-        matches!(&err, EvidenceError::Invalid(Invalid::ObjectKind { expected: "usage-report", found, .. }) if found == "mystery"),
+        matches!(&err, EvidenceError::Invalid(Invalid::ObjectKind { expected: "usage-report or usage-record", found, .. }) if found == "mystery"),
         "{err}"
     );
-    // The right kind (the registry knows usage reports), but one the standard verifier
-    // does not check in evidence yet: it cannot be checked, so it fails.
+    // The right kind, checked by the standard verifier: bytes that are not a signed
+    // usage report fail as that object.
     let err = evidence::verify(
         &bundle(&w, &[concluded.clone(), report("usage-report")], a.id()),
         &t,
@@ -239,12 +239,17 @@ fn parties_must_be_the_agreements_and_unknown_kinds_fail() {
     )
     .unwrap_err();
     match err {
-        EvidenceError::Invalid(Invalid::Object { source, .. }) => {
-            assert_eq!(source.code, "evidence.object.unsupported_kind")
+        EvidenceError::Invalid(Invalid::Object { kind, source, .. }) => {
+            assert_eq!(kind, "usage-report");
+            assert!(
+                !source.code.starts_with("evidence.object."),
+                "{}",
+                source.code
+            );
         }
         other => panic!("{other}"),
     }
-    // A kind no verifier knows (a duty receipt) fails alike.
+    // A duty_fulfilled event holds a deletion receipt; any other kind fails the bundle.
     let duty = Event::new(
         NOW,
         w.provider.id(),
@@ -264,12 +269,10 @@ fn parties_must_be_the_agreements_and_unknown_kinds_fail() {
         &StandardVerifier::with_trust(&t),
     )
     .unwrap_err();
-    match err {
-        EvidenceError::Invalid(Invalid::Object { source, .. }) => {
-            assert_eq!(source.code, "evidence.object.unknown_kind")
-        }
-        other => panic!("{other}"),
-    }
+    assert!(
+        matches!(&err, EvidenceError::Invalid(Invalid::ObjectKind { expected: "deletion-receipt", found, .. }) if found == "duty-receipt"),
+        "{err}"
+    );
 }
 
 // Regression tests for the review of session 3: objects embedded in an event must be what

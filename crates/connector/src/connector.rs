@@ -629,6 +629,11 @@ impl Connector {
         Ok(())
     }
 
+    /// Peer sessions open now (either direction).
+    pub fn peer_count(&self) -> usize {
+        lock(&self.inner.peers).all.len()
+    }
+
     /// Registers an integrator's data source under `name` (after a restart, before the
     /// assets published from it are served).
     pub fn register_source(&self, name: &str, source: Arc<dyn DataSource>) {

@@ -64,6 +64,35 @@ pub(crate) enum Command {
     /// Agreements: verify both signatures and show the terms.
     #[command(subcommand)]
     Agreement(crate::cmd::contract::AgreementCommand),
+    /// Create a node home: key, documented config.toml, data directory.
+    Init(crate::node::InitArgs),
+    /// Run the connector node of a home (QUIC, admin API on 127.0.0.1) until SIGTERM.
+    Serve(crate::node::ServeArgs),
+    /// The node's id, admin URL, credential, peers, agreements, transfers, log size and
+    /// alerts, as JSON (from the running node, or from its home).
+    Status(crate::node::NodeHomeArg),
+    /// Assets this node publishes.
+    #[command(subcommand)]
+    Asset(crate::node::verbs::AssetCommand),
+    /// Negotiate an offer of a provider; prints the agreement (its duties and price).
+    Negotiate(crate::node::verbs::NegotiateArgs),
+    /// Fetch an agreement's asset (verified chunk by chunk; re-running resumes).
+    Fetch(crate::node::verbs::FetchArgs),
+    /// The agreements this node holds.
+    Agreements(crate::node::NodeHomeArg),
+    /// Check a use of fetched data against its agreement (and count it).
+    Use(crate::node::verbs::UseArgs),
+    /// The duties this node holds and their state.
+    Duties(crate::node::NodeHomeArg),
+    /// Delete the local copy of an agreement's data; the provider gets a signed receipt.
+    Delete(crate::node::verbs::DeleteArgs),
+    /// The five-sector data space on loopback: an authority and connector nodes play
+    /// real scenarios through the real protocol, with a narrated table.
+    Demo {
+        /// Keep the homes in DIR (new or empty) for exploring with the other verbs.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +201,9 @@ pub(crate) struct AdmitArgs {
 pub(crate) enum CredentialCommand {
     /// Verify a credential against trusted authority keys (and a revocation list).
     Verify(VerifyArgs),
+    /// Install a node's membership credential in its home (checked against the
+    /// authority key and revocation list given, which the node then trusts).
+    Install(crate::node::InstallArgs),
 }
 
 #[derive(Debug, Args)]
@@ -200,19 +232,19 @@ pub(crate) struct InspectArgs {
     pub(crate) file: PathBuf,
 }
 
-fn parse_public_key(s: &str) -> Result<PublicKey, String> {
+pub(crate) fn parse_public_key(s: &str) -> Result<PublicKey, String> {
     PublicKey::from_hex(s).map_err(|e| e.to_string())
 }
 
-fn parse_sector(s: &str) -> Result<Sector, String> {
+pub(crate) fn parse_sector(s: &str) -> Result<Sector, String> {
     s.parse().map_err(|e: tds_identity::Invalid| e.to_string())
 }
 
-fn parse_role(s: &str) -> Result<Role, String> {
+pub(crate) fn parse_role(s: &str) -> Result<Role, String> {
     s.parse().map_err(|e: tds_identity::Invalid| e.to_string())
 }
 
-fn parse_jurisdiction(s: &str) -> Result<Jurisdiction, String> {
+pub(crate) fn parse_jurisdiction(s: &str) -> Result<Jurisdiction, String> {
     s.parse().map_err(|e: tds_identity::Invalid| e.to_string())
 }
 

@@ -12,6 +12,7 @@ mod cli;
 mod cmd;
 mod files;
 mod home;
+mod node;
 mod output;
 mod trust;
 

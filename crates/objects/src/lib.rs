@@ -566,6 +566,47 @@ impl ObjectVerifier for StandardVerifier<'_> {
                 )
                 .signed_by(v.receipt().consumer))
             }
+            // Post-agreement objects: each signed by the party key it names (the
+            // consumer, or the recorder of a usage record), checked like a receipt.
+            Kind::UsageReport => {
+                let opened = cose::open::<UsageReport>(&object.bytes).map_err(object_error)?;
+                let key = opened.value().consumer_key;
+                let v = tds_protocol::signed::verify_usage_report(&object.bytes, &key)
+                    .map_err(object_error)?;
+                Ok(CheckedObject::new(
+                    v.id(),
+                    None,
+                    Vec::new(),
+                    "consumer signature verified against the consumer key it names",
+                )
+                .signed_by(v.report().consumer))
+            }
+            Kind::DeletionReceipt => {
+                let opened = cose::open::<DeletionReceipt>(&object.bytes).map_err(object_error)?;
+                let key = opened.value().consumer_key;
+                let v = tds_protocol::signed::verify_deletion_receipt(&object.bytes, &key)
+                    .map_err(object_error)?;
+                Ok(CheckedObject::new(
+                    v.id(),
+                    None,
+                    vec![v.receipt().asset],
+                    "consumer signature verified against the consumer key it names",
+                )
+                .signed_by(v.receipt().consumer))
+            }
+            Kind::UsageRecord => {
+                let opened = cose::open::<UsageRecord>(&object.bytes).map_err(object_error)?;
+                let key = opened.value().recorder_key;
+                let v = tds_protocol::signed::verify_usage_record(&object.bytes, &key)
+                    .map_err(object_error)?;
+                Ok(CheckedObject::new(
+                    v.id(),
+                    None,
+                    Vec::new(),
+                    "recorder signature verified against the recorder key it names",
+                )
+                .signed_by(v.record().recorder))
+            }
             other => Err(ObjectError {
                 code: "evidence.object.unsupported_kind",
                 message: format!(

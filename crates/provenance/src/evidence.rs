@@ -448,33 +448,47 @@ impl VerifiedEvidence {
     }
 }
 
-/// The object kind an event's embedded-object field holds, the id the event gives it (if
-/// it names one), and the object.
+/// The object kinds an event's embedded-object field may hold (as one text for messages
+/// and as the list), the id the event gives it (if it names one), and the object.
+#[expect(clippy::type_complexity, reason = "a private helper's tuple")]
 fn embedded(
     body: &EventBody,
 ) -> (
-    Option<(&'static str, Option<Hash256>)>,
+    Option<(&'static str, &'static [&'static str], Option<Hash256>)>,
     Option<&SignedObject>,
 ) {
     match body {
-        EventBody::AssetPublished { asset, object } => {
-            (Some(("manifest", Some(*asset))), object.as_ref())
-        }
+        EventBody::AssetPublished { asset, object } => (
+            Some(("manifest", &["manifest"], Some(*asset))),
+            object.as_ref(),
+        ),
         EventBody::OfferPublished { offer, object, .. } => {
-            (Some(("offer", Some(*offer))), object.as_ref())
+            (Some(("offer", &["offer"], Some(*offer))), object.as_ref())
         }
         EventBody::AgreementConcluded {
             agreement, object, ..
-        } => (Some(("agreement", Some(*agreement))), object.as_ref()),
-        EventBody::UsageReported { report, object, .. } => {
-            (Some(("usage-report", Some(*report))), object.as_ref())
-        }
-        EventBody::TransferCompleted { receipt, .. } => {
-            (Some(("transfer-receipt", None)), receipt.as_ref())
-        }
-        EventBody::DutyFulfilled { receipt, .. } => {
-            (Some(("duty-receipt", None)), receipt.as_ref())
-        }
+        } => (
+            Some(("agreement", &["agreement"], Some(*agreement))),
+            object.as_ref(),
+        ),
+        // A consumer's usage report, or a side's signed metering record.
+        EventBody::UsageReported { report, object, .. } => (
+            Some((
+                "usage-report or usage-record",
+                &["usage-report", "usage-record"],
+                Some(*report),
+            )),
+            object.as_ref(),
+        ),
+        EventBody::TransferCompleted { receipt, .. } => (
+            Some(("transfer-receipt", &["transfer-receipt"], None)),
+            receipt.as_ref(),
+        ),
+        // The receipt of a fulfilled duty: a deletion receipt for `delete`.
+        EventBody::DutyFulfilled { receipt, .. } => (
+            Some(("deletion-receipt", &["deletion-receipt"], None)),
+            receipt.as_ref(),
+        ),
         _ => (None, None),
     }
 }
@@ -555,11 +569,11 @@ pub fn verify(
         if let (EventBody::AgreementConcluded { .. }, None) = (&e.body, object) {
             return Err(Invalid::NotEmbedded { position, index }.into());
         }
-        let (Some((expected, named)), Some(o)) = (slot, object) else {
+        let (Some((expected, allowed, named)), Some(o)) = (slot, object) else {
             continue;
         };
         let kind = o.kind.as_str().to_owned();
-        if kind != expected {
+        if !allowed.contains(&kind.as_str()) {
             return Err(Invalid::ObjectKind {
                 position,
                 index,

@@ -13,6 +13,9 @@ use crate::{files, output};
 pub(crate) enum CatalogCommand {
     /// Export manifests as a catalog.
     Export(ExportArgs),
+    /// Search a provider's catalog (or the authority's federated one); each offer carries
+    /// its `offer_id`.
+    Search(crate::node::verbs::SearchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -32,6 +35,7 @@ pub(crate) struct ExportArgs {
 pub(crate) fn dispatch(command: CatalogCommand) -> anyhow::Result<()> {
     match command {
         CatalogCommand::Export(args) => export(&args),
+        CatalogCommand::Search(args) => crate::node::verbs::search(args),
     }
 }
 

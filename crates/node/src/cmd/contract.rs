@@ -118,6 +118,8 @@ pub(crate) enum AgreementCommand {
         #[arg(value_name = "AGREEMENT")]
         agreement: PathBuf,
     },
+    /// Terminate an agreement this node holds; the peer is told.
+    Terminate(crate::node::verbs::TerminateArgs),
 }
 
 fn named<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
@@ -265,7 +267,10 @@ pub(crate) fn contract(c: ContractCommand) -> anyhow::Result<()> {
 }
 
 pub(crate) fn agreement(c: AgreementCommand) -> anyhow::Result<()> {
-    let AgreementCommand::Verify { agreement } = c;
+    let agreement = match c {
+        AgreementCommand::Verify { agreement } => agreement,
+        AgreementCommand::Terminate(a) => return crate::node::verbs::terminate(a),
+    };
     let a = contract::verify_agreement(&files::read(&agreement)?).map_err(named(&agreement))?;
     let t = a.terms();
     let mut terms = Map::new();

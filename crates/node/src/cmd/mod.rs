@@ -34,6 +34,18 @@ pub(crate) fn dispatch(command: Command, force: bool) -> anyhow::Result<()> {
             authority::rollover(&home.home, &out)
         }
         Command::Credential(CredentialCommand::Verify(args)) => credential::verify(&args),
+        Command::Credential(CredentialCommand::Install(args)) => crate::node::install(&args),
+        Command::Init(args) => crate::node::init(&args),
+        Command::Serve(args) => crate::node::serve(&args),
+        Command::Status(args) => crate::node::status(&args),
+        Command::Asset(c) => crate::node::verbs::asset(c),
+        Command::Negotiate(a) => crate::node::verbs::negotiate(a),
+        Command::Fetch(a) => crate::node::verbs::fetch(a),
+        Command::Agreements(h) => crate::node::verbs::agreements(h),
+        Command::Use(a) => crate::node::verbs::use_data(a),
+        Command::Duties(h) => crate::node::verbs::duties(h),
+        Command::Delete(a) => crate::node::verbs::delete(a),
+        Command::Demo { keep } => crate::node::demo::demo(keep),
         Command::Inspect(args) => inspect::inspect(&args.file),
         Command::Manifest(c) => manifest::dispatch(c),
         Command::Catalog(c) => catalog::dispatch(c),

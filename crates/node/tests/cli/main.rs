@@ -16,5 +16,6 @@ mod util;
 mod identity;
 mod log;
 mod manifest;
+mod node;
 mod policy;
 mod walkthrough;

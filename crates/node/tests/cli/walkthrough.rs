@@ -1,4 +1,4 @@
-//! The README's first command, `scripts/walkthrough.sh`, run against the built binary, so
+//! `scripts/walkthrough.sh` (named in the README) run against the built binary, so
 //! CI proves the README.
 
 use std::path::Path;
