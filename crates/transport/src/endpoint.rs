@@ -35,10 +35,10 @@ pub type RefusalObserver = Arc<dyn Fn(SocketAddr, &TransportError) + Send + Sync
 /// (with the newest revocation list of its authority we hold, if any).
 #[derive(Clone)]
 pub struct LocalIdentity {
-    signer: Arc<dyn Signer>,
-    credential: Vec<u8>,
+    pub(crate) signer: Arc<dyn Signer>,
+    pub(crate) credential: Vec<u8>,
     issuer: ParticipantId,
-    crl: Option<Vec<u8>>,
+    pub(crate) crl: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for LocalIdentity {
@@ -271,7 +271,7 @@ impl Shared {
 }
 
 /// The highest version both sides speak.
-fn negotiate(theirs: &[u64]) -> Result<u64, ProtocolError> {
+pub(crate) fn negotiate(theirs: &[u64]) -> Result<u64, ProtocolError> {
     VERSIONS
         .iter()
         .rev()
@@ -296,7 +296,7 @@ pub(crate) fn tls_peer_key(conn: &quinn::Connection) -> Result<PublicKey, HelloE
 }
 
 /// The ALPN protocol TLS agreed on.
-fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+pub(crate) fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
     conn.handshake_data()?
         .downcast::<quinn::crypto::rustls::HandshakeData>()
         .ok()?
@@ -326,7 +326,7 @@ pub(crate) async fn refuse(
 }
 
 /// Reads the hello frame from `recv`: one control frame holding a `hello`.
-async fn read_hello(
+pub(crate) async fn read_hello(
     recv: &mut quinn::RecvStream,
 ) -> Result<Result<Hello, HelloError>, TransportError> {
     let frame = match read_frame(recv, Accept::Control, MAX_CONTROL).await {
@@ -364,7 +364,11 @@ async fn serve_incoming(
     let work = async {
         if negotiated_alpn(&conn).as_deref() == Some(ALPN_JOIN) {
             return match &shared.join {
-                Some(join) => join.serve(&shared, conn.clone()).await.err().map(Err),
+                Some(join) => join
+                    .serve(shared.config.refusal_linger, &*shared.clock, conn.clone())
+                    .await
+                    .err()
+                    .map(Err),
                 None => {
                     conn.close(VarInt::from_u32(close::PROTOCOL), b"");
                     None

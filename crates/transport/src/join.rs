@@ -18,13 +18,13 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use tds_core::cbor;
 use tds_core::cose;
-use tds_core::{PublicKey, Signer, Timestamp};
+use tds_core::{Clock, PublicKey, Signer, Timestamp};
 use tds_identity::ParticipantId;
 use tds_protocol::frame::{FrameHeader, FrameType, CONTROL_LIMITS, HEADER_LEN, MAX_CONTROL};
 use tds_protocol::{Message, ProtocolError, Refusal};
 
 use crate::config::TransportConfig;
-use crate::endpoint::{refuse, tls_peer_key, Shared};
+use crate::endpoint::{refuse, tls_peer_key};
 use crate::error::{close, close_reason, refusal_of, JoinError, TransportError};
 use crate::tls::{self, ALPN_JOIN};
 use crate::wire::{read_frame, refuse_rest, Accept};
@@ -364,10 +364,10 @@ impl JoinServer {
     /// Serves one `tds-join/1` connection: at most one request, then the close.
     pub(crate) async fn serve(
         &self,
-        shared: &Shared,
+        linger: Duration,
+        clock: &dyn Clock,
         conn: quinn::Connection,
     ) -> Result<(), TransportError> {
-        let linger = shared.config.refusal_linger;
         let source = conn.remote_address();
         let refused = |e: JoinError| TransportError::Join(e);
         let tls_key = match tls_peer_key(&conn) {
@@ -381,7 +381,7 @@ impl JoinServer {
             .limiter
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .check(source.ip(), shared.now());
+            .check(source.ip(), clock.now());
         if let Err(e) = limited {
             refuse(&conn, None, close::REFUSED, refusal_of(&e), linger).await;
             return Err(refused(e));
@@ -400,7 +400,7 @@ impl JoinServer {
             JoinMessage::AdmissionRequest(r) => verify_request(
                 &r.request,
                 &tls_key,
-                shared.now(),
+                clock.now(),
                 self.limits.max_skew,
                 source,
             ),
@@ -453,39 +453,8 @@ impl JoinConnection {
         server_key: &PublicKey,
         config: &TransportConfig,
     ) -> Result<JoinConnection, TransportError> {
-        let tls = tls::client_config(applicant, ALPN_JOIN)
-            .map_err(|e| TransportError::Config(format!("TLS: {e}")))?;
-        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-            .map_err(|e| TransportError::Config(format!("QUIC TLS: {e}")))?;
-        let mut client = quinn::ClientConfig::new(Arc::new(quic));
-        client.transport_config(config.quinn()?);
-        let bind: SocketAddr = match addr {
-            SocketAddr::V4(a) if a.ip().is_loopback() => (std::net::Ipv4Addr::LOCALHOST, 0).into(),
-            SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(a) if a.ip().is_loopback() => (std::net::Ipv6Addr::LOCALHOST, 0).into(),
-            SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let endpoint = quinn::Endpoint::client(bind)
-            .map_err(|source| TransportError::Bind { addr: bind, source })?;
-        let go = async {
-            let conn = endpoint.connect_with(client, addr, "tds")?.await?;
-            let found = tls_peer_key(&conn).map_err(TransportError::Hello)?;
-            if found != *server_key {
-                let e = crate::error::HelloError::UnexpectedPeer {
-                    expected: ParticipantId::of(server_key),
-                    found: ParticipantId::of(&found),
-                };
-                conn.close(
-                    VarInt::from_u32(close::REFUSED),
-                    &close_reason(&refusal_of(&e)),
-                );
-                return Err(TransportError::Hello(e));
-            }
-            Ok(conn)
-        };
-        let conn = tokio::time::timeout(config.hello_timeout, go)
-            .await
-            .map_err(|_| TransportError::Timeout("the handshake"))??;
+        let (endpoint, conn) =
+            connect_pinned(addr, applicant, ALPN_JOIN, server_key, config).await?;
         Ok(JoinConnection {
             conn,
             _endpoint: endpoint,
@@ -525,6 +494,53 @@ impl JoinConnection {
             None => Err(self.conn.closed().await.into()),
         }
     }
+}
+
+/// Connects to `addr` with `signer`'s raw key and ALPN `alpn`, and requires the server's
+/// TLS key to be `server_key` (checked right after TLS, before anything is sent), all
+/// within `config.hello_timeout`. Shared by the admission path and the service path,
+/// whose servers hold no membership credential and are known by key alone.
+pub(crate) async fn connect_pinned(
+    addr: SocketAddr,
+    signer: Arc<dyn Signer>,
+    alpn: &[u8],
+    server_key: &PublicKey,
+    config: &TransportConfig,
+) -> Result<(quinn::Endpoint, quinn::Connection), TransportError> {
+    let tls = tls::client_config(signer, alpn)
+        .map_err(|e| TransportError::Config(format!("TLS: {e}")))?;
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| TransportError::Config(format!("QUIC TLS: {e}")))?;
+    let mut client = quinn::ClientConfig::new(Arc::new(quic));
+    client.transport_config(config.quinn()?);
+    let bind: SocketAddr = match addr {
+        SocketAddr::V4(a) if a.ip().is_loopback() => (std::net::Ipv4Addr::LOCALHOST, 0).into(),
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(a) if a.ip().is_loopback() => (std::net::Ipv6Addr::LOCALHOST, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let endpoint = quinn::Endpoint::client(bind)
+        .map_err(|source| TransportError::Bind { addr: bind, source })?;
+    let go = async {
+        let conn = endpoint.connect_with(client, addr, "tds")?.await?;
+        let found = tls_peer_key(&conn).map_err(TransportError::Hello)?;
+        if found != *server_key {
+            let e = crate::error::HelloError::UnexpectedPeer {
+                expected: ParticipantId::of(server_key),
+                found: ParticipantId::of(&found),
+            };
+            conn.close(
+                VarInt::from_u32(close::REFUSED),
+                &close_reason(&refusal_of(&e)),
+            );
+            return Err(TransportError::Hello(e));
+        }
+        Ok(conn)
+    };
+    let conn = tokio::time::timeout(config.hello_timeout, go)
+        .await
+        .map_err(|_| TransportError::Timeout("the handshake"))??;
+    Ok((endpoint, conn))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod driver;
 mod endpoint;
 pub mod error;
 pub mod join;
+pub mod service;
 pub mod tls;
 mod wire;
 
@@ -19,4 +20,7 @@ pub use endpoint::{
 };
 pub use error::{close, Closer, HelloError, JoinError, TransportError};
 pub use join::{AdmissionHandler, AdmissionReply, AdmissionRequest, JoinConnection, JoinLimits};
+pub use service::{
+    ServiceConnection, ServiceEndpoint, ServiceEndpointBuilder, ServiceHandler, ServiceLimits,
+};
 pub use wire::{stream_code, ChunkReply};

@@ -28,6 +28,10 @@ pub const ALPN: &[u8] = b"tds/1";
 /// The ALPN protocol id of the admission path (no credential needed).
 pub const ALPN_JOIN: &[u8] = b"tds-join/1";
 
+/// The ALPN protocol id of the service path: members asking a server without a
+/// membership credential (the authority) for services (`crate::service`).
+pub const ALPN_AUTHORITY: &[u8] = b"tds-authority/1";
+
 /// The only signature scheme offered and accepted.
 pub const SIGNATURE_SCHEMES: &[SignatureScheme] = &[SignatureScheme::ED25519];
 
