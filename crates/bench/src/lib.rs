@@ -6,4 +6,5 @@ pub mod kv;
 pub mod log;
 pub mod negotiate;
 pub mod net;
+pub mod node;
 mod pair;

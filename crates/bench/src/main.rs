@@ -75,6 +75,17 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+    /// The reference node as a process: cold start of `tds serve` until it accepts
+    /// connections (against the process floor, `tds --version`) and its idle resident
+    /// memory. Prints one JSON line.
+    Node {
+        /// The `tds` binary (e.g. target/release/tds).
+        #[arg(long, value_name = "PATH")]
+        tds: PathBuf,
+        /// Starts to time.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        starts: u32,
+    },
     /// Contract negotiations through the connector API on one open connection: COUNT
     /// negotiations from CONCURRENCY tasks between a provider and a consumer connector
     /// with durable state (redb and the provenance log in temporary data directories),
@@ -157,6 +168,10 @@ fn run() -> anyhow::Result<()> {
             let report =
                 runtime()?.block_on(tds_bench::net::transfer(bench, out_dir.as_deref()))?;
             println!("{report}");
+            Ok(())
+        }
+        Command::Node { tds, starts } => {
+            println!("{}", tds_bench::node::run(&tds, starts)?);
             Ok(())
         }
         Command::Negotiate {

@@ -84,6 +84,9 @@ pub(crate) enum Command {
     Use(crate::node::verbs::UseArgs),
     /// The duties this node holds and their state.
     Duties(crate::node::NodeHomeArg),
+    /// Ask the authority for admission (returns once the request is queued; `tds serve`
+    /// picks up the credential when it is approved).
+    Join(crate::node::authority::JoinArgs),
     /// Delete the local copy of an agreement's data; the provider gets a signed receipt.
     Delete(crate::node::verbs::DeleteArgs),
     /// The five-sector data space on loopback: an authority and connector nodes play
@@ -155,6 +158,19 @@ pub(crate) enum AuthorityCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Run the authority service: admission (`tds-join/1`), revocation lists, the
+    /// federated catalog and witnessing (`tds-authority/1`), admin API on 127.0.0.1.
+    Serve(crate::node::authority::ServeArgs),
+    /// Admission requests waiting for a decision (JSON; each has an "id").
+    Requests {
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    /// Approve an admission request: the credential is issued and handed to the
+    /// applicant when it asks again.
+    Approve(crate::node::authority::ApproveArgs),
+    /// Reject an admission request.
+    Reject(crate::node::authority::RejectArgs),
     /// Replace the authority key: the old key signs a statement endorsing a new one.
     Rollover {
         #[command(flatten)]

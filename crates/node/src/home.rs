@@ -29,6 +29,23 @@ fn store_error(e: AuthorityStoreError) -> anyhow::Error {
 /// An existing authority's home, locked; its directory, state and witness memory must be
 /// private.
 pub(crate) fn open(dir: &Path) -> anyhow::Result<DirAuthorityStore> {
+    open_checked(dir, true)
+}
+
+/// [`open`] for `tds authority serve` itself: a stale `admin.json` (a killed service,
+/// its pid perhaps reused) must not stop it; the home's lock keeps two services apart.
+pub(crate) fn open_for_service(dir: &Path) -> anyhow::Result<DirAuthorityStore> {
+    open_checked(dir, false)
+}
+
+fn open_checked(dir: &Path, check_running: bool) -> anyhow::Result<DirAuthorityStore> {
+    // A running `tds authority serve` holds the home: say so instead of waiting for it.
+    if let Some(pid) = running_pid(dir).filter(|_| check_running) {
+        anyhow::bail!(
+            "{}: the authority is running (pid {pid}); stop it first, or use `tds authority requests|approve|reject`, which go through its admin API",
+            dir.display()
+        );
+    }
     let store = DirAuthorityStore::open(dir, &mut waiting).map_err(store_error)?;
     for state in [STATE_FILE, crate::cmd::witness::WITNESS_STATE] {
         let path = dir.join(state);
@@ -62,4 +79,12 @@ fn permission(e: tds_core::fs::PermissionError) -> anyhow::Error {
         }
         other => other.into(),
     }
+}
+
+/// The pid in `dir/admin.json` if that process is alive (a service runs on the home).
+pub(crate) fn running_pid(dir: &Path) -> Option<u32> {
+    let bytes = std::fs::read(dir.join("admin.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let pid = u32::try_from(v.get("pid")?.as_u64()?).ok()?;
+    (pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
 }

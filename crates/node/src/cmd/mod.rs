@@ -23,6 +23,15 @@ pub(crate) fn dispatch(command: Command, force: bool) -> anyhow::Result<()> {
             authority::init(&home.home, &name)
         }
         Command::Authority(AuthorityCommand::Show { home }) => authority::show(&home.home),
+        Command::Authority(AuthorityCommand::Serve(args)) => crate::node::authority::serve(&args),
+        Command::Authority(AuthorityCommand::Requests { home }) => {
+            crate::node::authority::list_requests(&home.home)
+        }
+        Command::Authority(AuthorityCommand::Approve(args)) => {
+            crate::node::authority::approve(&args)
+        }
+        Command::Authority(AuthorityCommand::Reject(args)) => crate::node::authority::reject(&args),
+        Command::Join(args) => crate::node::authority::join(&args),
         Command::Authority(AuthorityCommand::Admit(args)) => authority::admit(&args),
         Command::Authority(AuthorityCommand::Revoke { home, serial }) => {
             authority::revoke(&home.home, serial)

@@ -4,6 +4,7 @@
 //! it runs.
 
 pub(crate) mod admin;
+pub(crate) mod authority;
 pub(crate) mod config;
 pub(crate) mod demo;
 pub(crate) mod home;

@@ -105,6 +105,13 @@ pub(crate) async fn start_connector(
 }
 
 async fn run(home: Arc<NodeHome>) -> anyhow::Result<()> {
+    if home.credential()?.is_none() {
+        // Joined but not admitted yet: ask the authority until it decides.
+        tokio::select! {
+            r = super::authority::wait_for_admission(&home) => r?,
+            () = stop_signal() => return Ok(()),
+        }
+    }
     let connector = start_connector(&home, None).await?;
     let metrics = Arc::new(Metrics::default());
     {
@@ -183,7 +190,7 @@ async fn run(home: Arc<NodeHome>) -> anyhow::Result<()> {
 }
 
 /// SIGTERM or SIGINT.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -675,3 +675,163 @@ fn the_five_sector_demo_plays_every_scenario_and_verifies_its_evidence() {
     assert!(s["log_size"].as_u64().unwrap() > 0, "{s}");
     assert!(keep.join("evidence-healthcare.cbor").exists());
 }
+
+#[test]
+fn join_waits_for_the_authority_and_serve_picks_up_the_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("authority");
+    let shown = ok(&["authority", "init", "--home", p(&auth), "--name", "Space"]);
+    let key = shown["public_key_hex"].as_str().unwrap().to_owned();
+    let mut authority = Command::new(bin())
+        .args([
+            "authority",
+            "serve",
+            "--home",
+            p(&auth),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !auth.join("admin.json").exists() {
+        assert!(Instant::now() < deadline, "the authority did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // admin.json says where its QUIC endpoint listens.
+    let admin: Value =
+        serde_json::from_slice(&std::fs::read(auth.join("admin.json")).unwrap()).unwrap();
+    let listen = admin["listen"].as_str().unwrap().to_owned();
+
+    // A node joins: queued, not yet admitted.
+    let node = dir.path().join("grid");
+    ok(&[
+        "init",
+        "--home",
+        p(&node),
+        "--name",
+        "grid",
+        "--sector",
+        "power",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let joined = ok(&[
+        "join",
+        "--home",
+        p(&node),
+        "--authority",
+        &listen,
+        "--authority-key",
+        &key,
+    ]);
+    assert_eq!(joined["status"], "pending", "{joined}");
+    let requests = ok(&["authority", "requests", "--home", p(&auth)]);
+    let id = requests["requests"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(id, joined["request_id"].as_str().unwrap());
+    assert_eq!(requests["requests"][0]["name"], "grid");
+
+    // serve waits for the decision, then runs with the issued credential.
+    let mut served = Command::new(bin())
+        .args(["serve", "--home", p(&node)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let approved = ok(&["authority", "approve", &id, "--home", p(&auth)]);
+    assert_eq!(approved["approved"], true, "{approved}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !node.join("admin.json").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the node did not pick up its credential"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = ok(&["status", "--home", p(&node)]);
+    assert_eq!(s["credential"]["serial"], approved["serial"], "{s}");
+    assert_eq!(s["running"], true);
+
+    // Another node is rejected, and told so when it asks again.
+    let bank = dir.path().join("bank");
+    ok(&[
+        "init",
+        "--home",
+        p(&bank),
+        "--name",
+        "bank",
+        "--sector",
+        "finance",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let joined = ok(&[
+        "join",
+        "--home",
+        p(&bank),
+        "--authority",
+        &listen,
+        "--authority-key",
+        &key,
+    ]);
+    let bank_id = joined["request_id"].as_str().unwrap().to_owned();
+    let rejected = ok(&[
+        "authority",
+        "reject",
+        &bank_id,
+        "--home",
+        p(&auth),
+        "--reason",
+        "unknown bank",
+    ]);
+    assert_eq!(rejected["rejected"], true);
+    let args = ["join", "--home", p(&bank), "--authority", &listen];
+    let line = one_error_line(run_here(&args), &args);
+    assert!(line.contains("authority.rejected"), "{line}");
+
+    for child in [&mut served, &mut authority] {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+}
+
+#[test]
+fn authority_verbs_that_need_the_home_say_the_authority_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("authority");
+    ok(&["authority", "init", "--home", p(&auth), "--name", "Space"]);
+    let mut authority = Command::new(bin())
+        .args([
+            "authority",
+            "serve",
+            "--home",
+            p(&auth),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !auth.join("admin.json").exists() {
+        assert!(Instant::now() < deadline, "the authority did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let args = ["authority", "show", "--home", p(&auth)];
+    let line = one_error_line(run_here(&args), &args);
+    assert!(line.contains("the authority is running"), "{line}");
+    // The admin-API verbs work; a wrong token is refused.
+    let requests = ok(&["authority", "requests", "--home", p(&auth)]);
+    assert_eq!(requests["requests"].as_array().unwrap().len(), 0);
+    std::fs::write(auth.join("admin.token"), "0".repeat(64)).unwrap();
+    let args = ["authority", "requests", "--home", p(&auth)];
+    let line = one_error_line(run_here(&args), &args);
+    assert!(line.contains("admin.unauthorized"), "{line}");
+    let pid = rustix::process::Pid::from_raw(i32::try_from(authority.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert!(authority.wait().unwrap().success());
+}

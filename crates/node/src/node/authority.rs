@@ -1,0 +1,456 @@
+//! The authority as a running service (`tds authority serve`) and the admission verbs on
+//! both sides: `tds authority requests|approve|reject` (through the running authority's
+//! admin API, or on its home) and `tds join` (a node asks to be admitted).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clap::Args;
+use serde_json::{json, Value};
+use tds_authority::{AuthorityConfig, AuthorityService, Validity};
+use tds_core::{Clock, PublicKey, Signer};
+
+use super::admin::{self, authorized, error};
+use super::home::{self, NodeHome, ADMIN_FILE, TOKEN_FILE};
+
+/// `tds authority serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The authority's home (`tds authority init`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) home: PathBuf,
+    /// QUIC address for admission (`tds-join/1`) and members' services
+    /// (`tds-authority/1`).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: SocketAddr,
+    /// Admin API port on 127.0.0.1 (0: any free port, written to admin.json).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) admin_port: u16,
+}
+
+/// `tds authority approve`.
+#[derive(Debug, Args)]
+pub(crate) struct ApproveArgs {
+    /// The request id (`tds authority requests`; a unique prefix of 8+ digits works).
+    #[arg(value_name = "ID")]
+    pub(crate) id: String,
+    /// The authority's home.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) home: PathBuf,
+    /// Days of validity from now (default: what the applicant asked for).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=36_600))]
+    pub(crate) days: Option<u64>,
+}
+
+/// `tds authority reject`.
+#[derive(Debug, Args)]
+pub(crate) struct RejectArgs {
+    /// The request id.
+    #[arg(value_name = "ID")]
+    pub(crate) id: String,
+    /// The authority's home.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) home: PathBuf,
+    /// Why (the applicant is told).
+    #[arg(long, default_value = "rejected by the operator")]
+    pub(crate) reason: String,
+}
+
+/// `tds join`.
+#[derive(Debug, Args)]
+pub(crate) struct JoinArgs {
+    /// The node's home.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) home: PathBuf,
+    /// The authority's QUIC address.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) authority: SocketAddr,
+    /// The authority's public key, 64 hex digits (its `tds authority show`), pinned for
+    /// the connection (default: the key already in the home).
+    #[arg(long, value_name = "HEX", value_parser = crate::cli::parse_public_key)]
+    pub(crate) authority_key: Option<PublicKey>,
+    /// Days of validity to ask for.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=36_600))]
+    pub(crate) days: u64,
+}
+
+fn open_service(home: &Path) -> anyhow::Result<AuthorityService> {
+    let store = crate::home::open(home)?;
+    service_on(home, store)
+}
+
+fn service_on(
+    home: &Path,
+    store: tds_identity::store::DirAuthorityStore,
+) -> anyhow::Result<AuthorityService> {
+    AuthorityService::open(store, AuthorityConfig::default())
+        .with_context(|| format!("the authority service of {}", home.display()))
+}
+
+fn pending_json(s: &AuthorityService) -> anyhow::Result<Value> {
+    let list: Vec<Value> = s
+        .pending()?
+        .into_iter()
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "applicant": p.applicant.to_string(),
+                "public_key_hex": p.key.to_hex(),
+                "name": p.name,
+                "sectors": p.sectors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "roles": p.roles.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "jurisdiction": p.jurisdiction.to_string(),
+                "not_before": p.not_before.to_rfc3339(),
+                "not_after": p.not_after.to_rfc3339(),
+                "received": p.received.to_rfc3339(),
+            })
+        })
+        .collect();
+    Ok(json!({ "requests": list }))
+}
+
+fn approve_json(s: &AuthorityService, id: &str, days: Option<u64>) -> anyhow::Result<Value> {
+    let validity = days.map_or(Validity::Requested, Validity::Days);
+    let a = s.approve(id, validity)?;
+    Ok(json!({
+        "id": a.id,
+        "approved": true,
+        "serial": a.serial,
+        "subject": a.subject.to_string(),
+    }))
+}
+
+fn reject_json(s: &AuthorityService, id: &str, reason: &str) -> anyhow::Result<Value> {
+    s.reject(id, reason)?;
+    Ok(json!({ "id": id, "rejected": true, "reason": reason }))
+}
+
+#[derive(Clone)]
+struct AuthorityState {
+    service: Arc<AuthorityService>,
+    token: Arc<str>,
+}
+
+fn answer(r: anyhow::Result<Value>) -> Response {
+    match r {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "op.failed",
+            format!("{e:#}"),
+        ),
+    }
+}
+
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "admin.unauthorized",
+        "missing or wrong admin token",
+    )
+}
+
+async fn requests(State(s): State<AuthorityState>, headers: HeaderMap) -> Response {
+    if !authorized(&headers, &s.token) {
+        return unauthorized();
+    }
+    answer(pending_json(&s.service))
+}
+
+async fn decide(
+    State(s): State<AuthorityState>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if !authorized(&headers, &s.token) {
+        return unauthorized();
+    }
+    let id = body
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let service = s.service.clone();
+    let r =
+        tokio::task::spawn_blocking(move || match body.get("decision").and_then(Value::as_str) {
+            Some("approve") => {
+                approve_json(&service, &id, body.get("days").and_then(Value::as_u64))
+            }
+            Some("reject") => reject_json(
+                &service,
+                &id,
+                body.get("reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("rejected"),
+            ),
+            other => Err(anyhow!("decision {other:?}: approve or reject")),
+        })
+        .await
+        .map_err(|e| anyhow!("{e}"))
+        .and_then(|r| r);
+    answer(r)
+}
+
+async fn metrics(State(s): State<AuthorityState>) -> Response {
+    let pending = s.service.pending().map_or(0, |p| p.len());
+    let text = format!(
+        "# HELP tds_authority_pending_requests Admission requests waiting.\n\
+         # TYPE tds_authority_pending_requests gauge\n\
+         tds_authority_pending_requests {pending}\n\
+         # HELP tds_authority_catalog_entries Entries in the federated catalog.\n\
+         # TYPE tds_authority_catalog_entries gauge\n\
+         tds_authority_catalog_entries {}\n",
+        s.service.catalog_len()
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// `tds authority serve`: runs until SIGTERM or SIGINT.
+pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let store = crate::home::open_for_service(&args.home)?;
+        let service = Arc::new(service_on(&args.home, store)?);
+        let endpoint = service.serve(args.listen)?;
+        let listen = endpoint.local_addr()?;
+        let token_path = args.home.join(TOKEN_FILE);
+        let token = match std::fs::read_to_string(&token_path) {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+            _ => {
+                let t = admin::new_token()?;
+                home::write(&token_path, format!("{t}\n").as_bytes(), 0o600)?;
+                t
+            }
+        };
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.admin_port)).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let state = AuthorityState {
+            service: service.clone(),
+            token: token.into(),
+        };
+        let app = Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/metrics", get(metrics))
+            .route("/v1/authority/requests", get(requests))
+            .route("/v1/authority/decide", post(decide))
+            .with_state(state);
+        let admin_file = args.home.join(ADMIN_FILE);
+        home::write(
+            &admin_file,
+            serde_json::to_string(
+                &json!({"url": url, "pid": std::process::id(), "listen": listen.to_string()}),
+            )?
+            .as_bytes(),
+            0o600,
+        )?;
+        crate::output::print(&json!({
+            "id": service.public_key().id().to_string(),
+            "public_key_hex": service.public_key().to_hex(),
+            "listen": listen.to_string(),
+            "admin_url": url,
+        }))?;
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(super::serve::stop_signal())
+            .await;
+        endpoint.close();
+        let _ = std::fs::remove_file(&admin_file);
+        served.context("admin API")
+    })
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    super::block_on(f)
+}
+
+/// `tds authority requests`.
+pub(crate) fn list_requests(home: &Path) -> anyhow::Result<()> {
+    let v = block_on(async {
+        match admin::call(home, "GET", "/v1/authority/requests", None).await? {
+            Some(v) => Ok(v),
+            None => pending_json(&open_service(home)?),
+        }
+    })?;
+    crate::output::print(&v)
+}
+
+/// `tds authority approve`.
+pub(crate) fn approve(a: &ApproveArgs) -> anyhow::Result<()> {
+    let body = json!({"decision": "approve", "id": a.id, "days": a.days});
+    let v = block_on(async {
+        match admin::call(&a.home, "POST", "/v1/authority/decide", Some(&body)).await? {
+            Some(v) => Ok(v),
+            None => approve_json(&open_service(&a.home)?, &a.id, a.days),
+        }
+    })?;
+    crate::output::print(&v)
+}
+
+/// `tds authority reject`.
+pub(crate) fn reject(a: &RejectArgs) -> anyhow::Result<()> {
+    let body = json!({"decision": "reject", "id": a.id, "reason": a.reason});
+    let v = block_on(async {
+        match admin::call(&a.home, "POST", "/v1/authority/decide", Some(&body)).await? {
+            Some(v) => Ok(v),
+            None => reject_json(&open_service(&a.home)?, &a.id, &a.reason),
+        }
+    })?;
+    crate::output::print(&v)
+}
+
+/// A fresh signed admission request for this node.
+fn admission_request(
+    home: &NodeHome,
+    key: &tds_core::SigningKey,
+    days: u64,
+) -> anyhow::Result<Vec<u8>> {
+    let now = tds_core::time::SystemClock.now();
+    let c = &home.config.node;
+    let mut nonce = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+        .map_err(|_| anyhow!("no randomness"))?;
+    let roles = c
+        .roles
+        .iter()
+        .map(|r| crate::cli::parse_role(r).map_err(|e| anyhow!("config node.roles: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let request = tds_protocol::join::AdmissionRequest {
+        version: tds_protocol::join::ADMISSION_REQUEST_VERSION,
+        applicant_key: key.public_key(),
+        name: c.name.clone(),
+        sectors: vec![
+            crate::cli::parse_sector(&c.sector).map_err(|e| anyhow!("config node.sector: {e}"))?
+        ],
+        roles,
+        jurisdiction: crate::cli::parse_jurisdiction(&c.jurisdiction)
+            .map_err(|e| anyhow!("config node.jurisdiction: {e}"))?,
+        not_before: now,
+        not_after: now.saturating_add_millis(days.saturating_mul(tds_core::time::DAY_MS)),
+        time: now,
+        nonce: nonce.into(),
+    };
+    Ok(request.sign(key)?)
+}
+
+/// Asks the authority once; on admission installs the credential and the authority's
+/// current revocation list. Returns the JSON `tds join` prints.
+pub(crate) async fn apply_once(
+    home: &NodeHome,
+    addr: SocketAddr,
+    authority: &PublicKey,
+    days: u64,
+) -> anyhow::Result<Value> {
+    let key = home.key()?;
+    let signed = admission_request(home, &key, days)?;
+    let signer: Arc<dyn Signer> = Arc::new(key);
+    let options = tds_authority::ClientOptions::default();
+    match tds_authority::apply(addr, signer.clone(), authority, &signed, &options).await? {
+        tds_authority::Application::Pending(id) => Ok(json!({
+            "status": "pending",
+            "request_id": id,
+            "authority": addr.to_string(),
+        })),
+        tds_authority::Application::Admitted(credential) => {
+            // The list, fetched as a member now.
+            let crl = {
+                let identity =
+                    tds_transport::LocalIdentity::new(signer.clone(), credential.clone(), None)?;
+                let client = tds_authority::AuthorityClient::connect_with(
+                    addr,
+                    &identity,
+                    authority,
+                    options.clone(),
+                )
+                .await?;
+                let l = client.revocation_list().await?;
+                client.close();
+                l.bytes
+            };
+            home.install_credential(&credential, authority, Some(&crl))?;
+            let c = tds_core::cose::open::<tds_identity::Credential>(&credential)?;
+            Ok(json!({
+                "status": "admitted",
+                "serial": c.value().serial(),
+                "not_after": c.value().not_after().to_rfc3339(),
+                "authority": addr.to_string(),
+            }))
+        }
+    }
+}
+
+/// `tds join`.
+pub(crate) fn join(a: &JoinArgs) -> anyhow::Result<()> {
+    let home = NodeHome::open(&a.home)?;
+    let authority = match a.authority_key {
+        Some(k) => k,
+        None => home.authority_key()?.ok_or_else(|| {
+            anyhow!("give --authority-key HEX (the authority's `tds authority show`): no authority key in the home yet")
+        })?,
+    };
+    let v = block_on(apply_once(&home, a.authority, &authority, a.days))?;
+    // Remembered for `tds serve`, which asks again until the authority decides.
+    home::write(
+        &home.path(home::AUTHORITY_FILE),
+        format!("{}\n", authority.to_hex()).as_bytes(),
+        0o600,
+    )?;
+    let mut config = home.config.clone();
+    config.network.authority_addr = Some(a.authority);
+    home::write(
+        &home.path(home::CONFIG_FILE),
+        config.render().as_bytes(),
+        0o600,
+    )?;
+    crate::output::print(&v)
+}
+
+/// `tds serve` on a home without a credential: asks the authority again until it decides
+/// (backing off from 1 s to 30 s). Errors if the home never joined.
+pub(crate) async fn wait_for_admission(home: &NodeHome) -> anyhow::Result<()> {
+    let (Some(addr), Some(authority)) = (home.config.network.authority_addr, home.authority_key()?)
+    else {
+        bail!(
+            "{}: no membership credential yet; run `tds join --home {} --authority ADDR` and have the authority approve it",
+            home.dir.display(),
+            home.dir.display()
+        );
+    };
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match apply_once(home, addr, &authority, 365).await {
+            Ok(v) if v.get("status").and_then(Value::as_str) == Some("admitted") => {
+                tracing::info!(%addr, "admitted by the authority");
+                return Ok(());
+            }
+            Ok(_) => {
+                tracing::info!(%addr, "waiting for the authority to approve the admission request")
+            }
+            Err(e) => {
+                let text = format!("{e:#}");
+                if text.contains("authority.rejected") {
+                    bail!("the authority rejected the admission request: {text}");
+                }
+                tracing::warn!(%addr, error = %text, "asking the authority failed; trying again");
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
