@@ -454,3 +454,128 @@ pub(crate) async fn wait_for_admission(home: &NodeHome) -> anyhow::Result<()> {
         wait = (wait * 2).min(Duration::from_secs(30));
     }
 }
+
+/// A member connection to this node's authority, when the home knows one and holds a
+/// credential.
+pub(crate) async fn member_client(
+    home: &NodeHome,
+) -> anyhow::Result<Option<tds_authority::AuthorityClient>> {
+    let (Some(addr), Some(key), Some(credential)) = (
+        home.config.network.authority_addr,
+        home.authority_key()?,
+        home.credential()?,
+    ) else {
+        return Ok(None);
+    };
+    let signer: Arc<dyn Signer> = Arc::new(home.key()?);
+    let identity = tds_transport::LocalIdentity::new(signer, credential, None)?;
+    let options = tds_authority::ClientOptions {
+        connect_timeout: Duration::from_millis(home.config.network.connect_timeout_ms),
+        ..Default::default()
+    };
+    Ok(Some(
+        tds_authority::AuthorityClient::connect_with(addr, &identity, &key, options).await?,
+    ))
+}
+
+/// Keeps the connector's revocation list fresh: fetches the authority's list when half
+/// of the held one's validity is gone (at least every 30 s after a failure, at most every
+/// hour), applies it and stores it in the home. Runs until the task is dropped.
+pub(crate) async fn refresh_revocation_lists(
+    home: Arc<NodeHome>,
+    connector: tds_connector::Connector,
+) {
+    loop {
+        let wait = match fetch_list(&home, &connector).await {
+            Ok(Some(next_update)) => {
+                let now = tds_core::time::SystemClock.now();
+                let left = next_update.as_millis().saturating_sub(now.as_millis());
+                Duration::from_millis(left / 2)
+                    .clamp(Duration::from_secs(30), Duration::from_secs(3600))
+            }
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "fetching the revocation list failed");
+                Duration::from_secs(30)
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+async fn fetch_list(
+    home: &NodeHome,
+    connector: &tds_connector::Connector,
+) -> anyhow::Result<Option<tds_core::Timestamp>> {
+    let Some(client) = member_client(home).await? else {
+        return Ok(None);
+    };
+    let fetched = client.revocation_list().await;
+    client.close();
+    let fetched = fetched?;
+    connector.apply_revocation_list(&fetched.bytes)?;
+    home::write(&home.path(home::CRL_FILE), &fetched.bytes, 0o600)?;
+    tracing::debug!(
+        sequence = fetched.list.sequence(),
+        "revocation list refreshed"
+    );
+    Ok(Some(fetched.list.next_update()))
+}
+
+/// Publishes an offer and its manifest to the authority's federated catalog (when the
+/// home knows an authority); returns whether it was published.
+pub(crate) async fn publish_federated(
+    home: &NodeHome,
+    offer: Vec<u8>,
+    manifest: Vec<u8>,
+) -> anyhow::Result<bool> {
+    let Some(client) = member_client(home).await? else {
+        return Ok(false);
+    };
+    let r = client
+        .publish(vec![tds_authority::CatalogItem {
+            offer: offer.into(),
+            manifest: manifest.into(),
+        }])
+        .await;
+    client.close();
+    r?;
+    Ok(true)
+}
+
+/// Searches the authority's federated catalog (every page).
+pub(crate) async fn search_federated(
+    home: &NodeHome,
+    filter: tds_authority::CatalogFilter,
+) -> anyhow::Result<Vec<tds_authority::CatalogItem>> {
+    let client = member_client(home).await?.ok_or_else(|| {
+        anyhow!(
+            "no authority known to this home (`tds join --authority ADDR`), or no credential yet"
+        )
+    })?;
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = client
+            .search(&tds_authority::SearchRequest {
+                filter: filter.clone(),
+                cursor,
+                limit: 0,
+            })
+            .await;
+        let page = match page {
+            Ok(p) => p,
+            Err(e) => {
+                client.close();
+                return Err(e.into());
+            }
+        };
+        out.extend(page.items);
+        match page.next {
+            Some(n) if out.len() < 100_000 => cursor = Some(n),
+            _ => break,
+        }
+    }
+    client.close();
+    Ok(out)
+}

@@ -31,7 +31,7 @@ pub(crate) async fn run(
     match name {
         "asset_add" => asset_add(connector, home, parse(args)?).await,
         "asset_list" => asset_list(connector),
-        "catalog_search" => catalog_search(connector, parse(args)?).await,
+        "catalog_search" => catalog_search(connector, home, parse(args)?).await,
         "negotiate" => negotiate(connector, parse(args)?).await,
         "fetch" => fetch(connector, parse(args)?, progress).await,
         "agreements" => agreements(connector),
@@ -191,7 +191,20 @@ async fn asset_add(c: &Connector, home: &NodeHome, a: AssetAdd) -> anyhow::Resul
         not_after: now.saturating_add_millis(a.days.saturating_mul(DAY_MS)),
     };
     let published = c.publish(&signed, Source::File(file), vec![terms]).await?;
+    // Listed in the authority's federated catalog too, when the home knows an authority
+    // (a failure there does not undo the publication: the result says so).
+    let mut federated = json!(false);
+    if let Some(id) = published.offers.first() {
+        if let Some(offer) = c.offer(id)? {
+            federated = match super::authority::publish_federated(home, offer, signed.clone()).await
+            {
+                Ok(done) => json!(done),
+                Err(e) => json!({"error": format!("{e:#}")}),
+            };
+        }
+    }
     Ok(json!({
+        "federated": federated,
         "asset": published.asset,
         "offers": published.offers.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "offer_id": published.offers.first().map(ToString::to_string),
@@ -235,7 +248,9 @@ fn asset_list(c: &Connector) -> anyhow::Result<Value> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CatalogSearch {
-    pub(crate) peer: SocketAddr,
+    /// The provider to ask; absent: the authority's federated catalog.
+    #[serde(default)]
+    pub(crate) peer: Option<SocketAddr>,
     #[serde(default)]
     pub(crate) sector: Option<String>,
     #[serde(default)]
@@ -244,14 +259,38 @@ pub(crate) struct CatalogSearch {
     pub(crate) classification: Option<String>,
 }
 
-async fn catalog_search(c: &Connector, a: CatalogSearch) -> anyhow::Result<Value> {
+async fn catalog_search(c: &Connector, home: &NodeHome, a: CatalogSearch) -> anyhow::Result<Value> {
     let filter = tds_protocol::message::CatalogFilter {
         sector: a.sector,
         keyword: a.query,
         classification: a.classification,
         provider: None,
     };
-    let items = c.catalog_all(a.peer, filter).await?;
+    let Some(peer) = a.peer else {
+        // The federated catalog: entries as the authority lists them, each checked here.
+        let items = super::authority::search_federated(home, filter).await?;
+        let mut offers = Vec::new();
+        for i in items {
+            let offer = tds_policy::contract::verify_offer(&i.offer)?;
+            let manifest = tds_manifest::open(&i.manifest)?;
+            let o = offer.offer();
+            let m = manifest.manifest();
+            offers.push(json!({
+                "offer_id": offer.id().to_string(),
+                "asset": o.asset.to_string(),
+                "provider": o.provider.to_string(),
+                "title": m.title,
+                "sector": m.sector.to_string(),
+                "classification": m.classification.to_string(),
+                "size": m.content.size,
+                "policy": tds_policy::text::format(&o.policy),
+                "price": o.price.as_ref().map(|p| json!({"amount": p.amount.to_string(), "currency": p.currency.to_string()})),
+                "not_after": o.not_after.to_rfc3339(),
+            }));
+        }
+        return Ok(json!({ "federated": true, "offers": offers }));
+    };
+    let items = c.catalog_all(peer, filter).await?;
     let offers: Vec<Value> = items
         .iter()
         .map(|i| {
@@ -271,7 +310,7 @@ async fn catalog_search(c: &Connector, a: CatalogSearch) -> anyhow::Result<Value
             })
         })
         .collect();
-    Ok(json!({ "peer": a.peer.to_string(), "offers": offers }))
+    Ok(json!({ "peer": peer.to_string(), "offers": offers }))
 }
 
 #[derive(Deserialize)]

@@ -113,6 +113,11 @@ async fn run(home: Arc<NodeHome>) -> anyhow::Result<()> {
         }
     }
     let connector = start_connector(&home, None).await?;
+    // Revocation lists from the authority, kept fresh while the node runs.
+    let refresher = tokio::spawn(super::authority::refresh_revocation_lists(
+        home.clone(),
+        connector.clone(),
+    ));
     let metrics = Arc::new(Metrics::default());
     {
         let metrics = metrics.clone();
@@ -183,6 +188,7 @@ async fn run(home: Arc<NodeHome>) -> anyhow::Result<()> {
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(stopping)
         .await;
+    refresher.abort();
     connector.shutdown().await;
     let _ = std::fs::remove_file(&admin_file);
     tracing::info!("stopped");

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
@@ -238,13 +238,8 @@ pub(crate) fn asset(c: AssetCommand) -> anyhow::Result<()> {
 }
 
 pub(crate) fn search(a: SearchArgs) -> anyhow::Result<()> {
-    let Some(peer) = a.peer else {
-        // Checked before anything runs, so the message names what is missing.
-        NodeHome::open(&a.home)?;
-        bail!("--federated needs the authority's catalog service, which this build does not have yet; give --peer ADDR");
-    };
     let args = json!({
-        "peer": peer,
+        "peer": a.peer,
         "sector": a.sector,
         "query": a.query,
         "classification": a.classification,

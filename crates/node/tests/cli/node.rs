@@ -754,6 +754,52 @@ fn join_waits_for_the_authority_and_serve_picks_up_the_credential() {
     assert_eq!(s["credential"]["serial"], approved["serial"], "{s}");
     assert_eq!(s["running"], true);
 
+    // Published assets are listed in the authority's federated catalog.
+    let file = dir.path().join("load.csv");
+    std::fs::write(&file, "feeder,load\n1,2\n").unwrap();
+    let policy = dir.path().join("p.tdsp");
+    std::fs::write(
+        &policy,
+        "policy set;\n\npermit use\n  when purpose isA research;\n",
+    )
+    .unwrap();
+    let added = ok(&[
+        "asset",
+        "add",
+        "--home",
+        p(&node),
+        p(&file),
+        "--title",
+        "Feeder load",
+        "--classification",
+        "general",
+        "--policy",
+        p(&policy),
+        "--keyword",
+        "feeder",
+    ]);
+    assert_eq!(added["federated"], true, "{added}");
+    let found = ok(&[
+        "catalog",
+        "search",
+        "--home",
+        p(&node),
+        "--federated",
+        "--query",
+        "feeder",
+    ]);
+    assert_eq!(found["offers"][0]["offer_id"], added["offer_id"], "{found}");
+    let none = ok(&[
+        "catalog",
+        "search",
+        "--home",
+        p(&node),
+        "--federated",
+        "--sector",
+        "weather",
+    ]);
+    assert_eq!(none["offers"].as_array().unwrap().len(), 0, "{none}");
+
     // Another node is rejected, and told so when it asks again.
     let bank = dir.path().join("bank");
     ok(&[
