@@ -34,6 +34,12 @@ pub(crate) struct ServeArgs {
     /// Admin API port on 127.0.0.1 (0: any free port, written to admin.json).
     #[arg(long, default_value_t = 0)]
     pub(crate) admin_port: u16,
+    /// Admission requests one source address may send at once (then --join-per-minute).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) join_burst: u32,
+    /// Admission requests one source address may send per minute after its burst.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub(crate) join_per_minute: u32,
 }
 
 /// `tds authority approve`.
@@ -84,14 +90,15 @@ pub(crate) struct JoinArgs {
 
 fn open_service(home: &Path) -> anyhow::Result<AuthorityService> {
     let store = crate::home::open(home)?;
-    service_on(home, store)
+    service_on(home, store, AuthorityConfig::default())
 }
 
 fn service_on(
     home: &Path,
     store: tds_identity::store::DirAuthorityStore,
+    config: AuthorityConfig,
 ) -> anyhow::Result<AuthorityService> {
-    AuthorityService::open(store, AuthorityConfig::default())
+    AuthorityService::open(store, config)
         .with_context(|| format!("the authority service of {}", home.display()))
 }
 
@@ -228,7 +235,10 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(async {
         let store = crate::home::open_for_service(&args.home)?;
-        let service = Arc::new(service_on(&args.home, store)?);
+        let mut config = AuthorityConfig::default();
+        config.join_limits.per_source.burst = args.join_burst;
+        config.join_limits.per_source.per_minute = args.join_per_minute;
+        let service = Arc::new(service_on(&args.home, store, config)?);
         let endpoint = service.serve(args.listen)?;
         let listen = endpoint.local_addr()?;
         let token_path = args.home.join(TOKEN_FILE);
@@ -422,7 +432,7 @@ pub(crate) fn join(a: &JoinArgs) -> anyhow::Result<()> {
 }
 
 /// `tds serve` on a home without a credential: asks the authority again until it decides
-/// (backing off from 1 s to 30 s). Errors if the home never joined.
+/// (backing off from 5 s to 60 s). Errors if the home never joined.
 pub(crate) async fn wait_for_admission(home: &NodeHome) -> anyhow::Result<()> {
     let (Some(addr), Some(authority)) = (home.config.network.authority_addr, home.authority_key()?)
     else {
@@ -432,7 +442,9 @@ pub(crate) async fn wait_for_admission(home: &NodeHome) -> anyhow::Result<()> {
             home.dir.display()
         );
     };
-    let mut wait = Duration::from_secs(1);
+    // Under the authority's default admission rate (a burst of 4, then 2 a minute per
+    // source address), even with a `tds join` or two from the same address.
+    let mut wait = Duration::from_secs(5);
     loop {
         match apply_once(home, addr, &authority, 365).await {
             Ok(v) if v.get("status").and_then(Value::as_str) == Some("admitted") => {
@@ -451,7 +463,7 @@ pub(crate) async fn wait_for_admission(home: &NodeHome) -> anyhow::Result<()> {
             }
         }
         tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(30));
+        wait = (wait * 2).min(Duration::from_secs(60));
     }
 }
 
@@ -578,4 +590,79 @@ pub(crate) async fn search_federated(
     }
     client.close();
     Ok(out)
+}
+
+/// The log size the authority's witness cosigned last (home file `witnessed.json`).
+const WITNESSED_FILE: &str = "witnessed.json";
+
+/// Has the authority's witness cosign this node's log every `network.witness_every_s`
+/// seconds when it grew: the checkpoint with a consistency proof from the size cosigned
+/// last; the cosigned checkpoint is accepted (kept for evidence, logged as
+/// `checkpoint_witnessed`). A split view (the witness holds another history of this log)
+/// is logged as an error and stops the schedule: an operator must look.
+pub(crate) async fn witness_schedule(home: Arc<NodeHome>, connector: tds_connector::Connector) {
+    let every = Duration::from_secs(home.config.network.witness_every_s);
+    let mut last_attempt: Option<u64> = None;
+    loop {
+        tokio::time::sleep(every).await;
+        let size = connector.log().size();
+        if size == 0 || last_attempt == Some(size) {
+            continue;
+        }
+        match cosign_once(&home, &connector).await {
+            Ok(Some(s)) => {
+                tracing::info!(
+                    size = s,
+                    "log checkpoint cosigned by the authority's witness"
+                );
+                // Accepting appended an event: that alone is no reason to cosign again.
+                last_attempt = Some(connector.log().size());
+            }
+            Ok(None) => return,
+            Err(e) => {
+                let text = format!("{e:#}");
+                if text.contains("authority.split_view") {
+                    tracing::error!(error = %text, "the authority's witness holds another history of this log (split view)");
+                    return;
+                }
+                tracing::warn!(error = %text, "cosigning the log checkpoint failed; trying again later");
+            }
+        }
+    }
+}
+
+async fn cosign_once(
+    home: &NodeHome,
+    connector: &tds_connector::Connector,
+) -> anyhow::Result<Option<u64>> {
+    let Some(authority) = home.authority_key()? else {
+        return Ok(None);
+    };
+    let Some(client) = member_client(home).await? else {
+        return Ok(None);
+    };
+    let note = connector.checkpoint()?;
+    let log = connector.log();
+    let size = tds_provenance::note::verify_checkpoint(note.as_bytes(), &log.verifier_key()?)?
+        .checkpoint()
+        .size;
+    let previous: Option<u64> = std::fs::read(home.path(WITNESSED_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v.get("size").and_then(Value::as_u64))
+        .filter(|p| *p <= size);
+    let proof = match previous {
+        Some(p) => Some(log.consistency(p, Some(size))?),
+        None => None,
+    };
+    let cosigned = client.cosign(&note, proof.as_ref()).await;
+    client.close();
+    let cosigned = cosigned?;
+    connector.accept_cosigned(cosigned.as_bytes(), &authority)?;
+    home::write(
+        &home.path(WITNESSED_FILE),
+        serde_json::to_string(&json!({ "size": size }))?.as_bytes(),
+        0o600,
+    )?;
+    Ok(Some(size))
 }

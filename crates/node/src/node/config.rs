@@ -52,6 +52,13 @@ pub(crate) struct NetworkSection {
     /// How long to wait for a peer to answer a connection attempt, in milliseconds.
     #[serde(default = "default_connect_timeout_ms")]
     pub(crate) connect_timeout_ms: u64,
+    /// Seconds between checkpoints sent to the authority's witness (when the log grew).
+    #[serde(default = "default_witness_every_s")]
+    pub(crate) witness_every_s: u64,
+}
+
+fn default_witness_every_s() -> u64 {
+    300
 }
 
 fn default_connect_timeout_ms() -> u64 {
@@ -149,6 +156,9 @@ impl NodeConfig {
         if self.transfer.fetch_attempts == 0 || self.transfer.fetch_attempts > 100 {
             return Err("transfer.fetch_attempts must be 1..=100".into());
         }
+        if self.network.witness_every_s == 0 || self.network.witness_every_s > 86_400 {
+            return Err("network.witness_every_s must be 1..=86400".into());
+        }
         if self.network.connect_timeout_ms == 0 || self.network.connect_timeout_ms > 600_000 {
             return Err("network.connect_timeout_ms must be 1..=600000".into());
         }
@@ -191,6 +201,9 @@ impl NodeConfig {
              {authority}\
              # How long to wait for a peer to answer a connection attempt, in milliseconds.\n\
              connect_timeout_ms = {timeout}\n\
+             # Seconds between checkpoints of the log sent to the authority's witness\n\
+             # (when the log grew); a split view is logged as an error.\n\
+             witness_every_s = {witness}\n\
              \n\
              [admin]\n\
              # TCP port of the admin API on 127.0.0.1 (HTTP JSON; /metrics and /healthz need\n\
@@ -217,6 +230,7 @@ impl NodeConfig {
             listen = q(&self.network.listen.to_string()),
             authority = authority,
             timeout = self.network.connect_timeout_ms,
+            witness = self.network.witness_every_s,
             port = self.admin.port,
             sync = self.transfer.sync_every_mib,
             attempts = self.transfer.fetch_attempts,
@@ -243,6 +257,7 @@ mod tests {
                 listen,
                 authority_addr: None,
                 connect_timeout_ms: 5000,
+                witness_every_s: 300,
             },
             admin: AdminSection::default(),
             transfer: TransferSection::default(),

@@ -239,6 +239,7 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                 authority_addr: None,
                 connect_timeout_ms: 5_000,
+                witness_every_s: 300,
             },
             admin: AdminSection::default(),
             transfer: TransferSection::default(),

@@ -105,6 +105,7 @@ pub(crate) fn init(args: &InitArgs) -> anyhow::Result<()> {
             listen: args.listen,
             authority_addr: args.authority_addr,
             connect_timeout_ms: 5_000,
+            witness_every_s: 300,
         },
         admin: AdminSection::default(),
         transfer: TransferSection::default(),

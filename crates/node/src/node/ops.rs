@@ -273,44 +273,40 @@ async fn catalog_search(c: &Connector, home: &NodeHome, a: CatalogSearch) -> any
         for i in items {
             let offer = tds_policy::contract::verify_offer(&i.offer)?;
             let manifest = tds_manifest::open(&i.manifest)?;
-            let o = offer.offer();
-            let m = manifest.manifest();
-            offers.push(json!({
-                "offer_id": offer.id().to_string(),
-                "asset": o.asset.to_string(),
-                "provider": o.provider.to_string(),
-                "title": m.title,
-                "sector": m.sector.to_string(),
-                "classification": m.classification.to_string(),
-                "size": m.content.size,
-                "policy": tds_policy::text::format(&o.policy),
-                "price": o.price.as_ref().map(|p| json!({"amount": p.amount.to_string(), "currency": p.currency.to_string()})),
-                "not_after": o.not_after.to_rfc3339(),
-            }));
+            offers.push(offer_json(&offer, manifest.manifest()));
         }
         return Ok(json!({ "federated": true, "offers": offers }));
     };
     let items = c.catalog_all(peer, filter).await?;
     let offers: Vec<Value> = items
         .iter()
-        .map(|i| {
-            let o = i.offer.offer();
-            let m = i.manifest.manifest();
-            json!({
-                "offer_id": i.offer.id().to_string(),
-                "asset": o.asset.to_string(),
-                "provider": o.provider.to_string(),
-                "title": m.title,
-                "sector": m.sector.to_string(),
-                "classification": m.classification.to_string(),
-                "size": m.content.size,
-                "policy": tds_policy::text::format(&o.policy),
-                "price": o.price.as_ref().map(|p| json!({"amount": p.amount.to_string(), "currency": p.currency.to_string()})),
-                "not_after": o.not_after.to_rfc3339(),
-            })
-        })
+        .map(|i| offer_json(&i.offer, i.manifest.manifest()))
         .collect();
     Ok(json!({ "peer": peer.to_string(), "offers": offers }))
+}
+
+/// One catalog entry as `catalog_search` prints it.
+fn offer_json(offer: &tds_policy::contract::VerifiedOffer, m: &Manifest) -> Value {
+    let o = offer.offer();
+    json!({
+        "offer_id": offer.id().to_string(),
+        "asset": o.asset.to_string(),
+        "provider": o.provider.to_string(),
+        "title": m.title,
+        "sector": m.sector.to_string(),
+        "classification": m.classification.to_string(),
+        "size": m.content.size,
+        "policy": tds_policy::text::format(&o.policy),
+        "price": price_json(o.price.as_ref()),
+        "not_after": o.not_after.to_rfc3339(),
+    })
+}
+
+fn price_json(p: Option<&tds_policy::contract::Price>) -> Value {
+    p.map_or(
+        Value::Null,
+        |p| json!({"amount": p.amount.to_string(), "currency": p.currency.to_string()}),
+    )
 }
 
 #[derive(Deserialize)]
@@ -365,7 +361,7 @@ fn agreement_json(a: &tds_policy::contract::VerifiedAgreement, peer: Option<Sock
         "consumer": t.consumer.to_string(),
         "purpose": t.purpose.to_string(),
         "duties": duties,
-        "price": t.price.as_ref().map(|p| json!({"amount": p.amount.to_string(), "currency": p.currency.to_string()})),
+        "price": price_json(t.price.as_ref()),
         "policy": tds_policy::text::format(&t.policy),
         "peer": peer.map(|p| p.to_string()),
     })

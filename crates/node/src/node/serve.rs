@@ -118,6 +118,11 @@ async fn run(home: Arc<NodeHome>) -> anyhow::Result<()> {
         home.clone(),
         connector.clone(),
     ));
+    // The log's checkpoints, cosigned by the authority's witness on a schedule.
+    let witnessing = tokio::spawn(super::authority::witness_schedule(
+        home.clone(),
+        connector.clone(),
+    ));
     let metrics = Arc::new(Metrics::default());
     {
         let metrics = metrics.clone();
@@ -189,6 +194,7 @@ async fn run(home: Arc<NodeHome>) -> anyhow::Result<()> {
         .with_graceful_shutdown(stopping)
         .await;
     refresher.abort();
+    witnessing.abort();
     connector.shutdown().await;
     let _ = std::fs::remove_file(&admin_file);
     tracing::info!("stopped");

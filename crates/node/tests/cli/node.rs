@@ -14,59 +14,8 @@ use crate::util::*;
 fn admitted_node(dir: &Path, name: &str) -> PathBuf {
     let auth = dir.join("authority");
     let args = ["authority", "init", "--home", p(&auth), "--name", "Space"];
-    let a = json_of(&succeeded(run_here(&args), &args));
-    let home = dir.join(name);
-    let args = [
-        "init",
-        "--home",
-        p(&home),
-        "--name",
-        name,
-        "--sector",
-        "power",
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    let n = json_of(&succeeded(run_here(&args), &args));
-    let cred = dir.join(format!("{name}.cred"));
-    let crl = dir.join("crl.cose");
-    let args = [
-        "authority",
-        "admit",
-        "--home",
-        p(&auth),
-        "--subject-key",
-        n["public_key_hex"].as_str().unwrap(),
-        "--name",
-        name,
-        "--sector",
-        "power",
-        "--role",
-        "provider,consumer",
-        "--jurisdiction",
-        "CN",
-        "--days",
-        "30",
-        "--out",
-        p(&cred),
-    ];
     succeeded(run_here(&args), &args);
-    let args = ["authority", "crl", "--home", p(&auth), "--out", p(&crl)];
-    succeeded(run_here(&args), &args);
-    let args = [
-        "credential",
-        "install",
-        "--home",
-        p(&home),
-        p(&cred),
-        "--authority-key",
-        a["public_key_hex"].as_str().unwrap(),
-        "--crl",
-        p(&crl),
-    ];
-    let installed = json_of(&succeeded(run_here(&args), &args));
-    assert_eq!(installed["id"], n["id"]);
-    home
+    admitted_by(dir, name, "power")
 }
 
 /// `tds serve` on `home`, once its admin API answers (admin.json written).
@@ -690,6 +639,8 @@ fn join_waits_for_the_authority_and_serve_picks_up_the_credential() {
             p(&auth),
             "--listen",
             "127.0.0.1:0",
+            "--join-burst",
+            "64",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -733,6 +684,14 @@ fn join_waits_for_the_authority_and_serve_picks_up_the_credential() {
     assert_eq!(id, joined["request_id"].as_str().unwrap());
     assert_eq!(requests["requests"][0]["name"], "grid");
 
+    // Checkpoints go to the witness every second in this test.
+    let config = node.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("witness_every_s = 300", "witness_every_s = 1"),
+    )
+    .unwrap();
     // serve waits for the decision, then runs with the issued credential.
     let mut served = Command::new(bin())
         .args(["serve", "--home", p(&node)])
@@ -799,6 +758,15 @@ fn join_waits_for_the_authority_and_serve_picks_up_the_credential() {
         "weather",
     ]);
     assert_eq!(none["offers"].as_array().unwrap().len(), 0, "{none}");
+    // The authority's witness cosigns the node's log on the schedule.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !node.join("witnessed.json").exists() {
+        assert!(Instant::now() < deadline, "no checkpoint was cosigned");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let w: Value =
+        serde_json::from_slice(&std::fs::read(node.join("witnessed.json")).unwrap()).unwrap();
+    assert!(w["size"].as_u64().unwrap() > 0, "{w}");
 
     // Another node is rejected, and told so when it asks again.
     let bank = dir.path().join("bank");
