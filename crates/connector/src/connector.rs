@@ -426,6 +426,37 @@ impl Inner {
         Ok(self.attach(conn, true))
     }
 
+    /// Runs the call `make` builds (with what its caller awaits afterwards) on the
+    /// session with `addr`. When that session stopped before running it (the peer closed
+    /// it as the call was made), the call never ran, so it is made once more on a fresh
+    /// connection.
+    async fn call_fresh<T, C>(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        make: impl Fn(&Peer) -> (C, T),
+    ) -> Result<T, ConnectorError>
+    where
+        C: FnOnce(&mut Session, Timestamp) -> Result<(), tds_protocol::session::CallError>
+            + Send
+            + 'static,
+    {
+        let mut fresh = false;
+        loop {
+            let peer = self.peer(addr).await?;
+            let (call, out) = make(&peer);
+            match peer.driver.call(call).await {
+                Err(_) if !fresh => {
+                    self.forget(addr, &peer);
+                    fresh = true;
+                }
+                r => {
+                    r??;
+                    return Ok(out);
+                }
+            }
+        }
+    }
+
     /// Drops the cached session with `addr` if it is `peer` (it stopped before it ran a
     /// call: the peer closed it as the call was made), so the next call dials afresh.
     fn forget(&self, addr: SocketAddr, peer: &Arc<Peer>) {
@@ -1016,34 +1047,23 @@ impl Connector {
         filter: CatalogFilter,
         cursor: Option<Vec<u8>>,
     ) -> Result<CatalogPage, ConnectorError> {
-        let mut fresh = false;
-        loop {
-            let peer = self.inner.peer(addr).await?;
-            let (tx, rx) = oneshot::channel();
-            let waiters = peer.waiters.clone();
-            let (filter, cursor) = (filter.clone(), cursor.clone());
-            let called = peer
-                .driver
-                .call(move |s, now| {
+        let rx = self
+            .inner
+            .call_fresh(addr, |peer| {
+                let (tx, rx) = oneshot::channel();
+                let waiters = peer.waiters.clone();
+                let (filter, cursor) = (filter.clone(), cursor.clone());
+                let call = move |s: &mut Session, now| {
                     let id =
                         s.query_catalog(now, filter, cursor, tds_protocol::message::MAX_PAGE)?;
                     lock(&waiters).catalogs.insert(id, tx);
-                    Ok::<_, tds_protocol::session::CallError>(())
-                })
-                .await;
-            match called {
-                // The call never ran: once more on a fresh connection.
-                Err(_) if !fresh => {
-                    self.inner.forget(addr, &peer);
-                    fresh = true;
-                    continue;
-                }
-                r => r??,
-            }
-            return rx
-                .await
-                .map_err(|_| ConnectorError::Closed("the session ended".into()))?;
-        }
+                    Ok(())
+                };
+                (call, rx)
+            })
+            .await?;
+        rx.await
+            .map_err(|_| ConnectorError::Closed("the session ended".into()))?
     }
 
     /// Every catalog entry of the peer at `addr` matching `filter` (all pages).
@@ -1075,33 +1095,22 @@ impl Connector {
         policy: Option<Policy>,
         purpose: Purpose,
     ) -> Result<Arc<VerifiedAgreement>, ConnectorError> {
-        let mut fresh = false;
-        loop {
-            let peer = self.inner.peer(addr).await?;
-            let (tx, rx) = oneshot::channel();
-            let waiters = peer.waiters.clone();
-            let (offer, policy, purpose) = (offer.to_vec(), policy.clone(), purpose.clone());
-            let called = peer
-                .driver
-                .call(move |s, now| {
+        let rx = self
+            .inner
+            .call_fresh(addr, |peer| {
+                let (tx, rx) = oneshot::channel();
+                let waiters = peer.waiters.clone();
+                let (offer, policy, purpose) = (offer.to_vec(), policy.clone(), purpose.clone());
+                let call = move |s: &mut Session, now| {
                     let pid = s.request_contract(now, &offer, policy, purpose)?;
                     lock(&waiters).negotiations.insert(pid, tx);
-                    Ok::<_, tds_protocol::session::CallError>(())
-                })
-                .await;
-            match called {
-                // The call never ran: once more on a fresh connection.
-                Err(_) if !fresh => {
-                    self.inner.forget(addr, &peer);
-                    fresh = true;
-                    continue;
-                }
-                r => r??,
-            }
-            return rx
-                .await
-                .map_err(|_| ConnectorError::Closed("the session ended".into()))?;
-        }
+                    Ok(())
+                };
+                (call, rx)
+            })
+            .await?;
+        rx.await
+            .map_err(|_| ConnectorError::Closed("the session ended".into()))?
     }
 
     /// Fetches the asset of `agreement` from the provider at `addr` into `options.out`:
