@@ -660,6 +660,20 @@ impl Connector {
         Ok(())
     }
 
+    /// Raises an alert found outside the connector, for example by a witnessing schedule
+    /// the embedding application runs (a witness refusing this node's checkpoint, or
+    /// holding another history of its log): subscribers see it like the connector's own
+    /// alerts, and it is logged at `warn`.
+    pub fn raise_alert(&self, alert: crate::events::Alert) {
+        self.inner.core.alert(
+            alert.kind,
+            &alert.code,
+            alert.message,
+            alert.agreement,
+            alert.peer,
+        );
+    }
+
     /// Peer sessions open now (either direction).
     pub fn peer_count(&self) -> usize {
         lock(&self.inner.peers).all.len()

@@ -598,11 +598,17 @@ const WITNESSED_FILE: &str = "witnessed.json";
 /// Has the authority's witness cosign this node's log every `network.witness_every_s`
 /// seconds when it grew: the checkpoint with a consistency proof from the size cosigned
 /// last; the cosigned checkpoint is accepted (kept for evidence, logged as
-/// `checkpoint_witnessed`). A split view (the witness holds another history of this log)
-/// is logged as an error and stops the schedule: an operator must look.
+/// `checkpoint_witnessed`).
+///
+/// A split view (the witness holds another history of this log, or a larger one: the
+/// log was rolled back, e.g. an old backup restored) raises a `split_view` alert
+/// (`tds status`, `tds_alerts_total{kind="split_view"}`) and stops the schedule: an
+/// operator must look. Any other refusal raises a `witness_refused` alert once per
+/// reason code and the schedule goes on; a network failure is logged and retried.
 pub(crate) async fn witness_schedule(home: Arc<NodeHome>, connector: tds_connector::Connector) {
     let every = Duration::from_secs(home.config.network.witness_every_s);
     let mut last_attempt: Option<u64> = None;
+    let mut refused: Option<String> = None;
     loop {
         tokio::time::sleep(every).await;
         let size = connector.log().size();
@@ -615,19 +621,69 @@ pub(crate) async fn witness_schedule(home: Arc<NodeHome>, connector: tds_connect
                     size = s,
                     "log checkpoint cosigned by the authority's witness"
                 );
+                refused = None;
                 // Accepting appended an event: that alone is no reason to cosign again.
                 last_attempt = Some(connector.log().size());
             }
             Ok(None) => return,
-            Err(e) => {
-                let text = format!("{e:#}");
-                if text.contains("authority.split_view") {
-                    tracing::error!(error = %text, "the authority's witness holds another history of this log (split view)");
+            Err(e) => match witness_outcome(&e) {
+                WitnessOutcome::SplitView(code) => {
+                    connector.raise_alert(tds_connector::Alert {
+                        kind: tds_connector::AlertKind::SplitView,
+                        code,
+                        message: format!(
+                            "the authority's witness holds another history of this log (split view; witnessing stopped): {}",
+                            tds_core::code::full_message(&*e)
+                        ),
+                        agreement: None,
+                        peer: None,
+                    });
                     return;
                 }
-                tracing::warn!(error = %text, "cosigning the log checkpoint failed; trying again later");
-            }
+                WitnessOutcome::Refused(code) => {
+                    last_attempt = Some(size);
+                    if refused.as_deref() != Some(code.as_str()) {
+                        connector.raise_alert(tds_connector::Alert {
+                            kind: tds_connector::AlertKind::WitnessRefused,
+                            code: code.clone(),
+                            message: format!(
+                                "the authority's witness refused this log's checkpoint: {}",
+                                tds_core::code::full_message(&*e)
+                            ),
+                            agreement: None,
+                            peer: None,
+                        });
+                        refused = Some(code);
+                    }
+                }
+                WitnessOutcome::Failed => {
+                    tracing::warn!(error = %format!("{e:#}"), "cosigning the log checkpoint failed; trying again later");
+                }
+            },
         }
+    }
+}
+
+/// What a failed cosigning round means.
+enum WitnessOutcome {
+    /// The witness saw another history (or a rollback): the code given.
+    SplitView(String),
+    /// The witness refused for another reason: the code given.
+    Refused(String),
+    /// The round did not reach a decision (network, local error).
+    Failed,
+}
+
+fn witness_outcome(e: &anyhow::Error) -> WitnessOutcome {
+    let Some(a) = e.downcast_ref::<tds_authority::AuthorityError>() else {
+        return WitnessOutcome::Failed;
+    };
+    match (a, a.peer_code()) {
+        (tds_authority::AuthorityError::SplitView(_), _) | (_, Some("authority.split_view")) => {
+            WitnessOutcome::SplitView("authority.split_view".to_owned())
+        }
+        (_, Some(code)) => WitnessOutcome::Refused(code.to_owned()),
+        _ => WitnessOutcome::Failed,
     }
 }
 

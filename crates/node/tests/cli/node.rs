@@ -203,6 +203,21 @@ fn node_verbs_refuse_bad_homes_with_one_line() {
 }
 
 /// A second node admitted by the authority in `dir` (made by [`admitted_node`]).
+/// Copies a stopped node's home (files and directories, modes kept).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir(to).unwrap();
+    std::fs::set_permissions(to, std::fs::metadata(from).unwrap().permissions()).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 fn admitted_by(dir: &Path, name: &str, sector: &str) -> PathBuf {
     let auth = dir.join("authority");
     let args = ["authority", "show", "--home", p(&auth)];
@@ -767,6 +782,87 @@ fn join_waits_for_the_authority_and_serve_picks_up_the_credential() {
     let w: Value =
         serde_json::from_slice(&std::fs::read(node.join("witnessed.json")).unwrap()).unwrap();
     assert!(w["size"].as_u64().unwrap() > 0, "{w}");
+    let first = w["size"].as_u64().unwrap();
+
+    // Roll the node back: copy its home while stopped, let the witness cosign a larger
+    // log, then put the old copy back. The witness holds a history the node no longer
+    // has: a split view, raised as an alert on the node.
+    let stop = |child: &mut Child| {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    let start = |home: &Path| {
+        let child = Command::new(bin())
+            .args(["serve", "--home", p(home)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !home.join("admin.json").exists() {
+            assert!(Instant::now() < deadline, "tds serve did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    };
+    stop(&mut served);
+    let old = dir.path().join("grid-copy");
+    copy_dir(&node, &old);
+    let copied_size = ok(&["status", "--home", p(&old)])["log_size"]
+        .as_u64()
+        .unwrap();
+    assert!(copied_size > first, "{copied_size} {first}");
+    served = start(&node);
+    let file2 = dir.path().join("load2.csv");
+    std::fs::write(&file2, "feeder,load\n3,4\n").unwrap();
+    ok(&[
+        "asset",
+        "add",
+        "--home",
+        p(&node),
+        p(&file2),
+        "--title",
+        "Feeder load 2",
+        "--classification",
+        "general",
+        "--policy",
+        p(&policy),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let w: Value =
+            serde_json::from_slice(&std::fs::read(node.join("witnessed.json")).unwrap()).unwrap();
+        if w["size"].as_u64().unwrap() > copied_size {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the larger log was not cosigned");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = ok(&["status", "--home", p(&node)]);
+    assert_eq!(s["alerts"].get("split_view"), None, "{s}");
+    stop(&mut served);
+    std::fs::remove_dir_all(&node).unwrap();
+    std::fs::rename(&old, &node).unwrap();
+    served = start(&node);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let s = loop {
+        let s = ok(&["status", "--home", p(&node)]);
+        if s["alerts"]["split_view"].as_u64().unwrap_or(0) > 0 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no split-view alert: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(s["alerts"]["split_view"], 1, "{s}");
+    let admin: Value =
+        serde_json::from_slice(&std::fs::read(node.join("admin.json")).unwrap()).unwrap();
+    let (status, metrics) = get(admin["url"].as_str().unwrap(), "/metrics", None);
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("tds_alerts_total{kind=\"split_view\"} 1"),
+        "{metrics}"
+    );
 
     // Another node is rejected, and told so when it asks again.
     let bank = dir.path().join("bank");
