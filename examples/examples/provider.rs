@@ -81,6 +81,7 @@ pub async fn start(file: &Path, dir: &Path) -> Result<Connector> {
                 price: None,
                 not_before: now,
                 not_after: now.saturating_add_millis(DAY_MS),
+                licence: None,
             }],
         )
         .await?;

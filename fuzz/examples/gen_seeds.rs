@@ -123,6 +123,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     protocol_seeds(fuzz)?;
     signed_object_seeds(fuzz, &key)?;
+    let licence_dir = seed_dir(fuzz, "licence")?;
+    for (name, bytes) in tds_fuzz::licence::seeds() {
+        write(&licence_dir, name, &bytes)?;
+    }
     Ok(())
 }
 

@@ -78,4 +78,5 @@ pub fn chunk_asset() -> Vec<u8> {
 }
 
 pub mod identity;
+pub mod licence;
 pub mod protocol;

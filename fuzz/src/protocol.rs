@@ -141,6 +141,7 @@ fn make_offer(provider: &SigningKey, signer: &SigningKey, asset: &str, policy: &
             price: None,
             not_before: NOW,
             not_after: NOW.saturating_add_millis(30 * DAY_MS),
+            licence: None,
         },
     )
     .unwrap_or_default()

@@ -310,6 +310,7 @@ fn offer(provider: &SigningKey, asset: &str) -> Result<Vec<u8>, Box<dyn std::err
             price: None,
             not_before: now,
             not_after: now.saturating_add_millis(30 * DAY_MS),
+            licence: None,
         },
     )?)
 }

@@ -725,6 +725,7 @@ async fn session_transfer(
             price: None,
             not_before: now,
             not_after: now.saturating_add_millis(DAY_MS),
+            licence: None,
         },
     )
     .map_err(setup("offer"))?;

@@ -139,6 +139,7 @@ fn open_terms() -> Result<OfferTerms, NetBenchError> {
         price: None,
         not_before: Timestamp::from_millis(now.as_millis().saturating_sub(60_000)),
         not_after: now.saturating_add_millis(DAY_MS),
+        licence: None,
     })
 }
 

@@ -496,6 +496,11 @@ pub struct OfferTerms {
     pub not_before: Timestamp,
     /// Valid until.
     pub not_after: Timestamp,
+    /// The authority's signed licence this offer of public data is made under
+    /// ([`tds_policy::licence`]): checked before the offer is signed (issued by a trusted
+    /// authority to this participant, valid, not ending before the offer, containing the
+    /// offer's policy) and embedded in the offer so consumers check the chain too.
+    pub licence: Option<Vec<u8>>,
 }
 
 /// How to fetch.
@@ -800,7 +805,11 @@ impl Connector {
                 price: o.price,
                 not_before: o.not_before,
                 not_after: o.not_after,
+                licence: o.licence,
             };
+            if let Some(licence) = &offer.licence {
+                core.check_licence(&offer, licence)?;
+            }
             let signed = tds_policy::contract::create_offer(core.signer.as_ref(), &offer)
                 .map_err(|e| ConnectorError::invalid("offer", &e))?;
             let v = tds_policy::contract::verify_offer(&signed)
@@ -1109,6 +1118,12 @@ impl Connector {
         policy: Option<Policy>,
         purpose: Purpose,
     ) -> Result<Arc<VerifiedAgreement>, ConnectorError> {
+        // An offer of public data under a licence: the chain must hold before asking.
+        let opened = tds_core::cose::open::<Offer>(offer)
+            .map_err(|e| ConnectorError::invalid("offer", &e))?;
+        if let Some(licence) = &opened.value().licence {
+            self.inner.core.check_licence(opened.value(), licence)?;
+        }
         let rx = self
             .inner
             .call_fresh(addr, |peer| {

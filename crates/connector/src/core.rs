@@ -203,6 +203,28 @@ impl Core {
         }));
     }
 
+    /// Checks the licence an offer (this provider's, or one a consumer is about to
+    /// negotiate) is made under, against the trusted authorities, now.
+    pub(crate) fn check_licence(
+        &self,
+        offer: &tds_policy::contract::Offer,
+        licence: &[u8],
+    ) -> Result<tds_policy::licence::VerifiedLicence, crate::ConnectorError> {
+        let invalid = crate::ConnectorError::Licence;
+        let verified = {
+            let trust = self
+                .trust
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            tds_policy::licence::verify(licence, |key| {
+                trust.key(&tds_identity::ParticipantId::of(key)) == Some(key)
+            })
+            .map_err(invalid)?
+        };
+        verified.check_offer(offer, self.now()).map_err(invalid)?;
+        Ok(verified)
+    }
+
     /// Appends an event acted by this connector; resolves once durable.
     pub(crate) async fn record(&self, body: EventBody) -> Result<u64, tds_provenance::LogError> {
         let e = Event::new(self.now(), self.me, body);

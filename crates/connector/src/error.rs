@@ -40,6 +40,11 @@ pub enum ConnectorError {
         /// The code of the underlying error.
         code: &'static str,
     },
+    /// A public-data licence does not cover the offer (or does not check): this
+    /// operator may not publish it, or this consumer will not negotiate it. The message
+    /// ends with the `licence.*` code.
+    #[error("{0} ({code})", code = tds_core::ErrorCode::code(.0))]
+    Licence(tds_policy::licence::LicenceError),
     /// Reading or writing a data file.
     #[error("{path}: {source}")]
     Io {
@@ -112,6 +117,7 @@ impl ErrorCode for ConnectorError {
             ConnectorError::Refused { .. } => "connector.refused",
             ConnectorError::Call(_) => "connector.call",
             ConnectorError::Invalid { code, .. } => code,
+            ConnectorError::Licence(e) => e.code(),
             ConnectorError::Io { .. } => "connector.io",
             ConnectorError::NotFound { .. } => "connector.not_found",
             ConnectorError::Agreement { .. } => "connector.agreement",

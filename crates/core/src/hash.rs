@@ -163,6 +163,8 @@ impl Domain {
     pub const DELETION_RECEIPT: Domain = Domain("tds/deletion-receipt/v1");
     /// Usage records (metering, signed by the side that records).
     pub const USAGE_RECORD: Domain = Domain("tds/usage-record/v1");
+    /// Public-data licences (the authority lets an operator offer a public resource).
+    pub const LICENCE: Domain = Domain("tds/licence/v1");
     /// Admission requests (a credential asked for on `tds-join/1`).
     pub const ADMISSION_REQUEST: Domain = Domain("tds/admission-request/v1");
     /// Authority key rollover statements.

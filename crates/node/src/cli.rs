@@ -171,6 +171,9 @@ pub(crate) enum AuthorityCommand {
     Approve(crate::node::authority::ApproveArgs),
     /// Reject an admission request.
     Reject(crate::node::authority::RejectArgs),
+    /// Sign a public-data licence: the operator (licensee) may offer the public data
+    /// resource under at most this policy (`tds asset add --licence FILE`).
+    Licence(Box<LicenceArgs>),
     /// Replace the authority key: the old key signs a statement endorsing a new one.
     Rollover {
         #[command(flatten)]
@@ -179,6 +182,30 @@ pub(crate) enum AuthorityCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LicenceArgs {
+    #[command(flatten)]
+    pub(crate) home: HomeArg,
+    /// The operator's participant id (`tds status` shows it as "id").
+    #[arg(long, value_name = "ID")]
+    pub(crate) licensee: tds_identity::ParticipantId,
+    /// The public data resource licensed (a name, e.g. public:meteorological-observations).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) resource: String,
+    /// The widest policy the operator may offer: a policy file (the TDS policy language).
+    #[arg(long, value_name = "FILE", conflicts_with = "template")]
+    pub(crate) policy: Option<PathBuf>,
+    /// A policy template instead (default: licence).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) template: Option<String>,
+    /// Days of validity from now.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=36_600))]
+    pub(crate) days: u64,
+    /// Where to write the signed licence (give it to the operator).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: PathBuf,
 }
 
 #[derive(Debug, Args)]

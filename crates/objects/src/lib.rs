@@ -10,6 +10,7 @@ use tds_core::{ErrorCode, PublicKey};
 use tds_identity::{Credential, KeyRollover, RevocationList, TrustStore};
 use tds_manifest::{Manifest, Receipt};
 use tds_policy::contract::{AgreementTerms, ContractRequest, Offer, Termination};
+use tds_policy::licence::Licence;
 use tds_protocol::join::AdmissionRequest;
 use tds_protocol::signed::{DeletionReceipt, Notice, TransferReceipt, UsageRecord, UsageReport};
 use tds_provenance::event::SignedObject;
@@ -58,11 +59,13 @@ pub enum Kind {
     DeletionReceipt,
     /// A usage (metering) record of either party (tds-protocol).
     UsageRecord,
+    /// A public-data licence signed by the authority (tds-policy).
+    Licence,
 }
 
 impl Kind {
     /// Every kind, in this order.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Credential,
         Kind::RevocationList,
         Kind::KeyRollover,
@@ -78,6 +81,7 @@ impl Kind {
         Kind::UsageReport,
         Kind::DeletionReceipt,
         Kind::UsageRecord,
+        Kind::Licence,
     ];
 
     /// The content type in the envelope's protected header.
@@ -98,6 +102,7 @@ impl Kind {
             Kind::UsageReport => UsageReport::CONTENT_TYPE,
             Kind::DeletionReceipt => DeletionReceipt::CONTENT_TYPE,
             Kind::UsageRecord => UsageRecord::CONTENT_TYPE,
+            Kind::Licence => Licence::CONTENT_TYPE,
         }
     }
 
@@ -120,6 +125,7 @@ impl Kind {
             Kind::UsageReport => "usage-report",
             Kind::DeletionReceipt => "deletion-receipt",
             Kind::UsageRecord => "usage-record",
+            Kind::Licence => "licence",
         }
     }
 
@@ -141,6 +147,7 @@ impl Kind {
             Kind::UsageReport => Domain::USAGE_REPORT,
             Kind::DeletionReceipt => Domain::DELETION_RECEIPT,
             Kind::UsageRecord => Domain::USAGE_RECORD,
+            Kind::Licence => Domain::LICENCE,
         }
     }
 
@@ -236,6 +243,8 @@ pub enum Value {
     DeletionReceipt(Box<DeletionReceipt>),
     /// A usage record.
     UsageRecord(Box<UsageRecord>),
+    /// A public-data licence.
+    Licence(Box<Licence>),
 }
 
 /// A TDS object parsed by [`decode_any`]. Nothing here is trusted: the signatures were
@@ -402,6 +411,12 @@ pub fn decode_any(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             kind,
             |r| Some(r.recorder_key),
             |r| Value::UsageRecord(Box::new(r)),
+        ),
+        Kind::Licence => sign1::<Licence>(
+            bytes,
+            kind,
+            |l| Some(l.authority_key),
+            |l| Value::Licence(Box::new(l)),
         ),
         Kind::Agreement => {
             let opened = cose::open_multi::<AgreementTerms>(bytes)?;

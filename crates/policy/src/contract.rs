@@ -298,6 +298,11 @@ pub struct Offer {
     pub not_before: Timestamp,
     /// Valid until.
     pub not_after: Timestamp,
+    /// For an operator's offer of public data: the authority's signed licence
+    /// ([`crate::licence`]) the offer is made under, embedded so the offer proves its
+    /// chain by itself. Absent (and not encoded) otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub licence: Option<Vec<u8>>,
 }
 
 impl SignedObject for Offer {

@@ -8,6 +8,7 @@ pub mod contract;
 pub mod error;
 pub mod eval;
 pub mod json;
+pub mod licence;
 pub mod lint;
 pub mod model;
 pub mod odrl;

@@ -63,6 +63,7 @@ fn offer(provider: &SigningKey) -> Offer {
         }),
         not_before: Timestamp::from_millis(T0),
         not_after: Timestamp::from_millis(T0 + 30 * 86_400_000),
+        licence: None,
     }
 }
 

@@ -305,3 +305,91 @@ async fn personal_data_without_consent() -> Res {
     p.fetch_in(&a, 1, consented).await?;
     Ok(())
 }
+
+/// A public-data licence: the operator's connector refuses to sign an offer outside it;
+/// the consumer's connector checks the chain (trusted authority -> licence -> offer)
+/// before it negotiates, and refuses a licence from an authority it does not trust
+/// without asking the provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn licensed_offers_are_checked_on_both_sides() -> Res {
+    use tds_policy::licence::{self, Licence};
+    let mut space = Space::new()?;
+    let operator = space.member(21, Sector::WEATHER, "CN-SX")?;
+    let consumer_member = space.member(22, Sector::POWER, "CN-SX")?;
+    let dir = tempfile::tempdir()?;
+    let provider = connector(&space, &operator, Backend::Memory).await?;
+    let consumer = connector(&space, &consumer_member, Backend::Memory).await?;
+    let licence_of = |signer: &dyn tds_core::Signer| -> Res<Vec<u8>> {
+        let key = signer.public_key();
+        Ok(licence::issue(
+            signer,
+            &Licence {
+                resource: "public:observations".parse()?,
+                authority: key.id(),
+                authority_key: key,
+                licensee: operator.key.id(),
+                policy: tds_policy::parse(
+                    "licence",
+                    "policy set;\n\npermit use\n  when purpose isA research;\n\nprohibit sell;\n",
+                )?,
+                not_before: space.now,
+                not_after: space.now.saturating_add_millis(10 * tds_core::time::DAY_MS),
+            },
+        )?)
+    };
+    let genuine = licence_of(space.authority.signer().as_ref())?;
+    let path = dir.path().join("obs.bin");
+    std::fs::write(&path, data(100_000, 9))?;
+    let manifest = manifest_for(&operator, &path, 65536, &AssetSpec::default())?;
+    let under = |policy: &str, licence: &[u8]| -> Res<tds_connector::OfferTerms> {
+        let mut t = terms(policy)?;
+        t.licence = Some(licence.to_vec());
+        Ok(t)
+    };
+
+    // Outside the licence: refused before anything is signed or stored.
+    let e = provider
+        .publish(
+            &manifest,
+            tds_connector::Source::File(path.clone()),
+            vec![under(
+                "policy set;\n\npermit use\n  when purpose isA marketing;\n",
+                &genuine,
+            )?],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "licence.not_contained", "{e}");
+    // Within: published with the licence embedded, and a consumer negotiates it.
+    let published = provider
+        .publish(
+            &manifest,
+            tds_connector::Source::File(path.clone()),
+            vec![under(RESEARCH, &genuine)?],
+        )
+        .await?;
+    let id = published.offers.first().copied().ok_or("no offer")?;
+    let offer = provider.offer(&id)?.ok_or("offer not stored")?;
+    let opened = tds_core::cose::open::<tds_policy::contract::Offer>(&offer)?;
+    assert_eq!(opened.value().licence.as_deref(), Some(&genuine[..]));
+    let addr = provider.local_addr()?;
+    let agreement = consumer
+        .negotiate(addr, &offer, None, "research".parse()?)
+        .await?;
+    assert_eq!(agreement.terms().offer, id);
+
+    // An offer (signed by the operator itself) under a licence from a key nobody trusts.
+    let rogue = tds_core::SigningKey::from_seed(&[77; 32]);
+    let mut forged = opened.value().clone();
+    forged.licence = Some(licence_of(&rogue)?);
+    let forged = tds_policy::contract::create_offer(operator.key.as_ref(), &forged)?;
+    let size = provider.log().size();
+    let e = consumer
+        .negotiate(addr, &forged, None, "research".parse()?)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "licence.not_authority", "{e}");
+    // The provider was never asked: nothing new in its log.
+    assert_eq!(provider.log().size(), size);
+    Ok(())
+}

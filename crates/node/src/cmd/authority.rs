@@ -8,7 +8,7 @@ use tds_core::time::DAY_MS;
 use tds_core::Timestamp;
 use tds_identity::{Admission, Authority, AuthorityStore};
 
-use crate::cli::AdmitArgs;
+use crate::cli::{AdmitArgs, LicenceArgs};
 use crate::{files, home, output};
 
 fn summary(authority: &Authority) -> anyhow::Result<serde_json::Map<String, Json>> {
@@ -129,4 +129,48 @@ pub(crate) fn rollover(dir: &Path, out: &Path) -> anyhow::Result<()> {
     m.insert("file".into(), json!(out.display().to_string()));
     m.insert("retired_key_file".into(), json!(done.retired));
     output::print(&Json::Object(m))
+}
+
+pub(crate) fn licence(args: &LicenceArgs) -> anyhow::Result<()> {
+    let home = home::open(&args.home.home)?;
+    files::check_out(&args.out, files::Replace::Output)?;
+    let (name, text) = match (&args.policy, &args.template) {
+        (Some(path), _) => (
+            "policy".to_owned(),
+            String::from_utf8(files::read(path)?)
+                .map_err(|_| anyhow!("{}: not UTF-8 text", path.display()))?,
+        ),
+        (None, template) => {
+            let name = template.clone().unwrap_or_else(|| "licence".to_owned());
+            let text = tds_policy::templates::template(&name)
+                .ok_or_else(|| anyhow!("no policy template {name:?}"))?;
+            (name, text.to_owned())
+        }
+    };
+    let policy = tds_policy::parse(&name, &text).map_err(|e| anyhow!("policy: {e}"))?;
+    let authority = home.load()?;
+    let now = Timestamp::now();
+    let licence = tds_policy::licence::Licence {
+        resource: args
+            .resource
+            .parse()
+            .map_err(|_| anyhow!("--resource {:?} is not a name", args.resource))?,
+        authority: authority.public_key().id(),
+        authority_key: authority.public_key(),
+        licensee: args.licensee.into(),
+        policy,
+        not_before: now,
+        not_after: days_after(now, args.days)?,
+    };
+    let bytes = tds_policy::licence::issue(authority.signer().as_ref(), &licence)?;
+    files::write(&args.out, &bytes, files::PUBLIC_MODE)?;
+    output::print(&json!({
+        "licence_id": licence.id()?.to_string(),
+        "resource": args.resource,
+        "licensee": licence.licensee.to_string(),
+        "authority": licence.authority.to_string(),
+        "policy": name,
+        "not_after": licence.not_after.to_rfc3339(),
+        "file": args.out.display().to_string(),
+    }))
 }

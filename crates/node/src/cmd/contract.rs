@@ -155,6 +155,7 @@ pub(crate) fn offer(c: OfferCommand) -> anyhow::Result<()> {
         price,
         not_before: now,
         not_after: now.saturating_add_millis(a.days.saturating_mul(tds_core::time::DAY_MS)),
+        licence: None,
     };
     let bytes = contract::create_offer(&key, &o)?;
     let v = contract::verify_offer(&bytes)?;

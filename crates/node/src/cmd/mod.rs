@@ -33,6 +33,7 @@ pub(crate) fn dispatch(command: Command, force: bool) -> anyhow::Result<()> {
         Command::Authority(AuthorityCommand::Reject(args)) => crate::node::authority::reject(&args),
         Command::Join(args) => crate::node::authority::join(&args),
         Command::Authority(AuthorityCommand::Admit(args)) => authority::admit(&args),
+        Command::Authority(AuthorityCommand::Licence(args)) => authority::licence(&args),
         Command::Authority(AuthorityCommand::Revoke { home, serial }) => {
             authority::revoke(&home.home, serial)
         }

@@ -515,7 +515,7 @@ pub(crate) async fn refresh_revocation_lists(
     }
 }
 
-async fn fetch_list(
+pub(crate) async fn fetch_list(
     home: &NodeHome,
     connector: &tds_connector::Connector,
 ) -> anyhow::Result<Option<tds_core::Timestamp>> {
@@ -687,7 +687,7 @@ fn witness_outcome(e: &anyhow::Error) -> WitnessOutcome {
     }
 }
 
-async fn cosign_once(
+pub(crate) async fn cosign_once(
     home: &NodeHome,
     connector: &tds_connector::Connector,
 ) -> anyhow::Result<Option<u64>> {

@@ -15,23 +15,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Value};
+use tds_authority::{AuthorityConfig, AuthorityService, RevokeTarget, Validity};
 use tds_connector::Connector;
 use tds_core::time::{SystemClock, DAY_MS};
-use tds_core::{Clock, Hash256, SigningKey};
-use tds_identity::{Admission, Authority, Role, TrustStore};
+use tds_core::{Clock, Hash256};
+use tds_identity::TrustStore;
 
 use super::config::{
     AdminSection, LogSection, NetworkSection, NodeConfig, NodeSection, TransferSection,
 };
 use super::home::NodeHome;
-use super::{ops, serve};
+use super::{authority, ops, serve};
 
 /// One participant of the demo.
 struct Node {
     label: &'static str,
     home: NodeHome,
     connector: Connector,
-    credential: Vec<u8>,
     serial: u64,
 }
 
@@ -187,23 +187,27 @@ pub(crate) fn demo(keep: Option<PathBuf>) -> anyhow::Result<()> {
 
 async fn run(dir: &Path) -> anyhow::Result<()> {
     let now = SystemClock.now();
-    let mut seed = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
-        .map_err(|_| anyhow!("no randomness"))?;
-    let witness_key = SigningKey::from_seed(&seed);
-    let mut authority = Authority::new(
-        "Provincial Data Space Authority",
-        SigningKey::from_seed(&seed),
-    )?;
-    let crl = |a: &mut Authority| -> anyhow::Result<Vec<u8>> {
-        let now = SystemClock.now();
-        Ok(a.revocation_list(now, now.saturating_add_millis(DAY_MS))?
-            .into_envelope())
+    // The authority: a home like `tds authority init` makes, and its service on
+    // 127.0.0.1 like `tds authority serve` runs (admission over tds-join/1; revocation
+    // lists, the federated catalog and witnessing over tds-authority/1).
+    let store = crate::home::create(&dir.join("authority"))?;
+    let licensor = {
+        use tds_identity::AuthorityStore;
+        store
+            .create("Provincial Data Space Authority")?
+            .signer()
+            .clone()
     };
-    let mut list = crl(&mut authority)?;
-    let trust = |list: &[u8], authority: &Authority| -> anyhow::Result<TrustStore> {
+    let mut auth_config = AuthorityConfig::default();
+    // Six nodes join from one address, each asking twice.
+    auth_config.join_limits.per_source.burst = 64;
+    let service = AuthorityService::open(store, auth_config)?;
+    let endpoint = service.serve(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let auth_addr = endpoint.local_addr()?;
+    let auth_key = service.public_key();
+    let trust = |list: &[u8]| -> anyhow::Result<TrustStore> {
         let mut t = TrustStore::new();
-        t.add_authority(authority.public_key());
+        t.add_authority(auth_key);
         t.add_revocation_list(list, SystemClock.now())?;
         Ok(t)
     };
@@ -237,7 +241,7 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
             },
             network: NetworkSection {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                authority_addr: None,
+                authority_addr: Some(auth_addr),
                 connect_timeout_ms: 5_000,
                 witness_every_s: 300,
             },
@@ -246,29 +250,28 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
             log: LogSection::default(),
         };
         let home = NodeHome::create(&dir.join(short), &config)?;
-        let key = home.key()?;
-        let issued = authority.admit(
-            &Admission {
-                subject_key: key.public_key(),
-                name: label.into(),
-                sectors: vec![sector.parse().map_err(|_| anyhow!("sector {sector}"))?],
-                roles: vec![Role::Provider, Role::Consumer],
-                jurisdiction: region.parse().map_err(|_| anyhow!("region {region}"))?,
-                not_before: now,
-                not_after: now.saturating_add_millis(365 * DAY_MS),
-            },
-            now,
-        )?;
-        let serial = issued.value().serial();
-        let credential = issued.into_envelope();
-        list = crl(&mut authority)?;
-        home.install_credential(&credential, &authority.public_key(), Some(&list))?;
+        // `tds join`: a signed admission request, queued; the operator approves it
+        // (`tds authority approve`); asked again, the node is handed its credential
+        // and the authority's revocation list.
+        let asked = authority::apply_once(&home, auth_addr, &auth_key, 365).await?;
+        let request = asked
+            .pointer("/request_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("{label}: the authority did not queue the request: {asked}"))?;
+        service.approve(request, Validity::Requested)?;
+        let admitted = authority::apply_once(&home, auth_addr, &auth_key, 365).await?;
+        let (Some(_), Some(serial)) = (
+            home.credential()?,
+            admitted.pointer("/serial").and_then(Value::as_u64),
+        ) else {
+            bail!("{label}: not admitted after approval: {admitted}");
+        };
         let connector = serve::start_connector(&home, None).await?;
         table.row(
             label,
-            &format!("admitted: {sector}, {region}, serial {serial}"),
+            &format!("joins over tds-join/1: {sector}, {region}, serial {serial}"),
             "admitted",
-            "-",
+            "request approved",
             0,
             ms(t),
         );
@@ -276,13 +279,12 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
             label,
             home,
             connector,
-            credential,
             serial,
         });
     }
-    // Everyone holds the newest list (issued after the last admission).
+    // Everyone fetches the newest list (issued after the last admission).
     for n in &nodes {
-        n.connector.apply_revocation_list(&list)?;
+        authority::fetch_list(&n.home, &n.connector).await?;
     }
     let [grid, transport, weather, bank, hospital, research] = &nodes[..] else {
         bail!("six nodes expected");
@@ -536,55 +538,86 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
     );
     let licence_text =
         tds_policy::templates::template("licence").ok_or_else(|| anyhow!("no licence template"))?;
-    let licence_policy = tds_policy::parse("licence", licence_text)?;
     let t = Instant::now();
-    let licence = tds_policy::contract::create_offer(
-        &SigningKey::from_seed(&seed),
-        &tds_policy::contract::Offer {
-            asset: "public:meteorological-observations"
+    let licence = tds_policy::licence::issue(
+        licensor.as_ref(),
+        &tds_policy::licence::Licence {
+            resource: "public:meteorological-observations"
                 .parse()
-                .map_err(|_| anyhow!("asset"))?,
-            provider: authority.public_key().id(),
-            provider_key: authority.public_key(),
-            policy: licence_policy,
-            price: None,
+                .map_err(|_| anyhow!("resource name"))?,
+            authority: auth_key.id(),
+            authority_key: auth_key,
+            licensee: weather.connector.id(),
+            policy: tds_policy::parse("licence", licence_text)?,
             not_before: now,
             not_after: now.saturating_add_millis(3 * 365 * DAY_MS),
         },
     )?;
+    let licence_file = data.join("weather-licence.cose");
+    std::fs::write(&licence_file, &licence)?;
     table.row(
         "authority",
-        "signs a licence (public-data template) for the weather svc",
+        "licenses the weather svc: public observations",
         "licensed",
-        "-",
+        "public-data licence template",
         0,
         ms(t),
     );
+    let file = data.join("observations.csv");
+    csv(&file, "station,hour,rain_mm,temp_c", 20_000, 77)?;
     let within = licence_text.replace(
         "(purpose isA public-service or purpose isA urban-planning or purpose isA research)",
         "purpose isA research",
     );
     let outside = "policy set;\n\npermit use\n  when purpose isA marketing;\n\npermit sell;\n";
-    for (what, text) in [
+    let mut public_offer = String::new();
+    for (who, what, text) in [
         (
-            "offers observations for research (within the licence)",
+            weather,
+            "offers observations for research (within)",
             within.as_str(),
         ),
-        ("offers them for marketing and resale (outside)", outside),
+        (weather, "offers them for marketing and resale", outside),
+        (
+            transport,
+            "offers them under the weather svc's licence",
+            within.as_str(),
+        ),
     ] {
         let t = Instant::now();
-        match ops::check_licence(&licence, &authority.public_key(), text) {
-            Ok(()) => table.row(
-                weather.label,
-                what,
-                "allowed",
-                "contained in the licence",
-                0,
-                ms(t),
-            ),
-            Err(e) => table.row(weather.label, what, "DENIED", &code_of(&e), 0, ms(t)),
+        let added = who
+            .op("asset_add", json!({"file": file, "title": "Public meteorological observations", "classification": "general", "policy": text, "licence": licence_file, "keywords": ["public", "weather"]}))
+            .await;
+        match added {
+            Ok(v) => {
+                public_offer = v
+                    .pointer("/offer_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                table.row(
+                    who.label,
+                    what,
+                    "offered",
+                    "contained in the licence",
+                    0,
+                    ms(t),
+                );
+            }
+            Err(e) => table.row(who.label, what, "DENIED", &code_of(&e), 0, ms(t)),
         }
     }
+    // The consumer's node checks the chain (authority -> licence -> offer) before it
+    // negotiates.
+    negotiate(
+        &mut table,
+        grid,
+        weather,
+        &public_offer,
+        "research",
+        "checks the licence chain, negotiates",
+    )
+    .await?;
 
     // 6. denials that must happen
     table.section("6. denials that must happen");
@@ -676,15 +709,18 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
         .await?,
     )?;
     let t = Instant::now();
-    authority.revoke(bank.serial)?;
-    list = crl(&mut authority)?;
+    let revoked = service.revoke(RevokeTarget::Serial(bank.serial), "demo: revoked")?;
     for n in &nodes {
-        n.connector.apply_revocation_list(&list)?;
+        // Members fetch the new list from the authority; the revoked one may no longer
+        // ask, and learns it from the list its peers hand it.
+        if authority::fetch_list(&n.home, &n.connector).await.is_err() {
+            n.connector.apply_revocation_list(&revoked.crl)?;
+        }
     }
     table.row(
         "authority",
         &format!(
-            "revokes {} (serial {}), pushes the list",
+            "revokes {} (serial {}), members fetch the list",
             bank.label, bank.serial
         ),
         "revoked",
@@ -704,28 +740,22 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
 
     // Evidence and logs.
     table.section("evidence: witnessed logs, one evidence bundle verified offline");
-    let trust_now = trust(&list, &authority)?;
-    let memory = tds_provenance::witness::MemoryWitnessMemory::default();
-    let witness = tds_provenance::Witness::new(&witness_key, &trust_now, &memory);
+    let trust_now = trust(&service.revocation_list()?)?;
     let t = Instant::now();
     let (mut entries, mut cosigned) = (0, 0);
     for n in &nodes {
         n.connector.log().verify()?;
         entries += n.connector.log().size();
-        let note = n.connector.checkpoint()?;
-        let vk = n.connector.log().verifier_key()?;
-        // A revoked member's log is not cosigned any more: the witness says why.
-        match witness.cosign(&vk, note.as_bytes(), None, &n.credential, SystemClock.now()) {
-            Ok(c) => {
-                n.connector
-                    .accept_cosigned(c.note.as_bytes(), &witness_key.public_key())?;
-                cosigned += 1;
-            }
+        // Each node sends its checkpoint to the authority's witness (what `tds serve`
+        // does on a schedule). A revoked member's log is not cosigned any more.
+        match authority::cosign_once(&n.home, &n.connector).await {
+            Ok(Some(_)) => cosigned += 1,
+            Ok(None) => bail!("{}: no authority to witness its log", n.label),
             Err(e) => table.row(
                 "authority witness",
                 &format!("refuses to cosign the log of {}", n.label),
                 "DENIED",
-                tds_core::ErrorCode::code(&e),
+                &code_of(&e),
                 0,
                 0.0,
             ),
@@ -763,6 +793,7 @@ async fn run(dir: &Path) -> anyhow::Result<()> {
     for n in &nodes {
         n.connector.shutdown().await;
     }
+    endpoint.close();
     println!(
         "\n{} steps, {} denials (each with the reason its enforcer gave). Evidence bundle: {}",
         table.rows,

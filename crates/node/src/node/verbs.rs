@@ -59,9 +59,14 @@ pub(crate) struct AssetAddArgs {
     /// Personal information: none, personal or sensitive.
     #[arg(long, value_name = "LEVEL")]
     pub(crate) personal: Option<String>,
-    /// Days the offer stays valid.
+    /// Days the offer stays valid (under a licence: at most until the licence ends).
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=36_600))]
     pub(crate) days: u64,
+    /// The authority's public-data licence (`tds authority licence`) this offer is made
+    /// under: the offer is refused unless the licence is this node's, valid, and contains
+    /// the offer's policy; consumers check the same chain when they negotiate.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) licence: Option<PathBuf>,
 }
 
 /// `tds catalog search`.
@@ -230,6 +235,7 @@ pub(crate) fn asset(c: AssetCommand) -> anyhow::Result<()> {
                 "price": a.price,
                 "currency": a.currency,
                 "days": a.days,
+                "licence": a.licence.as_deref().map(absolute).transpose()?,
             });
             run_op(&a.home, "asset_add", args, false)
         }

@@ -945,3 +945,80 @@ fn authority_verbs_that_need_the_home_say_the_authority_runs() {
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     assert!(authority.wait().unwrap().success());
 }
+
+#[test]
+fn a_public_data_licence_bounds_what_the_operator_offers() {
+    let dir = tempfile::tempdir().unwrap();
+    let weather = admitted_node(dir.path(), "weather");
+    let auth = dir.path().join("authority");
+    let id = ok(&["status", "--home", p(&weather)])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let licence = dir.path().join("licence.cose");
+    let issued = ok(&[
+        "authority",
+        "licence",
+        "--home",
+        p(&auth),
+        "--licensee",
+        &id,
+        "--resource",
+        "public:meteorological-observations",
+        "--days",
+        "90",
+        "--out",
+        p(&licence),
+    ]);
+    assert_eq!(issued["licensee"], id.as_str(), "{issued}");
+    assert_eq!(issued["policy"], "licence");
+    let shown = ok(&["inspect", p(&licence)]);
+    assert_eq!(shown["kind"], "licence", "{shown}");
+    assert_eq!(shown["signatures_match_named_keys"], true, "{shown}");
+
+    let file = dir.path().join("obs.csv");
+    std::fs::write(&file, "station,rain\n1,0.2\n").unwrap();
+    let within = dir.path().join("within.tdsp");
+    let args = ["policy", "template", "licence"];
+    let text = String::from_utf8(succeeded(run_here(&args), &args).stdout).unwrap();
+    std::fs::write(
+        &within,
+        text.replace(
+            "(purpose isA public-service or purpose isA urban-planning or purpose isA research)",
+            "purpose isA research",
+        ),
+    )
+    .unwrap();
+    let outside = dir.path().join("outside.tdsp");
+    std::fs::write(&outside, "policy set;\n\npermit sell;\n").unwrap();
+    let add = |policy: &Path| {
+        vec![
+            "asset".to_owned(),
+            "add".to_owned(),
+            "--home".to_owned(),
+            p(&weather).to_owned(),
+            p(&file).to_owned(),
+            "--title".to_owned(),
+            "Observations".to_owned(),
+            "--classification".to_owned(),
+            "general".to_owned(),
+            "--policy".to_owned(),
+            p(policy).to_owned(),
+            "--licence".to_owned(),
+            p(&licence).to_owned(),
+        ]
+    };
+    let args = add(&outside);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let line = one_error_line(run_here(&args), &args);
+    assert!(line.contains("licence.not_contained"), "{line}");
+    let args = add(&within);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let added = ok(&args);
+    assert_eq!(added["licence"], true, "{added}");
+    // The offer ends with the licence (90 days), not after the default 365.
+    let listed = ok(&["asset", "list", "--home", p(&weather)]);
+    assert_eq!(listed["assets"].as_array().unwrap().len(), 1, "{listed}");
+    let end = added["not_after"].as_str().unwrap();
+    assert_eq!(end, issued["not_after"].as_str().unwrap(), "{added}");
+}

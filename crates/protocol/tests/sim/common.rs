@@ -116,6 +116,7 @@ pub fn world_of(chunks: u64, personal: PersonalInfo) -> World {
             price: None,
             not_before: NOW,
             not_after: NOW.saturating_add_millis(30 * DAY_MS),
+            licence: None,
         },
     )
     .unwrap();
@@ -129,6 +130,7 @@ pub fn world_of(chunks: u64, personal: PersonalInfo) -> World {
             price: None,
             not_before: NOW,
             not_after: NOW.saturating_add_millis(30 * DAY_MS),
+            licence: None,
         },
     )
     .unwrap();

@@ -503,6 +503,7 @@ fn concurrent_transfers_share_the_use_count() {
             price: None,
             not_before: NOW,
             not_after: NOW.saturating_add_millis(86_400_000),
+            licence: None,
         },
     )
     .unwrap();

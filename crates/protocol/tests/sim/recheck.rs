@@ -30,6 +30,7 @@ fn offer_with(w: &World, policy: &str) -> Vec<u8> {
             price: None,
             not_before: NOW,
             not_after: NOW.saturating_add_millis(30 * DAY_MS),
+            licence: None,
         },
     )
     .unwrap()

@@ -63,6 +63,7 @@ fn catalog_filters_and_pages_with_a_cursor() {
                 price: None,
                 not_before: NOW,
                 not_after: NOW.saturating_add_millis(days * DAY_MS),
+                licence: None,
             },
         )
         .unwrap();
