@@ -123,6 +123,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     protocol_seeds(fuzz)?;
     signed_object_seeds(fuzz, &key)?;
+    // Encrypted key files under the target's passphrase, at costs within its cap.
+    let key_dir = seed_dir(fuzz, "key_file")?;
+    let pass = tds_core::key::Passphrase::new("fuzz passphrase");
+    for (name, m) in [("sealed_m8", 8), ("sealed_m64", 64)] {
+        let pem = key
+            .to_encrypted_pem(
+                &pass,
+                tds_core::key::KdfCost {
+                    m_kib: m,
+                    t: 1,
+                    p: 1,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        write(&key_dir, name, pem.as_bytes())?;
+    }
     let licence_dir = seed_dir(fuzz, "licence")?;
     for (name, bytes) in tds_fuzz::licence::seeds() {
         write(&licence_dir, name, &bytes)?;

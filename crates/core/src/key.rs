@@ -3,8 +3,9 @@
 //! A key's id is the domain-separated hash (`tds/participant/v1`) of its 32-byte public
 //! key; the COSE `kid` of everything it signs is those 32 bytes.
 //!
-//! Key files are PKCS#8 PEM, written with mode 0600 and refused (as ssh does) when any
-//! group or other permission bit is set.
+//! Key files are PKCS#8 PEM, or encrypted with a passphrase ([`sealed`]: Argon2id and
+//! ChaCha20-Poly1305), written with mode 0600 and refused (as ssh does) when any group or
+//! other permission bit is set.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
 
 use crate::hash::{Domain, Hash256};
+
+pub mod sealed;
+pub use sealed::{KdfCost, Passphrase};
 
 /// Length of an Ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
@@ -62,6 +66,18 @@ pub enum KeyError {
         /// The file.
         path: PathBuf,
     },
+    /// An encrypted key file, and no passphrase was given.
+    #[error("{path}: the key is encrypted; give its passphrase (TDS_KEY_PASSPHRASE_FILE or TDS_KEY_PASSPHRASE)")]
+    PassphraseNeeded {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The passphrase does not open the key file (or the file was changed).
+    #[error("{path}: wrong passphrase, or the encrypted key file was altered")]
+    WrongPassphrase {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 impl crate::ErrorCode for KeyError {
@@ -74,6 +90,8 @@ impl crate::ErrorCode for KeyError {
             KeyError::Permissions { .. } => "key.permissions",
             KeyError::Format { .. } => "key.format",
             KeyError::Exists { .. } => "key.exists",
+            KeyError::PassphraseNeeded { .. } => "key.passphrase_needed",
+            KeyError::WrongPassphrase { .. } => "key.wrong_passphrase",
         }
     }
 }
@@ -155,43 +173,149 @@ impl SigningKey {
         })
     }
 
-    /// Reads a key file, refusing one that group or others may read or write.
+    /// Reads a key file, refusing one that group or others may read or write, and an
+    /// encrypted one (`key.passphrase_needed`: use [`read_file_with`](Self::read_file_with)).
     pub fn read_file(path: &Path) -> Result<Self, KeyError> {
-        let io = |source| KeyError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let meta = std::fs::metadata(path).map_err(io)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = meta.permissions().mode() & 0o7777;
-            if mode & 0o077 != 0 {
-                return Err(KeyError::Permissions {
-                    path: path.to_path_buf(),
-                    mode,
-                });
-            }
+        Self::read_file_with(path, None)
+    }
+
+    /// Reads a key file, plain or encrypted; an encrypted one needs `passphrase`.
+    pub fn read_file_with(path: &Path, passphrase: Option<&Passphrase>) -> Result<Self, KeyError> {
+        let text = read_key_text(path)?;
+        if !sealed::is_sealed(&text) {
+            return Self::from_pkcs8_pem(&text).map_err(|e| with_path(e, path));
         }
-        // A PEM Ed25519 key is about 120 bytes; anything large is not a key file. The
-        // read is bounded whatever the file claims (a FIFO claims 0 bytes and never ends).
-        const LIMIT: u64 = 16 * 1024;
-        let bytes = Zeroizing::new(crate::fs::read_bounded(path, LIMIT).map_err(|e| match e {
-            crate::fs::ReadError::TooLarge { size, .. } => KeyError::Format {
+        let Some(pass) = passphrase else {
+            return Err(KeyError::PassphraseNeeded {
                 path: path.to_path_buf(),
-                reason: format!("{size} bytes is too large for a key file"),
-            },
-            crate::fs::ReadError::NotAFile { .. } => KeyError::Format {
+            });
+        };
+        Self::from_encrypted_pem(&text, pass, KdfCost::MAX).map_err(|e| with_path(e, path))
+    }
+
+    /// Opens the text of an encrypted key file with `passphrase`, refusing costs above
+    /// `max` before deriving anything (readers of files use [`KdfCost::MAX`]).
+    pub fn from_encrypted_pem(
+        text: &str,
+        passphrase: &Passphrase,
+        max: KdfCost,
+    ) -> Result<Self, KeyError> {
+        let (seed, public) =
+            sealed::open(text, passphrase, max).map_err(|e| seal_error(e, Path::new("")))?;
+        let key = Self::from_seed(&seed);
+        if key.public_key().as_bytes() != &public {
+            return Err(KeyError::Format {
+                path: PathBuf::new(),
+                reason: "the sealed key is not the public key the file names".into(),
+            });
+        }
+        Ok(key)
+    }
+
+    /// The public key of a key file, plain or encrypted, without its passphrase (an
+    /// encrypted file names its public key in clear; it is checked when the file is
+    /// opened).
+    pub fn read_public_key(path: &Path) -> Result<PublicKey, KeyError> {
+        let text = read_key_text(path)?;
+        if !sealed::is_sealed(&text) {
+            return Ok(Self::from_pkcs8_pem(&text)
+                .map_err(|e| with_path(e, path))?
+                .public_key());
+        }
+        let bytes = sealed::public_key(&text).map_err(|e| seal_error(e, path))?;
+        PublicKey::from_bytes(&bytes).map_err(|e| with_path(e, path))
+    }
+
+    /// Whether the key file at `path` is encrypted (it is read, not opened).
+    pub fn is_encrypted_file(path: &Path) -> Result<bool, KeyError> {
+        Ok(sealed::is_sealed(&read_key_text(path)?))
+    }
+
+    /// The encrypted key-file form (a secret: zeroized on drop).
+    pub fn to_encrypted_pem(
+        &self,
+        passphrase: &Passphrase,
+        cost: KdfCost,
+    ) -> Result<Zeroizing<String>, KeyError> {
+        let seed = Zeroizing::new(self.inner.to_bytes());
+        let public = *self.public_key().as_bytes();
+        sealed::seal(&seed, &public, passphrase, cost, &crate::rand::SystemRandom)
+            .map_err(|e| seal_error(e, Path::new("")))
+    }
+
+    /// Writes the key encrypted with `passphrase` (default costs) to `path` (mode 0600,
+    /// atomically). `replace`: whether an existing file may be replaced (re-encrypting a
+    /// key file in place); otherwise an existing file is refused.
+    pub fn write_encrypted_file(
+        &self,
+        path: &Path,
+        passphrase: &Passphrase,
+        replace: bool,
+    ) -> Result<(), KeyError> {
+        let pem = self
+            .to_encrypted_pem(passphrase, KdfCost::default())
+            .map_err(|e| with_path(e, path))?;
+        crate::fs::write_atomic(path, pem.as_bytes(), 0o600, replace).map_err(|e| match e {
+            crate::fs::WriteError::Exists { path } => KeyError::Exists { path },
+            crate::fs::WriteError::Io { path, source } => KeyError::Io { path, source },
+        })
+    }
+}
+
+/// A key file's text, permissions and size checked.
+fn read_key_text(path: &Path) -> Result<Zeroizing<String>, KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(KeyError::Permissions {
                 path: path.to_path_buf(),
-                reason: "not a regular file".into(),
-            },
-            crate::fs::ReadError::Io { source, .. } => io(source),
-        })?);
-        let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::Format {
+                mode,
+            });
+        }
+    }
+    // A PEM Ed25519 key is about 120 bytes (encrypted: about 250); anything large is not
+    // a key file. The read is bounded whatever the file claims (a FIFO claims 0 bytes and
+    // never ends).
+    const LIMIT: u64 = 16 * 1024;
+    let bytes = crate::fs::read_bounded(path, LIMIT).map_err(|e| match e {
+        crate::fs::ReadError::TooLarge { size, .. } => KeyError::Format {
+            path: path.to_path_buf(),
+            reason: format!("{size} bytes is too large for a key file"),
+        },
+        crate::fs::ReadError::NotAFile { .. } => KeyError::Format {
+            path: path.to_path_buf(),
+            reason: "not a regular file".into(),
+        },
+        crate::fs::ReadError::Io { source, .. } => io(source),
+    })?;
+    String::from_utf8(bytes).map(Zeroizing::new).map_err(|e| {
+        // The bytes may be a secret: wipe them.
+        let mut b = e.into_bytes();
+        zeroize::Zeroize::zeroize(&mut b);
+        KeyError::Format {
             path: path.to_path_buf(),
             reason: "not text".into(),
-        })?;
-        Self::from_pkcs8_pem(text).map_err(|e| with_path(e, path))
+        }
+    })
+}
+
+fn seal_error(e: sealed::SealError, path: &Path) -> KeyError {
+    match e {
+        sealed::SealError::Format(reason) => KeyError::Format {
+            path: path.to_path_buf(),
+            reason,
+        },
+        sealed::SealError::WrongPassphrase => KeyError::WrongPassphrase {
+            path: path.to_path_buf(),
+        },
+        sealed::SealError::Rng => KeyError::Rng,
     }
 }
 
@@ -200,6 +324,9 @@ fn with_path(e: KeyError, path: &Path) -> KeyError {
         KeyError::Format { reason, .. } => KeyError::Format {
             path: path.to_path_buf(),
             reason,
+        },
+        KeyError::WrongPassphrase { .. } => KeyError::WrongPassphrase {
+            path: path.to_path_buf(),
         },
         other => other,
     }

@@ -164,6 +164,8 @@ pub trait AuthorityStore {
 pub struct DirAuthorityStore {
     dir: PathBuf,
     _lock: File,
+    /// The passphrase the key files are encrypted with, if they are (or are to be).
+    passphrase: Option<tds_core::key::Passphrase>,
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> AuthorityStoreError + '_ {
@@ -221,6 +223,7 @@ impl DirAuthorityStore {
         Ok(DirAuthorityStore {
             dir: dir.to_path_buf(),
             _lock: lock(dir, on_wait)?,
+            passphrase: None,
         })
     }
 
@@ -240,6 +243,7 @@ impl DirAuthorityStore {
         let store = DirAuthorityStore {
             dir: dir.to_path_buf(),
             _lock: lock(dir, on_wait)?,
+            passphrase: None,
         };
         // Checked under the lock: two concurrent inits cannot both succeed.
         for existing in [store.key_path(), store.state_path()] {
@@ -250,6 +254,13 @@ impl DirAuthorityStore {
             }
         }
         Ok(store)
+    }
+
+    /// Reads the authority key with `passphrase` (an encrypted key file), and writes new
+    /// keys (a new authority, a rollover) encrypted with it.
+    pub fn with_passphrase(mut self, passphrase: Option<tds_core::key::Passphrase>) -> Self {
+        self.passphrase = passphrase;
+        self
     }
 
     /// The home directory.
@@ -268,16 +279,19 @@ impl DirAuthorityStore {
     }
 
     fn write_key(&self, path: &Path, key: &SigningKey) -> Result<(), AuthorityStoreError> {
-        key.write_file(path)
-            .map_err(|e| AuthorityStoreError::Identity {
-                context: path.display().to_string(),
-                source: e.into(),
-            })
+        match &self.passphrase {
+            Some(pass) => key.write_encrypted_file(path, pass, false),
+            None => key.write_file(path),
+        }
+        .map_err(|e| AuthorityStoreError::Identity {
+            context: path.display().to_string(),
+            source: e.into(),
+        })
     }
 
     fn read_key(&self) -> Result<SigningKey, AuthorityStoreError> {
         let path = self.key_path();
-        SigningKey::read_file(&path).map_err(|e| match e {
+        SigningKey::read_file_with(&path, self.passphrase.as_ref()).map_err(|e| match e {
             tds_core::key::KeyError::Io { source, .. } => io(&path)(source),
             other => AuthorityStoreError::Identity {
                 context: path.display().to_string(),

@@ -113,6 +113,20 @@ pub(crate) enum KeyCommand {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Encrypt a key file in place with a passphrase (Argon2id + ChaCha20-Poly1305):
+    /// the passphrase from the file TDS_KEY_PASSPHRASE_FILE names, or TDS_KEY_PASSPHRASE.
+    /// An encrypted file is re-encrypted: its current passphrase from TDS_OLD_KEY_PASSPHRASE_FILE.
+    Encrypt {
+        /// The key file (e.g. HOME/node.key, or an authority home's key).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Write a key file back in plain PKCS#8 (its passphrase from the environment).
+    Decrypt {
+        /// The key file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

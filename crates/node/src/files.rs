@@ -177,10 +177,27 @@ pub(crate) fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     })
 }
 
-/// Reads a private key file (refused when group or others may read it).
+/// The passphrase of encrypted key files, from the environment: the file
+/// `TDS_KEY_PASSPHRASE_FILE` names (e.g. a systemd credential), else
+/// `TDS_KEY_PASSPHRASE` itself. `None` when neither is set.
+pub(crate) fn key_passphrase() -> anyhow::Result<Option<tds_core::key::Passphrase>> {
+    if let Some(path) = std::env::var_os("TDS_KEY_PASSPHRASE_FILE").filter(|v| !v.is_empty()) {
+        let path = std::path::PathBuf::from(path);
+        return tds_core::key::Passphrase::from_file(&path)
+            .map(Some)
+            .map_err(|e| anyhow!("TDS_KEY_PASSPHRASE_FILE: {e}"));
+    }
+    Ok(std::env::var_os("TDS_KEY_PASSPHRASE")
+        .filter(|v| !v.is_empty())
+        .map(|v| tds_core::key::Passphrase::new(v.into_encoded_bytes())))
+}
+
+/// Reads a private key file (refused when group or others may read it); an encrypted
+/// one with the passphrase from the environment ([`key_passphrase`]).
 pub(crate) fn read_key(path: &Path) -> anyhow::Result<tds_core::SigningKey> {
     note_input(path);
-    tds_core::SigningKey::read_file(path).map_err(|e| match e {
+    let pass = key_passphrase()?;
+    tds_core::SigningKey::read_file_with(path, pass.as_ref()).map_err(|e| match e {
         tds_core::key::KeyError::Io { source, .. } => {
             anyhow!("{}: {}", path.display(), io_reason(&source))
         }

@@ -46,7 +46,9 @@ fn open_checked(dir: &Path, check_running: bool) -> anyhow::Result<DirAuthorityS
             dir.display()
         );
     }
-    let store = DirAuthorityStore::open(dir, &mut waiting).map_err(store_error)?;
+    let store = DirAuthorityStore::open(dir, &mut waiting)
+        .map_err(store_error)?
+        .with_passphrase(crate::files::key_passphrase()?);
     for state in [STATE_FILE, crate::cmd::witness::WITNESS_STATE] {
         let path = dir.join(state);
         if path.exists() {
@@ -58,7 +60,10 @@ fn open_checked(dir: &Path, check_running: bool) -> anyhow::Result<DirAuthorityS
 
 /// A new authority's home (mode 0700), locked; refuses one that holds an authority.
 pub(crate) fn create(dir: &Path) -> anyhow::Result<DirAuthorityStore> {
-    DirAuthorityStore::create_dir(dir, &mut waiting).map_err(store_error)
+    // With a passphrase in the environment, the new key is written encrypted.
+    Ok(DirAuthorityStore::create_dir(dir, &mut waiting)
+        .map_err(store_error)?
+        .with_passphrase(crate::files::key_passphrase()?))
 }
 
 /// Creates `dir` (and its parents) with mode 0700 where it does not exist yet, and refuses

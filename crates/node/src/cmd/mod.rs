@@ -19,6 +19,8 @@ pub(crate) fn dispatch(command: Command, force: bool) -> anyhow::Result<()> {
     match command {
         Command::Key(KeyCommand::New { out }) => key::new(&out, force),
         Command::Key(KeyCommand::Show { file }) => key::show(&file),
+        Command::Key(KeyCommand::Encrypt { file }) => key::encrypt(&file),
+        Command::Key(KeyCommand::Decrypt { file }) => key::decrypt(&file),
         Command::Authority(AuthorityCommand::Init { home, name }) => {
             authority::init(&home.home, &name)
         }

@@ -235,6 +235,12 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(async {
         let store = crate::home::open_for_service(&args.home)?;
+        if !tds_core::SigningKey::is_encrypted_file(&store.key_path())? {
+            eprintln!(
+                "warning: {}: the authority key is stored unencrypted; encrypt it with `tds key encrypt` and start with TDS_KEY_PASSPHRASE_FILE",
+                store.key_path().display()
+            );
+        }
         let mut config = AuthorityConfig::default();
         config.join_limits.per_source.burst = args.join_burst;
         config.join_limits.per_source.per_minute = args.join_per_minute;

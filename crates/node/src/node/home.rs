@@ -68,7 +68,12 @@ impl NodeHome {
         crate::home::create_private_dir(dir)?;
         let dir = absolute(dir)?;
         let key = SigningKey::generate()?;
-        key.write_file(&dir.join(KEY_FILE))?;
+        // With a passphrase in the environment (TDS_KEY_PASSPHRASE_FILE or
+        // TDS_KEY_PASSPHRASE), the key is written encrypted.
+        match crate::files::key_passphrase()? {
+            Some(pass) => key.write_encrypted_file(&dir.join(KEY_FILE), &pass, false)?,
+            None => key.write_file(&dir.join(KEY_FILE))?,
+        }
         write(&dir.join(CONFIG_FILE), config.render().as_bytes(), 0o600)?;
         crate::home::create_private_dir(&dir.join(DATA_DIR))?;
         // Written last: a home without VERSION is one whose init did not finish.
@@ -137,6 +142,16 @@ impl NodeHome {
     /// The node's key.
     pub(crate) fn key(&self) -> anyhow::Result<SigningKey> {
         crate::files::read_key(&self.path(KEY_FILE))
+    }
+
+    /// The node's public key, read without the passphrase of an encrypted key file.
+    pub(crate) fn public_key(&self) -> anyhow::Result<PublicKey> {
+        Ok(SigningKey::read_public_key(&self.path(KEY_FILE))?)
+    }
+
+    /// Whether `node.key` is encrypted with a passphrase.
+    pub(crate) fn key_encrypted(&self) -> anyhow::Result<bool> {
+        Ok(SigningKey::is_encrypted_file(&self.path(KEY_FILE))?)
     }
 
     /// The membership credential, if the node was admitted.

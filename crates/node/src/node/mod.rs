@@ -112,8 +112,8 @@ pub(crate) fn init(args: &InitArgs) -> anyhow::Result<()> {
         log: LogSection::default(),
     };
     let home = NodeHome::create(&args.home, &config)?;
-    let key = home.key()?;
-    let mut out = crate::output::key(&tds_core::Signer::public_key(&key));
+    let mut out = crate::output::key(&home.public_key()?);
+    out.insert("key_encrypted".into(), json!(home.key_encrypted()?));
     out.insert("home".into(), json!(home.dir.display().to_string()));
     out.insert(
         "config".into(),
@@ -167,8 +167,7 @@ pub(crate) fn install(args: &InstallArgs) -> anyhow::Result<()> {
     let verified = trust
         .verify(&credential, now)
         .map_err(|e| anyhow!("{}: {e}", args.credential.display()))?;
-    let key = home.key()?;
-    if verified.credential().subject_key() != &tds_core::Signer::public_key(&key) {
+    if verified.credential().subject_key() != &home.public_key()? {
         return Err(anyhow!(
             "{}: the credential is for another key than this node's",
             args.credential.display()

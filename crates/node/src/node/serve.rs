@@ -113,6 +113,12 @@ async fn run(home: Arc<NodeHome>) -> anyhow::Result<()> {
         }
     }
     let connector = start_connector(&home, None).await?;
+    if !home.key_encrypted()? {
+        tracing::warn!(
+            key = %home.path(home::KEY_FILE).display(),
+            "the node key is stored unencrypted; encrypt it with `tds key encrypt` and start with TDS_KEY_PASSPHRASE_FILE"
+        );
+    }
     // Revocation lists from the authority, kept fresh while the node runs.
     let refresher = tokio::spawn(super::authority::refresh_revocation_lists(
         home.clone(),

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use tds_connector::store::{Store, Table};
-use tds_core::{Clock, Signer};
+use tds_core::Clock;
 
 use super::admin::AdminState;
 use super::home::NodeHome;
@@ -62,6 +62,7 @@ pub(crate) async fn running(s: &AdminState) -> anyhow::Result<Value> {
         "admin_url": &*s.url,
         "listen": s.connector.local_addr()?.to_string(),
         "credential": credential(&s.home)?,
+        "key_encrypted": s.home.key_encrypted()?,
         "peers": s.connector.peer_count(),
         "agreements": count(store.as_ref(), Table::Agreements)?,
         "transfers": count(store.as_ref(), Table::Transfers)?,
@@ -72,7 +73,7 @@ pub(crate) async fn running(s: &AdminState) -> anyhow::Result<Value> {
 
 /// The status of a stopped node, read from its home.
 pub(crate) fn offline(home: &NodeHome) -> anyhow::Result<Value> {
-    let key = home.key()?;
+    let public = home.public_key()?;
     let data = home.data_dir();
     let (agreements, transfers) = if data.join(tds_connector::store::FILE_NAME).exists() {
         let store = tds_connector::store::RedbStore::open(&data)?;
@@ -95,12 +96,13 @@ pub(crate) fn offline(home: &NodeHome) -> anyhow::Result<Value> {
         0
     };
     Ok(json!({
-        "id": key.key_id().to_string(),
+        "id": public.id().to_string(),
         "name": home.config.node.name,
         "running": false,
         "admin_url": null,
         "listen": home.config.network.listen.to_string(),
         "credential": credential(home)?,
+        "key_encrypted": home.key_encrypted()?,
         "peers": 0,
         "agreements": agreements,
         "transfers": transfers,
