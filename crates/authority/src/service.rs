@@ -467,6 +467,49 @@ impl AuthorityService {
         self.inner.revocation_list()
     }
 
+    /// The authority's state (name, serials, revocations, list sequence, earlier keys):
+    /// what `tds authority show` prints while the service holds the home.
+    pub fn state(&self) -> tds_identity::AuthorityState {
+        lock(&self.inner.authority).state().clone()
+    }
+
+    /// Signs a credential for `admission` directly (the operator's `tds authority admit`,
+    /// not an admission request): the serial is saved in the home before the credential
+    /// is returned (its signed bytes).
+    pub fn admit(&self, admission: &Admission) -> Result<Vec<u8>, AuthorityError> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let mut authority = lock(&inner.authority);
+        let issued = authority.admit(admission, now)?;
+        // The serial is used from here on, whatever happens below.
+        inner.home.save(authority.state())?;
+        tracing::info!(
+            serial = issued.value().serial(),
+            "credential issued by the operator"
+        );
+        Ok(issued.into_envelope())
+    }
+
+    /// Signs a new revocation list now, valid until `next_update` (the operator's `tds
+    /// authority crl`); members are handed it from now on. Returns its signed bytes.
+    pub fn sign_revocation_list(&self, next_update: Timestamp) -> Result<Vec<u8>, AuthorityError> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let mut authority = lock(&inner.authority);
+        let mut held = lock(&inner.crl);
+        let list = authority.revocation_list(now, next_update)?;
+        inner.home.save(authority.state())?;
+        let sequence = list.value().sequence();
+        let bytes = list.into_envelope();
+        inner.records.commit(Change::default().crl(bytes.clone()))?;
+        *held = Some(Crl {
+            bytes: bytes.clone(),
+            sequence,
+            next_update,
+        });
+        Ok(bytes)
+    }
+
     /// Entries in the federated catalog (expired offers included).
     pub fn catalog_len(&self) -> usize {
         self.inner

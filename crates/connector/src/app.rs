@@ -506,9 +506,11 @@ pub(crate) async fn store_agreement(
         records::encode(Table::Agreements, &rec)?,
     );
     core.cache_agreement(agreement.clone());
-    let stored = core.store.commit_async(b);
     let event = tds_objects::record::agreement_concluded(agreement, core.me, core.now())
         .map_err(|e| ConnectorError::invalid("agreement event", &e))?;
+    // Stored and logged together: a backup holds both or neither.
+    let _paired = core.paired.read().await;
+    let stored = core.store.commit_async(b);
     let logged = core.log.append_async(&event);
     let (stored, logged) = tokio::join!(stored, logged);
     stored?;
@@ -597,6 +599,8 @@ async fn meter(core: &Arc<Core>, agreement: &Hash256, transfer: Hash256, bytes: 
             bytes: signed.clone(),
         }),
     };
+    // The usage event and the record naming its index: a backup holds both or neither.
+    let _paired = core.paired.read().await;
     let index = match core.record(body).await {
         Ok(i) => i,
         Err(e) => {
@@ -879,12 +883,14 @@ impl SessionApp for App {
                         Ok(v) => b.put(Table::Terminations, agreement.as_bytes().to_vec(), v),
                         Err(e) => core.alert(AlertKind::Storage, e.code(), e.to_string(), Some(agreement), None),
                     }
+                    let paired = core.paired.read().await;
                     let stored = core.store.commit_async(b);
                     let logged = core.record(EventBody::AgreementTerminated {
                         agreement,
                         reason: code("terminated_by_peer"),
                     });
                     let (s, l) = tokio::join!(stored, logged);
+                    drop(paired);
                     if let Err(e) = s {
                         core.alert(AlertKind::Storage, e.code(), e.to_string(), Some(agreement), None);
                     }

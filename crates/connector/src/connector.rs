@@ -582,6 +582,13 @@ pub struct Connector {
     guard: crate::UsageGuard,
 }
 
+impl Connector {
+    /// The shared state (for the backup module).
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.inner.core
+    }
+}
+
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connector")
@@ -842,6 +849,8 @@ impl Connector {
             ));
             ids.push(id);
         }
+        // The records and their events: a backup holds both or neither.
+        let paired = core.paired.read().await;
         core.store.commit_async(batch).await?;
         core.forget_served(&asset);
         core.cache_served(
@@ -858,6 +867,7 @@ impl Connector {
         for e in &events {
             core.log.append_async(e).await?;
         }
+        drop(paired);
         Ok(Published { asset, offers: ids })
     }
 
@@ -930,12 +940,14 @@ impl Connector {
             records::encode(Table::Terminations, &rec)?,
         );
         core.mark_terminated(*agreement);
+        let paired = core.paired.read().await;
         let stored = core.store.commit_async(b);
         let logged = core.record(EventBody::AgreementTerminated {
             agreement: *agreement,
             reason: code("terminated"),
         });
         let (s, l) = tokio::join!(stored, logged);
+        drop(paired);
         s?;
         l?;
         core.emit(ConnectorEvent::AgreementTerminated {

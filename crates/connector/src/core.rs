@@ -93,6 +93,11 @@ pub(crate) struct Core {
     pub(crate) duty_wake: tokio::sync::Notify,
     /// Bumped whenever the trust store changes (a revocation list applied).
     pub(crate) trust_generation: std::sync::atomic::AtomicU64,
+    /// Held shared by every operation that writes the store and the log in one step (an
+    /// agreement stored and logged, a termination, a publication, a metering record),
+    /// and exclusively by a backup while it takes its instant: a backup holds both
+    /// halves of such a step or neither (`backup` module docs).
+    pub(crate) paired: tokio::sync::RwLock<()>,
     caches: Mutex<Caches>,
 }
 
@@ -140,6 +145,7 @@ impl Core {
             events,
             custom: Mutex::new(HashMap::new()),
             trust_generation: std::sync::atomic::AtomicU64::new(0),
+            paired: tokio::sync::RwLock::new(()),
             caches: Mutex::new(Caches::default()),
         }
     }
@@ -412,7 +418,17 @@ impl Core {
             .map_err(|e| e.to_string())?;
         let source = self.open_source(&rec.source)?;
         let content = verified.manifest().content;
-        let tree = match &rec.tree {
+        // The tree in this data directory first: a record written before a restore into
+        // another directory names the old one.
+        let here = self.data_dir.as_ref().map(|d| {
+            d.join("trees")
+                .join(format!("{}.tree", verified.id().as_hash().to_hex()))
+        });
+        let path = match (&rec.tree, here) {
+            (Some(_), Some(here)) if here.exists() => Some(here.display().to_string()),
+            (recorded, _) => recorded.clone(),
+        };
+        let tree = match &path {
             Some(path) => {
                 let f = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
                 Tree::File(Box::new(

@@ -60,6 +60,7 @@
 #![deny(missing_docs)]
 
 mod app;
+pub mod backup;
 mod connector;
 mod core;
 mod error;

@@ -89,6 +89,13 @@ pub(crate) enum Command {
     Join(crate::node::authority::JoinArgs),
     /// Delete the local copy of an agreement's data; the provider gets a signed receipt.
     Delete(crate::node::verbs::DeleteArgs),
+    /// Write a consistent copy of a node home (config, keys, credential, store, log) to
+    /// one archive file, through the running node or from the stopped home. The file is
+    /// as secret as node.key.
+    Backup(crate::node::backup::BackupArgs),
+    /// Restore a `tds backup` archive into a new home: the archive is checked before
+    /// anything is written, the restored log verified before the home is moved in place.
+    Restore(crate::node::backup::RestoreArgs),
     /// The five-sector data space on loopback: an authority and connector nodes play
     /// real scenarios through the real protocol, with a narrated table.
     Demo {

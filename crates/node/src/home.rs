@@ -42,7 +42,7 @@ fn open_checked(dir: &Path, check_running: bool) -> anyhow::Result<DirAuthorityS
     // A running `tds authority serve` holds the home: say so instead of waiting for it.
     if let Some(pid) = running_pid(dir).filter(|_| check_running) {
         anyhow::bail!(
-            "{}: the authority is running (pid {pid}); stop it first, or use `tds authority requests|approve|reject`, which go through its admin API",
+            "{}: the authority is running (pid {pid}); stop it first (`tds authority show|admit|revoke|crl|requests|approve|reject` go through its admin API while it runs)",
             dir.display()
         );
     }

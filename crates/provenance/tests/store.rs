@@ -1024,3 +1024,94 @@ fn log_verify_works_for_every_store() {
         .to_string();
     assert!(err.contains("leaf hash 123"), "{err}");
 }
+
+/// A cut taken while threads append, copied while they go on: the copy holds exactly the
+/// cut's entries and checkpoints, verifies, has no preallocated zeros, and takes appends.
+#[test]
+fn a_cut_copied_while_appends_go_on_is_exactly_that_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let src_dir = dir.path().join("src");
+    std::fs::create_dir(&src_dir).unwrap();
+    let key = SigningKey::from_seed(&[5; 32]);
+    let s = FileStore::open(Arc::new(DirStorage::new(&src_dir)), writer(64)).unwrap();
+    let log = Arc::new(Log::new(s, SigningKey::from_seed(&[5; 32])));
+    let append = |log: &Log<FileStore>, i: u64| {
+        let e = Event::new(
+            tds_core::Timestamp::from_millis(i),
+            key.id(),
+            EventBody::Annotation {
+                text: Annotation::new(&format!("event {i}")).unwrap(),
+            },
+        );
+        log.append(&e).unwrap();
+    };
+    for i in 0..300 {
+        append(&log, i);
+    }
+    log.checkpoint().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let (log, stop) = (log.clone(), stop.clone());
+            let key = SigningKey::from_seed(&[5; 32]);
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let e = Event::new(
+                        tds_core::Timestamp::from_millis(1_000_000 + t * 1_000_000 + i),
+                        key.id(),
+                        EventBody::Annotation {
+                            text: Annotation::new(&format!("writer {t} event {i}")).unwrap(),
+                        },
+                    );
+                    log.append(&e).unwrap();
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    while log.size() < 600 {
+        std::thread::yield_now();
+    }
+    // What the callback sees is what the cut holds: no append lands while it runs.
+    let mut seen = None;
+    let cut = log.store().cut(&mut || seen = Some(log.size())).unwrap();
+    assert_eq!(seen, Some(cut.size));
+    assert_eq!(cut.checkpoints.len(), 1);
+    let root = log.root(cut.size).unwrap();
+    let copy_dir = dir.path().join("copy");
+    std::fs::create_dir(&copy_dir).unwrap();
+    let copied =
+        tds_provenance::store::copy_cut(log.store(), &cut, Arc::new(DirStorage::new(&copy_dir)))
+            .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(copied, cut.size);
+    assert!(log.size() >= cut.size);
+    // No zeros after the last record are archived.
+    let events = std::fs::read(copy_dir.join("events")).unwrap();
+    assert_ne!(
+        events.last(),
+        Some(&0),
+        "preallocated zeros left in the copy"
+    );
+    verify_dir(&copy_dir, &key).unwrap();
+    {
+        let s =
+            FileStore::open(Arc::new(DirStorage::new(&copy_dir)), OpenOptions::reader()).unwrap();
+        assert_eq!(s.size(), cut.size);
+        assert_eq!(s.checkpoints().unwrap(), cut.checkpoints);
+        let copy = Log::new(s, SigningKey::from_seed(&[5; 32]));
+        assert_eq!(copy.root(cut.size).unwrap(), root);
+    }
+    // A writer reopens the copy and appends after the cut.
+    let s = FileStore::open(Arc::new(DirStorage::new(&copy_dir)), writer(64)).unwrap();
+    assert_eq!(s.append(&rec(1)).unwrap(), cut.size);
+    drop(s);
+    // A second copy into a directory holding a log is refused.
+    let again =
+        tds_provenance::store::copy_cut(log.store(), &cut, Arc::new(DirStorage::new(&copy_dir)));
+    assert!(again.is_err());
+}

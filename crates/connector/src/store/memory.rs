@@ -5,8 +5,8 @@ use std::ops::Bound;
 use std::sync::Mutex;
 
 use super::{
-    apply_batch, check_key, in_window, lock, Apply, Batch, CommitFuture, Entry, Outcome, Store,
-    StoreError, Table, MAX_SCAN,
+    apply_batch, check_key, in_window, lock, Apply, Batch, CommitFuture, Entry, Outcome, Snapshot,
+    Store, StoreError, Table, MAX_SCAN,
 };
 
 type Tables = BTreeMap<Table, BTreeMap<Vec<u8>, Vec<u8>>>;
@@ -122,5 +122,35 @@ impl Store for MemoryStore {
         b.add(table, key, delta);
         let sums = self.apply(&b)?;
         Ok(sums.first().copied().unwrap_or_default())
+    }
+
+    /// A copy of the tables (commits are applied under the same lock, so it is one
+    /// instant's state).
+    fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError> {
+        Ok(Box::new(MemorySnapshot(lock(&self.tables).clone())))
+    }
+}
+
+/// A [`MemoryStore`]'s tables, copied.
+struct MemorySnapshot(Tables);
+
+impl Snapshot for MemorySnapshot {
+    fn entries_after(
+        &self,
+        table: Table,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let Some(t) = self.0.get(&table) else {
+            return Ok(Vec::new());
+        };
+        let start = match after {
+            Some(a) => Bound::Excluded(a.to_vec()),
+            None => Bound::Unbounded,
+        };
+        Ok(t.range((start, Bound::Unbounded))
+            .take(limit.min(MAX_SCAN))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 }

@@ -25,7 +25,7 @@ mod memory;
 mod redb_store;
 
 pub use memory::MemoryStore;
-pub use redb_store::{RedbStats, RedbStore, FILE_NAME};
+pub use redb_store::{write_snapshot, RedbStats, RedbStore, FILE_NAME};
 
 /// A key and its value, as scans return them.
 pub type Entry = (Vec<u8>, Vec<u8>);
@@ -393,6 +393,30 @@ pub trait Store: Send + Sync {
             Some(v) => decode_counter(table, key, &v),
         }
     }
+
+    /// A view of every table as of now: the commits acknowledged before the call, none
+    /// after ([`Snapshot`]). Cheap to take (a read transaction); copy it with
+    /// [`write_snapshot`]. A backup takes it at the instant it cuts the provenance log
+    /// (`Connector::backup`). The default refuses (`kv.backend`): a store that cannot
+    /// take one.
+    fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError> {
+        Err(StoreError::Backend(
+            "this store cannot take snapshots".into(),
+        ))
+    }
+}
+
+/// A store's tables at one instant ([`Store::snapshot`]); later commits do not show in it.
+pub trait Snapshot: Send {
+    /// Up to `limit` entries (at most [`MAX_SCAN`]) of `table` whose key comes after
+    /// `after` (from the first if `None`), in key order. Page through a table by passing
+    /// the last key returned as the next `after`.
+    fn entries_after(
+        &self,
+        table: Table,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError>;
 }
 
 /// A counter's value from its 8 bytes.

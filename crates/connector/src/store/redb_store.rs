@@ -17,7 +17,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 
 use super::{
     apply_batch, check_key, in_window, lock, Apply, Batch, CommitFuture, Completion, Entry,
-    Outcome, Store, StoreError, Table, MAX_BATCH, MAX_SCAN,
+    Outcome, Snapshot, Store, StoreError, Table, MAX_BATCH, MAX_SCAN,
 };
 
 /// The file a [`RedbStore`] keeps in its data directory.
@@ -376,6 +376,85 @@ impl Store for RedbStore {
         let sums = self.enqueue(b).wait_outcome()?;
         Ok(sums.first().copied().unwrap_or_default())
     }
+
+    fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError> {
+        let txn = self.shared.db.begin_read().map_err(map_err)?;
+        Ok(Box::new(RedbSnapshot(txn)))
+    }
+}
+
+/// A [`RedbStore`] at one instant: a redb read transaction (it sees the transactions
+/// committed before it began, and keeps their pages until it is dropped).
+struct RedbSnapshot(redb::ReadTransaction);
+
+impl Snapshot for RedbSnapshot {
+    fn entries_after(
+        &self,
+        table: Table,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let limit = limit.min(MAX_SCAN);
+        let t = self.0.open_table(def(table)).map_err(map_err)?;
+        let range = match after {
+            Some(a) => t.range::<&[u8]>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            None => t.range::<&[u8]>(..),
+        }
+        .map_err(map_err)?;
+        let mut out = Vec::new();
+        for entry in range.take(limit) {
+            let (k, v) = entry.map_err(map_err)?;
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+/// Entries read from a snapshot at a time while it is copied.
+const COPY_PAGE: usize = 128;
+
+/// Writes `snapshot` as a new store file at `path`, one that [`RedbStore::open_file`]
+/// opens: every table, every entry, committed durably in transactions of at most
+/// [`MAX_BATCH`] bytes. Refuses a `path` that exists. Returns the entries written.
+pub fn write_snapshot(snapshot: &dyn Snapshot, path: &Path) -> Result<u64, StoreError> {
+    if path.exists() {
+        return Err(StoreError::Io(format!(
+            "{}: exists; a snapshot is written to a new file",
+            path.display()
+        )));
+    }
+    let db = Database::builder().create(path).map_err(map_err)?;
+    let mut written = 0u64;
+    for table in Table::ALL {
+        let mut after: Option<Vec<u8>> = None;
+        // Opened in every copy (an empty table too): the store expects all of them.
+        let mut txn = db.begin_write().map_err(map_err)?;
+        txn.set_durability(Durability::Immediate).map_err(map_err)?;
+        let mut bytes = 0usize;
+        loop {
+            let page = snapshot.entries_after(table, after.as_deref(), COPY_PAGE)?;
+            let Some((last, _)) = page.last() else { break };
+            let last = last.clone();
+            {
+                let mut t = txn.open_table(def(table)).map_err(map_err)?;
+                for (k, v) in &page {
+                    t.insert(k.as_slice(), v.as_slice()).map_err(map_err)?;
+                    bytes = bytes.saturating_add(k.len() + v.len());
+                    written += 1;
+                }
+            }
+            if bytes >= MAX_BATCH {
+                txn.commit().map_err(map_err)?;
+                txn = db.begin_write().map_err(map_err)?;
+                txn.set_durability(Durability::Immediate).map_err(map_err)?;
+                bytes = 0;
+            }
+            after = Some(last);
+        }
+        txn.open_table(def(table)).map_err(map_err)?;
+        txn.commit().map_err(map_err)?;
+    }
+    Ok(written)
 }
 
 impl Drop for RedbStore {

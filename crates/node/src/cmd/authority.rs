@@ -1,4 +1,6 @@
-//! `tds authority ...`: the data-space authority kept in a home directory.
+//! `tds authority ...`: the data-space authority kept in a home directory. While `tds
+//! authority serve` runs on the home, `show`, `admit`, `revoke` and `crl` go through its
+//! admin API (the service holds the home) and print the same JSON.
 
 use std::path::Path;
 
@@ -12,13 +14,20 @@ use crate::cli::{AdmitArgs, LicenceArgs};
 use crate::{files, home, output};
 
 fn summary(authority: &Authority) -> anyhow::Result<serde_json::Map<String, Json>> {
-    let state = authority.state();
-    let mut m = output::key(&authority.public_key());
+    summary_of(&authority.public_key(), authority.state())
+}
+
+/// What `tds authority show` prints, from the key and state.
+pub(crate) fn summary_of(
+    key: &tds_core::PublicKey,
+    state: &tds_identity::AuthorityState,
+) -> anyhow::Result<serde_json::Map<String, Json>> {
+    let mut m = output::key(key);
     // The verifier key an outside checker of this authority's witness cosignatures needs
     // (C2SP signed-note form, type 0x04).
     m.insert(
         "witness_vkey".into(),
-        json!(tds_provenance::witness::witness_key(&authority.public_key())?.to_string()),
+        json!(tds_provenance::witness::witness_key(key)?.to_string()),
     );
     m.insert("name".into(), json!(state.name()));
     m.insert("next_serial".into(), json!(state.next_serial()));
@@ -50,7 +59,33 @@ pub(crate) fn init(dir: &Path, name: &str) -> anyhow::Result<()> {
     output::print(&Json::Object(m))
 }
 
+/// The running authority's answer to `op` (`None`: it does not run on `dir`).
+fn through_service(
+    dir: &Path,
+    method: &str,
+    op: &str,
+    body: Option<&Json>,
+) -> anyhow::Result<Option<Json>> {
+    crate::node::block_on(crate::node::admin::call(
+        dir,
+        method,
+        &format!("/v1/authority/{op}"),
+        body,
+    ))
+}
+
+/// Bytes the running authority answered with, in hex under `key`.
+fn hex_field(v: &Json, key: &str) -> anyhow::Result<Vec<u8>> {
+    v.get(key)
+        .and_then(Json::as_str)
+        .and_then(|h| hex::decode(h).ok())
+        .ok_or_else(|| anyhow!("the authority's answer holds no {key}"))
+}
+
 pub(crate) fn show(dir: &Path) -> anyhow::Result<()> {
+    if let Some(v) = through_service(dir, "GET", "show", None)? {
+        return output::print(&v);
+    }
     let authority = home::open(dir)?.load()?;
     output::print(&Json::Object(summary(&authority)?))
 }
@@ -62,10 +97,8 @@ fn days_after(start: Timestamp, days: u64) -> anyhow::Result<Timestamp> {
 }
 
 pub(crate) fn admit(args: &AdmitArgs) -> anyhow::Result<()> {
-    let home = home::open(&args.home.home)?;
     // Before anything is numbered: a refused output must not use up a serial.
     files::check_out(&args.out, files::Replace::Output)?;
-    let mut authority = home.load()?;
     let now = Timestamp::now();
     let not_before = args.not_before.unwrap_or(now);
     let admission = Admission {
@@ -77,17 +110,81 @@ pub(crate) fn admit(args: &AdmitArgs) -> anyhow::Result<()> {
         not_before,
         not_after: days_after(not_before, args.days)?,
     };
-    let issued = authority.admit(&admission, now)?;
-    // Save the state first: the serial must never be issued twice.
-    home.save(authority.state())?;
-    files::write(&args.out, issued.envelope(), files::PUBLIC_MODE)?;
+    let body = admission_json(&admission);
+    let envelope = match through_service(&args.home.home, "POST", "admit", Some(&body))? {
+        Some(v) => hex_field(&v, "credential")?,
+        None => {
+            let home = home::open(&args.home.home)?;
+            let mut authority = home.load()?;
+            let issued = authority.admit(&admission, now)?;
+            // Save the state first: the serial must never be issued twice.
+            home.save(authority.state())?;
+            issued.into_envelope()
+        }
+    };
+    let issued = tds_core::cose::open::<tds_identity::Credential>(&envelope)?;
+    files::write(&args.out, &envelope, files::PUBLIC_MODE)?;
     let id = issued.value().id()?;
     let mut m = output::credential(issued.value(), &id);
     m.insert("file".into(), json!(args.out.display().to_string()));
     output::print(&Json::Object(m))
 }
 
+/// An admission as the admin API's `admit` takes it.
+fn admission_json(a: &Admission) -> Json {
+    json!({
+        "subject_key": a.subject_key.to_hex(),
+        "name": a.name,
+        "sectors": a.sectors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "roles": a.roles.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "jurisdiction": a.jurisdiction.to_string(),
+        "not_before_ms": a.not_before.as_millis(),
+        "not_after_ms": a.not_after.as_millis(),
+    })
+}
+
+/// The admission in an `admit` request body.
+pub(crate) fn admission_from(v: &Json) -> anyhow::Result<Admission> {
+    let text = |k: &str| {
+        v.get(k)
+            .and_then(Json::as_str)
+            .ok_or_else(|| anyhow!("{k}: missing"))
+    };
+    let list = |k: &str| -> anyhow::Result<Vec<&str>> {
+        v.get(k)
+            .and_then(Json::as_array)
+            .ok_or_else(|| anyhow!("{k}: missing"))?
+            .iter()
+            .map(|s| s.as_str().ok_or_else(|| anyhow!("{k}: not text")))
+            .collect()
+    };
+    let ms = |k: &str| {
+        v.get(k)
+            .and_then(Json::as_u64)
+            .map(Timestamp::from_millis)
+            .ok_or_else(|| anyhow!("{k}: missing"))
+    };
+    Ok(Admission {
+        subject_key: tds_core::PublicKey::from_hex(text("subject_key")?)?,
+        name: text("name")?.to_owned(),
+        sectors: list("sectors")?
+            .into_iter()
+            .map(str::parse)
+            .collect::<Result<_, _>>()?,
+        roles: list("roles")?
+            .into_iter()
+            .map(str::parse)
+            .collect::<Result<_, _>>()?,
+        jurisdiction: text("jurisdiction")?.parse()?,
+        not_before: ms("not_before_ms")?,
+        not_after: ms("not_after_ms")?,
+    })
+}
+
 pub(crate) fn revoke(dir: &Path, serial: u64) -> anyhow::Result<()> {
+    if let Some(v) = through_service(dir, "POST", "revoke", Some(&json!({ "serial": serial })))? {
+        return output::print(&v);
+    }
     let home = home::open(dir)?;
     let mut authority = home.load()?;
     let newly = authority.revoke(serial)?;
@@ -102,13 +199,22 @@ pub(crate) fn revoke(dir: &Path, serial: u64) -> anyhow::Result<()> {
 }
 
 pub(crate) fn crl(dir: &Path, days: u64, out: &Path) -> anyhow::Result<()> {
-    let home = home::open(dir)?;
     files::check_out(out, files::Replace::Output)?;
-    let mut authority = home.load()?;
     let now = Timestamp::now();
-    let list = authority.revocation_list(now, days_after(now, days)?)?;
-    home.save(authority.state())?;
-    files::write(out, list.envelope(), files::PUBLIC_MODE)?;
+    let next_update = days_after(now, days)?;
+    let body = json!({ "next_update_ms": next_update.as_millis() });
+    let envelope = match through_service(dir, "POST", "crl", Some(&body))? {
+        Some(v) => hex_field(&v, "crl")?,
+        None => {
+            let home = home::open(dir)?;
+            let mut authority = home.load()?;
+            let list = authority.revocation_list(now, next_update)?;
+            home.save(authority.state())?;
+            list.into_envelope()
+        }
+    };
+    let list = tds_core::cose::open::<tds_identity::RevocationList>(&envelope)?;
+    files::write(out, &envelope, files::PUBLIC_MODE)?;
     let id = list.value().id()?;
     let mut m = output::crl(list.value(), &id, now);
     m.insert("file".into(), json!(out.display().to_string()));

@@ -1,6 +1,6 @@
 //! One module per verb group; each function runs one verb.
 
-mod authority;
+pub(crate) mod authority;
 pub(crate) mod catalog;
 pub(crate) mod contract;
 mod credential;
@@ -57,6 +57,8 @@ pub(crate) fn dispatch(command: Command, force: bool) -> anyhow::Result<()> {
         Command::Use(a) => crate::node::verbs::use_data(a),
         Command::Duties(h) => crate::node::verbs::duties(h),
         Command::Delete(a) => crate::node::verbs::delete(a),
+        Command::Backup(a) => crate::node::backup::backup(&a),
+        Command::Restore(a) => crate::node::backup::restore(&a),
         Command::Demo { keep } => crate::node::demo::demo(keep),
         Command::Inspect(args) => inspect::inspect(&args.file),
         Command::Manifest(c) => manifest::dispatch(c),

@@ -206,6 +206,82 @@ async fn decide(
     answer(r)
 }
 
+/// `GET /v1/authority/show` and `POST /v1/authority/{admit,revoke,crl}`: the verbs that
+/// need the authority's home, run by the service that holds it.
+async fn operate(
+    State(s): State<AuthorityState>,
+    axum::extract::Path(op): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !authorized(&headers, &s.token) {
+        return unauthorized();
+    }
+    let args: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "admin.bad_request",
+                    format!("body: {e}"),
+                )
+            }
+        }
+    };
+    let service = s.service.clone();
+    let r = tokio::task::spawn_blocking(move || operation(&service, &op, &args))
+        .await
+        .map_err(|e| anyhow!("{e}"))
+        .and_then(|r| r);
+    answer(r)
+}
+
+async fn show(State(s): State<AuthorityState>, headers: HeaderMap) -> Response {
+    if !authorized(&headers, &s.token) {
+        return unauthorized();
+    }
+    answer(
+        crate::cmd::authority::summary_of(&s.service.public_key(), &s.service.state())
+            .map(Value::Object),
+    )
+}
+
+fn operation(s: &AuthorityService, op: &str, args: &Value) -> anyhow::Result<Value> {
+    match op {
+        "admit" => {
+            let admission = crate::cmd::authority::admission_from(args)?;
+            Ok(json!({ "credential": hex::encode(s.admit(&admission)?) }))
+        }
+        "revoke" => {
+            let serial = args
+                .get("serial")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| anyhow!("serial: missing"))?;
+            let done = s.revoke(
+                tds_authority::RevokeTarget::Serial(serial),
+                "revoked by the operator",
+            )?;
+            Ok(json!({
+                "serial": serial,
+                "already_revoked": done.serials.is_empty(),
+                "revoked_serials": s.state().revoked().collect::<Vec<_>>(),
+            }))
+        }
+        "crl" => {
+            let next_update = args
+                .get("next_update_ms")
+                .and_then(Value::as_u64)
+                .map(tds_core::Timestamp::from_millis)
+                .ok_or_else(|| anyhow!("next_update_ms: missing"))?;
+            Ok(json!({ "crl": hex::encode(s.sign_revocation_list(next_update)?) }))
+        }
+        other => bail!("no operation {other:?}"),
+    }
+}
+
 async fn metrics(State(s): State<AuthorityState>) -> Response {
     let pending = s.service.pending().map_or(0, |p| p.len());
     let text = format!(
@@ -267,6 +343,8 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             .route("/metrics", get(metrics))
             .route("/v1/authority/requests", get(requests))
             .route("/v1/authority/decide", post(decide))
+            .route("/v1/authority/show", get(show))
+            .route("/v1/authority/{op}", post(operate))
             .with_state(state);
         let admin_file = args.home.join(ADMIN_FILE);
         home::write(
@@ -599,7 +677,7 @@ pub(crate) async fn search_federated(
 }
 
 /// The log size the authority's witness cosigned last (home file `witnessed.json`).
-const WITNESSED_FILE: &str = "witnessed.json";
+pub(crate) const WITNESSED_FILE: &str = "witnessed.json";
 
 /// Has the authority's witness cosign this node's log every `network.witness_every_s`
 /// seconds when it grew: the checkpoint with a consistency proof from the size cosigned

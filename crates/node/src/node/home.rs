@@ -23,7 +23,7 @@ use super::config::NodeConfig;
 /// The home format this build writes.
 pub(crate) const HOME_VERSION: u32 = 1;
 
-const VERSION_FILE: &str = "VERSION";
+pub(crate) const VERSION_FILE: &str = "VERSION";
 const VERSION_PREFIX: &str = "tds-node-home ";
 pub(crate) const CONFIG_FILE: &str = "config.toml";
 pub(crate) const KEY_FILE: &str = "node.key";

@@ -5,6 +5,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod authority;
+pub(crate) mod backup;
 pub(crate) mod config;
 pub(crate) mod demo;
 pub(crate) mod home;
@@ -134,7 +135,9 @@ pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Runs `f` on a small runtime (the verbs that may call a running node).
-fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+pub(crate) fn block_on<T>(
+    f: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

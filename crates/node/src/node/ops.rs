@@ -39,8 +39,25 @@ pub(crate) async fn run(
         "use" => use_data(connector, parse(args)?),
         "duties" => duties(connector),
         "delete" => delete(connector, parse(args)?).await,
+        "log_annotate" | "log_checkpoint" | "log_record" | "log_witnessed" => {
+            crate::cmd::log::node_op(connector, name, &args).await
+        }
+        "backup" => {
+            let a: BackupOp = parse(args)?;
+            if !a.out.is_absolute() {
+                bail!("out {:?}: not an absolute path", a.out);
+            }
+            super::backup::write_archive(home, Some(connector), &a.out).await
+        }
         other => bail!("no operation {other:?}"),
     }
+}
+
+/// `backup`: where to write the archive.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupOp {
+    out: PathBuf,
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(args: Value) -> anyhow::Result<T> {

@@ -15,7 +15,7 @@ use super::admin::AdminState;
 use super::home::NodeHome;
 
 /// Rows of `table` (paged scans).
-fn count(store: &dyn Store, table: Table) -> anyhow::Result<u64> {
+pub(crate) fn count(store: &dyn Store, table: Table) -> anyhow::Result<u64> {
     let mut n = 0u64;
     let mut after: Option<Vec<u8>> = None;
     loop {

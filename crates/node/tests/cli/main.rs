@@ -13,6 +13,7 @@
 
 mod util;
 
+mod backup;
 mod identity;
 mod log;
 mod manifest;

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::util::*;
 
 /// An authority home and a node home with an installed credential, in `dir`.
-fn admitted_node(dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn admitted_node(dir: &Path, name: &str) -> PathBuf {
     let auth = dir.join("authority");
     let args = ["authority", "init", "--home", p(&auth), "--name", "Space"];
     succeeded(run_here(&args), &args);
@@ -19,7 +19,7 @@ fn admitted_node(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// `tds serve` on `home`, once its admin API answers (admin.json written).
-fn serve(home: &Path) -> (Child, Value) {
+pub(crate) fn serve(home: &Path) -> (Child, Value) {
     let child = Command::new(bin())
         .args(["serve", "--home", p(home), "--log-format", "json"])
         .stdout(Stdio::piped())
@@ -218,7 +218,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn admitted_by(dir: &Path, name: &str, sector: &str) -> PathBuf {
+pub(crate) fn admitted_by(dir: &Path, name: &str, sector: &str) -> PathBuf {
     let auth = dir.join("authority");
     let args = ["authority", "show", "--home", p(&auth)];
     let a = json_of(&succeeded(run_here(&args), &args));
@@ -275,7 +275,7 @@ fn admitted_by(dir: &Path, name: &str, sector: &str) -> PathBuf {
     home
 }
 
-fn ok(args: &[&str]) -> Value {
+pub(crate) fn ok(args: &[&str]) -> Value {
     json_of(&succeeded(run_here(args), args))
 }
 
@@ -931,7 +931,15 @@ fn authority_verbs_that_need_the_home_say_the_authority_runs() {
         assert!(Instant::now() < deadline, "the authority did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let args = ["authority", "show", "--home", p(&auth)];
+    let out = dir.path().join("rollover.cose");
+    let args = [
+        "authority",
+        "rollover",
+        "--home",
+        p(&auth),
+        "--out",
+        p(&out),
+    ];
     let line = one_error_line(run_here(&args), &args);
     assert!(line.contains("the authority is running"), "{line}");
     // The admin-API verbs work; a wrong token is refused.

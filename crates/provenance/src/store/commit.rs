@@ -50,6 +50,16 @@ impl Drop for FailOnPanic<'_> {
     }
 }
 
+/// The leader role held by a party that does no log I/O under it: given up when dropped.
+struct Leading<'a>(&'a Shared);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        let mut st = lock(&self.0.state);
+        self.0.release_leader(&mut st);
+    }
+}
+
 /// Writes `len` zero bytes at `at`.
 fn write_zeros(f: &dyn crate::storage::StorageFile, at: u64, len: u64) -> std::io::Result<()> {
     let mut pos = at;
@@ -151,6 +161,44 @@ impl Shared {
                 Err(e)
             }
         }
+    }
+
+    /// The durable size and checkpoints, with `at_cut` run while this party holds the
+    /// leader role (see [`LogStore::cut`](super::LogStore::cut)).
+    pub(super) fn cut(&self, at_cut: &mut dyn FnMut()) -> Result<super::LogCut, StoreError> {
+        let st = self.become_leader()?;
+        // Released however `at_cut` ends, a panic included: it does no log I/O, so a
+        // panic in it is no reason to fail the store.
+        let leading = Leading(self);
+        let cut = super::LogCut {
+            size: st.size,
+            checkpoints: st.checkpoints.clone(),
+        };
+        drop(st);
+        at_cut();
+        drop(leading);
+        Ok(cut)
+    }
+
+    /// Cuts the zeros preallocated after the last record off `events` (a copy that is
+    /// archived: a reader stops at the file's end as at a zero length, and a writer
+    /// extends the file again before its next batch).
+    pub(super) fn trim_events(&self) -> Result<(), StoreError> {
+        if !self.write {
+            return Err(StoreError::ReadOnly);
+        }
+        let st = self.become_leader()?;
+        let leading = Leading(self);
+        let end = st.end;
+        drop(st);
+        let events = &self.files.events;
+        events
+            .set_len(end)
+            .and_then(|()| events.sync_data())
+            .map_err(io(EVENTS))?;
+        lock(&self.state).alloc = end;
+        drop(leading);
+        Ok(())
     }
 
     /// Writes the derived files and a fresh commit marker now.

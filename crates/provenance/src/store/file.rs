@@ -10,7 +10,7 @@ use tds_core::merkle::{MerkleError, NodeSource};
 use super::format::{FLUSH_EVERY, MEMORY_LEVEL};
 use super::ids::IdIndex;
 use super::sync::{lock, thread, AtomicU64, Condvar, Mutex};
-use super::{io, AppendFuture, LogStore, StoreError, StoreVerify};
+use super::{io, AppendFuture, LogCut, LogStore, StoreError, StoreVerify};
 use crate::storage::{Storage, StorageFile};
 
 /// Options for [`FileStore::open`]: [`OpenOptions::writer`] or [`OpenOptions::reader`],
@@ -286,6 +286,12 @@ impl LogStore for FileStore {
 
     fn checkpoints(&self) -> Result<Vec<Vec<u8>>, StoreError> {
         Ok(lock(&self.shared.state).checkpoints.clone())
+    }
+
+    /// Holds the leader role while `at_cut` runs: the committer writes no batch and no
+    /// checkpoint is stored meanwhile (appenders queue and wait).
+    fn cut(&self, at_cut: &mut dyn FnMut()) -> Result<LogCut, StoreError> {
+        self.shared.cut(at_cut)
     }
 
     /// Recomputes every leaf and interior hash from the events and compares them, the

@@ -7,7 +7,7 @@ use tds_core::merkle::{self, MerkleError, NodeSource};
 
 use super::format::MAX_RECORD;
 use super::ids::IdIndex;
-use super::{LogStore, StoreError};
+use super::{LogCut, LogStore, StoreError};
 
 /// Records, their tree, and checkpoint notes.
 #[derive(Default)]
@@ -85,6 +85,16 @@ impl LogStore for MemoryStore {
 
     fn checkpoints(&self) -> Result<Vec<Vec<u8>>, StoreError> {
         Ok(self.parts().checkpoints.clone())
+    }
+
+    /// Holds the store's lock while `at_cut` runs: appends wait for it.
+    fn cut(&self, at_cut: &mut dyn FnMut()) -> Result<LogCut, StoreError> {
+        let g = self.parts();
+        at_cut();
+        Ok(LogCut {
+            size: g.tree.size(),
+            checkpoints: g.checkpoints.clone(),
+        })
     }
 
     fn note_ids(&self, index: u64, ids: &[Hash256]) {

@@ -39,6 +39,7 @@ use tds_core::hash::Hash256;
 use tds_core::merkle::{self, MerkleError, NodeSource};
 
 mod commit;
+mod copy;
 mod derived;
 mod file;
 mod format;
@@ -51,6 +52,7 @@ mod tests;
 mod verify;
 
 pub use commit::Appending;
+pub use copy::copy_cut;
 pub use file::{FileStore, OpenOptions, Recovery};
 pub use memory::MemoryStore;
 pub use verify::StoreVerify;
@@ -146,6 +148,18 @@ impl From<StoreError> for MerkleError {
     }
 }
 
+/// A log at one instant, taken by [`LogStore::cut`]: its size and the checkpoint notes
+/// stored by then (each of a size at most `size`). Entries below `size` never change, so
+/// they can be copied afterwards ([`copy_cut`]) while the log grows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogCut {
+    /// Entries durable at the instant.
+    pub size: u64,
+    /// The checkpoint notes stored at the instant, oldest first.
+    pub checkpoints: Vec<Vec<u8>>,
+}
+
 /// What [`LogStore::append_durable`] returns.
 pub type AppendFuture<'a> = Pin<Box<dyn Future<Output = Result<u64, StoreError>> + Send + 'a>>;
 
@@ -194,6 +208,21 @@ pub trait LogStore: NodeSource + Send + Sync {
         self.perfect(0, index).map_err(|e| StoreError::Corrupt {
             file: "level-00".into(),
             what: e.to_string(),
+        })
+    }
+
+    /// The log at one instant ([`LogCut`]), with `at_cut` run at that instant: while it
+    /// runs, no append becomes durable and no checkpoint is stored, so a caller can take
+    /// a view of other state (a key-value store's snapshot) that agrees exactly with this
+    /// prefix of the log. Appenders wait meanwhile, so `at_cut` should be short, and it
+    /// must not append to this log or store a checkpoint (it would wait for itself). The
+    /// default runs `at_cut` and then reads the size: right only for a store nobody
+    /// appends to concurrently.
+    fn cut(&self, at_cut: &mut dyn FnMut()) -> Result<LogCut, StoreError> {
+        at_cut();
+        Ok(LogCut {
+            size: self.size(),
+            checkpoints: self.checkpoints()?,
         })
     }
 
@@ -249,6 +278,9 @@ impl LogStore for Box<dyn LogStore> {
     }
     fn checkpoints(&self) -> Result<Vec<Vec<u8>>, StoreError> {
         (**self).checkpoints()
+    }
+    fn cut(&self, at_cut: &mut dyn FnMut()) -> Result<LogCut, StoreError> {
+        (**self).cut(at_cut)
     }
     fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash256>, MerkleError> {
         (**self).inclusion_proof(index, size)
