@@ -60,6 +60,7 @@
 #![deny(missing_docs)]
 
 mod app;
+mod catalog;
 mod connector;
 mod core;
 mod error;
