@@ -9,7 +9,7 @@ use tds_core::hash::Hash256;
 use tds_core::{ErrorCode, Timestamp};
 use tds_identity::ParticipantId;
 use tds_policy::contract;
-use tds_protocol::catalog::{CatalogKeys, CatalogQuery};
+use tds_protocol::catalog::{CatalogKeys, CatalogQuery, PageBytes};
 use tds_protocol::message::{CatalogFilter, CatalogItem, CatalogPageMsg};
 
 use crate::error::AuthorityError;
@@ -137,8 +137,9 @@ impl Index {
         }
     }
 
-    /// A page of entries matching `filter` after `cursor`, in offer-id order; offers
-    /// expired at `now` are skipped.
+    /// A page of entries matching `filter` after `cursor`, in offer-id order, at most
+    /// `limit` and [`MAX_PAGE_BYTES`](tds_protocol::catalog::MAX_PAGE_BYTES) of entries;
+    /// offers expired at `now` are skipped.
     pub(crate) fn search(
         &self,
         filter: &CatalogFilter,
@@ -157,12 +158,13 @@ impl Index {
         let limit = usize::try_from(limit).unwrap_or(1);
         let query = CatalogQuery::new(filter);
         let mut items = Vec::new();
+        let mut bytes = PageBytes::default();
         let mut next = None;
         for (id, e) in self.entries.range((start, Bound::Unbounded)) {
             if e.not_after <= now || !query.matches(&e.keys) {
                 continue;
             }
-            if items.len() == limit {
+            if items.len() == limit || !bytes.take(&e.record.offer, &e.record.manifest) {
                 // One more match exists: the page ends at the last one taken.
                 next = items.last().map(|(last, _): &(Hash256, CatalogItem)| {
                     ByteBuf::from(last.as_bytes().to_vec())
@@ -201,11 +203,19 @@ mod tests {
     type R = Result<(), Box<dyn std::error::Error>>;
 
     fn item(key: &SigningKey, title: &str) -> Result<CatalogItem, Box<dyn std::error::Error>> {
+        described(key, title, "sample")
+    }
+
+    fn described(
+        key: &SigningKey,
+        title: &str,
+        description: &str,
+    ) -> Result<CatalogItem, Box<dyn std::error::Error>> {
         let root = ChunkTree::from_leaves([tds_core::merkle::leaf_hash(title.as_bytes())]).root();
         let m = Manifest {
             version: MANIFEST_VERSION,
             title: title.into(),
-            description: "sample".into(),
+            description: description.into(),
             sector: Sector::POWER,
             media_type: "text/csv".into(),
             schema: None,
@@ -301,6 +311,35 @@ mod tests {
         assert_eq!(found(&theirs, NOW)?, 0);
         // Expired offers are not shown.
         assert_eq!(found(&mine, NOW.saturating_add_millis(1000))?, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn a_page_of_large_entries_fits_in_a_reply() -> R {
+        let key = SigningKey::from_seed(&[1; 32]);
+        // 60 entries of about 25 KB: more than one reply holds.
+        let long = "\u{4e2d}".repeat(tds_manifest::MAX_DESCRIPTION_CHARS);
+        let mut index = Index::default();
+        for i in 0..60 {
+            let (id, entry) =
+                check_item(0, &described(&key, &format!("S{i}"), &long)?, None, None)?;
+            index.insert(id, entry);
+        }
+        let all = CatalogFilter::default();
+        let (mut cursor, mut seen) = (None::<ByteBuf>, 0);
+        loop {
+            let page = index.search(&all, cursor.as_deref().map(|c| c.as_slice()), 256, NOW)?;
+            assert!(!page.items.is_empty());
+            seen += page.items.len();
+            let next = page.next.clone();
+            let reply = crate::message::Reply::Page(page).encode()?;
+            assert!(reply.len() <= crate::message::MAX_MESSAGE);
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen, 60);
         Ok(())
     }
 }

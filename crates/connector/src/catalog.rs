@@ -16,7 +16,7 @@ use std::ops::Bound;
 use std::sync::{PoisonError, RwLock};
 
 use tds_core::hash::Hash256;
-use tds_protocol::catalog::{CatalogKeys, CatalogQuery};
+use tds_protocol::catalog::{CatalogKeys, CatalogQuery, PageBytes};
 use tds_protocol::message::{CatalogFilter, CatalogItem, CatalogPageMsg, MAX_PAGE};
 use tds_protocol::Refusal;
 
@@ -173,7 +173,9 @@ impl Core {
     }
 
     /// One page of the live offers matching `filter` after `cursor` (the id of the last
-    /// offer of the previous page), at most `limit` long, in offer-id order.
+    /// offer of the previous page), at most `limit` long and
+    /// [`MAX_PAGE_BYTES`](tds_protocol::catalog::MAX_PAGE_BYTES) of entries, in offer-id
+    /// order.
     pub(crate) fn catalog_page(
         &self,
         filter: &CatalogFilter,
@@ -223,6 +225,7 @@ impl Core {
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         let query = CatalogQuery::new(filter);
         let mut items = Vec::new();
+        let mut bytes = PageBytes::default();
         let mut last = None;
         let mut next = None;
         for (id, e) in b.entries.range((start, Bound::Unbounded)) {
@@ -242,7 +245,7 @@ impl Core {
             let Some(served) = self.served_asset(&e.asset) else {
                 continue;
             };
-            if items.len() == limit {
+            if items.len() == limit || !bytes.take(&rec.offer, &served.asset.manifest) {
                 next = last;
                 break;
             }

@@ -8,6 +8,38 @@ use tds_policy::contract;
 
 use crate::message::{CatalogFilter, CatalogItem, CatalogPageMsg, Refusal, MAX_PAGE};
 
+/// Most bytes the entries of one catalog page take ([`entry_bytes`]): what a control
+/// frame holds ([`MAX_CONTROL`](crate::frame::MAX_CONTROL)) less 4 KiB for the rest of
+/// the reply. A page ends early, with a cursor, where its next entry would pass this; it
+/// holds at least one entry.
+pub const MAX_PAGE_BYTES: usize = crate::frame::MAX_CONTROL as usize - 4096;
+
+/// The bytes an entry takes in a page: its signed offer and manifest, and room for their
+/// encoding in the page (a map of two byte strings).
+pub fn entry_bytes(offer: &[u8], manifest: &[u8]) -> usize {
+    offer
+        .len()
+        .saturating_add(manifest.len())
+        .saturating_add(32)
+}
+
+/// The bytes of a page being filled, against [`MAX_PAGE_BYTES`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PageBytes(usize);
+
+impl PageBytes {
+    /// Whether an entry of `offer` and `manifest` still goes in this page (the first
+    /// always does); counts it when it does.
+    pub fn take(&mut self, offer: &[u8], manifest: &[u8]) -> bool {
+        let after = self.0.saturating_add(entry_bytes(offer, manifest));
+        if self.0 > 0 && after > MAX_PAGE_BYTES {
+            return false;
+        }
+        self.0 = after;
+        true
+    }
+}
+
 /// What a catalog filter looks at in one entry, prepared once: the sector, the
 /// classification, the provider, and the title, description and keywords in lower case.
 /// An index keeps one per entry, so that a search over many entries does not lower-case
@@ -97,7 +129,8 @@ pub fn matches(
 }
 
 /// One page of `entries` (signed offer, signed manifest) matching `filter`, after
-/// `cursor`, at most `limit` long. Entries that do not open are skipped.
+/// `cursor`, at most `limit` long and [`MAX_PAGE_BYTES`] of entries. Entries that do not
+/// open are skipped.
 pub fn page(
     entries: &[(Vec<u8>, Vec<u8>)],
     filter: &CatalogFilter,
@@ -125,8 +158,14 @@ pub fn page(
         })
         .collect();
     found.sort_by_key(|a| a.0);
-    let more = found.len() > limit;
-    found.truncate(limit);
+    let mut bytes = PageBytes::default();
+    let fit = found
+        .iter()
+        .take(limit)
+        .take_while(|(_, o, m)| bytes.take(o, m))
+        .count();
+    let more = found.len() > fit;
+    found.truncate(fit);
     let next = if more {
         found
             .last()
@@ -156,12 +195,20 @@ mod tests {
     use super::*;
 
     fn entry(title: &str, keywords: &[&str]) -> Result<(contract::Offer, Manifest), String> {
+        described(title, keywords, "Quarter-hourly FEEDER load, Straße 5")
+    }
+
+    fn described(
+        title: &str,
+        keywords: &[&str],
+        description: &str,
+    ) -> Result<(contract::Offer, Manifest), String> {
         let key = SigningKey::from_seed(&[7; 32]);
         let root = ChunkTree::from_leaves([tds_core::merkle::leaf_hash(b"x")]).root();
         let m = Manifest {
             version: tds_manifest::MANIFEST_VERSION,
             title: title.into(),
-            description: "Quarter-hourly FEEDER load, Straße 5".into(),
+            description: description.into(),
             sector: Sector::WEATHER,
             media_type: "text/csv".into(),
             schema: None,
@@ -242,6 +289,51 @@ mod tests {
             }
             assert!(!hit(&g), "{g:?}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_page_of_large_entries_ends_before_a_control_frame_is_full() -> Result<(), String> {
+        let key = SigningKey::from_seed(&[7; 32]);
+        let long = "\u{4e2d}".repeat(tds_manifest::MAX_DESCRIPTION_CHARS);
+        let mut entries = Vec::new();
+        for i in 0..60 {
+            let (offer, m) = described(&format!("Series {i}"), &[], &long)?;
+            entries.push((
+                contract::create_offer(&key, &offer).map_err(|e| e.to_string())?,
+                m.sign(&key).map_err(|e| e.to_string())?,
+            ));
+        }
+        let all = CatalogFilter::default();
+        let mut cursor: Option<Vec<u8>> = None;
+        let mut seen = 0;
+        let mut pages = 0;
+        loop {
+            let page =
+                page(&entries, &all, cursor.as_deref(), MAX_PAGE).map_err(|r| r.reason.clone())?;
+            assert!(!page.items.is_empty());
+            let bytes: usize = page
+                .items
+                .iter()
+                .map(|i| entry_bytes(&i.offer, &i.manifest))
+                .sum();
+            assert!(bytes <= MAX_PAGE_BYTES);
+            seen += page.items.len();
+            pages += 1;
+            // The page is one control frame.
+            crate::frame::encode_control(&crate::message::Message::CatalogPage(page.clone()))
+                .map_err(|e| e.to_string())?;
+            match page.next {
+                Some(n) => cursor = Some(n.into_vec()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, 60);
+        assert!(pages > 1);
+        // One entry goes in a page whatever its size.
+        let mut one = PageBytes::default();
+        assert!(one.take(&[0; 16], &vec![0; MAX_PAGE_BYTES]));
+        assert!(!one.take(&[0; 16], &[0; 16]));
         Ok(())
     }
 }

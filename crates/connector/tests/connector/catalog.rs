@@ -21,6 +21,11 @@ const OPEN: &str = "policy set;\n\npermit use\n  when purpose isA research;\n";
 /// Asset `i`: every third title says "Rainfall", odd ones are weather data, keyword
 /// `k{i % 50}`.
 fn asset(owner: &Member, i: u64) -> Res<(Vec<u8>, Source)> {
+    asset_described(owner, i, "Sample series".into())
+}
+
+/// Asset `i` with `description`.
+fn asset_described(owner: &Member, i: u64, description: String) -> Res<(Vec<u8>, Source)> {
     let bytes = bytes::Bytes::from(format!("asset {i}\n").repeat(8).into_bytes());
     let content =
         ContentBuilder::new(ChunkSize::MIN, std::num::NonZeroUsize::MIN).build(&bytes[..])?;
@@ -34,7 +39,7 @@ fn asset(owner: &Member, i: u64) -> Res<(Vec<u8>, Source)> {
                 "Load"
             }
         ),
-        description: "Sample series".into(),
+        description,
         sector: if i % 2 == 1 {
             Sector::WEATHER
         } else {
@@ -266,6 +271,39 @@ async fn the_catalog_is_rebuilt_from_the_store_after_a_restart() -> Res {
     assert_eq!(all, ids.iter().skip(1).copied().collect());
     assert_eq!(found(&consumer, addr, keyword("rainfall")).await?.len(), 1);
     after.shutdown().await;
+    consumer.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_of_large_manifests_stay_within_a_control_frame() -> Res {
+    let mut space = Space::new()?;
+    let grid = space.member(1, Sector::POWER, "CN-SX")?;
+    let bank = space.member(2, Sector::FINANCE, "CN-SX")?;
+    let provider = connector(&space, &grid, Backend::Memory).await?;
+    let consumer = connector(&space, &bank, Backend::Memory).await?;
+    let addr = provider.local_addr()?;
+    // Descriptions of the largest length allowed, 3 bytes a character: 60 entries of
+    // about 25 KB are more than one control frame (1 MiB) holds.
+    let long = "\u{4e2d}".repeat(tds_manifest::MAX_DESCRIPTION_CHARS);
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let (manifest, source) = asset_described(&grid, i, long.clone())?;
+        let p = provider
+            .publish(&manifest, source, vec![terms(OPEN)?])
+            .await?;
+        ids.extend(p.offers);
+    }
+    let first = consumer
+        .catalog(addr, CatalogFilter::default(), None)
+        .await?;
+    assert!(!first.items.is_empty() && first.items.len() < 60);
+    assert!(first.next.is_some());
+    let mut all = found(&consumer, addr, CatalogFilter::default()).await?;
+    all.sort();
+    ids.sort();
+    assert_eq!(all, ids);
+    provider.shutdown().await;
     consumer.shutdown().await;
     Ok(())
 }
