@@ -33,12 +33,14 @@
 //! **Baselines.** On the same loopback with the same keys, TLS configuration and QUIC
 //! transport parameters: a raw quinn request/response (a new bidirectional stream per
 //! request, 1 KiB each way: `raw_rtt_ms`), and the same with a reply as long as the
-//! connector's *many* page (`raw_page_rtt_ms`).
+//! connector's *many* page (`raw_page_rtt_ms`); and, without a network, the checks the
+//! consumer makes of every entry of that page (`check_page_ms`: two Ed25519
+//! verifications and the decoding of an offer and a manifest per entry).
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -338,6 +340,27 @@ async fn publish_all(
     Ok(())
 }
 
+/// A catalog entry's signed offer and manifest.
+type SignedEntry = (Vec<u8>, Vec<u8>);
+
+/// The checks a consumer makes of every entry of a page it receives (the offer's
+/// signature, the manifest's signature with the offer's provider key), here without a
+/// network: the median of 5 passes over `page`, in milliseconds.
+fn check_page(page: &[SignedEntry]) -> Result<f64, NetBenchError> {
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        for (offer, manifest) in page {
+            let o = tds_policy::contract::verify_offer(offer).map_err(setup("offer"))?;
+            tds_manifest::open(manifest)
+                .and_then(|m| m.verify(&o.offer().provider_key))
+                .map_err(setup("manifest"))?;
+        }
+        times.push(t.elapsed());
+    }
+    Ok(Quantiles::new(times).ms(0.5))
+}
+
 /// What the connector part measured.
 struct Connected {
     /// Publishing every asset.
@@ -346,6 +369,8 @@ struct Connected {
     cold: Duration,
     few: Searches,
     many: Searches,
+    /// The consumer's checks of the largest page, without a network.
+    check_page_ms: f64,
 }
 
 /// The connector part.
@@ -380,8 +405,10 @@ async fn connector_part(
             .await?;
         let cold = t.elapsed();
         let (consumer, addr) = (pair.consumer.clone(), pair.addr);
+        // The largest page seen, kept for the local check baseline.
+        let largest: Arc<Mutex<Vec<SignedEntry>>> = Arc::default();
         let (few, many) = searches(bench.queries, bench.assets, |filter| {
-            let consumer = consumer.clone();
+            let (consumer, largest) = (consumer.clone(), largest.clone());
             async move {
                 let page = consumer.catalog(addr, filter, None).await?;
                 let bytes = page
@@ -389,15 +416,28 @@ async fn connector_part(
                     .iter()
                     .map(|e| e.offer_bytes.len() + e.manifest.envelope().len())
                     .sum();
+                let mut l = largest.lock().unwrap_or_else(PoisonError::into_inner);
+                if page.items.len() > l.len() {
+                    *l = page
+                        .items
+                        .iter()
+                        .map(|e| (e.offer_bytes.clone(), e.manifest.envelope().to_vec()))
+                        .collect();
+                }
                 Ok((page.items.len(), bytes))
             }
         })
         .await?;
+        let page = std::mem::take(&mut *largest.lock().unwrap_or_else(PoisonError::into_inner));
+        let check_page_ms = tokio::task::spawn_blocking(move || check_page(&page))
+            .await
+            .map_err(|e| NetBenchError::Setup(format!("checking a page: {e}")))??;
         Ok::<_, NetBenchError>(Connected {
             published,
             cold,
             few,
             many,
+            check_page_ms,
         })
     }
     .await;
@@ -590,6 +630,7 @@ pub async fn catalog(bench: CatalogBench, dir: &Path) -> Result<String, NetBench
         cold,
         few,
         many,
+        check_page_ms,
     } = connector_part(&space, dir, bench).await?;
     let fed = federated_part(dir, bench).await?;
 
@@ -614,6 +655,7 @@ pub async fn catalog(bench: CatalogBench, dir: &Path) -> Result<String, NetBench
         ("many_first_ms", r3(many.first_ms).into()),
         ("many_p50_ms", r3(many_p50).into()),
         ("many_p99_ms", r3(many.times.ms(0.99)).into()),
+        ("check_page_ms", r3(check_page_ms).into()),
         ("federated_providers", bench.providers.max(1).into()),
         ("federated_entries", fed.entries.into()),
         ("federated_max_catalog", fed.max_catalog.into()),

@@ -196,6 +196,7 @@ fn catalog_searches_a_provider_and_the_federated_catalog() {
         "many_first_ms",
         "many_p50_ms",
         "many_p99_ms",
+        "check_page_ms",
         "federated_providers",
         "federated_entries",
         "federated_max_catalog",
