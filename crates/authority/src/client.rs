@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use tds_core::hash::Hash256;
 use tds_core::{cose, PublicKey, Signer, Timestamp};
-use tds_identity::{ParticipantId, RevocationList};
-use tds_policy::contract;
+use tds_identity::RevocationList;
 use tds_protocol::message::{CatalogItem, CatalogPageMsg};
 use tds_provenance::note::{self, Note};
 use tds_provenance::witness::witness_key;
@@ -229,13 +228,7 @@ impl AuthorityClient {
             return Err(AuthorityError::UnexpectedReply(reply.name()));
         };
         for (i, item) in page.items.iter().enumerate() {
-            let provider = contract::verify_offer(&item.offer)
-                .map(|o| ParticipantId::from_hash(o.offer().provider))
-                .map_err(|e| AuthorityError::InvalidReply {
-                    what: "catalog entry",
-                    reason: tds_core::code::full_message(&e),
-                })?;
-            check_item(i, item, provider, None).map_err(|e| AuthorityError::InvalidReply {
+            check_item(i, item, None, None).map_err(|e| AuthorityError::InvalidReply {
                 what: "catalog entry",
                 reason: tds_core::code::full_message(&e),
             })?;

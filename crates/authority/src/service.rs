@@ -659,7 +659,7 @@ impl Inner {
                     .items
                     .iter()
                     .enumerate()
-                    .map(|(i, item)| check_item(i, item, publisher, Some(now)))
+                    .map(|(i, item)| check_item(i, item, Some(publisher), Some(now)))
                     .collect::<Result<Vec<_>, _>>()?;
                 let mut index = self.catalog.write().unwrap_or_else(PoisonError::into_inner);
                 let mut fresh: Vec<&Hash256> = checked

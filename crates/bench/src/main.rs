@@ -86,6 +86,30 @@ enum Command {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
         starts: u32,
     },
+    /// Catalog searches over ASSETS assets: a consumer connector searching a provider
+    /// connector's catalog (durable redb state) and a member searching the authority's
+    /// federated catalog, each with a query that finds a few assets and one that finds
+    /// many (first page), against a raw quinn round trip. Prints one JSON line.
+    Catalog {
+        /// Assets published (to the provider, and as federated catalog entries).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        assets: u64,
+        /// Timed searches of each kind on each side.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        queries: u64,
+        /// Providers sharing the federated catalog's entries.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=200))]
+        providers: u64,
+        /// Connector publications in flight while setting up.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        publish_concurrency: u64,
+        /// Raw round trips of each kind.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        raw: u64,
+        /// Where the data directories go (default: a temporary directory, removed after).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Contract negotiations through the connector API on one open connection: COUNT
     /// negotiations from CONCURRENCY tasks between a provider and a consumer connector
     /// with durable state (redb and the provenance log in temporary data directories),
@@ -172,6 +196,35 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Node { tds, starts } => {
             println!("{}", tds_bench::node::run(&tds, starts)?);
+            Ok(())
+        }
+        Command::Catalog {
+            assets,
+            queries,
+            providers,
+            publish_concurrency,
+            raw,
+            dir,
+        } => {
+            let tmp;
+            let dir = match dir {
+                Some(d) => d,
+                None => {
+                    tmp = tempfile::Builder::new()
+                        .prefix("tds-bench-catalog-")
+                        .tempdir()?;
+                    tmp.path().to_path_buf()
+                }
+            };
+            let bench = tds_bench::catalog::CatalogBench {
+                assets,
+                queries,
+                providers,
+                publish_concurrency,
+                raw,
+            };
+            let report = runtime()?.block_on(tds_bench::catalog::catalog(bench, &dir))?;
+            println!("{report}");
             Ok(())
         }
         Command::Negotiate {

@@ -59,7 +59,7 @@ const RAW_COMMITS: u64 = 200;
 
 /// Runs `count` calls of `op` from `concurrency` tasks; returns each call's time, each
 /// call's output and the wall time of the whole.
-async fn concurrent<T, F, Fut>(
+pub(crate) async fn concurrent<T, F, Fut>(
     count: u64,
     concurrency: u64,
     op: F,
@@ -99,16 +99,16 @@ where
 }
 
 /// Quantiles in milliseconds of sorted samples.
-struct Quantiles(Vec<Duration>);
+pub(crate) struct Quantiles(Vec<Duration>);
 
 impl Quantiles {
-    fn new(mut samples: Vec<Duration>) -> Quantiles {
+    pub(crate) fn new(mut samples: Vec<Duration>) -> Quantiles {
         samples.sort_unstable();
         Quantiles(samples)
     }
 
     /// The sample at quantile `q` (nearest rank), in milliseconds.
-    fn ms(&self, q: f64) -> f64 {
+    pub(crate) fn ms(&self, q: f64) -> f64 {
         let n = self.0.len();
         if n == 0 {
             return 0.0;
@@ -130,7 +130,7 @@ fn per_sec(n: u64, wall: Duration) -> f64 {
 }
 
 /// Rounded to 3 decimals (the JSON stays readable).
-fn r3(x: f64) -> f64 {
+pub(crate) fn r3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
@@ -159,6 +159,20 @@ async fn raw_round_trips(
     concurrency: u64,
     signed: bool,
 ) -> Result<Timed, NetBenchError> {
+    raw_exchanges(space, count, concurrency, signed, RAW_MESSAGE).await
+}
+
+/// As [`raw_round_trips`], with unsigned replies of `reply_len` bytes (a signed reply is
+/// always [`RAW_MESSAGE`] long).
+pub(crate) async fn raw_exchanges(
+    space: &Space,
+    count: u64,
+    concurrency: u64,
+    signed: bool,
+    reply_len: usize,
+) -> Result<Timed, NetBenchError> {
+    let reply_len = if signed { RAW_MESSAGE } else { reply_len };
+    let read_max = reply_len.max(RAW_MESSAGE).saturating_add(1);
     let config = TransportConfig::default();
     let (server, client, client_config) = raw_endpoints(space, &config)?;
     let addr = server.local_addr().map_err(quinn_err)?;
@@ -185,7 +199,7 @@ async fn raw_round_trips(
                         }
                         signed_message(&key)
                     } else {
-                        vec![0x5a; RAW_MESSAGE]
+                        vec![0x5a; reply_len]
                     };
                     if send.write_all(&reply).await.is_ok() {
                         let _ = send.finish();
@@ -213,8 +227,8 @@ async fn raw_round_trips(
                 };
                 send.write_all(&request).await.map_err(quinn_err)?;
                 send.finish().map_err(quinn_err)?;
-                let reply = recv.read_to_end(1 << 16).await.map_err(quinn_err)?;
-                if reply.len() != RAW_MESSAGE || (signed && !verify_tail(&server_pub, &reply)) {
+                let reply = recv.read_to_end(read_max).await.map_err(quinn_err)?;
+                if reply.len() != reply_len || (signed && !verify_tail(&server_pub, &reply)) {
                     return Err(NetBenchError::Quinn("a bad raw reply".into()));
                 }
                 Ok(())
@@ -237,11 +251,11 @@ async fn raw_round_trips(
 }
 
 /// What a timed run of operations measured.
-struct Timed {
-    times: Quantiles,
-    per_sec: f64,
+pub(crate) struct Timed {
+    pub(crate) times: Quantiles,
+    pub(crate) per_sec: f64,
     /// Process CPU milliseconds per operation (every thread, both sides).
-    cpu_ms_per_op: Option<f64>,
+    pub(crate) cpu_ms_per_op: Option<f64>,
 }
 
 fn cpu_per_op(cpu_s: Option<f64>, count: u64) -> Option<f64> {

@@ -132,7 +132,7 @@ pub(crate) fn repeated_asset(
 /// The policy every bench offer carries: any use for research.
 pub(crate) const OPEN_POLICY: &str = "policy set;\n\npermit use\n  when purpose isA research;\n";
 
-fn open_terms() -> Result<OfferTerms, NetBenchError> {
+pub(crate) fn open_terms() -> Result<OfferTerms, NetBenchError> {
     let now = SystemClock.now();
     Ok(OfferTerms {
         policy: tds_policy::parse("bench", OPEN_POLICY).map_err(setup("policy"))?,

@@ -1,5 +1,5 @@
-//! `tds-bench log` prints the lines `tds log bench` prints; `handshake`, `transfer` and
-//! `negotiate` print one JSON line with their keys.
+//! `tds-bench log` prints the lines `tds log bench` prints; `handshake`, `transfer`,
+//! `negotiate` and `catalog` print one JSON line with their keys.
 
 #![expect(
     clippy::unwrap_used,
@@ -163,4 +163,66 @@ fn handshake_compares_tds_with_raw_quinn() {
     for k in ["tds_median_ms", "raw_quinn_median_ms", "ratio"] {
         assert!(line[k].as_f64().unwrap() > 0.0, "{k}");
     }
+}
+
+#[test]
+fn catalog_searches_a_provider_and_the_federated_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let line = json_line(&[
+        "catalog",
+        "--assets",
+        "40",
+        "--queries",
+        "3",
+        "--providers",
+        "3",
+        "--raw",
+        "5",
+        "--dir",
+        data,
+    ]);
+    for k in [
+        "assets",
+        "queries",
+        "few_matches",
+        "many_page_items",
+        "many_page_bytes",
+        "publish_s",
+        "cold_search_ms",
+        "few_first_ms",
+        "few_p50_ms",
+        "few_p99_ms",
+        "many_first_ms",
+        "many_p50_ms",
+        "many_p99_ms",
+        "check_page_ms",
+        "federated_providers",
+        "federated_entries",
+        "federated_max_catalog",
+        "federated_max_per_provider",
+        "federated_few_matches",
+        "federated_many_page_items",
+        "federated_few_p50_ms",
+        "federated_many_p50_ms",
+        "raw_rtt_ms",
+        "raw_page_rtt_ms",
+        "few_ratio_vs_rtt",
+        "many_ratio_vs_page_rtt",
+    ] {
+        assert!(line.contains_key(k), "{k} missing from {line:?}");
+    }
+    // 40 assets: every `lot-K` keyword is on 5 of them, every period word in a quarter
+    // of the titles; all 40 reached the federated catalog from 3 providers.
+    assert_eq!(line["assets"], 40);
+    assert_eq!(line["few_matches"], 5);
+    assert_eq!(line["many_page_items"], 10);
+    assert_eq!(line["federated_entries"], 40);
+    assert_eq!(line["federated_providers"], 3);
+    assert_eq!(line["federated_few_matches"], 5);
+    assert_eq!(line["federated_many_page_items"], 10);
+    assert!(line["many_page_bytes"].as_u64().unwrap() > 0);
+    // The data directories were made where asked.
+    assert!(dir.path().join("provider/connector.redb").exists());
+    assert!(dir.path().join("authority").is_dir());
 }

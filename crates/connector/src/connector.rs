@@ -801,6 +801,7 @@ impl Connector {
                     .map_err(|e| ConnectorError::invalid("asset event", &e))?,
             ];
         let mut ids = Vec::new();
+        let mut entries = Vec::new();
         for o in offers {
             let offer = Offer {
                 asset: asset
@@ -834,6 +835,13 @@ impl Connector {
                     },
                 )?,
             );
+            entries.push((
+                id,
+                crate::catalog::Entry {
+                    asset: asset.clone(),
+                    keys: tds_protocol::catalog::CatalogKeys::new(v.offer(), verified.manifest()),
+                },
+            ));
             events.push(tds_provenance::event::Event::new(
                 now,
                 core.me,
@@ -849,9 +857,11 @@ impl Connector {
             ));
             ids.push(id);
         }
+        crate::catalog::count_change(&mut batch);
         // The records and their events: a backup holds both or neither.
         let paired = core.paired.read().await;
         core.store.commit_async(batch).await?;
+        core.catalog_changed(entries, &[]);
         core.forget_served(&asset);
         core.cache_served(
             asset.clone(),
@@ -899,7 +909,9 @@ impl Connector {
             offer.as_bytes().to_vec(),
             records::encode(Table::Offers, &rec)?,
         );
+        crate::catalog::count_change(&mut b);
         core.store.commit_async(b).await?;
+        core.catalog_changed(Vec::new(), &[*offer]);
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use tds_core::{Clock, ErrorCode, Signer, Timestamp};
 use tds_identity::VerifiedCredential;
 use tds_manifest::content::{ChunkTree, ChunkTreeFile};
 use tds_policy::contract::{NonceStore, VerifiedAgreement, VerifiedOffer};
-use tds_protocol::message::{CatalogFilter, CatalogItem, CatalogPageMsg, MAX_PAGE};
+use tds_protocol::message::{CatalogFilter, CatalogPageMsg};
 use tds_protocol::session::{Asset, Host, Usage};
 use tds_protocol::Refusal;
 use tds_provenance::event::{Code, Event, EventBody};
@@ -23,7 +23,7 @@ use tokio::sync::broadcast;
 use crate::events::{Alert, AlertKind, ConnectorEvent};
 use crate::records::{self, AgreementRecord, AssetRecord, OfferRecord, SourceRecord};
 use crate::source::{DataSource, DirSource, FileSource};
-use crate::store::{Batch, Store, StoreError, Table};
+use crate::store::{Batch, Store, Table};
 
 /// The log type of a connector (file-backed or in memory).
 pub type ConnectorLog = Log<Box<dyn LogStore>>;
@@ -63,7 +63,6 @@ struct Caches {
     served: HashMap<String, Arc<Served>>,
     agreements: HashMap<Hash256, Arc<VerifiedAgreement>>,
     terminated: HashSet<Hash256>,
-    offers: HashMap<Hash256, Arc<VerifiedOffer>>,
     /// (session, provider pid) → transfer.
     live: HashMap<(u64, tds_protocol::Pid), Live>,
     /// Verdicts on peer credentials: credential id → (trust generation, checked at).
@@ -98,6 +97,8 @@ pub(crate) struct Core {
     /// and exclusively by a backup while it takes its instant: a backup holds both
     /// halves of such a step or neither (`backup` module docs).
     pub(crate) paired: tokio::sync::RwLock<()>,
+    /// The catalog in memory (`crate::catalog`).
+    pub(crate) catalog: crate::catalog::CatalogIndex,
     caches: Mutex<Caches>,
 }
 
@@ -146,6 +147,7 @@ impl Core {
             custom: Mutex::new(HashMap::new()),
             trust_generation: std::sync::atomic::AtomicU64::new(0),
             paired: tokio::sync::RwLock::new(()),
+            catalog: crate::catalog::CatalogIndex::default(),
             caches: Mutex::new(Caches::default()),
         }
     }
@@ -374,9 +376,14 @@ impl Core {
 
     // ---- assets ----
 
+    /// A served asset if it is open already.
+    pub(crate) fn cached_served(&self, asset: &str) -> Option<Arc<Served>> {
+        lock(&self.caches).served.get(asset).cloned()
+    }
+
     pub(crate) fn served_asset(&self, asset: &str) -> Option<Arc<Served>> {
-        if let Some(s) = lock(&self.caches).served.get(asset) {
-            return Some(s.clone());
+        if let Some(s) = self.cached_served(asset) {
+            return Some(s);
         }
         let rec: AssetRecord =
             match records::get(self.store.as_ref(), Table::Assets, asset.as_bytes()) {
@@ -479,84 +486,7 @@ impl Core {
         })
     }
 
-    // ---- offers and catalog ----
-
-    fn offer(&self, id: &Hash256, bytes: &[u8]) -> Option<Arc<VerifiedOffer>> {
-        if let Some(o) = lock(&self.caches).offers.get(id) {
-            return Some(o.clone());
-        }
-        let o = Arc::new(tds_policy::contract::verify_offer(bytes).ok()?);
-        lock(&self.caches).offers.insert(*id, o.clone());
-        Some(o)
-    }
-
-    pub(crate) fn catalog_page(
-        &self,
-        filter: &CatalogFilter,
-        cursor: Option<&[u8]>,
-        limit: u64,
-    ) -> Result<CatalogPageMsg, Refusal> {
-        let storage = |e: StoreError| Refusal::new("catalog.unavailable", e.to_string());
-        if cursor.is_some_and(|c| c.len() != 32) {
-            return Err(Refusal::new(
-                "catalog.bad_cursor",
-                "a cursor is the 32-byte id of an offer",
-            ));
-        }
-        let limit = usize::try_from(limit.clamp(1, MAX_PAGE)).unwrap_or(1);
-        let mut items = Vec::new();
-        let mut after = cursor.map(<[u8]>::to_vec);
-        let mut next = None;
-        'pages: loop {
-            let rows = self
-                .store
-                .scan_prefix_after(Table::Offers, b"", after.as_deref(), 256)
-                .map_err(storage)?;
-            let Some((last, _)) = rows.last() else {
-                break;
-            };
-            let last = last.clone();
-            for (key, value) in rows {
-                let rec: OfferRecord =
-                    records::decode(Table::Offers, &key, &value).map_err(storage)?;
-                if rec.withdrawn {
-                    continue;
-                }
-                let Some(id) = Hash256::from_slice(&key) else {
-                    continue;
-                };
-                let Some(offer) = self.offer(&id, &rec.offer) else {
-                    continue;
-                };
-                let Some(served) = self.served_asset(&rec.asset) else {
-                    continue;
-                };
-                if !tds_protocol::catalog::matches(
-                    filter,
-                    offer.offer(),
-                    served.asset.verified.manifest(),
-                ) {
-                    continue;
-                }
-                if items.len() == limit {
-                    next = after.clone();
-                    break 'pages;
-                }
-                items.push(CatalogItem {
-                    offer: serde_bytes::ByteBuf::from(rec.offer),
-                    manifest: serde_bytes::ByteBuf::from(served.asset.manifest.clone()),
-                });
-                after = Some(key);
-            }
-            if after.as_deref() != Some(last.as_slice()) {
-                after = Some(last);
-            }
-        }
-        Ok(CatalogPageMsg {
-            items,
-            next: next.map(serde_bytes::ByteBuf::from),
-        })
-    }
+    // ---- offers ----
 
     pub(crate) fn offer_live(&self, offer: &VerifiedOffer) -> bool {
         match records::get::<OfferRecord>(self.store.as_ref(), Table::Offers, offer.id().as_bytes())

@@ -61,6 +61,7 @@
 
 mod app;
 pub mod backup;
+mod catalog;
 mod connector;
 mod core;
 mod error;

@@ -13,6 +13,7 @@
 //! | `nonces` | consumer id + nonce (48 bytes) | request time (u64 BE) |
 //! | `transfers` | agreement id | [`FetchRecord`] (consumer resume state) |
 //! | `meta` | `version` | the record format version |
+//! | `meta` | `catalog` | counter: changes of the offers (every batch that writes an offer adds 1; the in-memory catalog is rebuilt when it moved) |
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

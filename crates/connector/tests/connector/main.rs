@@ -1,5 +1,6 @@
 //! Connector tests: two or more connectors in one process on loopback.
 
+mod catalog;
 mod common;
 mod denials;
 mod flows;
