@@ -139,6 +139,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map_err(|e| e.to_string())?;
         write(&key_dir, name, pem.as_bytes())?;
     }
+    join_and_rollover_seeds(fuzz, &key)?;
     let licence_dir = seed_dir(fuzz, "licence")?;
     for (name, bytes) in tds_fuzz::licence::seeds() {
         write(&licence_dir, name, &bytes)?;
@@ -262,6 +263,46 @@ fn protocol_seeds(fuzz: &Path) -> Result<(), Box<dyn std::error::Error>> {
         }
         write(&session_dir, &name, &script)?;
     }
+    Ok(())
+}
+
+/// Seeds of `join` (a signed admission request by the fixed key at `NOW`, its frame,
+/// its payload) and `rollover` (the fixture authority's key endorsing another).
+fn join_and_rollover_seeds(
+    fuzz: &Path,
+    key: &SigningKey,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use tds_core::time::DAY_MS;
+    use tds_core::Timestamp;
+    use tds_fuzz::licence::NOW;
+    let dir = seed_dir(fuzz, "join")?;
+    let request = tds_transport::join::AdmissionRequest {
+        version: tds_transport::join::ADMISSION_REQUEST_VERSION,
+        applicant_key: key.public_key(),
+        name: "Stadtwerke Beispiel".into(),
+        sectors: vec![tds_identity::Sector::POWER],
+        roles: vec![tds_identity::Role::Provider, tds_identity::Role::Consumer],
+        jurisdiction: "CN-SX".parse().map_err(|_| "region")?,
+        not_before: NOW,
+        not_after: Timestamp::from_millis(NOW.as_millis() + 365 * DAY_MS),
+        time: NOW,
+        nonce: [7u8; 16].into(),
+    };
+    let signed = request.sign(key)?;
+    write(&dir, "admission_request", &signed)?;
+    write(&dir, "admission_request_payload", &cbor::encode(&request)?)?;
+    let frame = tds_transport::join::JoinMessage::AdmissionRequest(
+        tds_transport::join::AdmissionRequestMsg {
+            request: signed.into(),
+        },
+    )
+    .encode_frame()?;
+    write(&dir, "admission_frame", &frame)?;
+
+    let dir = seed_dir(fuzz, "rollover")?;
+    let mut authority = tds_identity::Authority::new("Fuzz Data Space Authority", tds_fuzz::key())?;
+    let (statement, _) = authority.rollover(SigningKey::from_seed(&OTHER_KEY_SEED), NOW)?;
+    write(&dir, "rollover_to_other_key", statement.envelope())?;
     Ok(())
 }
 

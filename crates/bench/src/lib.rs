@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod kv;
+pub mod load;
 pub mod log;
 pub mod negotiate;
 pub mod net;

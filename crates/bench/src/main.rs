@@ -86,6 +86,25 @@ enum Command {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
         starts: u32,
     },
+    /// Load on one node: CLIENTS consumer connectors (each its own identity and QUIC
+    /// endpoint, in this process) connect to a `tds serve` process and stay connected
+    /// (node memory per idle connection), then all negotiate and fetch its asset at once
+    /// (throughput, latency, errors, node peak memory), then one of them runs 256
+    /// queries at once on its connection. Prints one JSON line.
+    Load {
+        /// The `tds` binary (e.g. target/release/tds).
+        #[arg(long, value_name = "PATH")]
+        tds: PathBuf,
+        /// Client connections.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=20_000))]
+        clients: u32,
+        /// Size of the asset each client fetches (e.g. 64KiB).
+        #[arg(long, default_value = "64KiB", value_parser = tds_bench::net::parse_size)]
+        size: u64,
+        /// Attempts per client call.
+        #[arg(long, default_value_t = 20)]
+        attempts: u32,
+    },
     /// Catalog searches over ASSETS assets: a consumer connector searching a provider
     /// connector's catalog (durable redb state) and a member searching the authority's
     /// federated catalog, each with a query that finds a few assets and one that finds
@@ -192,6 +211,23 @@ fn run() -> anyhow::Result<()> {
             let report =
                 runtime()?.block_on(tds_bench::net::transfer(bench, out_dir.as_deref()))?;
             println!("{report}");
+            Ok(())
+        }
+        Command::Load {
+            tds,
+            clients,
+            size,
+            attempts,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let bench = tds_bench::load::LoadBench {
+                clients: usize::try_from(clients)?,
+                size,
+                attempts,
+            };
+            println!("{}", runtime.block_on(tds_bench::load::run(&tds, bench))?);
             Ok(())
         }
         Command::Node { tds, starts } => {

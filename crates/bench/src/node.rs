@@ -24,7 +24,7 @@ pub enum NodeBenchError {
     Io(#[from] std::io::Error),
 }
 
-fn tds(bin: &Path, args: &[&str]) -> Result<serde_json::Value, NodeBenchError> {
+pub(crate) fn tds(bin: &Path, args: &[&str]) -> Result<serde_json::Value, NodeBenchError> {
     let out = Command::new(bin).args(args).output()?;
     if !out.status.success() {
         return Err(NodeBenchError::Tds(format!(
@@ -37,20 +37,20 @@ fn tds(bin: &Path, args: &[&str]) -> Result<serde_json::Value, NodeBenchError> {
         .map_err(|e| NodeBenchError::Tds(format!("tds {}: {e}", args.join(" "))))
 }
 
-fn text(v: &serde_json::Value, key: &str) -> Result<String, NodeBenchError> {
+pub(crate) fn text(v: &serde_json::Value, key: &str) -> Result<String, NodeBenchError> {
     v.get(key)
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned)
         .ok_or_else(|| NodeBenchError::Tds(format!("no {key} in {v}")))
 }
 
-fn path(p: &Path) -> Result<&str, NodeBenchError> {
+pub(crate) fn path(p: &Path) -> Result<&str, NodeBenchError> {
     p.to_str()
         .ok_or_else(|| NodeBenchError::Tds(format!("{} is not UTF-8", p.display())))
 }
 
 /// Resident set size of process `pid` in KiB, from `/proc`.
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -64,13 +64,14 @@ fn median(v: &mut [f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Runs the benchmark; returns its JSON line.
-pub fn run(bin: &Path, starts: u32) -> Result<String, NodeBenchError> {
-    let dir = tempfile::Builder::new()
-        .prefix("tds-bench-node-")
-        .tempdir()?;
-    let auth = dir.path().join("authority");
-    let home = dir.path().join("node");
+/// An authority home and an admitted node home in `dir`, made with the `tds` binary:
+/// (authority home, node home, authority public key hex).
+pub(crate) fn setup_node(
+    bin: &Path,
+    dir: &Path,
+) -> Result<(std::path::PathBuf, std::path::PathBuf, String), NodeBenchError> {
+    let auth = dir.join("authority");
+    let home = dir.join("node");
     let a = tds(
         bin,
         &[
@@ -96,8 +97,8 @@ pub fn run(bin: &Path, starts: u32) -> Result<String, NodeBenchError> {
             "127.0.0.1:0",
         ],
     )?;
-    let cred = dir.path().join("cred.cose");
-    let crl = dir.path().join("crl.cose");
+    let cred = dir.join("cred.cose");
+    let crl = dir.join("crl.cose");
     tds(
         bin,
         &[
@@ -146,6 +147,16 @@ pub fn run(bin: &Path, starts: u32) -> Result<String, NodeBenchError> {
             path(&crl)?,
         ],
     )?;
+
+    Ok((auth, home, text(&a, "public_key_hex")?))
+}
+
+/// Runs the benchmark; returns its JSON line.
+pub fn run(bin: &Path, starts: u32) -> Result<String, NodeBenchError> {
+    let dir = tempfile::Builder::new()
+        .prefix("tds-bench-node-")
+        .tempdir()?;
+    let (_, home, _) = setup_node(bin, dir.path())?;
 
     let mut floor = Vec::new();
     let mut ready = Vec::new();

@@ -16,6 +16,52 @@ mod node;
 mod output;
 mod trust;
 
+/// Entry points for the fuzz targets in `fuzz/` (not a stable API): the parsers of the
+/// node's own inputs, without side effects.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses a `config.toml`; on success renders it and parses the rendering again,
+    /// returning whether the two configurations are equal (they must be).
+    pub fn config(text: &str) -> Option<bool> {
+        let c = crate::node::config::NodeConfig::parse(text).ok()?;
+        let again = crate::node::config::NodeConfig::parse(&c.render());
+        Some(again.as_ref() == Ok(&c))
+    }
+
+    /// Parses an admin API request body as the arguments of operation `name` (what the
+    /// admin API does before running it). `Ok` when the body is accepted.
+    pub fn admin_body(name: &str, body: &[u8]) -> Result<(), String> {
+        let args: serde_json::Value = if body.is_empty() {
+            serde_json::json!({})
+        } else {
+            serde_json::from_slice(body).map_err(|e| e.to_string())?
+        };
+        crate::node::ops::check_args(name, args).map_err(|e| format!("{e:#}"))
+    }
+
+    /// The operations of the admin API (`POST /v1/op/NAME`) whose arguments
+    /// [`admin_body`] parses.
+    pub const ADMIN_OPS: [&str; 11] = [
+        "asset_add",
+        "asset_list",
+        "catalog_search",
+        "negotiate",
+        "fetch",
+        "agreements",
+        "agreement_terminate",
+        "use",
+        "duties",
+        "delete",
+        "backup",
+    ];
+
+    /// Checks a backup archive held in memory against its manifest, as `tds restore`
+    /// does before writing anything. `Ok(bytes)`: the listed files' total size.
+    pub fn backup_archive(bytes: &[u8]) -> Result<u64, String> {
+        crate::node::backup::check_archive_bytes(bytes).map_err(|e| format!("{e:#}"))
+    }
+}
+
 use std::ffi::OsString;
 use std::io::Write;
 

@@ -169,9 +169,25 @@ impl JoinMessage {
         Ok(out)
     }
 
-    /// Decodes a whole control frame.
+    /// Decodes a whole control frame: the header must say control and give exactly the
+    /// payload's length (found by the `join` fuzz target: the header was not checked).
     pub fn decode_frame(frame: &[u8]) -> Result<JoinMessage, JoinError> {
-        let payload = frame.get(HEADER_LEN..).ok_or(ProtocolError::Truncated)?;
+        let (head, payload) = frame
+            .split_first_chunk::<HEADER_LEN>()
+            .ok_or(ProtocolError::Truncated)?;
+        let header = FrameHeader::parse(head)?;
+        if header.kind != FrameType::Control {
+            return Err(JoinError::UnexpectedMessage(
+                "a data frame on the admission path".into(),
+            ));
+        }
+        let len = header.len as usize;
+        if payload.len() < len {
+            return Err(ProtocolError::Truncated.into());
+        }
+        if payload.len() > len {
+            return Err(ProtocolError::TrailingBytes(payload.len() - len).into());
+        }
         cbor::decode_with::<JoinMessage>(payload, &CONTROL_LIMITS).map_err(|e| {
             // Name what it was, if it is a message of the connector protocol.
             match Message::decode(payload) {
@@ -561,6 +577,29 @@ mod tests {
 
     fn ip(n: u8) -> IpAddr {
         IpAddr::from([10, 0, 0, n])
+    }
+
+    /// Found by the `join` fuzz target (fuzz/seeds/join/regression-frame-header): a
+    /// frame whose header said "data" or gave another length decoded as a message.
+    #[test]
+    fn regression_join_frame_header_is_checked() {
+        let frame = JoinMessage::Pending(PendingMsg {
+            note: "queued".into(),
+        })
+        .encode_frame()
+        .unwrap();
+        assert!(JoinMessage::decode_frame(&frame).is_ok());
+        let mut data = frame.clone();
+        data[0] = 1;
+        assert!(JoinMessage::decode_frame(&data).is_err());
+        let mut longer = frame.clone();
+        longer.push(0);
+        assert!(JoinMessage::decode_frame(&longer).is_err());
+        let mut wrong_len = frame.clone();
+        wrong_len[4] = wrong_len[4].wrapping_add(1);
+        assert!(JoinMessage::decode_frame(&wrong_len).is_err());
+        assert!(JoinMessage::decode_frame(&frame[..frame.len() - 1]).is_err());
+        assert!(JoinMessage::decode_frame(&frame[..3]).is_err());
     }
 
     #[test]

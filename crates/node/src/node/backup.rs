@@ -476,6 +476,15 @@ impl<R: Read> Read for Tee<'_, R> {
     }
 }
 
+/// Checks an archive held in memory against its manifest (what `restore` does first,
+/// nothing written): the bytes of the files it lists.
+pub(crate) fn check_archive_bytes(bytes: &[u8]) -> anyhow::Result<u64> {
+    let mut archive = tar::Archive::new(bytes);
+    let mut entries = archive.entries().context("not a tds backup archive")?;
+    let m = read_manifest(&mut entries)?;
+    check_entries(&mut entries, &m, None)
+}
+
 fn open_archive(file: &Path) -> anyhow::Result<tar::Archive<std::io::BufReader<std::fs::File>>> {
     let f = std::fs::File::open(file)
         .map_err(|e| anyhow!("{}: {}", file.display(), crate::files::io_reason(&e)))?;

@@ -60,6 +60,23 @@ struct BackupOp {
     out: PathBuf,
 }
 
+/// Parses the arguments of operation `name` without running it (what the admin API does
+/// with a request body before anything happens): the fuzzing seam of the admin API.
+pub(crate) fn check_args(name: &str, args: Value) -> anyhow::Result<()> {
+    match name {
+        "asset_add" => parse::<AssetAdd>(args).map(drop),
+        "catalog_search" => parse::<CatalogSearch>(args).map(drop),
+        "negotiate" => parse::<Negotiate>(args).map(drop),
+        "fetch" => parse::<Fetch>(args).map(drop),
+        "agreement_terminate" => parse::<Terminate>(args).map(drop),
+        "use" => parse::<Use>(args).map(drop),
+        "delete" => parse::<Delete>(args).map(drop),
+        "backup" => parse::<BackupOp>(args).map(drop),
+        "asset_list" | "agreements" | "duties" => Ok(()),
+        other => bail!("no operation {other:?}"),
+    }
+}
+
 fn parse<T: for<'de> Deserialize<'de>>(args: Value) -> anyhow::Result<T> {
     serde_json::from_value(args).map_err(|e| anyhow!("arguments: {e}"))
 }

@@ -1,0 +1,358 @@
+//! `tds-bench load --tds PATH --clients N`: one reference node (`tds serve`, its own
+//! process, durable state) and N consumer connectors in this process, each with its own
+//! identity (admitted by the node's authority) and its own QUIC endpoint.
+//!
+//! 1. **Idle connections.** Every client connects (a catalog query) and stays connected;
+//!    the node's resident memory before and after gives the memory per idle peer
+//!    connection. Connection attempts beyond the node's handshake limit
+//!    (`max_pending_handshakes`, 128) are refused at once by the node and retried by the
+//!    client after a short pause: the number of such retries shows the limit holding.
+//! 2. **Load.** Every client at once negotiates an agreement for the node's asset and
+//!    fetches it (verified, written to a file): throughput, latency percentiles, errors
+//!    and the node's peak resident memory (`VmHWM`).
+//! 3. **One greedy peer.** One client runs 4 × `max_concurrent_streams` catalog queries at
+//!    once on its one connection: the node lets 64 be open at a time (QUIC stream limit:
+//!    the rest wait for credit) and every query is answered.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tds_connector::{Connector, FetchOptions};
+use tds_core::time::{SystemClock, DAY_MS};
+use tds_core::{Clock, SigningKey};
+use tds_identity::{Admission, AuthorityStore, Role, TrustStore};
+use tds_protocol::message::CatalogFilter;
+
+use crate::net::json_line;
+use crate::node::{path, rss_kib, setup_node, tds, text, NodeBenchError};
+
+/// Options of the load benchmark.
+#[derive(Clone, Debug)]
+pub struct LoadBench {
+    /// Client connections (each its own identity and endpoint).
+    pub clients: usize,
+    /// Size of the asset every client fetches.
+    pub size: u64,
+    /// Attempts per client call before it counts as an error.
+    pub attempts: u32,
+}
+
+/// The node process, stopped with SIGTERM when dropped.
+struct NodeProcess(Child);
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if let Some(pid) = i32::try_from(self.0.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> NodeBenchError {
+    NodeBenchError::Tds(e.to_string())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted.get(i).copied().unwrap_or(0.0)
+}
+
+/// Peak resident set size of process `pid` in KiB (`VmHWM`).
+fn hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Runs `call` up to `attempts` times, pausing 20-200 ms between tries; counts retries.
+async fn with_retries<T, F, Fut>(
+    attempts: u32,
+    retries: &AtomicU64,
+    mut call: F,
+) -> Result<T, tds_connector::ConnectorError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tds_connector::ConnectorError>>,
+{
+    let mut n = 0;
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if n + 1 < attempts => {
+                n += 1;
+                retries.fetch_add(1, Ordering::Relaxed);
+                let pause = 20 * u64::from(n.min(10));
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                let _ = e;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Runs the benchmark with the `tds` binary at `bin`; one JSON line.
+pub async fn run(bin: &Path, bench: LoadBench) -> Result<String, NodeBenchError> {
+    let dir = tempfile::Builder::new()
+        .prefix("tds-bench-load-")
+        .tempdir()?;
+    let (auth, home, authority_hex) = setup_node(bin, dir.path())?;
+
+    // The node, serving.
+    let mut child = Command::new(bin)
+        .args(["serve", "--home", path(&home)?, "--log-level", "error"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| err("no stdout from tds serve"))?;
+    let ready: serde_json::Value = {
+        use std::io::BufRead;
+        let mut text_read = String::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line?;
+            text_read.push_str(&line);
+            if line.trim() == "}" {
+                break;
+            }
+        }
+        serde_json::from_str(&text_read).map_err(err)?
+    };
+    let node = NodeProcess(child);
+    let pid = node.0.id();
+    let addr: SocketAddr = text(&ready, "listen")?.parse().map_err(err)?;
+
+    // Its asset (through its admin API).
+    let file = dir.path().join("asset.bin");
+    let block: Vec<u8> = (0..bench.size).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &block)?;
+    let policy = dir.path().join("p.tdsp");
+    std::fs::write(
+        &policy,
+        "policy set;\n\npermit use\n  when purpose isA research;\n",
+    )?;
+    tds(
+        bin,
+        &[
+            "asset",
+            "add",
+            "--home",
+            path(&home)?,
+            path(&file)?,
+            "--title",
+            "Load test asset",
+            "--classification",
+            "general",
+            "--policy",
+            path(&policy)?,
+        ],
+    )?;
+
+    // The clients' identities, admitted by the node's authority (its home, in process).
+    let now = SystemClock.now();
+    let (credentials, crl) = {
+        let store =
+            tds_identity::store::DirAuthorityStore::open(&auth, &mut |_| {}).map_err(err)?;
+        let mut authority = store.load().map_err(err)?;
+        let mut out = Vec::with_capacity(bench.clients);
+        for i in 0..bench.clients {
+            let key = Arc::new(SigningKey::generate().map_err(err)?);
+            let issued = authority
+                .admit(
+                    &Admission {
+                        subject_key: key.public_key(),
+                        name: format!("client {i}"),
+                        sectors: vec![tds_identity::Sector::POWER],
+                        roles: vec![Role::Consumer],
+                        jurisdiction: "CN".parse().map_err(|_| err("region"))?,
+                        not_before: now,
+                        not_after: now.saturating_add_millis(DAY_MS),
+                    },
+                    now,
+                )
+                .map_err(err)?;
+            out.push((key, issued.into_envelope()));
+        }
+        let crl = authority
+            .revocation_list(now, now.saturating_add_millis(DAY_MS))
+            .map_err(err)?
+            .into_envelope();
+        store.save(authority.state()).map_err(err)?;
+        (out, crl)
+    };
+    let authority_key = tds_core::PublicKey::from_hex(&authority_hex).map_err(err)?;
+    let mut clients = Vec::with_capacity(bench.clients);
+    for (key, credential) in credentials {
+        let mut trust = TrustStore::new();
+        trust.add_authority(authority_key);
+        trust.add_revocation_list(&crl, now).map_err(err)?;
+        let signer: Arc<dyn tds_core::Signer> = key;
+        let c = Connector::builder(signer, credential, trust)
+            .memory()
+            .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .revocation_list(crl.clone())
+            .start()
+            .await
+            .map_err(err)?;
+        clients.push(Arc::new(c));
+    }
+
+    // 1. Idle connections.
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_before = rss_kib(pid).unwrap_or(0);
+    let connect_retries = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for c in &clients {
+        let (c, retries, attempts) = (c.clone(), connect_retries.clone(), bench.attempts);
+        tasks.push(tokio::spawn(async move {
+            with_retries(attempts, &retries, || {
+                c.catalog_all(addr, CatalogFilter::default())
+            })
+            .await
+        }));
+    }
+    let mut offer = None;
+    let mut connect_errors = 0u64;
+    for task in tasks {
+        match task.await.map_err(err)? {
+            Ok(items) => {
+                if offer.is_none() {
+                    offer = items.into_iter().next().map(|i| i.offer_bytes);
+                }
+            }
+            Err(_) => connect_errors += 1,
+        }
+    }
+    let connect_s = t.elapsed().as_secs_f64();
+    let offer = offer.ok_or_else(|| err("no client found the node's offer"))?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_idle = rss_kib(pid).unwrap_or(0);
+    let per_idle_kib = rss_idle.saturating_sub(rss_before) as f64 / bench.clients.max(1) as f64;
+
+    // 2. Load: every client negotiates and fetches at once.
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir_all(&out_dir)?;
+    let load_retries = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, c) in clients.iter().enumerate() {
+        let (c, retries, attempts) = (c.clone(), load_retries.clone(), bench.attempts);
+        let offer = offer.clone();
+        let out: PathBuf = out_dir.join(format!("{i}.bin"));
+        tasks.push(tokio::spawn(async move {
+            let start = Instant::now();
+            let purpose: tds_policy::Purpose = "research"
+                .parse()
+                .map_err(|_| tds_connector::ConnectorError::Closed("purpose".into()))?;
+            let agreement = with_retries(attempts, &retries, || {
+                c.negotiate(addr, &offer, None, purpose.clone())
+            })
+            .await?;
+            let id = agreement.id();
+            let receipt = with_retries(attempts, &retries, || {
+                c.fetch(addr, &id, FetchOptions::new(out.clone(), purpose.clone()))
+            })
+            .await?;
+            Ok::<_, tds_connector::ConnectorError>((
+                start.elapsed().as_secs_f64() * 1000.0,
+                receipt.size,
+            ))
+        }));
+    }
+    let mut lat = Vec::new();
+    let (mut errors, mut bytes) = (0u64, 0u64);
+    let mut first_error = None;
+    for task in tasks {
+        match task.await.map_err(err)? {
+            Ok((ms, b)) => {
+                lat.push(ms);
+                bytes += b;
+            }
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    let load_s = t.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    let peak_kib = hwm_kib(pid).unwrap_or(0);
+
+    // 3. One greedy peer: 256 catalog queries at once on one connection.
+    let greedy = clients.first().cloned().ok_or_else(|| err("no clients"))?;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..256 {
+        let g = greedy.clone();
+        tasks.push(tokio::spawn(async move {
+            g.catalog(addr, CatalogFilter::default(), None).await
+        }));
+    }
+    let mut greedy_ok = 0u64;
+    for task in tasks {
+        if task.await.map_err(err)?.is_ok() {
+            greedy_ok += 1;
+        }
+    }
+    let greedy_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let rss_end = rss_kib(pid).unwrap_or(0);
+
+    for c in &clients {
+        c.shutdown().await;
+    }
+    drop(node);
+    let ok = lat.len() as f64;
+    Ok(json_line(&[
+        ("bench", "load".into()),
+        ("clients", (bench.clients as u64).into()),
+        ("asset_bytes", bench.size.into()),
+        ("connect_s", connect_s.into()),
+        (
+            "connect_retries",
+            connect_retries.load(Ordering::Relaxed).into(),
+        ),
+        ("connect_errors", connect_errors.into()),
+        ("node_rss_before_mib", (rss_before as f64 / 1024.0).into()),
+        ("node_rss_idle_mib", (rss_idle as f64 / 1024.0).into()),
+        ("rss_per_idle_connection_kib", per_idle_kib.into()),
+        ("load_s", load_s.into()),
+        (
+            "agreements_and_fetches_per_s",
+            (ok / load_s.max(1e-9)).into(),
+        ),
+        ("latency_p50_ms", percentile(&lat, 0.5).into()),
+        ("latency_p99_ms", percentile(&lat, 0.99).into()),
+        ("latency_max_ms", percentile(&lat, 1.0).into()),
+        ("load_retries", load_retries.load(Ordering::Relaxed).into()),
+        ("errors", errors.into()),
+        (
+            "first_error",
+            first_error.map_or(serde_json::Value::Null, Into::into),
+        ),
+        ("bytes_fetched", bytes.into()),
+        ("node_peak_rss_mib", (peak_kib as f64 / 1024.0).into()),
+        ("greedy_queries_ok", greedy_ok.into()),
+        ("greedy_ms", greedy_ms.into()),
+        ("node_rss_end_mib", (rss_end as f64 / 1024.0).into()),
+        (
+            "load_1m",
+            crate::net::load_1m().map_or(serde_json::Value::Null, Into::into),
+        ),
+    ]))
+}
