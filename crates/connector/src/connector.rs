@@ -171,6 +171,10 @@ impl ConnectorBuilder {
         let trust: SharedTrust = Arc::new(std::sync::RwLock::new(self.trust));
         // Refused incoming connections become alerts (not log events: a refusal comes
         // before the peer is authenticated, and anyone could fill the log with them).
+        // Every failed credential check is one: a revoked serial, and any other reason
+        // the credential did not verify (expired, foreign, tampered: `identity.*` and
+        // `cose.*`) or was another key's. Hellos that never got to a credential (a
+        // timeout, a malformed frame) are not: scanners would raise them by the score.
         let alerts: Arc<OnceLock<std::sync::Weak<Core>>> = Arc::new(OnceLock::new());
         let observer = {
             let alerts = alerts.clone();
@@ -180,9 +184,16 @@ impl ConnectorBuilder {
                         return;
                     };
                     let code = tds_core::ErrorCode::code(e);
+                    let credential = matches!(
+                        e,
+                        tds_transport::TransportError::Hello(
+                            tds_transport::HelloError::Credential(_)
+                                | tds_transport::HelloError::KeyMismatch { .. }
+                        )
+                    );
                     let kind = if code == "identity.revoked" {
                         AlertKind::PeerRevoked
-                    } else if code.starts_with("identity.") {
+                    } else if credential || code.starts_with("identity.") {
                         AlertKind::Denial
                     } else {
                         return;
@@ -219,7 +230,7 @@ impl ConnectorBuilder {
             .unwrap_or_else(|_| crate::usage::ConsumerFacts::new(core.me));
         let guard = crate::usage::UsageGuard::new(
             core.store.clone(),
-            Arc::new(crate::core::CoreAgreements(core.clone())),
+            Arc::new(crate::core::CoreAgreements(Arc::downgrade(&core))),
             core.clock.clone(),
             facts,
         );
