@@ -654,12 +654,16 @@ async fn meter(core: &Arc<Core>, agreement: &Hash256, transfer: Hash256, bytes: 
     }
 }
 
-/// Reason codes that mean the provider sent data that does not verify.
+/// Reason codes that mean the provider sent data that does not verify: a chunk, or the
+/// manifest it started the transfer with (not the agreement's asset, or its signature
+/// broken).
 fn is_verify_failure(code: &str) -> bool {
     code.starts_with("chunk.")
         || code.starts_with("manifest.")
         || code == "transfer.wrong_chunk"
+        || code == "transfer.wrong_asset"
         || code.starts_with("merkle.")
+        || code.starts_with("cose.")
 }
 
 impl SessionApp for App {
@@ -804,10 +808,11 @@ impl SessionApp for App {
                 }
             }
             Event::TransferTerminated {
-                pid, code: c, reason, ..
+                pid, by, code: c, reason, ..
             } => {
                 let role = session.transfer(pid).map(|v| v.role);
-                let verify = is_verify_failure(&c);
+                // This side ended it because what arrived did not verify.
+                let verify = role == Some(by) && is_verify_failure(&c);
                 let ended = Ended::Terminated {
                     code: c,
                     reason,
