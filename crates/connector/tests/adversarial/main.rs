@@ -5,10 +5,14 @@
 
 #![expect(
     clippy::unwrap_used,
-    reason = "test code: a failed unwrap is a failed test"
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap or index is a failed test"
 )]
 
 mod common;
 mod credentials;
 mod messages;
+mod paths;
+mod rogue;
+mod udp;
 mod wire;
