@@ -23,13 +23,15 @@ use tds_transport::{Driver, Endpoint, LocalIdentity, SessionApp};
 
 use crate::common::*;
 
-/// What the rogue lies about.
+/// What the rogue lies about (and, in manual mode, what it answers).
 #[derive(Default)]
 struct Lies {
     /// Served for every agreement instead of its asset.
     asset: Option<Asset>,
     /// Served as its catalog.
     page: Option<CatalogPageMsg>,
+    /// Manual mode: the counter-offer made to the next request (else it agrees).
+    counter: Option<Vec<u8>>,
 }
 
 struct RogueHost {
@@ -69,9 +71,22 @@ impl Host for RogueHost {
 struct RogueApp(Arc<RogueHost>);
 
 impl SessionApp for RogueApp {
-    fn event(&mut self, _: &mut Session, _: Timestamp, event: Event) {
-        if let Event::Finalized { agreement, .. } = event {
-            self.0.honest.add_agreement(agreement);
+    fn event(&mut self, session: &mut Session, now: Timestamp, event: Event) {
+        match event {
+            Event::Finalized { agreement, .. } => self.0.honest.add_agreement(agreement),
+            // Manual mode only.
+            Event::RequestReceived { pid } => {
+                // One counter-offer; the acceptance that follows is agreed.
+                let counter = self.0.lies.lock().unwrap().counter.take();
+                let _ = match counter {
+                    Some(offer) => session.offer(now, pid, &offer),
+                    None => session.agree(now, pid),
+                };
+            }
+            Event::AgreementVerified { pid } => {
+                let _ = session.finalize(now, pid);
+            }
+            _ => {}
         }
     }
     fn chunk(&mut self, _: &PlacedChunk, _: &[Bytes]) -> Result<(), Refusal> {
@@ -100,6 +115,10 @@ struct Rogue {
 
 impl Rogue {
     async fn start(space: &mut Space, seed: u8) -> Res<Rogue> {
+        Rogue::start_in(space, seed, Mode::Auto).await
+    }
+
+    async fn start_in(space: &mut Space, seed: u8, mode: Mode) -> Res<Rogue> {
         let member = space.member(seed, Sector::POWER)?;
         let host = Arc::new(RogueHost {
             honest: MemoryHost::new(space.trust()?),
@@ -118,7 +137,7 @@ impl Rogue {
         tokio::spawn(async move {
             while let Ok(conn) = ep.accept().await {
                 let config = Config {
-                    provider_mode: Mode::Auto,
+                    provider_mode: mode,
                     ..Config::default()
                 };
                 let session = Session::new(
@@ -146,6 +165,16 @@ impl Rogue {
 
     /// Publishes `bytes` (an honest asset of the rogue's): its signed offer.
     fn publish(&self, dir: &std::path::Path, name: &str, bytes: &[u8]) -> Res<(Asset, Vec<u8>)> {
+        self.publish_under(dir, name, bytes, RESEARCH)
+    }
+
+    fn publish_under(
+        &self,
+        dir: &std::path::Path,
+        name: &str,
+        bytes: &[u8],
+        policy: &str,
+    ) -> Res<(Asset, Vec<u8>)> {
         let path = dir.join(name);
         std::fs::write(&path, bytes)?;
         let manifest = manifest_for(&self.member, &path, name, 65536)?;
@@ -155,7 +184,7 @@ impl Rogue {
             verified: Arc::new(verified),
         };
         self.host.honest.add_asset(asset.clone());
-        let t = terms(RESEARCH)?;
+        let t = terms(policy)?;
         let offer = tds_policy::contract::create_offer(
             self.member.key.as_ref(),
             &tds_policy::contract::Offer {
@@ -333,4 +362,86 @@ async fn an_offer_is_negotiated_only_with_its_provider() -> Res {
     .ok_or("negotiated another provider's offer")?;
     assert_eq!(refusal_code(&e), "negotiation.not_peer_offer", "{e}");
     s.still_serves().await
+}
+
+/// S15: after the provider's counter-offer, an acceptance that asks for other terms than
+/// the counter-offer's (narrowed to its purpose) is refused with
+/// `negotiation.not_the_offer` and changes nothing; the exact acceptance is agreed.
+/// (A provider on the bare session in manual mode: connectors never counter-offer.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acceptance_other_than_the_counter_offer_is_refused() -> Res {
+    let mut space = Space::new()?;
+    let provider = Rogue::start_in(&mut space, 63, Mode::Manual).await?;
+    let consumer = space.member(64, Sector::FINANCE)?;
+    let dir = tempfile::tempdir()?;
+    let (asset, offer) = provider.publish(dir.path(), "a.bin", &data(100_000, 2))?;
+    let narrower = "policy set;\n\npermit use\n  when purpose isA research and count lteq 10;\n";
+    let t = terms(narrower)?;
+    let counter = tds_policy::contract::create_offer(
+        provider.member.key.as_ref(),
+        &tds_policy::contract::Offer {
+            asset: asset.verified.id().to_string().parse()?,
+            provider: provider.member.key.id(),
+            provider_key: provider.member.key.public_key(),
+            policy: t.policy,
+            price: None,
+            not_before: t.not_before,
+            not_after: t.not_after,
+            licence: None,
+        },
+    )?;
+    provider.host.lies.lock().unwrap().counter = Some(counter.clone());
+    let mut raw = Raw::connect(&space, &consumer, provider.addr).await?;
+    let consumer_pid = tds_protocol::Pid::from_bytes([1; 16]);
+    let request = signed_request(consumer.key.as_ref(), &consumer, &offer, None, [1; 16])?;
+    let reply = raw
+        .ask(&contract_request(consumer_pid, &offer, request))
+        .await?;
+    let tds_protocol::Message::Ack(tds_protocol::message::Ack {
+        pid: Some(provider_pid),
+        ..
+    }) = reply
+    else {
+        return Err(format!("{reply:?}").into());
+    };
+    raw.expect("contract_offer", |m| {
+        matches!(m, tds_protocol::Message::ContractOffer(_)).then_some(())
+    })
+    .await?;
+    let accepted = |request: Vec<u8>| {
+        tds_protocol::Message::ContractAccepted(tds_protocol::message::AcceptedMsg {
+            consumer_pid,
+            provider_pid,
+            request: request.into(),
+        })
+    };
+    // Within the counter-offer, but not its terms: a count of 5, not 10.
+    let fewer = tds_policy::parse(
+        "fewer",
+        "policy set;\n\npermit use\n  when purpose isA research and count lteq 5;\n",
+    )?;
+    let other_terms = signed_request(
+        consumer.key.as_ref(),
+        &consumer,
+        &counter,
+        Some(fewer),
+        [2; 16],
+    )?;
+    let reply = raw.ask(&accepted(other_terms)).await?;
+    assert_eq!(code(&reply), "negotiation.not_the_offer", "{reply:?}");
+    // The first offer's terms are not the counter-offer's either.
+    let first_terms = signed_request(consumer.key.as_ref(), &consumer, &offer, None, [3; 16])?;
+    let c = code(&raw.ask(&accepted(first_terms)).await?);
+    assert!(
+        c.starts_with("negotiation.") || c.starts_with("contract."),
+        "{c}"
+    );
+    // The exact acceptance is agreed.
+    let exact = signed_request(consumer.key.as_ref(), &consumer, &counter, None, [4; 16])?;
+    assert_eq!(code(&raw.ask(&accepted(exact)).await?), "ack");
+    raw.expect("contract_agreement", |m| {
+        matches!(m, tds_protocol::Message::ContractAgreement(_)).then_some(())
+    })
+    .await?;
+    Ok(())
 }
