@@ -14,5 +14,6 @@ mod credentials;
 mod messages;
 mod paths;
 mod rogue;
+mod storage;
 mod udp;
 mod wire;
