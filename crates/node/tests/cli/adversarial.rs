@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::node::{admitted_node, serve};
+use crate::node::{admitted_node, ok, serve};
 use crate::util::*;
 
 /// One raw HTTP/1.1 request: (status, body).
@@ -197,5 +197,120 @@ fn the_admin_client_never_sends_the_token_off_loopback() {
             matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
             "{url}: the verb connected"
         );
+    }
+}
+
+/// H7: a witness that refuses this node's checkpoints for a reason other than a split
+/// view (here `witness.proof_needed`: the node lost `witnessed.json`, so it sends no
+/// consistency proof) raises one `witness_refused` alert per code, not one per round;
+/// the schedule goes on and cosigns again once the node can prove consistency.
+#[test]
+fn a_witness_refusal_is_raised_once_per_code_and_the_schedule_goes_on() {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("authority");
+    let shown = ok(&["authority", "init", "--home", p(&auth), "--name", "Space"]);
+    let key = shown["public_key_hex"].as_str().unwrap().to_owned();
+    let mut authority = Command::new(bin())
+        .args([
+            "authority",
+            "serve",
+            "--home",
+            p(&auth),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait("the authority did not start", &|| {
+        auth.join("admin.json").exists()
+    });
+    let admin: Value =
+        serde_json::from_slice(&std::fs::read(auth.join("admin.json")).unwrap()).unwrap();
+    let listen = admin["listen"].as_str().unwrap().to_owned();
+    let node = dir.path().join("grid");
+    ok(&[
+        "init",
+        "--home",
+        p(&node),
+        "--name",
+        "grid",
+        "--sector",
+        "power",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let joined = ok(&[
+        "join",
+        "--home",
+        p(&node),
+        "--authority",
+        &listen,
+        "--authority-key",
+        &key,
+    ]);
+    let id = joined["request_id"].as_str().unwrap().to_owned();
+    ok(&["authority", "approve", &id, "--home", p(&auth)]);
+    let config = node.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("witness_every_s = 300", "witness_every_s = 1"),
+    )
+    .unwrap();
+    let mut served = Command::new(bin())
+        .args(["serve", "--home", p(&node)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait("the node did not start", &|| {
+        node.join("admin.json").exists()
+    });
+    let annotate = |text: &str| {
+        ok(&["log", "annotate", "--home", p(&node), "--text", text]);
+    };
+    annotate("first");
+    let witnessed = node.join("witnessed.json");
+    wait("no checkpoint was cosigned", &|| witnessed.exists());
+    let kept = std::fs::read(&witnessed).unwrap();
+    // The node forgets what the witness cosigned: its next checkpoints carry no proof.
+    std::fs::remove_file(&witnessed).unwrap();
+    let alerts = || ok(&["status", "--home", p(&node)])["alerts"].clone();
+    annotate("second");
+    wait("no witness_refused alert", &|| {
+        alerts()["witness_refused"] == 1
+    });
+    // More rounds refused for the same reason: still one alert.
+    for round in ["third", "fourth"] {
+        annotate(round);
+        std::thread::sleep(Duration::from_millis(2500));
+    }
+    assert_eq!(alerts()["witness_refused"], 1, "{}", alerts());
+    assert!(alerts().get("split_view").is_none(), "{}", alerts());
+    // With its record back, the node proves consistency and is cosigned again.
+    std::fs::write(&witnessed, &kept).unwrap();
+    annotate("fifth");
+    let before: Value = serde_json::from_slice(&kept).unwrap();
+    wait("the schedule did not go on", &|| {
+        std::fs::read(&witnessed)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .is_some_and(|v| v["size"].as_u64() > before["size"].as_u64())
+    });
+    for child in [&mut served, &mut authority] {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        child.wait().unwrap();
     }
 }
