@@ -34,6 +34,13 @@ struct Fixture {
 }
 
 fn fixture() -> Result<Fixture, Box<dyn std::error::Error>> {
+    fixture_with(|_| {})
+}
+
+/// A fixture whose service config `edit` changes first.
+fn fixture_with(
+    edit: impl FnOnce(&mut AuthorityConfig),
+) -> Result<Fixture, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let home_dir = dir.path().join("authority");
     let home = DirAuthorityStore::create_dir(&home_dir, &mut |_| {})?;
@@ -44,6 +51,7 @@ fn fixture() -> Result<Fixture, Box<dyn std::error::Error>> {
         burst: 64,
         per_minute: 60,
     };
+    edit(&mut config);
     let service = AuthorityService::open(home, config)?;
     let endpoint = service.serve("127.0.0.1:0".parse()?)?;
     let addr = endpoint.local_addr()?;
@@ -573,5 +581,374 @@ async fn a_connect_to_nothing_times_out_with_an_authority_code() -> R {
         .await
         .unwrap_err();
     assert_eq!(e.code(), "transport.hello.unexpected_peer", "{e}");
+    Ok(())
+}
+
+// ---- issue 13: the adversarial list ----
+
+/// A checkpoint tampered with, one of another member's log, one whose log key is not the
+/// connection's, and text that is no checkpoint: each refused with its code; the witness
+/// then cosigns the member's genuine checkpoint.
+#[tokio::test]
+async fn tampered_and_foreign_checkpoints_are_refused_and_the_witness_goes_on() -> R {
+    let f = fixture()?;
+    let (_key, identity) = member(&f, 50, Sector::POWER).await?;
+    let (_other_key, _other) = member(&f, 51, Sector::POWER).await?;
+    let c = AuthorityClient::connect(f.addr, &identity, &f.key).await?;
+    let log = Log::new(MemoryStore::new(), SigningKey::from_seed(&[50; 32]));
+    let theirs = Log::new(MemoryStore::new(), SigningKey::from_seed(&[51; 32]));
+    for i in 0..5 {
+        LogStore::append(log.store(), format!("e {i}").as_bytes())?;
+        LogStore::append(theirs.store(), format!("f {i}").as_bytes())?;
+    }
+    let genuine = log.checkpoint()?;
+    // The size line says 6 where the log signed 5.
+    let lied = genuine.replacen("\n5\n", "\n6\n", 1);
+    assert_ne!(lied, genuine);
+    // A byte of the signature flipped.
+    let sig_line = genuine.lines().last().unwrap_or_default().to_owned();
+    let mut flipped_sig = sig_line.clone().into_bytes();
+    let at = flipped_sig.len() - 3;
+    flipped_sig[at] = if flipped_sig[at] == b'A' { b'B' } else { b'A' };
+    let flipped = genuine.replace(&sig_line, std::str::from_utf8(&flipped_sig)?);
+    for (what, note, want) in [
+        ("a changed size", lied, "note.bad_signature"),
+        ("a flipped signature", flipped, "note.bad_signature"),
+        (
+            "another member's log",
+            theirs.checkpoint()?,
+            "note.checkpoint",
+        ),
+        ("no checkpoint", "hello\n\n".to_owned(), "note.format"),
+        ("empty", String::new(), "note.format"),
+    ] {
+        let e = c.cosign(&note, None).await.unwrap_err();
+        assert_eq!(e.peer_code().unwrap_or(e.code()), want, "{what}: {e}");
+    }
+    // Nothing was trusted on first use: the genuine checkpoint is the first cosigned.
+    c.cosign(&genuine, None).await?;
+    Ok(())
+}
+
+/// A7: at most `max_pending` admission requests wait; one more is refused with
+/// `authority.queue_full` (and recorded nowhere); a pending applicant asking again is
+/// still told it is pending; once one is decided, there is room again.
+#[tokio::test]
+async fn the_admission_queue_is_bounded() -> R {
+    let f = fixture_with(|c| c.max_pending = 3)?;
+    let mut ids = Vec::new();
+    for seed in 60..63u8 {
+        let key = Arc::new(SigningKey::from_seed(&[seed; 32]));
+        let Application::Pending(id) = ask(&f, &key, Sector::POWER, 1).await? else {
+            return Err("expected pending".into());
+        };
+        ids.push(id);
+    }
+    let late = Arc::new(SigningKey::from_seed(&[63; 32]));
+    let e = ask(&f, &late, Sector::POWER, 1).await.unwrap_err();
+    assert_eq!(e.code(), "authority.queue_full", "{e}");
+    assert_eq!(f.service.pending()?.len(), 3);
+    // An applicant already waiting asks again: still pending, not refused.
+    let first = Arc::new(SigningKey::from_seed(&[60; 32]));
+    assert!(matches!(
+        ask(&f, &first, Sector::POWER, 2).await?,
+        Application::Pending(_)
+    ));
+    f.service.approve(&ids[0], Validity::Requested)?;
+    assert!(matches!(
+        ask(&f, &late, Sector::POWER, 2).await?,
+        Application::Pending(_)
+    ));
+    Ok(())
+}
+
+/// A8: the catalog holds at most `max_catalog` entries and `max_per_provider` of one
+/// provider (`authority.catalog_full`, the batch refused whole); an expired offer is
+/// refused at publish (`authority.offer_expired`); what was refused is not searchable.
+#[tokio::test]
+async fn the_catalog_is_bounded_and_refuses_expired_offers() -> R {
+    let f = fixture_with(|c| {
+        c.max_catalog = 3;
+        c.max_per_provider = 2;
+    })?;
+    let (grid_key, grid) = member(&f, 70, Sector::POWER).await?;
+    let (bank_key, bank) = member(&f, 71, Sector::FINANCE).await?;
+    let g = AuthorityClient::connect(f.addr, &grid, &f.key).await?;
+    let b = AuthorityClient::connect(f.addr, &bank, &f.key).await?;
+    let assets: Vec<Asset> = (0..3)
+        .map(|i| {
+            asset(
+                &grid_key,
+                &format!("Grid asset {i}"),
+                Sector::POWER,
+                &["grid"],
+                Classification::General,
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    g.publish(vec![
+        item(&grid_key, &assets[0])?,
+        item(&grid_key, &assets[1])?,
+    ])
+    .await?;
+    let e = g
+        .publish(vec![item(&grid_key, &assets[2])?])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "authority.catalog_full", "{e}");
+    let credit = asset(
+        &bank_key,
+        "Credit",
+        Sector::FINANCE,
+        &["credit"],
+        Classification::General,
+    )?;
+    let scores = asset(
+        &bank_key,
+        "Scores",
+        Sector::FINANCE,
+        &["scores"],
+        Classification::General,
+    )?;
+    b.publish(vec![item(&bank_key, &credit)?]).await?;
+    let e = b
+        .publish(vec![item(&bank_key, &scores)?])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "authority.catalog_full", "{e}");
+    assert_eq!(f.service.catalog_len(), 3);
+    // An offer that ended a second ago.
+    let now = Timestamp::now();
+    let expired = create_offer(
+        bank_key.as_ref(),
+        &Offer {
+            asset: scores.asset.parse()?,
+            provider: bank_key.id(),
+            provider_key: bank_key.public_key(),
+            policy: tds_policy::parse(
+                "offer",
+                "policy set;\n\npermit use\n  when purpose isA grid;\n",
+            )?,
+            price: None,
+            not_before: Timestamp::from_millis(now.as_millis() - DAY_MS),
+            not_after: Timestamp::from_millis(now.as_millis() - 1000),
+            licence: None,
+        },
+    )?;
+    let e = b
+        .publish(vec![CatalogItem {
+            offer: expired.into(),
+            manifest: scores.manifest.clone().into(),
+        }])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "authority.offer_expired", "{e}");
+    let all = CatalogFilter {
+        sector: None,
+        keyword: None,
+        classification: None,
+        provider: None,
+    };
+    assert_eq!(search(&g, all).await?, 3);
+    Ok(())
+}
+
+/// A raw member connection on `tds-authority/1`: TLS with the member's key, the hello
+/// with its credential, acknowledged.
+async fn raw_member(
+    f: &Fixture,
+    key: &Arc<SigningKey>,
+    credential: Vec<u8>,
+) -> Result<quinn::Connection, Box<dyn std::error::Error>> {
+    use tds_protocol::frame;
+    let tls = tds_transport::tls::client_config(
+        key.clone() as Arc<dyn Signer>,
+        tds_transport::tls::ALPN_AUTHORITY,
+    )?;
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+    let ep = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    let conn = ep
+        .connect_with(quinn::ClientConfig::new(Arc::new(quic)), f.addr, "tds")?
+        .await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let hello = tds_protocol::Message::Hello(tds_protocol::message::Hello {
+        versions: tds_protocol::message::VERSIONS.to_vec(),
+        credential: credential.into(),
+        crl: None,
+        agent: "raw".into(),
+    });
+    send.write_all(&frame::encode_control(&hello)?).await?;
+    send.finish()?;
+    let reply = recv.read_to_end(1 << 16).await?;
+    match frame::decode(&reply)? {
+        frame::Frame::Control(tds_protocol::Message::Ack(_)) => Ok(conn),
+        other => Err(format!("hello refused: {other:?}").into()),
+    }
+}
+
+/// One whole request on a new stream; its reply payload.
+async fn raw_request(conn: &quinn::Connection) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    let payload =
+        tds_authority::Request::RevocationList(tds_authority::message::RevocationListRequest {})
+            .encode()?;
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(payload.len())?.to_be_bytes());
+    frame.extend_from_slice(&payload);
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(&frame).await?;
+    send.finish()?;
+    Ok(recv.read_to_end(1 << 20).await?)
+}
+
+/// A9: a member connection gets at most 8 requests handled at once. Seven requests that
+/// never finish leave room for an eighth; an eighth that never finishes fills the
+/// connection, and a whole request then waits until a slow one is refused at the request
+/// timeout (`transport.timeout`), never before.
+#[tokio::test]
+async fn a_member_connection_is_served_eight_requests_at_a_time() -> R {
+    let timeout = Duration::from_secs(3);
+    let f = fixture_with(|c| c.transport.request_timeout = timeout)?;
+    let (key, _identity, credential) = member_with_credential(&f, 80, Sector::POWER).await?;
+    let conn = raw_member(&f, &key, credential).await?;
+    let mut stalled = Vec::new();
+    for _ in 0..7 {
+        let (mut send, recv) = conn.open_bi().await?;
+        send.write_all(&[0]).await?;
+        stalled.push((send, recv));
+    }
+    // Seven stalled, one slot free: a whole request is answered at once...
+    let reply = tokio::time::timeout(Duration::from_secs(20), raw_request(&conn)).await??;
+    assert!(reply.len() > 5, "{reply:?}");
+    // ...while every stalled one is still waiting for its time to run out.
+    for (_, recv) in &mut stalled {
+        let mut b = [0u8; 1];
+        let pending = tokio::time::timeout(Duration::from_millis(1), recv.read(&mut b)).await;
+        assert!(pending.is_err(), "a stalled request was answered early");
+    }
+    // The eighth stalled one fills the connection: the next request waits for a slot.
+    let (mut send, recv) = conn.open_bi().await?;
+    send.write_all(&[0]).await?;
+    stalled.push((send, recv));
+    let asked = std::time::Instant::now();
+    let reply = tokio::time::timeout(Duration::from_secs(20), raw_request(&conn)).await??;
+    assert!(reply.len() > 5, "{reply:?}");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(500),
+        "a ninth request was handled beside eight: answered after {:?}",
+        asked.elapsed()
+    );
+    for (_, mut recv) in stalled {
+        let r = tokio::time::timeout(Duration::from_secs(20), recv.read_to_end(1 << 16)).await??;
+        let m = tds_protocol::frame::decode(&r)?;
+        assert!(
+            matches!(&m, tds_protocol::frame::Frame::Control(tds_protocol::Message::Error(e)) if e.code == "transport.timeout"),
+            "{m:?}"
+        );
+    }
+    Ok(())
+}
+
+/// An authority service whose catalog pages are forged (a compromised or malicious
+/// authority).
+struct ForgedCatalog {
+    page: std::sync::Mutex<tds_authority::CatalogPageMsg>,
+    trust: TrustStore,
+}
+
+impl tds_transport::ServiceHandler for ForgedCatalog {
+    fn check_member(
+        &self,
+        credential: &[u8],
+        now: Timestamp,
+    ) -> Result<tds_identity::VerifiedCredential, tds_identity::IdentityError> {
+        self.trust.verify(credential, now)
+    }
+    fn handle(&self, _: &tds_identity::VerifiedCredential, _: &[u8]) -> Vec<u8> {
+        let page = self
+            .page
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        tds_authority::Reply::Page(page)
+            .encode()
+            .unwrap_or_default()
+    }
+}
+
+/// A10: a member checks every entry of a federated catalog page it receives (the
+/// offer's signature, the manifest's owner and signature, the offer's asset): a forged
+/// entry fails the whole search with `authority.invalid_reply`.
+#[tokio::test]
+async fn a_member_checks_every_federated_catalog_entry() -> R {
+    let f = fixture()?;
+    let (grid_key, grid) = member(&f, 90, Sector::POWER).await?;
+    let (bank_key, _bank) = member(&f, 91, Sector::FINANCE).await?;
+    let load = asset(
+        &grid_key,
+        "Load",
+        Sector::POWER,
+        &["load"],
+        Classification::General,
+    )?;
+    let other = asset(
+        &grid_key,
+        "Other",
+        Sector::POWER,
+        &["x"],
+        Classification::General,
+    )?;
+    let genuine = item(&grid_key, &load)?;
+    let mut trust = trust(&f);
+    trust.dangerous().accept_missing_revocation_lists();
+    let fake_key = Arc::new(SigningKey::from_seed(&[92; 32]));
+    let handler = Arc::new(ForgedCatalog {
+        page: std::sync::Mutex::new(tds_authority::CatalogPageMsg {
+            items: vec![],
+            next: None,
+        }),
+        trust,
+    });
+    let fake = tds_transport::ServiceEndpoint::builder(fake_key.clone() as Arc<dyn Signer>)
+        .service(handler.clone(), tds_transport::ServiceLimits::default())
+        .bind("127.0.0.1:0".parse()?)?;
+    let client =
+        AuthorityClient::connect(fake.local_addr()?, &grid, &fake_key.public_key()).await?;
+    let mut flipped = genuine.clone();
+    if let Some(b) = flipped.offer.last_mut() {
+        *b ^= 1;
+    }
+    let cases = vec![
+        ("a tampered offer", flipped),
+        (
+            "another asset's manifest",
+            CatalogItem {
+                offer: genuine.offer.clone(),
+                manifest: other.manifest.clone().into(),
+            },
+        ),
+        ("a manifest of someone else", item(&bank_key, &load)?),
+    ];
+    let all = CatalogFilter {
+        sector: None,
+        keyword: None,
+        classification: None,
+        provider: None,
+    };
+    for (what, forged) in cases {
+        *handler.page.lock().unwrap() = tds_authority::CatalogPageMsg {
+            items: vec![genuine.clone(), forged],
+            next: None,
+        };
+        let e = search(&client, all.clone()).await.unwrap_err();
+        let code = e
+            .downcast_ref::<tds_authority::AuthorityError>()
+            .map(ErrorCode::code);
+        assert_eq!(code, Some("authority.invalid_reply"), "{what}: {e}");
+    }
+    *handler.page.lock().unwrap() = tds_authority::CatalogPageMsg {
+        items: vec![genuine],
+        next: None,
+    };
+    assert_eq!(search(&client, all).await?, 1);
     Ok(())
 }

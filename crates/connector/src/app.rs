@@ -106,6 +106,17 @@ impl App {
         let driver = self.driver();
         tokio::spawn(async move {
             let stored = store_agreement(&core, &agreement, Side::Provider, Vec::new(), None).await;
+            if let Err(e) = &stored {
+                core.alert(
+                    AlertKind::Storage,
+                    e.code(),
+                    format!(
+                        "an agreement could not be stored and logged, so it was not concluded: {e}"
+                    ),
+                    Some(agreement.id()),
+                    None,
+                );
+            }
             let Some(driver) = driver else { return };
             let _ = driver
                 .call(move |s, now| match stored {
@@ -499,13 +510,13 @@ pub(crate) async fn store_agreement(
         stored: core.now(),
         peer_addr: peer_addr.map(|a| a.to_string()),
     };
+    let key = agreement.id().as_bytes().to_vec();
     let mut b = Batch::new();
     b.put(
         Table::Agreements,
-        agreement.id().as_bytes().to_vec(),
+        key.clone(),
         records::encode(Table::Agreements, &rec)?,
     );
-    core.cache_agreement(agreement.clone());
     let event = tds_objects::record::agreement_concluded(agreement, core.me, core.now())
         .map_err(|e| ConnectorError::invalid("agreement event", &e))?;
     // Stored and logged together: a backup holds both or neither.
@@ -513,8 +524,18 @@ pub(crate) async fn store_agreement(
     let stored = core.store.commit_async(b);
     let logged = core.log.append_async(&event);
     let (stored, logged) = tokio::join!(stored, logged);
+    if let (Ok(()), Err(_)) = (&stored, &logged) {
+        // Never an agreement in the store that the log does not hold: it would be served
+        // (looked up by id) though it was never recorded. Take the record back; if that
+        // fails too, the caller's storage alert says the state needs a look.
+        let mut undo = Batch::new();
+        undo.delete(Table::Agreements, key);
+        let _ = core.store.commit_async(undo).await;
+    }
     stored?;
     logged?;
+    // Known to transfers only once stored and logged.
+    core.cache_agreement(agreement.clone());
     Ok(())
 }
 
@@ -654,12 +675,16 @@ async fn meter(core: &Arc<Core>, agreement: &Hash256, transfer: Hash256, bytes: 
     }
 }
 
-/// Reason codes that mean the provider sent data that does not verify.
+/// Reason codes that mean the provider sent data that does not verify: a chunk, or the
+/// manifest it started the transfer with (not the agreement's asset, or its signature
+/// broken).
 fn is_verify_failure(code: &str) -> bool {
     code.starts_with("chunk.")
         || code.starts_with("manifest.")
         || code == "transfer.wrong_chunk"
+        || code == "transfer.wrong_asset"
         || code.starts_with("merkle.")
+        || code.starts_with("cose.")
 }
 
 impl SessionApp for App {
@@ -804,10 +829,11 @@ impl SessionApp for App {
                 }
             }
             Event::TransferTerminated {
-                pid, code: c, reason, ..
+                pid, by, code: c, reason, ..
             } => {
                 let role = session.transfer(pid).map(|v| v.role);
-                let verify = is_verify_failure(&c);
+                // This side ended it because what arrived did not verify.
+                let verify = role == Some(by) && is_verify_failure(&c);
                 let ended = Ended::Terminated {
                     code: c,
                     reason,

@@ -81,6 +81,7 @@ pub struct ConnectorBuilder {
     trust: TrustStore,
     storage: Storage,
     store: Option<Arc<dyn Store>>,
+    log_store: Option<Box<dyn LogStore>>,
     listen: SocketAddr,
     config: ConnectorConfig,
     clock: Arc<dyn Clock>,
@@ -104,6 +105,15 @@ impl ConnectorBuilder {
     /// trees still follow [`data_dir`](Self::data_dir) or [`memory`](Self::memory)).
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// Test seam: keeps the provenance log in `log` instead of the storage's log (tests
+    /// that make log appends fail). Not for integrators: the log must live and persist
+    /// with the store, as [`data_dir`](Self::data_dir) keeps them.
+    #[doc(hidden)]
+    pub fn log_store(mut self, log: Box<dyn LogStore>) -> Self {
+        self.log_store = Some(log);
         self
     }
 
@@ -135,42 +145,54 @@ impl ConnectorBuilder {
     /// scanned: records are read when first needed.
     pub async fn start(self) -> Result<Connector, ConnectorError> {
         let identity = LocalIdentity::new(self.signer.clone(), self.credential.clone(), self.crl)?;
-        let (store, log, data_dir): (Arc<dyn Store>, ConnectorLog, Option<PathBuf>) = match &self
-            .storage
-        {
-            Storage::Dir(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| ConnectorError::io(dir, e))?;
-                let store: Arc<dyn Store> = match self.store {
-                    Some(s) => s,
-                    None => Arc::new(RedbStore::open(dir)?),
-                };
-                let log_dir = dir.join("log");
-                std::fs::create_dir_all(&log_dir).map_err(|e| ConnectorError::io(&log_dir, e))?;
-                let ls = tds_provenance::store::FileStore::open(
-                    Arc::new(tds_provenance::storage::DirStorage::new(&log_dir)),
-                    tds_provenance::store::OpenOptions::writer(),
-                )
-                .map_err(tds_provenance::LogError::from)?;
-                let boxed: Box<dyn LogStore> = Box::new(ls);
-                (
-                    store,
-                    Log::new(boxed, self.signer.clone()),
-                    Some(dir.clone()),
-                )
-            }
-            Storage::Memory => {
-                let store: Arc<dyn Store> = match self.store {
-                    Some(s) => s,
-                    None => Arc::new(MemoryStore::new()),
-                };
-                let boxed: Box<dyn LogStore> = Box::new(tds_provenance::store::MemoryStore::new());
-                (store, Log::new(boxed, self.signer.clone()), None)
-            }
-        };
+        let log_store = self.log_store;
+        let (store, log, data_dir): (Arc<dyn Store>, ConnectorLog, Option<PathBuf>) =
+            match &self.storage {
+                Storage::Dir(dir) => {
+                    std::fs::create_dir_all(dir).map_err(|e| ConnectorError::io(dir, e))?;
+                    let store: Arc<dyn Store> = match self.store {
+                        Some(s) => s,
+                        None => Arc::new(RedbStore::open(dir)?),
+                    };
+                    let boxed: Box<dyn LogStore> = match log_store {
+                        Some(l) => l,
+                        None => {
+                            let log_dir = dir.join("log");
+                            std::fs::create_dir_all(&log_dir)
+                                .map_err(|e| ConnectorError::io(&log_dir, e))?;
+                            Box::new(
+                                tds_provenance::store::FileStore::open(
+                                    Arc::new(tds_provenance::storage::DirStorage::new(&log_dir)),
+                                    tds_provenance::store::OpenOptions::writer(),
+                                )
+                                .map_err(tds_provenance::LogError::from)?,
+                            )
+                        }
+                    };
+                    (
+                        store,
+                        Log::new(boxed, self.signer.clone()),
+                        Some(dir.clone()),
+                    )
+                }
+                Storage::Memory => {
+                    let store: Arc<dyn Store> = match self.store {
+                        Some(s) => s,
+                        None => Arc::new(MemoryStore::new()),
+                    };
+                    let boxed: Box<dyn LogStore> = log_store
+                        .unwrap_or_else(|| Box::new(tds_provenance::store::MemoryStore::new()));
+                    (store, Log::new(boxed, self.signer.clone()), None)
+                }
+            };
         records::check_version(store.as_ref())?;
         let trust: SharedTrust = Arc::new(std::sync::RwLock::new(self.trust));
         // Refused incoming connections become alerts (not log events: a refusal comes
         // before the peer is authenticated, and anyone could fill the log with them).
+        // Every failed credential check is one: a revoked serial, and any other reason
+        // the credential did not verify (expired, foreign, tampered: `identity.*` and
+        // `cose.*`) or was another key's. Hellos that never got to a credential (a
+        // timeout, a malformed frame) are not: scanners would raise them by the score.
         let alerts: Arc<OnceLock<std::sync::Weak<Core>>> = Arc::new(OnceLock::new());
         let observer = {
             let alerts = alerts.clone();
@@ -180,9 +202,16 @@ impl ConnectorBuilder {
                         return;
                     };
                     let code = tds_core::ErrorCode::code(e);
+                    let credential = matches!(
+                        e,
+                        tds_transport::TransportError::Hello(
+                            tds_transport::HelloError::Credential(_)
+                                | tds_transport::HelloError::KeyMismatch { .. }
+                        )
+                    );
                     let kind = if code == "identity.revoked" {
                         AlertKind::PeerRevoked
-                    } else if code.starts_with("identity.") {
+                    } else if credential || code.starts_with("identity.") {
                         AlertKind::Denial
                     } else {
                         return;
@@ -219,7 +248,7 @@ impl ConnectorBuilder {
             .unwrap_or_else(|_| crate::usage::ConsumerFacts::new(core.me));
         let guard = crate::usage::UsageGuard::new(
             core.store.clone(),
-            Arc::new(crate::core::CoreAgreements(core.clone())),
+            Arc::new(crate::core::CoreAgreements(Arc::downgrade(&core))),
             core.clock.clone(),
             facts,
         );
@@ -613,6 +642,7 @@ impl Connector {
             trust,
             storage: Storage::Memory,
             store: None,
+            log_store: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             config: ConnectorConfig::default(),
             clock: Arc::new(SystemClock),

@@ -561,15 +561,18 @@ fn unknown_code() -> Code {
     Code::new("unknown").expect("`unknown` is a valid code")
 }
 
-/// The guard's view of the connector's agreements.
-pub(crate) struct CoreAgreements(pub(crate) Arc<Core>);
+/// The guard's view of the connector's agreements. Weak: the core holds the guard, so a
+/// strong reference back would keep both (and the store, the log and their files and
+/// threads) alive after the connector is dropped. A guard used after that knows no
+/// agreement and refuses every use; a terminated agreement stays terminated.
+pub(crate) struct CoreAgreements(pub(crate) std::sync::Weak<Core>);
 
 impl crate::usage::AgreementLookup for CoreAgreements {
     fn agreement(&self, id: &Hash256) -> Option<Arc<VerifiedAgreement>> {
-        self.0.agreement(id)
+        self.0.upgrade()?.agreement(id)
     }
     fn is_terminated(&self, id: &Hash256) -> bool {
-        self.0.is_terminated(id)
+        self.0.upgrade().is_none_or(|c| c.is_terminated(id))
     }
 }
 

@@ -41,6 +41,12 @@ pub struct TransportConfig {
     /// How long a refusing side waits for its `error` message to be acknowledged before
     /// it closes the connection. Default 1 s.
     pub refusal_linger: Duration,
+    /// Longest time one request frame may take to arrive whole once its stream opened.
+    /// A slower one (a peer that declares a frame and sends it a byte at a time, or
+    /// never) is refused with `transport.timeout` and its stream stopped, so it holds
+    /// neither the connection's later requests nor its buffer for longer. Default 10 s,
+    /// the protocol's reply timeout: a requester has given up on it by then anyway.
+    pub request_timeout: Duration,
 }
 
 impl Default for TransportConfig {
@@ -57,6 +63,7 @@ impl Default for TransportConfig {
             max_pending_handshakes: 128,
             accept_queue: 64,
             refusal_linger: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -65,7 +72,10 @@ impl TransportConfig {
     /// Checks the values fit together.
     pub fn check(&self) -> Result<(), TransportError> {
         let bad = |why: &str| Err(TransportError::Config(why.to_owned()));
-        if self.hello_timeout.is_zero() || self.idle_timeout.is_zero() {
+        if self.hello_timeout.is_zero()
+            || self.idle_timeout.is_zero()
+            || self.request_timeout.is_zero()
+        {
             return bad("timeouts must be positive");
         }
         if self.keep_alive.is_zero() || self.keep_alive >= self.idle_timeout {

@@ -10,6 +10,7 @@ use tds_identity::{ParticipantId, VerifiedCredential};
 use tds_protocol::frame::{self, ChunkHeader, MAX_CONTROL, MAX_DATA};
 use tds_protocol::{Message, Refusal};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use crate::endpoint::Shared;
 use crate::error::{close_reason, refusal_of, Closer, TransportError};
@@ -17,11 +18,19 @@ use crate::wire::{
     check_whole_frame, read_chunk_reply, read_frame, refuse_rest, stream_code, Accept, ChunkReply,
 };
 
-/// Why we closed a connection, kept so our own side can report it.
+/// Why we closed a connection, kept so our own side can report it; and the peer's
+/// requests still arriving.
 #[derive(Debug, Default)]
 pub(crate) struct ConnState {
     closed: Mutex<Option<(u32, Refusal)>>,
+    /// One task per request stream of the peer still being read (at most the stream
+    /// limit): each reads its frame within the request timeout or refuses it, so a slow
+    /// stream never holds up the ones opened after it.
+    arriving: tokio::sync::Mutex<JoinSet<Option<Request>>>,
 }
+
+/// A request of the peer: its whole frame and the responder for its reply.
+type Request = (Vec<u8>, Responder);
 
 impl ConnState {
     /// Closes `conn` with `code` and `refusal` (the first reason given wins).
@@ -149,23 +158,26 @@ impl Connection {
     /// its header), and the responder for the reply. A request stream whose frame is
     /// refused (too large, not a control frame) is answered with an `error` message here
     /// and not returned. Fails when the connection is closed.
-    pub async fn accept_request(&self) -> Result<(Vec<u8>, Responder), TransportError> {
+    ///
+    /// The peer's streams are read at the same time, each on its own: a request is
+    /// returned as soon as its frame is whole, so requests may come back in another order
+    /// than their streams were opened. A request frame must arrive whole within
+    /// [`TransportConfig::request_timeout`](crate::TransportConfig::request_timeout) of
+    /// its stream opening; a slower one is refused (`transport.timeout`) the same way.
+    pub async fn accept_request(&self) -> Result<Request, TransportError> {
+        let limit = self.shared.config.request_timeout;
+        let mut arriving = self.state.arriving.lock().await;
         loop {
-            let (send, mut recv) = self.conn.accept_bi().await.map_err(|e| self.err(e))?;
-            let responder = Responder { send: Some(send) };
-            match read_frame(&mut recv, Accept::Control, MAX_CONTROL).await {
-                Ok(Some(frame)) => return Ok((frame, responder)),
-                Ok(None) | Err(TransportError::StreamReset(_)) => {}
-                Err(TransportError::Frame(e)) => {
-                    refuse_rest(&mut recv);
-                    let refusal = Message::Error(refusal_of(&e));
-                    // Answered off the accept path, so a peer that does not read its
-                    // refusals cannot hold up the next request.
-                    tokio::spawn(async move {
-                        let _ = responder.reply(&refusal).await;
-                    });
+            tokio::select! {
+                Some(read) = arriving.join_next() => {
+                    if let Ok(Some(request)) = read {
+                        return Ok(request);
+                    }
                 }
-                Err(e) => return Err(self.err(e)),
+                accepted = self.conn.accept_bi() => {
+                    let (send, recv) = accepted.map_err(|e| self.err(e))?;
+                    arriving.spawn(read_request(send, recv, limit));
+                }
             }
         }
     }
@@ -243,6 +255,31 @@ impl Connection {
         let e = self.conn.closed().await;
         self.err(e)
     }
+}
+
+/// Reads one request of the peer from a new stream within `limit`: the whole frame and
+/// the responder for its reply; `None` for a stream that ended or was reset before a
+/// frame, or whose frame was refused (too large, not a control frame, too slow), which
+/// is answered with an `error` message here. A failed connection is `None` too: the next
+/// `accept_bi` reports it.
+async fn read_request(
+    send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    limit: std::time::Duration,
+) -> Option<Request> {
+    let responder = Responder { send: Some(send) };
+    let read = tokio::time::timeout(limit, read_frame(&mut recv, Accept::Control, MAX_CONTROL))
+        .await
+        .unwrap_or(Err(TransportError::Timeout("a request frame")));
+    let refusal = match read {
+        Ok(Some(frame)) => return Some((frame, responder)),
+        Err(TransportError::Frame(e)) => refusal_of(&e),
+        Err(e @ TransportError::Timeout(_)) => refusal_of(&e),
+        Ok(None) | Err(_) => return None,
+    };
+    refuse_rest(&mut recv);
+    let _ = responder.reply(&Message::Error(refusal)).await;
+    None
 }
 
 /// The reply to a request: the frames the responder sends, until it finishes the stream.

@@ -225,6 +225,11 @@ pub enum TransportError {
         /// The reason, parsed.
         refusal: Refusal,
     },
+    /// The peer refused the connection at once, before any handshake (QUIC
+    /// `CONNECTION_REFUSED`): it has as many handshakes in progress as it takes. A
+    /// later attempt may pass.
+    #[error("the peer refused the connection: too many handshakes in progress there")]
+    Busy,
     /// The connection was lost (idle timeout, reset, a QUIC protocol error).
     #[error("connection lost")]
     Lost(#[source] quinn::ConnectionError),
@@ -278,6 +283,7 @@ impl ErrorCode for TransportError {
             TransportError::Join(e) => e.code(),
             TransportError::Refused(_) => "transport.refused",
             TransportError::Closed { .. } => "transport.closed",
+            TransportError::Busy => "transport.busy",
             TransportError::Lost(_) => "transport.lost",
             TransportError::Frame(e) => e.code(),
             TransportError::StreamReset(_) => "transport.stream_reset",
@@ -298,6 +304,11 @@ impl From<quinn::ConnectionError> for TransportError {
                 refusal: parse_close_reason(&c.reason),
             },
             quinn::ConnectionError::TimedOut => TransportError::Timeout("the idle connection"),
+            quinn::ConnectionError::ConnectionClosed(c)
+                if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+            {
+                TransportError::Busy
+            }
             other => TransportError::Lost(other),
         }
     }

@@ -414,15 +414,23 @@ async fn serve_request(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) -> Result<(), TransportError> {
-    let frame = match read_frame(&mut recv, Accept::Control, max_request).await {
+    // A request that does not arrive whole in time is refused like a bad frame, so a
+    // slow sender cannot hold one of the connection's slots for ever.
+    let read = tokio::time::timeout(
+        shared.config.request_timeout,
+        read_frame(&mut recv, Accept::Control, max_request),
+    )
+    .await
+    .unwrap_or(Err(TransportError::Timeout("a request frame")));
+    let frame = match read {
         Ok(Some(frame)) => frame,
         Ok(None) => return Ok(()),
-        Err(TransportError::Frame(e)) => {
+        Err(e @ (TransportError::Frame(_) | TransportError::Timeout(_))) => {
             refuse_rest(&mut recv);
             let bytes = frame::encode_control(&Message::Error(refusal_of(&e)))?;
             send.write_all(&bytes).await?;
             send.finish()?;
-            return Err(TransportError::Frame(e));
+            return Err(e);
         }
         Err(e) => return Err(e),
     };

@@ -34,7 +34,9 @@ pub(crate) enum Accept {
 ///
 /// `Ok(None)` when the stream ended cleanly before a frame began. The header is checked
 /// first: its type must be accepted here and its length within both the type's maximum
-/// and `limit`; only then is the payload buffer allocated, exactly as large as declared.
+/// and `limit`. Only then is a payload buffer allocated, and only as large as what has
+/// arrived (at most [`UPFRONT`] before the first bytes): a header declaring a megabyte
+/// that is followed by ten bytes costs ten bytes, not a megabyte.
 pub(crate) async fn read_frame(
     recv: &mut quinn::RecvStream,
     accept: Accept,
@@ -50,16 +52,21 @@ pub(crate) async fn read_frame(
         Err(quinn::ReadExactError::ReadError(e)) => return Err(e.into()),
     }
     let header = check_header(&head, accept, limit)?;
-    let len = header.len as usize;
-    let mut frame = vec![0u8; HEADER_LEN + len];
-    let (h, payload) = frame.split_at_mut(HEADER_LEN);
-    h.copy_from_slice(&head);
-    match recv.read_exact(payload).await {
-        Ok(()) => Ok(Some(frame)),
-        Err(quinn::ReadExactError::FinishedEarly(_)) => Err(ProtocolError::Truncated.into()),
-        Err(quinn::ReadExactError::ReadError(e)) => Err(e.into()),
+    let total = HEADER_LEN + header.len as usize;
+    let mut frame = Vec::with_capacity(total.min(UPFRONT));
+    frame.extend_from_slice(&head);
+    while frame.len() < total {
+        match recv.read_chunk(total - frame.len(), true).await? {
+            Some(c) => frame.extend_from_slice(&c.bytes),
+            None => return Err(ProtocolError::Truncated.into()),
+        }
     }
+    Ok(Some(frame))
 }
+
+/// Bytes of a frame's buffer allocated before its payload arrives; beyond this it grows
+/// with what arrives.
+pub(crate) const UPFRONT: usize = 64 * 1024;
 
 /// A reply frame to a chunk request: a control message, or a data frame whose chunk was
 /// hashed as it arrived and kept in the pieces QUIC delivered it in (never copied into

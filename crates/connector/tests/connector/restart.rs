@@ -348,3 +348,54 @@ async fn sigkilled_consumer_resumes_from_its_stored_state() -> Res {
     provider.shutdown().await;
     Ok(())
 }
+
+/// Regression (issue 13, adversarial list): the usage guard held the connector's core
+/// and the core held the guard, so a connector shut down and dropped never let go of its
+/// store, its log and their files: starting it again in the same process on the same
+/// data directory failed with `kv.locked` for ever. Dropped, it now releases them once
+/// its sessions have ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_shut_down_and_dropped_releases_its_data_directory() -> Res {
+    let mut space = Space::new()?;
+    let grid = space.member(71, Sector::POWER, "CN-SX")?;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("grid");
+    let first = connector(&space, &grid, Backend::Dir(&data)).await?;
+    let published = publish(
+        &first,
+        &grid,
+        dir.path(),
+        "asset.bin",
+        &data_bytes(),
+        65536,
+        &AssetSpec::default(),
+        OPEN,
+    )
+    .await?;
+    first.shutdown().await;
+    drop(first);
+    // Its tasks end as their connections close; then the directory is free.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let again = loop {
+        match connector(&space, &grid, Backend::Dir(&data)).await {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(format!("the data directory stayed in use: {e}").into()),
+        }
+    };
+    // The restarted connector has what the first stored.
+    assert!(again.offer(&offer_id(&published.1)?)?.is_some());
+    again.shutdown().await;
+    Ok(())
+}
+
+fn data_bytes() -> Vec<u8> {
+    data(100_000, 71)
+}
+
+fn offer_id(offer: &[u8]) -> Res<Hash256> {
+    Ok(tds_policy::contract::verify_offer(offer)?.id())
+}

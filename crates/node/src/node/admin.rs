@@ -76,7 +76,8 @@ pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) 
         .into_response()
 }
 
-/// Whether the request carries the token (compared in constant time).
+/// Whether the request carries the token (compared in constant time). An empty token
+/// authorizes nothing.
 pub(crate) fn authorized(headers: &HeaderMap, token: &str) -> bool {
     let Some(given) = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -86,7 +87,9 @@ pub(crate) fn authorized(headers: &HeaderMap, token: &str) -> bool {
         return false;
     };
     let (a, b) = (given.as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    !b.is_empty()
+        && a.len() == b.len()
+        && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn unauthorized() -> Response {
@@ -244,4 +247,50 @@ pub(crate) async fn call(
         bail!("{message} ({code})");
     }
     Ok(Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            axum::http::header::AUTHORIZATION,
+            axum::http::HeaderValue::from_str(value).unwrap(),
+        );
+        h
+    }
+
+    /// H4: only the whole token, exactly, under `Bearer`, is accepted; the comparison of
+    /// equal lengths looks at every byte (an XOR fold, no early exit), so its time does
+    /// not say how many leading bytes were right.
+    #[test]
+    fn the_token_must_match_whole_and_exactly() {
+        let token = "0123456789abcdef".repeat(4);
+        assert!(authorized(&with(&format!("Bearer {token}")), &token));
+        let mut last = token.clone().into_bytes();
+        last[63] = b'0';
+        let mut first = token.clone().into_bytes();
+        first[0] = b'f';
+        for bad in [
+            String::new(),
+            "Bearer ".into(),
+            format!("Bearer {}", String::from_utf8(last).unwrap()),
+            format!("Bearer {}", String::from_utf8(first).unwrap()),
+            format!("Bearer {}", &token[..63]),
+            format!("Bearer {token}0"),
+            format!("Bearer {token} "),
+            format!("Bearer  {token}"),
+            format!("bearer {token}"),
+            format!("Basic {token}"),
+            format!("Bearer {}", token.to_uppercase()),
+            token.clone(),
+        ] {
+            assert!(!authorized(&with(&bad), &token), "{bad:?} was accepted");
+        }
+        assert!(!authorized(&HeaderMap::new(), &token));
+        // An empty token (a damaged admin.token) opens nothing either.
+        assert!(!authorized(&with("Bearer "), ""));
+    }
 }

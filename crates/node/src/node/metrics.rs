@@ -41,12 +41,15 @@ fn get(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
 }
 
-/// Codes that say the provider sent data that does not verify.
+/// Codes that say the provider sent data that does not verify (a chunk, or the manifest
+/// a transfer started with).
 fn is_verify_failure(code: &str) -> bool {
     code.starts_with("chunk.")
         || code.starts_with("manifest.")
         || code.starts_with("merkle.")
+        || code.starts_with("cose.")
         || code == "transfer.wrong_chunk"
+        || code == "transfer.wrong_asset"
 }
 
 impl Metrics {
@@ -262,6 +265,41 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    /// H9: a flood of distinct denial reasons (peers choose what to be refused for)
+    /// keeps at most 256 labels; the rest are counted under `other`, and reasons seen
+    /// before keep their own label.
+    #[test]
+    fn at_most_256_denial_reasons_are_labels() {
+        let m = Metrics::default();
+        let deny = |code: String| {
+            m.observe(&ConnectorEvent::Denied {
+                peer: tds_core::Hash256::from_bytes([1; 32]),
+                agreement: None,
+                code,
+                reason: String::new(),
+            });
+        };
+        for i in 0..300 {
+            deny(format!("policy.unmet.x{i:03}"));
+        }
+        deny("policy.unmet.x000".into());
+        let text = m.render(0, 0);
+        let labels: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("tds_denials_total{"))
+            .collect();
+        assert_eq!(labels.len(), MAX_REASONS + 1, "{labels:?}");
+        assert!(
+            text.contains("tds_denials_total{reason=\"other\"} 44"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tds_denials_total{reason=\"policy.unmet.x000\"} 2"),
+            "{text}"
+        );
+        assert!(!text.contains("policy.unmet.x299"), "{text}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 mod util;
 
+mod adversarial;
 mod backup;
 mod identity;
 mod log;

@@ -837,7 +837,39 @@ impl Session {
         }
         let to =
             transfer_next(Some(t.state), TransferStep::Start, Role::Provider).map_err(invalid)?;
-        let manifest = tds_manifest::open(&r.manifest)
+        let (manifest, verifier) = match self.start_manifest(t, &r.manifest) {
+            Ok(checked) => checked,
+            Err(refusal) => {
+                // A provider that starts the transfer with a manifest that does not
+                // verify, or is not the agreement's asset, cannot deliver what was
+                // agreed: the transfer ends here with the reason, as it ends at a chunk
+                // that fails verification, instead of waiting for its idle timer.
+                self.terminate_or_fail(now, own, refusal.clone());
+                return Err(refusal);
+            }
+        };
+        if let Some(t) = self.transfers.get_mut(&own) {
+            t.peer_pid = Some(r.provider_pid);
+            if t.manifest.is_none() {
+                t.manifest = Some(Arc::new(manifest));
+            }
+            if let Some(v) = verifier {
+                t.verifier = Some(v);
+                t.resume = None;
+            }
+        }
+        self.set_transfer_state(now, own, to);
+        Ok(self.transfer_answer(own, digest))
+    }
+
+    /// The manifest of a `transfer_start` for `t`: signed by the peer, the agreement's
+    /// asset, the same asset as before on a restart; and the verifier to start with.
+    fn start_manifest(
+        &self,
+        t: &Transfer,
+        bytes: &[u8],
+    ) -> Result<(VerifiedManifest, Option<ChunkVerifier>), Refusal> {
+        let manifest = tds_manifest::open(bytes)
             .and_then(|m| m.verify(self.peer.subject_key()))
             .map_err(|e| refusal_of(&e))?;
         if manifest.id().to_string() != t.agreement.terms().asset.as_str() {
@@ -865,18 +897,7 @@ impl Session {
                 Some(ChunkVerifier::new(&manifest.manifest().content).map_err(|e| refusal_of(&e))?)
             }
         };
-        if let Some(t) = self.transfers.get_mut(&own) {
-            t.peer_pid = Some(r.provider_pid);
-            if t.manifest.is_none() {
-                t.manifest = Some(Arc::new(manifest));
-            }
-            if let Some(v) = verifier {
-                t.verifier = Some(v);
-                t.resume = None;
-            }
-        }
-        self.set_transfer_state(now, own, to);
-        Ok(self.transfer_answer(own, digest))
+        Ok((manifest, verifier))
     }
 
     pub(super) fn on_transfer_resume(

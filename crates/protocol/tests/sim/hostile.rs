@@ -580,3 +580,57 @@ fn a_chunk_the_application_cannot_answer_is_refused() {
     }
     assert!(answered, "the request got its refusal");
 }
+
+/// Regression (issue 13, adversarial list): a consumer that refused a `transfer_start`
+/// whose manifest was another asset's (or did not verify) kept its transfer waiting in
+/// REQUESTED for the idle timer, though the provider had ended its side on the refusal:
+/// a fetch hung for minutes and then failed with `transfer.timeout` instead of the
+/// reason. The transfer now ends at once with the refusal's code, as at a chunk that
+/// fails verification, and the provider is told.
+#[test]
+fn a_transfer_started_with_a_wrong_manifest_ends_with_the_reason() {
+    let w = world(4);
+    let mut sim = sim(
+        &w,
+        config(Mode::Auto),
+        config(Mode::Auto),
+        NetConfig::default(),
+        71,
+    );
+    let agreement = agreed(&mut sim, &w);
+    let now = sim.now;
+    let t = sim.sides[CONSUMER]
+        .session
+        .request_transfer(now, agreement, purpose(), None, Default::default())
+        .unwrap();
+    // The request never reaches the provider; a hostile one answers in its place.
+    while sim.sides[CONSUMER].session.poll_transmit().is_some() {}
+    let mut other = tds_core::cose::open::<tds_manifest::Manifest>(&w.manifest)
+        .unwrap()
+        .value()
+        .clone();
+    other.title = "Another asset".into();
+    let other = other.sign(&w.provider).unwrap();
+    let m = Message::TransferStart(tds_protocol::message::TransferStartMsg {
+        provider_pid: Pid::from_bytes([8; 16]),
+        consumer_pid: t,
+        manifest: ByteBuf::from(other),
+    });
+    assert_eq!(
+        inject(&mut sim, CONSUMER, m).as_deref(),
+        Some("transfer.wrong_asset")
+    );
+    assert_eq!(
+        sim.sides[CONSUMER].session.transfer(t).unwrap().state,
+        TransferState::Terminated
+    );
+    let ended = sim.sides[CONSUMER]
+        .journal
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::TransferTerminated { pid, code, .. } if *pid == t => Some(code.clone()),
+            _ => None,
+        });
+    assert_eq!(ended.as_deref(), Some("transfer.wrong_asset"));
+}

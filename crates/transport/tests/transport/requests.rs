@@ -226,3 +226,76 @@ async fn a_64_mib_transfer_arrives_byte_for_byte() {
     let got = ring::digest::digest(&ring::digest::SHA256, &received);
     assert_eq!(got.as_ref(), expected.as_ref());
 }
+
+/// Regression (issue 13, slowloris): a request frame was read to its end before the next
+/// stream was looked at, with no time limit, so a peer sending one frame a byte at a
+/// time (or declaring a megabyte and sending ten bytes) held up every later request of
+/// its connection for as long as it liked. Streams are now read side by side, each
+/// within the request timeout.
+#[tokio::test]
+async fn a_slow_request_neither_holds_up_the_next_nor_waits_for_ever() {
+    let mut world = World::new();
+    let fast = |b: tds_transport::EndpointBuilder| {
+        b.config(tds_transport::TransportConfig {
+            request_timeout: std::time::Duration::from_millis(500),
+            ..config()
+        })
+    };
+    let server_cred = world.admit(&key(2));
+    let server = node_with(
+        world.trust(),
+        key(2),
+        server_cred,
+        Some(world.crl.clone()),
+        fast,
+    );
+    let client = world.member(1);
+    let (c, s) = pair(&client, &server).await;
+    let (c, s) = (c.unwrap(), s.unwrap());
+    // A declares a whole control frame and sends ten bytes of it.
+    let (mut slow_send, mut slow_recv) = c.quic().open_bi().await.unwrap();
+    let len = MAX_CONTROL.to_be_bytes();
+    slow_send
+        .write_all(&[
+            0, len[0], len[1], len[2], len[3], 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+        ])
+        .await
+        .unwrap();
+    // B, opened after it, is a whole request: it comes out first.
+    let ask = tokio::spawn({
+        let c = c.clone();
+        async move {
+            let reply = c
+                .request(&Message::CheckpointRequest(CheckpointRequestMsg {
+                    since: Some(1),
+                }))
+                .await
+                .unwrap();
+            reply.message().await.unwrap()
+        }
+    });
+    let (req, responder) = within(s.accept_request()).await.unwrap();
+    assert!(matches!(
+        frame::decode(&req).unwrap(),
+        Frame::Control(Message::CheckpointRequest(CheckpointRequestMsg {
+            since: Some(1)
+        }))
+    ));
+    responder
+        .reply(&Message::Ack(Ack {
+            pid: None,
+            state: None,
+        }))
+        .await
+        .unwrap();
+    assert!(matches!(within(ask).await.unwrap(), Message::Ack(_)));
+    // A is refused once its time is up, and never handed to the application.
+    let serve = tokio::spawn(async move { s.accept_request().await.map(|(r, _)| r) });
+    let reply = within(slow_recv.read_to_end(1 << 16)).await.unwrap();
+    match frame::decode(&reply).unwrap() {
+        Frame::Control(Message::Error(r)) => assert_eq!(r.code, "transport.timeout", "{r:?}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(!serve.is_finished());
+    serve.abort();
+}
