@@ -473,6 +473,13 @@ impl AuthorityService {
         lock(&self.inner.authority).state().clone()
     }
 
+    /// The authority's current signer, for objects the service does not make itself
+    /// (a public-data licence, `tds_policy::licence`). Held in memory like the service's
+    /// own; a rollover makes a new one.
+    pub fn signer(&self) -> std::sync::Arc<dyn tds_core::Signer> {
+        lock(&self.inner.authority).signer().clone()
+    }
+
     /// Signs a credential for `admission` directly (the operator's `tds authority admit`,
     /// not an admission request): the serial is saved in the home before the credential
     /// is returned (its signed bytes).

@@ -213,6 +213,7 @@ pub async fn run(bin: &Path, bench: LoadBench) -> Result<String, NodeBenchError>
     }
 
     // 1. Idle connections.
+    eprintln!("load: {} clients started; connecting", clients.len());
     std::thread::sleep(Duration::from_millis(500));
     let rss_before = rss_kib(pid).unwrap_or(0);
     let connect_retries = Arc::new(AtomicU64::new(0));
@@ -245,6 +246,9 @@ pub async fn run(bin: &Path, bench: LoadBench) -> Result<String, NodeBenchError>
     let rss_idle = rss_kib(pid).unwrap_or(0);
     let per_idle_kib = rss_idle.saturating_sub(rss_before) as f64 / bench.clients.max(1) as f64;
 
+    eprintln!(
+        "load: connected in {connect_s:.1} s ({connect_errors} errors); negotiating and fetching"
+    );
     // 2. Load: every client negotiates and fetches at once.
     let out_dir = dir.path().join("out");
     std::fs::create_dir_all(&out_dir)?;
@@ -294,6 +298,10 @@ pub async fn run(bin: &Path, bench: LoadBench) -> Result<String, NodeBenchError>
     lat.sort_by(f64::total_cmp);
     let peak_kib = hwm_kib(pid).unwrap_or(0);
 
+    eprintln!(
+        "load: {} done, {errors} errors in {load_s:.1} s; one greedy peer",
+        lat.len()
+    );
     // 3. One greedy peer: 256 catalog queries at once on one connection.
     let greedy = clients.first().cloned().ok_or_else(|| err("no clients"))?;
     let t = Instant::now();
@@ -304,10 +312,17 @@ pub async fn run(bin: &Path, bench: LoadBench) -> Result<String, NodeBenchError>
             g.catalog(addr, CatalogFilter::default(), None).await
         }));
     }
-    let mut greedy_ok = 0u64;
+    // Bounded: a query not answered within 30 s counts as not answered.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (mut greedy_ok, mut greedy_unanswered) = (0u64, 0u64);
     for task in tasks {
-        if task.await.map_err(err)?.is_ok() {
-            greedy_ok += 1;
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(done) => {
+                if done.map_err(err)?.is_ok() {
+                    greedy_ok += 1;
+                }
+            }
+            Err(_) => greedy_unanswered += 1,
         }
     }
     let greedy_ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -348,6 +363,7 @@ pub async fn run(bin: &Path, bench: LoadBench) -> Result<String, NodeBenchError>
         ("bytes_fetched", bytes.into()),
         ("node_peak_rss_mib", (peak_kib as f64 / 1024.0).into()),
         ("greedy_queries_ok", greedy_ok.into()),
+        ("greedy_queries_unanswered_30s", greedy_unanswered.into()),
         ("greedy_ms", greedy_ms.into()),
         ("node_rss_end_mib", (rss_end as f64 / 1024.0).into()),
         (

@@ -238,7 +238,6 @@ pub(crate) fn rollover(dir: &Path, out: &Path) -> anyhow::Result<()> {
 }
 
 pub(crate) fn licence(args: &LicenceArgs) -> anyhow::Result<()> {
-    let home = home::open(&args.home.home)?;
     files::check_out(&args.out, files::Replace::Output)?;
     let (name, text) = match (&args.policy, &args.template) {
         (Some(path), _) => (
@@ -253,22 +252,31 @@ pub(crate) fn licence(args: &LicenceArgs) -> anyhow::Result<()> {
             (name, text.to_owned())
         }
     };
-    let policy = tds_policy::parse(&name, &text).map_err(|e| anyhow!("policy: {e}"))?;
-    let authority = home.load()?;
-    let now = Timestamp::now();
-    let licence = tds_policy::licence::Licence {
-        resource: args
-            .resource
-            .parse()
-            .map_err(|_| anyhow!("--resource {:?} is not a name", args.resource))?,
-        authority: authority.public_key().id(),
-        authority_key: authority.public_key(),
-        licensee: args.licensee.into(),
-        policy,
-        not_before: now,
-        not_after: days_after(now, args.days)?,
+    // Checked here too, so a bad policy is named before anything is asked of the service.
+    tds_policy::parse(&name, &text).map_err(|e| anyhow!("policy: {e}"))?;
+    let not_after = days_after(Timestamp::now(), args.days)?;
+    let licensee = args.licensee.to_string();
+    let body = json!({
+        "resource": args.resource,
+        "licensee": licensee,
+        "policy": text,
+        "not_after_ms": not_after.as_millis(),
+    });
+    let bytes = match through_service(&args.home.home, "POST", "licence", Some(&body))? {
+        Some(v) => hex_field(&v, "licence")?,
+        None => {
+            let authority = home::open(&args.home.home)?.load()?;
+            sign_licence(
+                authority.signer().as_ref(),
+                &args.resource,
+                &licensee,
+                &text,
+                not_after,
+            )?
+        }
     };
-    let bytes = tds_policy::licence::issue(authority.signer().as_ref(), &licence)?;
+    let licence = tds_core::cose::open::<tds_policy::licence::Licence>(&bytes)?;
+    let licence = licence.value();
     files::write(&args.out, &bytes, files::PUBLIC_MODE)?;
     output::print(&json!({
         "licence_id": licence.id()?.to_string(),
@@ -279,4 +287,31 @@ pub(crate) fn licence(args: &LicenceArgs) -> anyhow::Result<()> {
         "not_after": licence.not_after.to_rfc3339(),
         "file": args.out.display().to_string(),
     }))
+}
+
+/// Signs a public-data licence from now until `not_after` with the authority's signer
+/// (the home's key, or the running service's).
+pub(crate) fn sign_licence(
+    signer: &dyn tds_core::Signer,
+    resource: &str,
+    licensee: &str,
+    policy_text: &str,
+    not_after: Timestamp,
+) -> anyhow::Result<Vec<u8>> {
+    let key = signer.public_key();
+    let licensee: tds_identity::ParticipantId = licensee
+        .parse()
+        .map_err(|_| anyhow!("licensee {licensee:?} is not a participant id"))?;
+    let licence = tds_policy::licence::Licence {
+        resource: resource
+            .parse()
+            .map_err(|_| anyhow!("resource {resource:?} is not a name"))?,
+        authority: key.id(),
+        authority_key: key,
+        licensee: licensee.into(),
+        policy: tds_policy::parse("licence", policy_text).map_err(|e| anyhow!("policy: {e}"))?,
+        not_before: Timestamp::now(),
+        not_after,
+    };
+    Ok(tds_policy::licence::issue(signer, &licence)?)
 }

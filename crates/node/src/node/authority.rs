@@ -278,6 +278,26 @@ fn operation(s: &AuthorityService, op: &str, args: &Value) -> anyhow::Result<Val
                 .ok_or_else(|| anyhow!("next_update_ms: missing"))?;
             Ok(json!({ "crl": hex::encode(s.sign_revocation_list(next_update)?) }))
         }
+        "licence" => {
+            let field = |k: &str| {
+                args.get(k)
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| anyhow!("{k}: missing"))
+            };
+            let not_after = args
+                .get("not_after_ms")
+                .and_then(Value::as_u64)
+                .map(tds_core::Timestamp::from_millis)
+                .ok_or_else(|| anyhow!("not_after_ms: missing"))?;
+            let bytes = crate::cmd::authority::sign_licence(
+                s.signer().as_ref(),
+                field("resource")?,
+                field("licensee")?,
+                field("policy")?,
+                not_after,
+            )?;
+            Ok(json!({ "licence": hex::encode(bytes) }))
+        }
         other => bail!("no operation {other:?}"),
     }
 }

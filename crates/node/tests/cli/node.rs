@@ -945,6 +945,27 @@ fn authority_verbs_that_need_the_home_say_the_authority_runs() {
     // The admin-API verbs work; a wrong token is refused.
     let requests = ok(&["authority", "requests", "--home", p(&auth)]);
     assert_eq!(requests["requests"].as_array().unwrap().len(), 0);
+    // A licence is signed by the running service.
+    let shown = ok(&["authority", "show", "--home", p(&auth)]);
+    let licensee = tds_core::SigningKey::from_seed(&[3; 32]).id().to_string();
+    let file = dir.path().join("licence.cose");
+    let issued = ok(&[
+        "authority",
+        "licence",
+        "--home",
+        p(&auth),
+        "--licensee",
+        &licensee,
+        "--resource",
+        "public:roads",
+        "--out",
+        p(&file),
+    ]);
+    assert_eq!(issued["licensee"], licensee.as_str(), "{issued}");
+    assert_eq!(issued["authority"], shown["id"], "{issued} {shown}");
+    let inspected = ok(&["inspect", p(&file)]);
+    assert_eq!(inspected["kind"], "licence");
+    assert_eq!(inspected["signatures_match_named_keys"], true);
     std::fs::write(auth.join("admin.token"), "0".repeat(64)).unwrap();
     let args = ["authority", "requests", "--home", p(&auth)];
     let line = one_error_line(run_here(&args), &args);
