@@ -52,7 +52,8 @@ pub struct Driver {
 impl Driver {
     /// Starts the loop for `session` on `conn` in a new task. The task ends when the
     /// connection closes (its error is the task's result) or every [`Driver`] handle is
-    /// dropped.
+    /// dropped; then every transfer still in progress is terminated with the error's code
+    /// ([`Session::handle_closed`]) and the app gets those events before the task ends.
     pub fn spawn<A: SessionApp>(
         conn: Connection,
         session: Session,
@@ -189,6 +190,16 @@ async fn run<A: SessionApp>(
         }
     };
     acceptor.abort();
+    // The session ends the transfers it had in progress and the app hears of each (what
+    // the app sends in answer is dropped with the session: no connection carries it).
+    let now = l.now();
+    l.session
+        .handle_closed(now, tds_core::ErrorCode::code(&error), &error.to_string());
+    while let Some(event) = l.session.poll_event() {
+        if !matches!(event, Event::ChunkWanted { .. }) {
+            l.app.event(&mut l.session, now, event);
+        }
+    }
     error
 }
 

@@ -507,6 +507,38 @@ impl Session {
         Ok(())
     }
 
+    /// The connection under this session is gone: every transfer that has not ended is
+    /// terminated here with `code` and `reason`. Each gives the
+    /// [`Event::TransferTerminated`] that [`terminate_transfer`](Self::terminate_transfer)
+    /// would, but nothing is sent (no peer is left to tell), so the application can
+    /// record each end, count each use and keep each consumer's verified set
+    /// ([`Session::verifier_state`] still answers). Transfers end in pid order.
+    pub fn handle_closed(&mut self, now: Timestamp, code: &str, reason: &str) {
+        let mut live: Vec<(Pid, TransferState)> = self
+            .transfers
+            .iter()
+            .filter_map(|(pid, t)| {
+                transfer_next(Some(t.state), TransferStep::Termination, t.role)
+                    .ok()
+                    .map(|to| (*pid, to))
+            })
+            .collect();
+        live.sort_by_key(|(pid, _)| *pid);
+        for (pid, to) in live {
+            let Some((role, bytes)) = self.transfers.get(&pid).map(|t| (t.role, t.bytes)) else {
+                continue;
+            };
+            self.set_transfer_state(now, pid, to);
+            self.events.push_back(Event::TransferTerminated {
+                pid,
+                by: role,
+                code: code.to_owned(),
+                reason: reason.to_owned(),
+                bytes,
+            });
+        }
+    }
+
     // ---- provider calls ----
 
     /// Provider: starts a requested transfer (manual mode) or restarts a suspended one,
