@@ -561,15 +561,17 @@ fn unknown_code() -> Code {
     Code::new("unknown").expect("`unknown` is a valid code")
 }
 
-/// The guard's view of the connector's agreements.
-pub(crate) struct CoreAgreements(pub(crate) Arc<Core>);
+/// The guard's view of the connector's agreements. Weak: the core holds the guard, so a
+/// strong reference here would keep the core (and its store, locked) alive after the
+/// connector is gone. Without its core the guard knows no agreement.
+pub(crate) struct CoreAgreements(pub(crate) std::sync::Weak<Core>);
 
 impl crate::usage::AgreementLookup for CoreAgreements {
     fn agreement(&self, id: &Hash256) -> Option<Arc<VerifiedAgreement>> {
-        self.0.agreement(id)
+        self.0.upgrade()?.agreement(id)
     }
     fn is_terminated(&self, id: &Hash256) -> bool {
-        self.0.is_terminated(id)
+        self.0.upgrade().is_none_or(|c| c.is_terminated(id))
     }
 }
 

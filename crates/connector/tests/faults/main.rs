@@ -8,5 +8,6 @@
     reason = "the connector suite's helpers; this binary uses part of them"
 )]
 mod common;
+mod crash;
 mod network;
 mod relay;

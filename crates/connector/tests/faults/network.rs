@@ -228,7 +228,20 @@ async fn a_fetch_survives_loss_reordering_duplication_corruption_and_cuts() -> R
     // The provider's log holds the transfer (and the negotiation); both logs verify.
     provider.log().verify()?;
     consumer.log().verify()?;
-    let kinds = event_kinds(&provider, &agreement)?;
+    // Every transfer the provider started has its end in the provider's log (the
+    // completed one logged as its receipt arrived, those whose connection died once the
+    // provider noticed: its idle timeout) and its use in the provider's counters.
+    let deadline = Instant::now() + IDLE * 3;
+    let (kinds, started, ended) = loop {
+        let kinds = event_kinds(&provider, &agreement)?;
+        let (started, ended) = transfers(&provider, &agreement)?;
+        let done = kinds.iter().any(|k| k == "transfer_completed")
+            && started.iter().all(|t| ended.contains(t));
+        if done || Instant::now() > deadline {
+            break (kinds, started, ended);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     for k in [
         "agreement_concluded",
         "transfer_started",
@@ -240,17 +253,6 @@ async fn a_fetch_survives_loss_reordering_duplication_corruption_and_cuts() -> R
             ctx(&format!("provider log: no {k}: {kinds:?}"))
         );
     }
-    // Every transfer the provider started has its end in the provider's log and its
-    // use in the provider's counters, those whose connection died included (the
-    // provider notices a dead connection after its idle timeout).
-    let deadline = Instant::now() + IDLE * 3;
-    let (started, ended) = loop {
-        let (started, ended) = transfers(&provider, &agreement)?;
-        if started.iter().all(|t| ended.contains(t)) || Instant::now() > deadline {
-            break (started, ended);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
     let open: Vec<_> = started.iter().filter(|t| !ended.contains(t)).collect();
     assert!(
         open.is_empty(),
