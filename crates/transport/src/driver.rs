@@ -23,7 +23,8 @@ pub trait SessionApp: Send + 'static {
     fn event(&mut self, session: &mut Session, now: Timestamp, event: Event);
 
     /// A chunk that verified against the manifest: store its bytes (`pieces`, in order,
-    /// as QUIC delivered them) at `place.offset`. An error terminates the transfer.
+    /// as QUIC delivered them) at `place.offset`. An error terminates the transfer, and
+    /// the chunk no longer counts as verified ([`Session::chunk_not_stored`]).
     fn chunk(&mut self, place: &PlacedChunk, pieces: &[Bytes]) -> Result<(), Refusal>;
 
     /// Provider: the bytes of chunk `index` of `asset` (`len` bytes at `offset`) and its
@@ -175,7 +176,7 @@ async fn run<A: SessionApp>(
                     Ok(ChunkReply::Data { header, leaf, pieces }) => {
                         if let Some(place) = l.session.handle_chunk(now, id, header, &leaf) {
                             if let Err(r) = l.app.chunk(&place, &pieces) {
-                                let _ = l.session.terminate_transfer(now, place.pid, &r.code, &r.reason);
+                                l.session.chunk_not_stored(now, &place, &r.code, &r.reason);
                             }
                         }
                     }

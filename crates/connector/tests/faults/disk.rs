@@ -447,3 +447,78 @@ async fn a_full_file_system_refuses_with_codes_and_recovers_when_space_returns()
     provider.shutdown().await;
     Ok(())
 }
+
+/// A sink over a file whose write at one offset fails once (the disk was full then).
+struct FailingOnce {
+    file: std::fs::File,
+    at: u64,
+    failed: AtomicBool,
+}
+
+impl tds_connector::DataSink for FailingOnce {
+    fn write_at(&self, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+        if offset == self.at && !self.failed.swap(true, SeqCst) {
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        std::os::unix::fs::FileExt::write_all_at(&self.file, bytes, offset)
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_the_consumer_could_not_write_is_fetched_again() -> Res {
+    let mut space = Space::new()?;
+    let grid = space.member(75, Sector::POWER, "CN-SX")?;
+    let bank = space.member(76, Sector::FINANCE, "CN-SX")?;
+    let dir = tempfile::tempdir()?;
+    let provider = connector(&space, &grid, Backend::Memory).await?;
+    let chunk = 256u64 << 10;
+    let bytes = data(4 << 20, 75);
+    let (_, offer) = publish(
+        &provider,
+        &grid,
+        dir.path(),
+        "asset.bin",
+        &bytes,
+        chunk,
+        &AssetSpec::default(),
+        OPEN,
+    )
+    .await?;
+    let consumer = connector(&space, &bank, Backend::Dir(&dir.path().join("c"))).await?;
+    let addr = provider.local_addr()?;
+    let a = consumer
+        .negotiate(addr, &offer, None, "research".parse()?)
+        .await?
+        .id();
+    let out = dir.path().join("out.bin");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .read(true)
+        .open(&out)?;
+    let sink = Arc::new(FailingOnce {
+        file,
+        at: 5 * chunk,
+        failed: AtomicBool::new(false),
+    });
+    let mut options = FetchOptions::new(out.clone(), "research".parse()?);
+    options.sink = Some(sink.clone());
+    // The first transfer ends at the failed write; the fetch's next one resumes.
+    let r = consumer.fetch(addr, &a, options).await?;
+    assert!(sink.failed.load(SeqCst));
+    assert_eq!(r.attempts, 2, "{r:?}");
+    assert_eq!(r.fetched, bytes.len() as u64, "{r:?}");
+    assert_eq!(
+        std::fs::read(&out)?,
+        bytes,
+        "a chunk never written counted as held"
+    );
+    consumer.shutdown().await;
+    provider.shutdown().await;
+    Ok(())
+}

@@ -9,5 +9,6 @@
 )]
 mod common;
 mod crash;
+mod disk;
 mod network;
 mod relay;

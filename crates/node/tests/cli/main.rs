@@ -14,6 +14,7 @@
 mod util;
 
 mod backup;
+mod faults;
 mod identity;
 mod log;
 mod manifest;

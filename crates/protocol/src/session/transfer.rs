@@ -539,6 +539,26 @@ impl Session {
         }
     }
 
+    /// Consumer: the application could not store `chunk` (the one
+    /// [`handle_chunk`](Self::handle_chunk) just placed; a full disk, say). The chunk is
+    /// no longer counted verified, so [`Session::verifier_state`] never claims bytes that
+    /// are not stored and a resume asks for it again; then the transfer is terminated
+    /// with `code` and `reason` as [`terminate_transfer`](Self::terminate_transfer) does.
+    pub fn chunk_not_stored(
+        &mut self,
+        now: Timestamp,
+        chunk: &PlacedChunk,
+        code: &str,
+        reason: &str,
+    ) {
+        if let Some(t) = self.transfers.get_mut(&chunk.pid) {
+            if t.verifier.as_mut().is_some_and(|v| v.forget(chunk.index)) {
+                t.bytes = t.bytes.saturating_sub(chunk.len);
+            }
+        }
+        self.terminate_or_fail(now, chunk.pid, Refusal::new(code, reason));
+    }
+
     // ---- provider calls ----
 
     /// Provider: starts a requested transfer (manual mode) or restarts a suspended one,
