@@ -173,7 +173,11 @@ impl App {
             let mut b = Batch::new();
             core.count_use(&mut b, &agreement, bytes);
             let counted = core.store.commit_async(b).await;
-            core.transfer_counted(no, pid);
+            if counted.is_ok() {
+                core.transfer_counted(no, pid);
+            }
+            // Not durable (a full disk, say): the use keeps counting from memory for
+            // as long as this process runs, so the lost write does not hand it out again.
             if let Err(e) = counted {
                 core.alert(
                     AlertKind::Storage,
@@ -964,20 +968,13 @@ impl SessionApp for App {
     }
 
     fn chunk(&mut self, place: &PlacedChunk, pieces: &[Bytes]) -> Result<(), Refusal> {
-        let (file, progress, bytes, total) = {
-            let mut w = lock(&self.waiters);
-            let f = w.fetches.get_mut(&place.pid).ok_or_else(|| {
+        let file = lock(&self.waiters)
+            .fetches
+            .get(&place.pid)
+            .map(|f| f.file.clone())
+            .ok_or_else(|| {
                 Refusal::new("connector.no_fetch", "no fetch waits for this transfer")
             })?;
-            f.bytes = f.bytes.saturating_add(place.len);
-            f.since_sync = f.since_sync.saturating_add(place.len);
-            (
-                f.file.clone(),
-                f.progress.clone(),
-                f.resumed.saturating_add(f.bytes),
-                f.total,
-            )
-        };
         let mut offset = place.offset;
         for p in pieces {
             file.write_at(p, offset).map_err(|e| {
@@ -988,6 +985,20 @@ impl SessionApp for App {
             })?;
             offset = offset.saturating_add(p.len() as u64);
         }
+        // Counted once written: a chunk that could not be stored is not verified.
+        let (progress, bytes, total) = {
+            let mut w = lock(&self.waiters);
+            let f = w.fetches.get_mut(&place.pid).ok_or_else(|| {
+                Refusal::new("connector.no_fetch", "no fetch waits for this transfer")
+            })?;
+            f.bytes = f.bytes.saturating_add(place.len);
+            f.since_sync = f.since_sync.saturating_add(place.len);
+            (
+                f.progress.clone(),
+                f.resumed.saturating_add(f.bytes),
+                f.total,
+            )
+        };
         if let Some(p) = progress {
             p(bytes, total);
         }

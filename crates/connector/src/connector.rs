@@ -243,6 +243,18 @@ impl ConnectorBuilder {
             events,
         ));
         let _ = alerts.set(Arc::downgrade(&core));
+        // Complete what a crash left half-written before anything is served.
+        let repairing = core.clone();
+        let repaired = tokio::task::spawn_blocking(move || crate::recover::agreements(&repairing))
+            .await
+            .map_err(|e| ConnectorError::Closed(e.to_string()))??;
+        if repaired.events > 0 || repaired.records > 0 {
+            tracing::warn!(
+                events = repaired.events,
+                records = repaired.records,
+                "completed agreements a crash or a failed write left half-written"
+            );
+        }
         let facts = tds_core::cose::open::<tds_identity::Credential>(&core.credential)
             .map(|c| crate::usage::ConsumerFacts::from_credential(c.value()))
             .unwrap_or_else(|_| crate::usage::ConsumerFacts::new(core.me));

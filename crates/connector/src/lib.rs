@@ -67,6 +67,7 @@ mod core;
 mod error;
 pub mod events;
 pub mod records;
+mod recover;
 pub mod source;
 pub mod store;
 pub mod usage;

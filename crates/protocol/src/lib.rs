@@ -25,6 +25,9 @@
 //!    [`Session::poll_event`] (what the application must record or decide).
 //! 3. **Time.** Arm one timer for [`Session::poll_timeout`]; when it fires, call
 //!    [`Session::handle_timeout`] with the current time, then drain the output again.
+//! 4. **End.** When the connection is gone, call [`Session::handle_closed`] and drain the
+//!    events: every transfer still in progress ends with a `TransferTerminated` event the
+//!    application records (the transmits have nowhere to go).
 //!
 //! Every call takes `now` explicitly; the session never reads a clock.
 //!

@@ -23,7 +23,8 @@ pub trait SessionApp: Send + 'static {
     fn event(&mut self, session: &mut Session, now: Timestamp, event: Event);
 
     /// A chunk that verified against the manifest: store its bytes (`pieces`, in order,
-    /// as QUIC delivered them) at `place.offset`. An error terminates the transfer.
+    /// as QUIC delivered them) at `place.offset`. An error terminates the transfer, and
+    /// the chunk no longer counts as verified ([`Session::chunk_not_stored`]).
     fn chunk(&mut self, place: &PlacedChunk, pieces: &[Bytes]) -> Result<(), Refusal>;
 
     /// Provider: the bytes of chunk `index` of `asset` (`len` bytes at `offset`) and its
@@ -52,7 +53,8 @@ pub struct Driver {
 impl Driver {
     /// Starts the loop for `session` on `conn` in a new task. The task ends when the
     /// connection closes (its error is the task's result) or every [`Driver`] handle is
-    /// dropped.
+    /// dropped; then every transfer still in progress is terminated with the error's code
+    /// ([`Session::handle_closed`]) and the app gets those events before the task ends.
     pub fn spawn<A: SessionApp>(
         conn: Connection,
         session: Session,
@@ -174,7 +176,7 @@ async fn run<A: SessionApp>(
                     Ok(ChunkReply::Data { header, leaf, pieces }) => {
                         if let Some(place) = l.session.handle_chunk(now, id, header, &leaf) {
                             if let Err(r) = l.app.chunk(&place, &pieces) {
-                                let _ = l.session.terminate_transfer(now, place.pid, &r.code, &r.reason);
+                                l.session.chunk_not_stored(now, &place, &r.code, &r.reason);
                             }
                         }
                     }
@@ -189,6 +191,16 @@ async fn run<A: SessionApp>(
         }
     };
     acceptor.abort();
+    // The session ends the transfers it had in progress and the app hears of each (what
+    // the app sends in answer is dropped with the session: no connection carries it).
+    let now = l.now();
+    l.session
+        .handle_closed(now, tds_core::ErrorCode::code(&error), &error.to_string());
+    while let Some(event) = l.session.poll_event() {
+        if !matches!(event, Event::ChunkWanted { .. }) {
+            l.app.event(&mut l.session, now, event);
+        }
+    }
     error
 }
 

@@ -114,6 +114,8 @@ impl RedbStore {
             .create(path)
             .map_err(|e| match map_err(e) {
                 StoreError::Locked(_) => StoreError::Locked(path.display().to_string()),
+                // Name the file: "permission denied" alone does not say where.
+                StoreError::Io(e) => StoreError::Io(format!("{}: {e}", path.display())),
                 e => e,
             })?;
         // Every table exists from the start, so reads never meet a missing one.

@@ -238,6 +238,25 @@ impl ChunkVerifier {
         }
     }
 
+    /// Takes back the check of chunk `index`: its caller could not store it, so a state
+    /// saved from now on does not claim it and a resume asks for it again. Returns whether
+    /// it was checked.
+    pub fn forget(&mut self, index: u64) -> bool {
+        let (word, bit) = (index / 64, index % 64);
+        let Some(w) = usize::try_from(word)
+            .ok()
+            .and_then(|w| self.bits.get_mut(w))
+        else {
+            return false;
+        };
+        if *w & (1 << bit) == 0 {
+            return false;
+        }
+        *w &= !(1 << bit);
+        self.done -= 1;
+        true
+    }
+
     /// Whether chunk `index` has been checked.
     pub fn is_verified(&self, index: u64) -> bool {
         let (word, bit) = (index / 64, index % 64);

@@ -15,6 +15,7 @@ mod util;
 
 mod adversarial;
 mod backup;
+mod faults;
 mod identity;
 mod log;
 mod manifest;

@@ -507,6 +507,58 @@ impl Session {
         Ok(())
     }
 
+    /// The connection under this session is gone: every transfer that has not ended is
+    /// terminated here with `code` and `reason`. Each gives the
+    /// [`Event::TransferTerminated`] that [`terminate_transfer`](Self::terminate_transfer)
+    /// would, but nothing is sent (no peer is left to tell), so the application can
+    /// record each end, count each use and keep each consumer's verified set
+    /// ([`Session::verifier_state`] still answers). Transfers end in pid order.
+    pub fn handle_closed(&mut self, now: Timestamp, code: &str, reason: &str) {
+        let mut live: Vec<(Pid, TransferState)> = self
+            .transfers
+            .iter()
+            .filter_map(|(pid, t)| {
+                transfer_next(Some(t.state), TransferStep::Termination, t.role)
+                    .ok()
+                    .map(|to| (*pid, to))
+            })
+            .collect();
+        live.sort_by_key(|(pid, _)| *pid);
+        for (pid, to) in live {
+            let Some((role, bytes)) = self.transfers.get(&pid).map(|t| (t.role, t.bytes)) else {
+                continue;
+            };
+            self.set_transfer_state(now, pid, to);
+            self.events.push_back(Event::TransferTerminated {
+                pid,
+                by: role,
+                code: code.to_owned(),
+                reason: reason.to_owned(),
+                bytes,
+            });
+        }
+    }
+
+    /// Consumer: the application could not store `chunk` (the one
+    /// [`handle_chunk`](Self::handle_chunk) just placed; a full disk, say). The chunk is
+    /// no longer counted verified, so [`Session::verifier_state`] never claims bytes that
+    /// are not stored and a resume asks for it again; then the transfer is terminated
+    /// with `code` and `reason` as [`terminate_transfer`](Self::terminate_transfer) does.
+    pub fn chunk_not_stored(
+        &mut self,
+        now: Timestamp,
+        chunk: &PlacedChunk,
+        code: &str,
+        reason: &str,
+    ) {
+        if let Some(t) = self.transfers.get_mut(&chunk.pid) {
+            if t.verifier.as_mut().is_some_and(|v| v.forget(chunk.index)) {
+                t.bytes = t.bytes.saturating_sub(chunk.len);
+            }
+        }
+        self.terminate_or_fail(now, chunk.pid, Refusal::new(code, reason));
+    }
+
     // ---- provider calls ----
 
     /// Provider: starts a requested transfer (manual mode) or restarts a suspended one,

@@ -270,3 +270,65 @@ fn transfer_resumes_in_a_new_session_from_the_verified_set() {
     assert_eq!(v.chunk_requests, 32 - before);
     assert_eq!(kept + second.sides[CONSUMER].journal.chunks.len(), 32);
 }
+
+#[test]
+fn a_closed_connection_ends_each_live_transfer_on_both_sides_once() {
+    let w = world(32);
+    let mut sim = sim(
+        &w,
+        config(Mode::Auto),
+        config(Mode::Auto),
+        NetConfig::default(),
+        23,
+    );
+    let agreement = negotiate(&mut sim, &w);
+    let now = sim.now;
+    let t = sim.sides[CONSUMER]
+        .session
+        .request_transfer(now, agreement, purpose(), None, Default::default())
+        .unwrap();
+    assert!(sim.run_until(600_000, |s| s.sides[CONSUMER]
+        .session
+        .transfer(t)
+        .unwrap()
+        .verified_chunks
+        >= 10));
+    sim.cut();
+    let (provider_pid, _) = *sim.sides[PROVIDER].journal.served.keys().next().unwrap();
+    let verified = sim.sides[CONSUMER]
+        .session
+        .transfer(t)
+        .unwrap()
+        .verified_chunks;
+    let now = sim.now;
+    for (side, pid, role) in [
+        (CONSUMER, t, Role::Consumer),
+        (PROVIDER, provider_pid, Role::Provider),
+    ] {
+        let s = &mut sim.sides[side].session;
+        while s.poll_event().is_some() {}
+        s.handle_closed(now, "transport.timeout", "the idle connection");
+        let ended: Vec<Event> = std::iter::from_fn(|| s.poll_event())
+            .filter(|e| matches!(e, Event::TransferTerminated { .. }))
+            .collect();
+        assert_eq!(ended.len(), 1, "{ended:?}");
+        let Some(Event::TransferTerminated {
+            pid: p, by, code, ..
+        }) = ended.first()
+        else {
+            unreachable!()
+        };
+        assert_eq!((*p, *by, code.as_str()), (pid, role, "transport.timeout"));
+        assert_eq!(s.transfer(pid).unwrap().state, TransferState::Terminated);
+        // Nothing is sent on a connection that is gone.
+        assert!(s.poll_transmit().is_none());
+        // An ended transfer is not ended again.
+        s.handle_closed(now, "transport.timeout", "again");
+        assert!(std::iter::from_fn(|| s.poll_event())
+            .all(|e| !matches!(e, Event::TransferTerminated { .. })));
+    }
+    // The consumer's verified set survives the end (what the next transfer resumes).
+    let state = sim.sides[CONSUMER].session.verifier_state(t).unwrap();
+    let marked: u32 = state.verified.iter().map(|b| b.count_ones()).sum();
+    assert_eq!(u64::from(marked), verified);
+}

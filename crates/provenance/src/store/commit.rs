@@ -157,7 +157,7 @@ impl Shared {
                 Ok(())
             }
             Err(e) => {
-                st.failed = Some(e.to_string());
+                st.failed = Some(tds_core::code::full_message(&e));
                 Err(e)
             }
         }
@@ -307,7 +307,7 @@ impl Shared {
             Ok(()) => {
                 for (leaf, off) in leaves.into_iter().zip(offsets) {
                     if let Err(e) = st.push_leaf(leaf) {
-                        st.failed = Some(e.to_string());
+                        st.failed = Some(tds_core::code::full_message(&e));
                         return st;
                     }
                     st.idx_mem.push(off);
@@ -317,7 +317,7 @@ impl Shared {
                 st.alloc = new_alloc;
                 self.durable.store(st.size, Ordering::Release);
             }
-            Err(e) => st.failed = Some(e.to_string()),
+            Err(e) => st.failed = Some(tds_core::code::full_message(&e)),
         }
         st
     }
@@ -448,7 +448,7 @@ impl Shared {
                 Ok(())
             }
             Err(e) => {
-                st.failed = Some(e.to_string());
+                st.failed = Some(tds_core::code::full_message(&e));
                 Err(e)
             }
         }

@@ -179,7 +179,7 @@ impl Shared {
             Ok(None) => return st,
             Err(e) => {
                 let mut st = st;
-                st.failed = Some(e.to_string());
+                st.failed = Some(tds_core::code::full_message(&e));
                 return st;
             }
         };
@@ -206,7 +206,7 @@ impl Shared {
                 st.idx_base = target;
                 st.header = plan.header;
             }
-            Err(e) => st.failed = Some(e.to_string()),
+            Err(e) => st.failed = Some(tds_core::code::full_message(&e)),
         }
         st
     }

@@ -1,0 +1,143 @@
+//! What a start repairs after a crash.
+//!
+//! An agreement is stored and logged in one step whose two halves commit concurrently
+//! (the record in the store, the `agreement_concluded` event in the log: see
+//! `app::store_agreement`); FINALIZED goes out, or `negotiate` returns, only once both
+//! are durable. A crash between the two commits, or a write that failed on one side only
+//! (a full disk), leaves one half without the other. The agreement is signed by both
+//! parties by then, so the start completes the missing half instead of undoing the
+//! other:
+//!
+//! - a record without its event: the event is appended (from the stored agreement, with
+//!   the record's time);
+//! - an event without its record: the record is restored from the agreement the event
+//!   embeds (no FINALIZED notice, no peer address: neither was stored).
+//!
+//! So every agreement record has its event and every event its record once the
+//! connector has started. Costs: one index lookup per agreement record, and one decode
+//! per log entry appended since the previous start (the store's `meta/log_checked` holds
+//! that size; a store without it has the whole log read once).
+
+use tds_core::hash::Hash256;
+use tds_policy::contract::{verify_agreement, VerifiedAgreement};
+use tds_provenance::event::EventBody;
+
+use crate::core::{ConnectorLog, Core};
+use crate::error::ConnectorError;
+use crate::records::{self, AgreementRecord, Side};
+use crate::store::{Batch, Store, Table};
+
+/// The meta key of the log size up to which events have been matched with records.
+const LOG_CHECKED: &[u8] = b"log_checked";
+
+/// Records and events a start restored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Repaired {
+    /// `agreement_concluded` events appended for records that had none.
+    pub(crate) events: u64,
+    /// Agreement records restored from events that had none.
+    pub(crate) records: u64,
+}
+
+/// Matches agreement records with `agreement_concluded` events (module docs). Blocking:
+/// run it where the thread may wait for the disk.
+pub(crate) fn agreements(core: &Core) -> Result<Repaired, ConnectorError> {
+    let store = core.store.as_ref();
+    let log = core.log.as_ref();
+    let mut repaired = Repaired::default();
+    // Records first: their events are looked up through the log's index.
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let rows = store.scan_prefix_after(Table::Agreements, b"", after.as_deref(), 512)?;
+        let Some((last, _)) = rows.last() else { break };
+        after = Some(last.clone());
+        for (key, value) in rows {
+            let Ok(id) = <[u8; 32]>::try_from(key.as_slice()).map(Hash256::from_bytes) else {
+                continue;
+            };
+            if concluded_in_log(log, &id)? {
+                continue;
+            }
+            let rec: AgreementRecord = records::decode(Table::Agreements, &key, &value)?;
+            let agreement = verify_agreement(&rec.agreement)
+                .map_err(|e| ConnectorError::invalid("stored agreement", &e))?;
+            let event = tds_objects::record::agreement_concluded(&agreement, core.me, rec.stored)
+                .map_err(|e| ConnectorError::invalid("agreement event", &e))?;
+            log.append(&event)?;
+            repaired.events += 1;
+        }
+    }
+    // Then the events appended since the last start.
+    let from = store.counter(Table::Meta, LOG_CHECKED)?;
+    let size = log.size();
+    for index in from..size {
+        let event = log.event(index)?;
+        let EventBody::AgreementConcluded {
+            agreement: id,
+            object: Some(object),
+            ..
+        } = event.body
+        else {
+            continue;
+        };
+        if store.get(Table::Agreements, id.as_bytes())?.is_some() {
+            continue;
+        }
+        let agreement = verify_agreement(&object.bytes)
+            .map_err(|e| ConnectorError::invalid("logged agreement", &e))?;
+        if agreement.id() != id {
+            return Err(ConnectorError::Invalid {
+                what: "logged agreement",
+                message: format!("entry {index} names {id} but embeds {}", agreement.id()),
+                code: "store.corrupt",
+            });
+        }
+        restore(store, core.me, &agreement, event.time)?;
+        repaired.records += 1;
+    }
+    let mut b = Batch::new();
+    b.add(Table::Meta, LOG_CHECKED.to_vec(), size.saturating_sub(from));
+    store.commit(b)?;
+    Ok(repaired)
+}
+
+/// Whether some entry naming `id` is its `agreement_concluded` (normally the first).
+fn concluded_in_log(log: &ConnectorLog, id: &Hash256) -> Result<bool, ConnectorError> {
+    for index in log.events_for(id)? {
+        if matches!(
+            log.event(index)?.body,
+            EventBody::AgreementConcluded { agreement, .. } if agreement == *id
+        ) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn restore(
+    store: &dyn Store,
+    me: Hash256,
+    agreement: &VerifiedAgreement,
+    time: tds_core::Timestamp,
+) -> Result<(), ConnectorError> {
+    let side = if agreement.terms().provider == me {
+        Side::Provider
+    } else {
+        Side::Consumer
+    };
+    let rec = AgreementRecord {
+        agreement: agreement.envelope().to_vec(),
+        side,
+        notice: Vec::new(),
+        stored: time,
+        peer_addr: None,
+    };
+    let mut b = Batch::new();
+    b.put(
+        Table::Agreements,
+        agreement.id().as_bytes().to_vec(),
+        records::encode(Table::Agreements, &rec)?,
+    );
+    store.commit(b)?;
+    Ok(())
+}
