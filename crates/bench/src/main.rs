@@ -219,15 +219,15 @@ fn run() -> anyhow::Result<()> {
             size,
             attempts,
         } => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
             let bench = tds_bench::load::LoadBench {
                 clients: usize::try_from(clients)?,
                 size,
                 attempts,
             };
-            println!("{}", runtime.block_on(tds_bench::load::run(&tds, bench))?);
+            println!(
+                "{}",
+                runtime()?.block_on(tds_bench::load::run(&tds, bench))?
+            );
             Ok(())
         }
         Command::Node { tds, starts } => {
