@@ -306,8 +306,15 @@ fn join_and_rollover_seeds(
     Ok(())
 }
 
+/// `seeds/<target>/`, or `$TDS_SEEDS_OUT/<target>/` when that is set: the fuzz campaign
+/// (`run-campaign.sh`) writes a second set there from a `--cfg fuzzing` build, whose
+/// signatures are the fuzzing stand-in (`tds_core::key::fuzzing_stand_in`), so the seeds
+/// reach the logic behind signature checks in the fuzzers too.
 fn seed_dir(fuzz: &Path, target: &str) -> std::io::Result<PathBuf> {
-    let dir = fuzz.join("seeds").join(target);
+    let dir = match std::env::var_os("TDS_SEEDS_OUT") {
+        Some(out) => PathBuf::from(out).join(target),
+        None => fuzz.join("seeds").join(target),
+    };
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

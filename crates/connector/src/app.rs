@@ -754,7 +754,8 @@ impl SessionApp for App {
                     agreement,
                     reasons: vec![code(&refusal.code)],
                 };
-                self.core.record_detached(body);
+                // The denial's alert first: a storage alert for a denial that could not
+                // be logged then always follows the denial it is about.
                 self.core.alert(
                     AlertKind::Denial,
                     &refusal.code,
@@ -762,6 +763,7 @@ impl SessionApp for App {
                     agreement,
                     Some(self.peer),
                 );
+                self.core.record_detached(body);
                 self.core.emit(ConnectorEvent::Denied {
                     peer: self.peer,
                     agreement,

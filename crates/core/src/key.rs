@@ -138,9 +138,19 @@ impl SigningKey {
     }
 
     /// Signs `message` (pure Ed25519, deterministic).
+    ///
+    /// In a fuzzing build only (`cfg(fuzzing)`, set by cargo fuzz) the signature is the
+    /// cheap stand-in `fuzzing_stand_in` (decision 0022); normal builds never contain it.
     pub fn sign(&self, message: &[u8]) -> [u8; SIGNATURE_LEN] {
-        use ed25519_dalek::Signer;
-        self.inner.sign(message).to_bytes()
+        #[cfg(fuzzing)]
+        {
+            fuzzing_stand_in(self.inner.verifying_key().as_bytes(), message)
+        }
+        #[cfg(not(fuzzing))]
+        {
+            use ed25519_dalek::Signer;
+            self.inner.sign(message).to_bytes()
+        }
     }
 
     /// The PKCS#8 PEM form (a secret: the string is zeroized on drop).
@@ -472,13 +482,49 @@ impl PublicKey {
 
     /// Checks `signature` over `message` with Ed25519 `verify_strict` (no malleable
     /// signatures, no small-order components).
+    ///
+    /// In a fuzzing build only (`cfg(fuzzing)`) this compares against the cheap stand-in
+    /// of `fuzzing_stand_in` instead (decision 0022), so fuzzers reach the logic behind
+    /// signatures.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), KeyError> {
-        let sig =
-            ed25519_dalek::Signature::from_slice(signature).map_err(|_| KeyError::BadSignature)?;
-        self.0
-            .verify_strict(message, &sig)
-            .map_err(|_| KeyError::BadSignature)
+        #[cfg(fuzzing)]
+        {
+            if signature == fuzzing_stand_in(self.0.as_bytes(), message).as_slice() {
+                Ok(())
+            } else {
+                Err(KeyError::BadSignature)
+            }
+        }
+        #[cfg(not(fuzzing))]
+        {
+            let sig = ed25519_dalek::Signature::from_slice(signature)
+                .map_err(|_| KeyError::BadSignature)?;
+            self.0
+                .verify_strict(message, &sig)
+                .map_err(|_| KeyError::BadSignature)
+        }
     }
+}
+
+/// The fuzzing-only signature stand-in (compiled only under `cfg(fuzzing)`, which cargo
+/// fuzz sets; never in a normal build — a test of the normal build checks that such a
+/// value is refused). It is `h ‖ h` with `h = SHA-256("tds/fuzzing-signature" ‖ 0x00 ‖
+/// public key ‖ message)`: it binds the key and the message as a signature does (a
+/// flipped bit still fails), costs one hash instead of a curve operation, and a signature
+/// compare is a plain byte compare that libFuzzer's comparison tracing can solve. As with
+/// rustls' fuzzing crypto provider, only the fuzzers see it.
+#[cfg(fuzzing)]
+pub fn fuzzing_stand_in(public_key: &[u8; 32], message: &[u8]) -> [u8; SIGNATURE_LEN] {
+    let mut h = crate::hash::Hasher::plain();
+    h.update(b"tds/fuzzing-signature\0");
+    h.update(public_key);
+    h.update(message);
+    let digest = h.finish();
+    let mut out = [0u8; SIGNATURE_LEN];
+    let (a, b) = out.split_at_mut(32);
+    a.copy_from_slice(digest.as_bytes());
+    b.copy_from_slice(digest.as_bytes());
+    out
 }
 
 impl fmt::Debug for PublicKey {
@@ -537,6 +583,28 @@ mod tests {
             other.public_key().verify(b"hello", &sig),
             Err(KeyError::BadSignature)
         ));
+    }
+
+    /// The fuzzing stand-in (`fuzzing_stand_in`) exists only under `cfg(fuzzing)`: a normal
+    /// build signs with Ed25519 and refuses the stand-in's value, so a value a fuzzer could
+    /// forge is never a signature outside the fuzzers.
+    #[test]
+    #[cfg(not(fuzzing))]
+    fn normal_builds_refuse_the_fuzzing_stand_in() {
+        let k = SigningKey::from_seed(&[1; 32]);
+        let mut h = crate::hash::Hasher::plain();
+        h.update(b"tds/fuzzing-signature\0");
+        h.update(k.public_key().as_bytes());
+        h.update(b"hello");
+        let d = h.finish();
+        let stand_in = [d.as_bytes().as_slice(), d.as_bytes().as_slice()].concat();
+        assert!(matches!(
+            k.public_key().verify(b"hello", &stand_in),
+            Err(KeyError::BadSignature)
+        ));
+        assert_ne!(k.sign(b"hello").as_slice(), stand_in.as_slice());
+        // The spec vectors (COSE worked examples) pin `sign` to real Ed25519 bytes.
+        const { assert!(!cfg!(fuzzing)) };
     }
 
     #[test]

@@ -31,11 +31,7 @@ pub mod fuzzing {
     /// Parses an admin API request body as the arguments of operation `name` (what the
     /// admin API does before running it). `Ok` when the body is accepted.
     pub fn admin_body(name: &str, body: &[u8]) -> Result<(), String> {
-        let args: serde_json::Value = if body.is_empty() {
-            serde_json::json!({})
-        } else {
-            serde_json::from_slice(body).map_err(|e| e.to_string())?
-        };
+        let args = crate::node::admin::body_json(body).map_err(|e| e.to_string())?;
         crate::node::ops::check_args(name, args).map_err(|e| format!("{e:#}"))
     }
 

@@ -382,6 +382,34 @@ pub struct Events(pub broadcast::Receiver<ConnectorEvent>);
 
 impl Events {
     /// The next alert of `kind` with `code` (others are skipped), bounded in time.
+    /// Waits until every one of `wanted` (kind, code) has been raised, in any order (two
+    /// alerts raised by different tasks may come in either order: looking for them one
+    /// after the other would drop the second while waiting for the first).
+    pub async fn alerts(&mut self, wanted: &[(AlertKind, &str)]) -> Res<()> {
+        let deadline = tokio::time::Instant::now() + STEP;
+        let mut missing: Vec<(AlertKind, &str)> = wanted.to_vec();
+        let mut seen = Vec::new();
+        while !missing.is_empty() {
+            match tokio::time::timeout_at(deadline, self.0.recv()).await {
+                Ok(Ok(ConnectorEvent::Alert(a))) => {
+                    match missing
+                        .iter()
+                        .position(|(k, c)| *k == a.kind && *c == a.code)
+                    {
+                        Some(i) => {
+                            missing.swap_remove(i);
+                        }
+                        None => seen.push(format!("{:?} {}", a.kind, a.code)),
+                    }
+                }
+                Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(e)) => return Err(format!("events: {e}").into()),
+                Err(_) => return Err(format!("no alerts {missing:?}; also saw {seen:?}").into()),
+            }
+        }
+        Ok(())
+    }
+
     pub async fn alert(&mut self, kind: AlertKind, code: &str) -> Res<Alert> {
         let deadline = tokio::time::Instant::now() + STEP;
         let mut seen = Vec::new();

@@ -92,6 +92,26 @@ pub(crate) fn authorized(headers: &HeaderMap, token: &str) -> bool {
         && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The JSON of an admin API request body: an empty body is `{}`.
+pub(crate) fn body_json(body: &[u8]) -> Result<Value, serde_json::Error> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body)
+}
+
+/// The JSON body of an admin API request (the node's and the authority's): an empty body
+/// is `{}`; anything but JSON is a `400 admin.bad_request` answer.
+pub(crate) fn parse_body(body: &[u8]) -> Result<Value, Box<Response>> {
+    body_json(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "admin.bad_request",
+            format!("body: {e}"),
+        ))
+    })
+}
+
 fn unauthorized() -> Response {
     error(
         StatusCode::UNAUTHORIZED,
@@ -123,19 +143,9 @@ async fn op(
     if !authorized(&headers, &s.token) {
         return unauthorized();
     }
-    let args: Value = if body.is_empty() {
-        json!({})
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "admin.bad_request",
-                    format!("body: {e}"),
-                )
-            }
-        }
+    let args = match parse_body(&body) {
+        Ok(v) => v,
+        Err(refused) => return *refused,
     };
     match super::ops::run(&s.connector, &s.home, &name, args, None).await {
         Ok(v) => Json(v).into_response(),

@@ -175,11 +175,15 @@ async fn requests(State(s): State<AuthorityState>, headers: HeaderMap) -> Respon
 async fn decide(
     State(s): State<AuthorityState>,
     headers: HeaderMap,
-    Json(body): Json<Value>,
+    body: axum::body::Bytes,
 ) -> Response {
     if !authorized(&headers, &s.token) {
         return unauthorized();
     }
+    let body = match admin::parse_body(&body) {
+        Ok(v) => v,
+        Err(refused) => return *refused,
+    };
     let id = body
         .get("id")
         .and_then(Value::as_str)
@@ -217,19 +221,9 @@ async fn operate(
     if !authorized(&headers, &s.token) {
         return unauthorized();
     }
-    let args: Value = if body.is_empty() {
-        json!({})
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "admin.bad_request",
-                    format!("body: {e}"),
-                )
-            }
-        }
+    let args = match admin::parse_body(&body) {
+        Ok(v) => v,
+        Err(refused) => return *refused,
     };
     let service = s.service.clone();
     let r = tokio::task::spawn_blocking(move || operation(&service, &op, &args))

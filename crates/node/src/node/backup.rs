@@ -627,3 +627,116 @@ fn check_restored(dir: &Path, m: &Manifest) -> anyhow::Result<Checked> {
         agreements,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A home's files: `VERSION`, `node.key` and up to 6 files under `data/` (names of
+    /// one or two plain components), each with arbitrary bytes.
+    fn homes() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
+        let name = "[a-z0-9._-]{1,12}".prop_filter("a plain component", |n| n != "." && n != "..");
+        let data_file = (
+            prop::collection::vec(name, 1..3),
+            prop::collection::vec(any::<u8>(), 0..2048),
+        )
+            .prop_map(|(parts, bytes)| (format!("{}/{}", home::DATA_DIR, parts.join("/")), bytes));
+        (
+            prop::collection::vec(any::<u8>(), 0..64),
+            prop::collection::vec(any::<u8>(), 0..256),
+            prop::collection::vec(data_file, 0..6),
+        )
+            .prop_map(|(version, key, data)| {
+                let mut files = vec![
+                    (home::VERSION_FILE.to_owned(), version),
+                    (home::KEY_FILE.to_owned(), key),
+                ];
+                for (path, bytes) in data {
+                    // A path listed twice, or a file where another is a directory, is
+                    // not a home's tree.
+                    let clash = files.iter().any(|(p, _)| {
+                        p == &path
+                            || path.starts_with(&format!("{p}/"))
+                            || p.starts_with(&format!("{path}/"))
+                    });
+                    if !clash {
+                        files.push((path, bytes));
+                    }
+                }
+                files
+            })
+    }
+
+    fn archive(files: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
+        let listed_files: Vec<(Listed, Source)> = files
+            .iter()
+            .map(|(p, b)| Ok((listed(p, &mut b.as_slice())?, Source::Bytes(b.clone()))))
+            .collect::<anyhow::Result<_>>()?;
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            created: "2026-12-05T00:00:00Z".into(),
+            home_format: home::HOME_VERSION,
+            node: "sha256:00".into(),
+            running: false,
+            log_size: 0,
+            checkpoints: 0,
+            records: 0,
+            files: listed_files.iter().map(|(l, _)| l.clone()).collect(),
+        };
+        let dir = tempfile::tempdir()?;
+        let out = dir.path().join("home.tdsbackup");
+        write_tar(&out, &manifest, &listed_files)?;
+        Ok(std::fs::read(out)?)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// What `write_tar` writes, the check `tds restore` runs first accepts, counting
+        /// every listed byte; cut short anywhere before its last file's bytes end, or with
+        /// one byte of a listed file changed, it is refused.
+        #[test]
+        fn archives_round_trip_and_damage_is_refused(
+            files in homes(),
+            cut in any::<prop::sample::Index>(),
+            flip in any::<prop::sample::Index>(),
+        ) {
+            let bytes = archive(&files).map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+            let total: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
+            let checked = check_archive_bytes(&bytes).map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+            prop_assert_eq!(checked, total);
+
+            // The end of the last file's bytes: tar pads each entry to 512-byte blocks
+            // and ends with two zero blocks, which a reader may not need.
+            let last = files.last().map(|(_, b)| b.len()).unwrap_or(0);
+            let padded_end = bytes.len() - 1024 - last.div_ceil(512) * 512;
+            let end = padded_end + last;
+            let at = cut.index(end);
+            prop_assert!(check_archive_bytes(bytes.get(..at).unwrap_or_default()).is_err());
+
+            // One byte changed inside a listed file's contents (found by its bytes).
+            let nonempty: Vec<&(String, Vec<u8>)> = files.iter().filter(|(_, b)| !b.is_empty()).collect();
+            if !nonempty.is_empty() {
+                let Some((path, content)) = nonempty.get(flip.index(nonempty.len())) else {
+                    return Err(TestCaseError::fail("no file"));
+                };
+                let mut offsets = Vec::new();
+                let mut a = tar::Archive::new(bytes.as_slice());
+                for e in a.entries().map_err(|e| TestCaseError::fail(e.to_string()))? {
+                    let e = e.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    if e.path_bytes().as_ref() == path.as_bytes() {
+                        offsets.push(e.raw_file_position());
+                    }
+                }
+                prop_assert_eq!(offsets.len(), 1);
+                let at = offsets.first().copied().unwrap_or_default() as usize + flip.index(content.len());
+                let mut damaged = bytes.clone();
+                if let Some(b) = damaged.get_mut(at) {
+                    *b ^= 0x01;
+                }
+                prop_assert!(check_archive_bytes(&damaged).is_err());
+            }
+        }
+    }
+}

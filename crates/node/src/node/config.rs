@@ -243,6 +243,7 @@ impl NodeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn sample() -> NodeConfig {
         let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 7700));
@@ -273,6 +274,65 @@ mod tests {
         with.network.authority_addr = Some("10.0.0.1:7700".parse().map_err(|_| "addr")?);
         assert_eq!(NodeConfig::parse(&with.render())?, with);
         Ok(())
+    }
+
+    fn configs() -> impl Strategy<Value = NodeConfig> {
+        let addr = prop_oneof![
+            (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::from((ip, port))),
+            (any::<[u16; 8]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::from((ip, port))),
+        ];
+        (
+            (".*", ".*", prop::collection::vec(".*", 0..4), ".*"),
+            (
+                addr.clone(),
+                proptest::option::of(addr),
+                1..=600_000u64,
+                1..=86_400u64,
+            ),
+            any::<u16>(),
+            (1..=4096u64, 1..=100u32),
+            (prop_oneof![Just("human"), Just("json")], ".*"),
+        )
+            .prop_map(
+                |(
+                    (name, sector, roles, jurisdiction),
+                    (listen, authority_addr, timeout, witness),
+                    port,
+                    (sync, attempts),
+                    (format, level),
+                )| NodeConfig {
+                    node: NodeSection {
+                        name,
+                        sector,
+                        roles,
+                        jurisdiction,
+                    },
+                    network: NetworkSection {
+                        listen,
+                        authority_addr,
+                        connect_timeout_ms: timeout,
+                        witness_every_s: witness,
+                    },
+                    admin: AdminSection { port },
+                    transfer: TransferSection {
+                        sync_every_mib: sync,
+                        fetch_attempts: attempts,
+                    },
+                    log: LogSection {
+                        format: format.into(),
+                        level,
+                    },
+                },
+            )
+    }
+
+    proptest! {
+        /// Any valid configuration (any text in its strings: quotes, newlines, control
+        /// characters, any Unicode) renders to a file that parses back to it.
+        #[test]
+        fn any_config_renders_and_reads_back(c in configs()) {
+            prop_assert_eq!(NodeConfig::parse(&c.render()), Ok(c));
+        }
     }
 
     #[test]

@@ -20,6 +20,55 @@ use tds_policy::{Action, Purpose};
 
 use super::home::NodeHome;
 
+/// One admin API operation with its parsed arguments: what `POST /v1/op/NAME` names.
+enum Op {
+    AssetAdd(AssetAdd),
+    AssetList,
+    CatalogSearch(CatalogSearch),
+    Negotiate(Negotiate),
+    Fetch(Fetch),
+    Agreements,
+    Terminate(Terminate),
+    Use(Use),
+    Duties,
+    Delete(Delete),
+    /// `log_annotate`, `log_checkpoint`, `log_record`, `log_witnessed`: the log verbs
+    /// parse their own arguments (`cmd::log::node_op`).
+    Log(&'static str, Value),
+    Backup(BackupOp),
+}
+
+/// The log operations, by name.
+const LOG_OPS: [&str; 4] = [
+    "log_annotate",
+    "log_checkpoint",
+    "log_record",
+    "log_witnessed",
+];
+
+impl Op {
+    /// Operation `name` with its arguments parsed (nothing runs yet).
+    fn parse(name: &str, args: Value) -> anyhow::Result<Op> {
+        Ok(match name {
+            "asset_add" => Op::AssetAdd(parse(args)?),
+            "asset_list" => Op::AssetList,
+            "catalog_search" => Op::CatalogSearch(parse(args)?),
+            "negotiate" => Op::Negotiate(parse(args)?),
+            "fetch" => Op::Fetch(parse(args)?),
+            "agreements" => Op::Agreements,
+            "agreement_terminate" => Op::Terminate(parse(args)?),
+            "use" => Op::Use(parse(args)?),
+            "duties" => Op::Duties,
+            "delete" => Op::Delete(parse(args)?),
+            "backup" => Op::Backup(parse(args)?),
+            other => match LOG_OPS.iter().find(|op| **op == other) {
+                Some(op) => Op::Log(op, args),
+                None => bail!("no operation {other:?}"),
+            },
+        })
+    }
+}
+
 /// Runs operation `name` with `args` on `connector`.
 pub(crate) async fn run(
     connector: &Connector,
@@ -28,28 +77,24 @@ pub(crate) async fn run(
     args: Value,
     progress: Option<tds_connector::ProgressFn>,
 ) -> anyhow::Result<Value> {
-    match name {
-        "asset_add" => asset_add(connector, home, parse(args)?).await,
-        "asset_list" => asset_list(connector),
-        "catalog_search" => catalog_search(connector, home, parse(args)?).await,
-        "negotiate" => negotiate(connector, parse(args)?).await,
-        "fetch" => fetch(connector, parse(args)?, progress).await,
-        "agreements" => agreements(connector),
-        "agreement_terminate" => terminate(connector, parse(args)?).await,
-        "use" => use_data(connector, parse(args)?),
-        "duties" => duties(connector),
-        "delete" => delete(connector, parse(args)?).await,
-        "log_annotate" | "log_checkpoint" | "log_record" | "log_witnessed" => {
-            crate::cmd::log::node_op(connector, name, &args).await
-        }
-        "backup" => {
-            let a: BackupOp = parse(args)?;
+    match Op::parse(name, args)? {
+        Op::AssetAdd(a) => asset_add(connector, home, a).await,
+        Op::AssetList => asset_list(connector),
+        Op::CatalogSearch(a) => catalog_search(connector, home, a).await,
+        Op::Negotiate(a) => negotiate(connector, a).await,
+        Op::Fetch(a) => fetch(connector, a, progress).await,
+        Op::Agreements => agreements(connector),
+        Op::Terminate(a) => terminate(connector, a).await,
+        Op::Use(a) => use_data(connector, a),
+        Op::Duties => duties(connector),
+        Op::Delete(a) => delete(connector, a).await,
+        Op::Log(name, args) => crate::cmd::log::node_op(connector, name, &args).await,
+        Op::Backup(a) => {
             if !a.out.is_absolute() {
                 bail!("out {:?}: not an absolute path", a.out);
             }
             super::backup::write_archive(home, Some(connector), &a.out).await
         }
-        other => bail!("no operation {other:?}"),
     }
 }
 
@@ -63,18 +108,7 @@ struct BackupOp {
 /// Parses the arguments of operation `name` without running it (what the admin API does
 /// with a request body before anything happens): the fuzzing seam of the admin API.
 pub(crate) fn check_args(name: &str, args: Value) -> anyhow::Result<()> {
-    match name {
-        "asset_add" => parse::<AssetAdd>(args).map(drop),
-        "catalog_search" => parse::<CatalogSearch>(args).map(drop),
-        "negotiate" => parse::<Negotiate>(args).map(drop),
-        "fetch" => parse::<Fetch>(args).map(drop),
-        "agreement_terminate" => parse::<Terminate>(args).map(drop),
-        "use" => parse::<Use>(args).map(drop),
-        "delete" => parse::<Delete>(args).map(drop),
-        "backup" => parse::<BackupOp>(args).map(drop),
-        "asset_list" | "agreements" | "duties" => Ok(()),
-        other => bail!("no operation {other:?}"),
-    }
+    Op::parse(name, args).map(drop)
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(args: Value) -> anyhow::Result<T> {
