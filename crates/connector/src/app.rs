@@ -771,11 +771,44 @@ impl SessionApp for App {
                     reason: refusal.reason,
                 });
             }
-            Event::Refused { message, refusal } => {
+            Event::PeerViolation {
+                message,
+                pid,
+                refusal,
+            } => {
+                self.core.alert(
+                    AlertKind::Violation,
+                    &refusal.code,
+                    format!("the peer's {message} was refused: {}", refusal.reason),
+                    None,
+                    Some(self.peer),
+                );
+                // A consumer that refuses its provider's agreement (terms not as asked, a
+                // bad signature) does not wait for a better one: on this connection only
+                // the provider can send it. The negotiation ends with that code, which is
+                // what `negotiate` returns.
+                if message == "contract_agreement" {
+                    let ours = pid.filter(|p| {
+                        session
+                            .negotiation(*p)
+                            .is_some_and(|n| n.role == Role::Consumer && !n.state.is_final())
+                    });
+                    if let Some(p) = ours {
+                        let _ =
+                            session.terminate_negotiation(now, p, &refusal.code, &refusal.reason);
+                    }
+                }
+            }
+            Event::Refused {
+                message,
+                refusal,
+                query,
+            } => {
                 if message == "catalog_request" {
                     let mut w = lock(&self.waiters);
-                    let first = w.catalogs.keys().next().copied();
-                    if let Some(tx) = first.and_then(|k| w.catalogs.remove(&k)) {
+                    // The query refused (a refusal naming none: one waiting query).
+                    let key = query.or_else(|| w.catalogs.keys().next().copied());
+                    if let Some(tx) = key.and_then(|k| w.catalogs.remove(&k)) {
                         let _ = tx.send(Err(ConnectorError::Refused {
                             what: "catalog",
                             refusal,

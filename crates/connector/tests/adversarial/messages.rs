@@ -351,6 +351,7 @@ async fn tampered_or_wrongly_countersigned_agreements_are_refused() -> Res {
         &o.half,
         stranger.key.as_ref(),
     )?;
+    let mut codes = Vec::new();
     for (what, bytes) in [
         ("flipped countersignature", flipped),
         ("countersigned by a stranger", by_stranger),
@@ -363,7 +364,15 @@ async fn tampered_or_wrongly_countersigned_agreements_are_refused() -> Res {
             c.starts_with("cose.") || c.starts_with("contract.") || c.starts_with("negotiation."),
             "{what}: {reply:?}"
         );
+        codes.push(c);
     }
+    // Each refusal is a protocol violation by an authenticated peer: alerted with its
+    // code (`violation`), not only answered.
+    let wanted: Vec<(AlertKind, &str)> = codes
+        .iter()
+        .map(|c| (AlertKind::Violation, c.as_str()))
+        .collect();
+    s.events.alerts(&wanted).await?;
     let reply = raw.ask(&verification(&o, good)).await?;
     assert_eq!(code(&reply), "ack", "{reply:?}");
     let pid = o.consumer_pid;

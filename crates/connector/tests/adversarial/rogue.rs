@@ -30,8 +30,13 @@ struct Lies {
     asset: Option<Asset>,
     /// Served as its catalog.
     page: Option<CatalogPageMsg>,
+    /// Served as its catalog once, to the next query only.
+    page_once: Option<CatalogPageMsg>,
     /// Manual mode: the counter-offer made to the next request (else it agrees).
     counter: Option<Vec<u8>>,
+    /// Manual mode: agree with a time of agreement this far ahead of now (ms): terms the
+    /// consumer did not ask for.
+    agree_ahead_ms: Option<u64>,
 }
 
 struct RogueHost {
@@ -59,7 +64,10 @@ impl Host for RogueHost {
         cursor: Option<&[u8]>,
         limit: u64,
     ) -> Result<CatalogPageMsg, Refusal> {
-        let lie = self.lies.lock().unwrap().page.clone();
+        let lie = {
+            let mut lies = self.lies.lock().unwrap();
+            lies.page_once.take().or_else(|| lies.page.clone())
+        };
         match lie {
             Some(page) => Ok(page),
             None => self.honest.catalog(filter, cursor, limit),
@@ -77,10 +85,14 @@ impl SessionApp for RogueApp {
             // Manual mode only.
             Event::RequestReceived { pid } => {
                 // One counter-offer; the acceptance that follows is agreed.
-                let counter = self.0.lies.lock().unwrap().counter.take();
-                let _ = match counter {
-                    Some(offer) => session.offer(now, pid, &offer),
-                    None => session.agree(now, pid),
+                let (counter, ahead) = {
+                    let mut lies = self.0.lies.lock().unwrap();
+                    (lies.counter.take(), lies.agree_ahead_ms)
+                };
+                let _ = match (counter, ahead) {
+                    (Some(offer), _) => session.offer(now, pid, &offer),
+                    (None, Some(ms)) => session.agree(now.saturating_add_millis(ms), pid),
+                    (None, None) => session.agree(now, pid),
                 };
             }
             Event::AgreementVerified { pid } => {
@@ -324,6 +336,7 @@ async fn forged_catalog_pages_are_refused_whole() -> Res {
             "cose.bad_signature",
         ),
     ];
+    let mut alerts = Events(s.consumer.subscribe());
     for (what, lie, want) in cases {
         rogue.host.lies.lock().unwrap().page = Some(lie);
         let e = within(
@@ -334,6 +347,35 @@ async fn forged_catalog_pages_are_refused_whole() -> Res {
         .err()
         .ok_or("took a forged page")?;
         assert_eq!(refusal_code(&e), want, "{what}: {e}");
+        // A forged page is the provider's violation: alerted on the consumer.
+        alerts.alert(AlertKind::Violation, want).await?;
+    }
+    // Two queries at once, one answered with a forged page and one honestly: each caller
+    // gets its own answer (the refusal once went to whichever query waited, leaving the
+    // other caller's honest page undelivered).
+    rogue.host.lies.lock().unwrap().page = None;
+    for _ in 0..4 {
+        rogue.host.lies.lock().unwrap().page_once =
+            Some(page(vec![item(&flip(&offer_b), &b.manifest)]));
+        let (one, two) = within("two catalog queries at once", async {
+            tokio::join!(
+                s.consumer.catalog(rogue.addr, Default::default(), None),
+                s.consumer.catalog(rogue.addr, Default::default(), None),
+            )
+        })
+        .await?;
+        let (mut refused, mut honest) = (0, 0);
+        for r in [one, two] {
+            match r {
+                Ok(p) if p.items.len() == 2 => honest += 1,
+                Ok(p) => return Err(format!("a page of {} items", p.items.len()).into()),
+                Err(e) => {
+                    assert_eq!(refusal_code(&e), "cose.bad_signature", "{e}");
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!((refused, honest), (1, 1));
     }
     rogue.host.lies.lock().unwrap().page = None;
     let honest = within(
@@ -443,5 +485,38 @@ async fn an_acceptance_other_than_the_counter_offer_is_refused() -> Res {
         matches!(m, tds_protocol::Message::ContractAgreement(_)).then_some(())
     })
     .await?;
+    Ok(())
+}
+
+/// A rogue provider answers a request with an agreement the consumer did not ask for (its
+/// time of agreement an hour ahead, signed by the provider). The consumer refuses it and
+/// ends the negotiation at once with `negotiation.agreement_mismatch` (only the provider
+/// can send an agreement on this connection, so no better one is waited for: before, the
+/// negotiation waited out its 5-minute timer), and raises a `violation` alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agreement_other_than_the_request_ends_the_negotiation_at_once() -> Res {
+    let mut space = Space::new()?;
+    let provider = Rogue::start_in(&mut space, 65, Mode::Manual).await?;
+    provider.host.lies.lock().unwrap().agree_ahead_ms = Some(3_600_000);
+    let bank = space.member(66, Sector::FINANCE)?;
+    let consumer = connector(&space, &bank, None).await?;
+    let mut events = Events(consumer.subscribe());
+    let dir = tempfile::tempdir()?;
+    let (_, offer) = provider.publish(dir.path(), "a.bin", &data(10_000, 4))?;
+    let e = within(
+        "a negotiation answered with other terms",
+        consumer.negotiate(provider.addr, &offer, None, "research".parse()?),
+    )
+    .await?
+    .err()
+    .ok_or("the consumer countersigned terms it did not ask for")?;
+    assert_eq!(refusal_code(&e), "negotiation.agreement_mismatch", "{e}");
+    events
+        .alert(AlertKind::Violation, "negotiation.agreement_mismatch")
+        .await?;
+    assert!(consumer
+        .store()
+        .scan_prefix_after(tds_connector::store::Table::Agreements, b"", None, 8)?
+        .is_empty());
     Ok(())
 }

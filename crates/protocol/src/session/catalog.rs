@@ -86,10 +86,20 @@ impl Session {
             Ok((items, next)) => self
                 .events
                 .push_back(Event::CatalogPage { query, items, next }),
-            Err(refusal) => self.events.push_back(Event::Refused {
-                message: "catalog_request",
-                refusal,
-            }),
+            Err(refusal) => {
+                // A page that does not check (an offer not the peer's, a manifest that
+                // does not match, a page over its limits) is the peer's violation too.
+                self.events.push_back(Event::PeerViolation {
+                    message: "catalog_page",
+                    pid: None,
+                    refusal: refusal.clone(),
+                });
+                self.events.push_back(Event::Refused {
+                    message: "catalog_request",
+                    refusal,
+                    query: Some(query),
+                });
+            }
         }
     }
 
@@ -191,6 +201,7 @@ impl Session {
             Err(refusal) => self.events.push_back(Event::Refused {
                 message: "checkpoint_request",
                 refusal,
+                query: None,
             }),
         }
     }

@@ -241,6 +241,39 @@ pub enum Transmit {
     },
 }
 
+/// Whether refusing `message` with `code` means the peer broke the protocol (see
+/// [`Event::PeerViolation`]): requests the peer may make and be denied or refused for
+/// this side's own reasons (contract, transfer, catalog, checkpoint and chunk requests)
+/// are not, nor are the refusals an honest race produces (a message that crossed a state
+/// change, a process already forgotten or ended by a timer).
+fn is_violation(message: &str, code: &str) -> bool {
+    let requests = matches!(
+        message,
+        "contract_request"
+            | "transfer_request"
+            | "catalog_request"
+            | "checkpoint_request"
+            | "chunk_request"
+    );
+    let race = code.ends_with(".invalid_transition")
+        || code.ends_with(".unknown_process")
+        || code.ends_with(".timeout");
+    !requests && !race
+}
+
+/// This side's process a peer's message names (the pid field of the side it is sent
+/// to), for the messages whose receiver is known from their kind.
+fn own_pid(m: &Message) -> Option<Pid> {
+    match m {
+        Message::ContractOffer(r) => r.consumer_pid,
+        Message::ContractAgreement(r) => Some(r.consumer_pid),
+        Message::ContractFinalized(r) => Some(r.consumer_pid),
+        Message::ContractAccepted(r) => Some(r.provider_pid),
+        Message::AgreementVerification(r) => Some(r.provider_pid),
+        _ => None,
+    }
+}
+
 /// Something the application must know or decide.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -322,14 +355,32 @@ pub enum Event {
         /// The reason sent to the peer.
         refusal: Refusal,
     },
+    /// This side refused a message of the peer that an honest peer does not send: a
+    /// frame or message that does not decode, a signature, format or terms check that
+    /// failed, a message kind out of place. Not a request the peer may make and be
+    /// denied ([`Event::Denied`]), nor a message that crossed a state change or named a
+    /// process already forgotten (`*.invalid_transition`, `*.unknown_process`: honest
+    /// races). The refusal went back to the peer and nothing changed here; alert on it.
+    PeerViolation {
+        /// The message refused (its name; `frame` when it did not decode).
+        message: &'static str,
+        /// This side's process the message named, if it names one.
+        pid: Option<Pid>,
+        /// The reason sent to the peer.
+        refusal: Refusal,
+    },
     /// The peer refused a message of this side (the process it belongs to, if any, is
     /// terminated on this side). The post-agreement messages report
     /// [`Event::Undelivered`] instead.
     Refused {
         /// The message refused.
         message: &'static str,
-        /// The peer's reason.
+        /// The peer's reason (for a catalog page or checkpoint this side refused: this
+        /// side's reason).
         refusal: Refusal,
+        /// For catalog and checkpoint queries: the id the query was sent under (as in
+        /// [`Event::CatalogPage`]), so the application answers the right caller.
+        query: Option<OutId>,
     },
     /// A transfer moved to another state.
     TransferState {
@@ -864,6 +915,7 @@ impl Session {
     /// reply comes out of [`Session::poll_transmit`] (at once, or after the application
     /// answered a [`Event::ChunkWanted`]).
     pub fn handle_request(&mut self, now: Timestamp, id: InId, bytes: &[u8]) {
+        let mut named: (&'static str, Option<Pid>) = ("frame", None);
         let reply = match frame::decode(bytes) {
             Err(e) => Err(refusal_of(&e)),
             Ok(Frame::Data(..)) => Err(Refusal::new(
@@ -871,10 +923,21 @@ impl Session {
                 "a data frame is only a reply to a chunk request",
             )),
             Ok(Frame::Control(m)) => {
+                named = (m.name(), own_pid(&m));
                 let digest = Domain::ENVELOPE.hash(bytes);
                 self.dispatch(now, id, digest, m)
             }
         };
+        if let Err(refusal) = &reply {
+            let (message, pid) = named;
+            if is_violation(message, &refusal.code) {
+                self.events.push_back(Event::PeerViolation {
+                    message,
+                    pid,
+                    refusal: refusal.clone(),
+                });
+            }
+        }
         match reply {
             Ok(Some(m)) => self.reply(id, &m),
             Ok(None) => {}
@@ -1107,6 +1170,10 @@ impl Session {
             self.events.push_back(Event::Refused {
                 message: o.name,
                 refusal: r.clone(),
+                query: match o.purpose {
+                    Purpose::Catalog | Purpose::Checkpoint { .. } => o.first,
+                    _ => None,
+                },
             });
         }
         self.gave_up(now, o, r);

@@ -334,6 +334,17 @@ fn substituted_terms_are_never_countersigned() {
         let n = sim.sides[CONSUMER].session.negotiation(pid).unwrap();
         assert_eq!(n.state, NegotiationState::Requested, "variant {i}");
         assert!(n.agreement.is_none());
+        // Each refusal is reported as a violation of the peer naming this negotiation.
+        let violations = sim.sides[CONSUMER]
+            .journal
+            .events
+            .iter()
+            .filter(|e| {
+                matches!(e, Event::PeerViolation { message: "contract_agreement", pid: Some(p), refusal }
+                    if *p == pid && refusal.code == "negotiation.agreement_mismatch")
+            })
+            .count();
+        assert_eq!(violations, i + 1, "variant {i}");
     }
     // The honest terms are countersigned.
     let half = tds_core::cose::sign_multi(&[&w.provider], &honest).unwrap();
@@ -422,6 +433,22 @@ fn ended_processes_are_forgotten_and_bounded() {
         other => panic!("{other:?}"),
     }
     assert_eq!(live_negotiations(&sim), before);
+    // A termination of a process already ended and forgotten is an honest race (two
+    // terminations crossing), refused but not reported as a violation.
+    let late = Message::NegotiationTermination(NoticeMsg {
+        consumer_pid: Pid::from_bytes([0; 16]),
+        provider_pid: Pid::from_bytes([0xee; 16]),
+        notice: ByteBuf::from(vec![0xa0]),
+    });
+    match inject_reply(&mut sim, PROVIDER, &late) {
+        Message::Error(r) => assert!(r.code.ends_with(".unknown_process"), "{r:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!sim.sides[PROVIDER]
+        .journal
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::PeerViolation { .. })));
     // Ended processes are also forgotten by time.
     sim.run_for(10 * 60 * 1000);
     assert_eq!(
