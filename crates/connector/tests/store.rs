@@ -366,6 +366,37 @@ fn redb_survives_drop_and_reopen() {
     assert!(s.path().ends_with("connector.redb"));
 }
 
+/// A stopped store's rows counted without opening it for writing, from a read-only file.
+#[test]
+fn redb_rows_are_counted_read_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = RedbStore::open(dir.path()).unwrap();
+        let mut b = Batch::new();
+        for i in 0..7u32 {
+            b.put(Table::Agreements, i.to_be_bytes().to_vec(), b"a".to_vec());
+        }
+        b.put(Table::Transfers, b"t".to_vec(), b"t".to_vec());
+        s.commit(b).unwrap();
+    }
+    let file = dir.path().join("connector.redb");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let counts = tds_connector::store::row_counts_read_only(
+        dir.path(),
+        &[Table::Agreements, Table::Transfers, Table::Duties],
+    )
+    .unwrap();
+    assert_eq!(counts, vec![7, 1, 0]);
+    // No store there: an error naming the file, not a new file.
+    let empty = tempfile::tempdir().unwrap();
+    let e =
+        tds_connector::store::row_counts_read_only(empty.path(), &[Table::Agreements]).unwrap_err();
+    assert!(e.to_string().contains("connector.redb"), "{e}");
+    assert!(!empty.path().join("connector.redb").exists());
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 #[test]
 fn redb_second_open_is_locked() {
     let dir = tempfile::tempdir().unwrap();

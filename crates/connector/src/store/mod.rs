@@ -25,7 +25,7 @@ mod memory;
 mod redb_store;
 
 pub use memory::MemoryStore;
-pub use redb_store::{write_snapshot, RedbStats, RedbStore, FILE_NAME};
+pub use redb_store::{row_counts_read_only, write_snapshot, RedbStats, RedbStore, FILE_NAME};
 
 /// A key and its value, as scans return them.
 pub type Entry = (Vec<u8>, Vec<u8>);

@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadOnlyDatabase, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+};
 
 use super::{
     apply_batch, check_key, in_window, lock, Apply, Batch, CommitFuture, Completion, Entry,
@@ -470,4 +473,25 @@ impl Drop for RedbStore {
             }
         }
     }
+}
+
+/// The number of rows of each of `tables` in the store file of data directory `dir`,
+/// read without opening the file for writing (a stopped node's home that is read-only:
+/// `tds status`). A table never written counts 0. A file left by a process that did not
+/// shut down cleanly needs the repair a writable open does: that is an error here.
+pub fn row_counts_read_only(dir: &Path, tables: &[Table]) -> Result<Vec<u64>, StoreError> {
+    let path = dir.join(FILE_NAME);
+    let db = ReadOnlyDatabase::open(&path).map_err(|e| match map_err(e) {
+        StoreError::Io(m) => StoreError::Io(format!("{}: {m}", path.display())),
+        other => other,
+    })?;
+    let txn = db.begin_read().map_err(map_err)?;
+    tables
+        .iter()
+        .map(|t| match txn.open_table(def(*t)) {
+            Ok(table) => table.len().map_err(map_err),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(map_err(e)),
+        })
+        .collect()
 }

@@ -76,11 +76,23 @@ pub(crate) fn offline(home: &NodeHome) -> anyhow::Result<Value> {
     let public = home.public_key()?;
     let data = home.data_dir();
     let (agreements, transfers) = if data.join(tds_connector::store::FILE_NAME).exists() {
-        let store = tds_connector::store::RedbStore::open(&data)?;
-        (
-            count(&store, Table::Agreements)?,
-            count(&store, Table::Transfers)?,
+        // Read-only first (a read-only home has a status too); a store left by a killed
+        // node needs the repair only a writable open does.
+        match tds_connector::store::row_counts_read_only(
+            &data,
+            &[Table::Agreements, Table::Transfers],
         )
+        .as_deref()
+        {
+            Ok([a, t]) => (*a, *t),
+            _ => {
+                let store = tds_connector::store::RedbStore::open(&data)?;
+                (
+                    count(&store, Table::Agreements)?,
+                    count(&store, Table::Transfers)?,
+                )
+            }
+        }
     } else {
         (0, 0)
     };

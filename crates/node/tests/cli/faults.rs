@@ -70,6 +70,22 @@ fn a_read_only_home_fails_with_one_line_naming_the_file() {
             args.first().unwrap_or(&"")
         );
     }
+    // `tds status` reads a read-only home (its store opened read-only).
+    let args = ["status", "--home", p(&home)];
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    if root {
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "tds status on a read-only home: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["running"], false);
+    assert_eq!(status["agreements"], 0);
     set_modes(&data, 0o700, 0o600);
     assert_eq!(
         walk(&data),
