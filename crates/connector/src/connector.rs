@@ -248,11 +248,13 @@ impl ConnectorBuilder {
         let repaired = tokio::task::spawn_blocking(move || crate::recover::agreements(&repairing))
             .await
             .map_err(|e| ConnectorError::Closed(e.to_string()))??;
-        if repaired.events > 0 || repaired.records > 0 {
+        if repaired != crate::recover::Repaired::default() {
             tracing::warn!(
                 events = repaired.events,
                 records = repaired.records,
-                "completed agreements a crash or a failed write left half-written"
+                termination_events = repaired.termination_events,
+                termination_records = repaired.termination_records,
+                "completed agreements and terminations a crash or a failed write left half-written"
             );
         }
         let facts = tds_core::cose::open::<tds_identity::Credential>(&core.credential)

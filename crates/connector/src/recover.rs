@@ -14,17 +14,24 @@
 //!   embeds (no FINALIZED notice, no peer address: neither was stored).
 //!
 //! So every agreement record has its event and every event its record once the
-//! connector has started. Costs: one index lookup per agreement record, and one decode
+//! connector has started.
+//!
+//! A termination is stored and logged the same way (the `terminations` record, the
+//! `agreement_terminated` event), and is completed alike: a record without its event gets
+//! the event (its code and time from the record); an event without its record gets a
+//! record (no signed termination: the event does not hold one; ended by this side, or by
+//! the peer when the code is `terminated_by_peer`), so an agreement the log says ended is
+//! never served again after a crash. Costs: one index lookup per agreement record, and one decode
 //! per log entry appended since the previous start (the store's `meta/log_checked` holds
 //! that size; a store without it has the whole log read once).
 
 use tds_core::hash::Hash256;
 use tds_policy::contract::{verify_agreement, VerifiedAgreement};
-use tds_provenance::event::EventBody;
+use tds_provenance::event::{Event, EventBody};
 
 use crate::core::{ConnectorLog, Core};
 use crate::error::ConnectorError;
-use crate::records::{self, AgreementRecord, Side};
+use crate::records::{self, AgreementRecord, Side, TerminationRecord};
 use crate::store::{Batch, Store, Table};
 
 /// The meta key of the log size up to which events have been matched with records.
@@ -37,6 +44,10 @@ pub(crate) struct Repaired {
     pub(crate) events: u64,
     /// Agreement records restored from events that had none.
     pub(crate) records: u64,
+    /// `agreement_terminated` events appended for termination records that had none.
+    pub(crate) termination_events: u64,
+    /// Termination records restored from events that had none.
+    pub(crate) termination_records: u64,
 }
 
 /// Matches agreement records with `agreement_concluded` events (module docs). Blocking:
@@ -67,11 +78,48 @@ pub(crate) fn agreements(core: &Core) -> Result<Repaired, ConnectorError> {
             repaired.events += 1;
         }
     }
+    // Termination records, likewise.
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let rows = store.scan_prefix_after(Table::Terminations, b"", after.as_deref(), 512)?;
+        let Some((last, _)) = rows.last() else { break };
+        after = Some(last.clone());
+        for (key, value) in rows {
+            let Ok(id) = <[u8; 32]>::try_from(key.as_slice()).map(Hash256::from_bytes) else {
+                continue;
+            };
+            if terminated_in_log(log, &id)? {
+                continue;
+            }
+            let rec: TerminationRecord = records::decode(Table::Terminations, &key, &value)?;
+            let event = Event::new(
+                rec.time,
+                core.me,
+                EventBody::AgreementTerminated {
+                    agreement: id,
+                    reason: crate::core::code(&rec.code),
+                },
+            );
+            log.append(&event)?;
+            repaired.termination_events += 1;
+        }
+    }
     // Then the events appended since the last start.
     let from = store.counter(Table::Meta, LOG_CHECKED)?;
     let size = log.size();
     for index in from..size {
         let event = log.event(index)?;
+        if let EventBody::AgreementTerminated {
+            agreement: id,
+            reason,
+        } = &event.body
+        {
+            if store.get(Table::Terminations, id.as_bytes())?.is_none() {
+                restore_termination(store, core.me, id, reason.as_str(), event.time)?;
+                repaired.termination_records += 1;
+            }
+            continue;
+        }
         let EventBody::AgreementConcluded {
             agreement: id,
             object: Some(object),
@@ -99,6 +147,58 @@ pub(crate) fn agreements(core: &Core) -> Result<Repaired, ConnectorError> {
     b.add(Table::Meta, LOG_CHECKED.to_vec(), size.saturating_sub(from));
     store.commit(b)?;
     Ok(repaired)
+}
+
+/// Whether some entry naming `id` is an `agreement_terminated` of it.
+fn terminated_in_log(log: &ConnectorLog, id: &Hash256) -> Result<bool, ConnectorError> {
+    for index in log.events_for(id)? {
+        if matches!(
+            log.event(index)?.body,
+            EventBody::AgreementTerminated { agreement, .. } if agreement == *id
+        ) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// A termination record from its event: ended by the peer when the code says so (the
+/// other party of the stored agreement), else by this side.
+fn restore_termination(
+    store: &dyn Store,
+    me: Hash256,
+    id: &Hash256,
+    code: &str,
+    time: tds_core::Timestamp,
+) -> Result<(), ConnectorError> {
+    let mut by = me;
+    if code == "terminated_by_peer" {
+        if let Some(value) = store.get(Table::Agreements, id.as_bytes())? {
+            let rec: AgreementRecord = records::decode(Table::Agreements, id.as_bytes(), &value)?;
+            if let Ok(a) = verify_agreement(&rec.agreement) {
+                let t = a.terms();
+                by = if t.provider == me {
+                    t.consumer
+                } else {
+                    t.provider
+                };
+            }
+        }
+    }
+    let rec = TerminationRecord {
+        by,
+        code: code.to_owned(),
+        termination: Vec::new(),
+        time,
+    };
+    let mut b = Batch::new();
+    b.put(
+        Table::Terminations,
+        id.as_bytes().to_vec(),
+        records::encode(Table::Terminations, &rec)?,
+    );
+    store.commit(b)?;
+    Ok(())
 }
 
 /// Whether some entry naming `id` is its `agreement_concluded` (normally the first).

@@ -920,3 +920,118 @@ async fn a_start_completes_an_agreement_a_crash_left_half_written() -> Res {
     provider.shutdown().await;
     Ok(())
 }
+
+/// A termination a crash split, both ways, made by hand: a start completes each. The
+/// consumer's termination record lost (its event logged): restored, and the agreement
+/// stays ended — the consumer cannot fetch under it. The provider's record of a second
+/// termination written without its event (the log's commit lost): the event is appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_completes_a_termination_a_crash_left_half_written() -> Res {
+    let mut space = Space::new()?;
+    let grid = space.member(71, Sector::POWER, "CN-SX")?;
+    let bank = space.member(72, Sector::FINANCE, "CN-SX")?;
+    let dir = tempfile::tempdir()?;
+    let (pdir, cdir) = (dir.path().join("provider"), dir.path().join("consumer"));
+    let cfg = ConnectorConfig::default;
+    let provider = connector_with(&space, &grid, Backend::Dir(&pdir), cfg(), None).await?;
+    let (_, offer) = publish(
+        &provider,
+        &grid,
+        dir.path(),
+        "asset.bin",
+        &data(1 << 16, 71),
+        CHUNK,
+        &AssetSpec::default(),
+        OPEN,
+    )
+    .await?;
+    let addr = provider.local_addr()?;
+    let consumer = connector_with(&space, &bank, Backend::Dir(&cdir), cfg(), None).await?;
+    let first = consumer
+        .negotiate(addr, &offer, None, "research".parse()?)
+        .await?
+        .id();
+    let second = consumer
+        .negotiate(addr, &offer, None, "research".parse()?)
+        .await?
+        .id();
+    consumer.terminate(&first, "no longer needed").await?;
+    consumer.shutdown().await;
+    drop(consumer);
+    provider.shutdown().await;
+    drop(provider);
+    released(&pdir).await?;
+    released(&cdir).await?;
+
+    // The consumer's record of the first termination lost; a provider record of a
+    // second termination whose event never reached the log.
+    {
+        let store = tds_connector::store::RedbStore::open(&cdir)?;
+        let mut b = tds_connector::store::Batch::new();
+        b.delete(Table::Terminations, first.as_bytes().to_vec());
+        tds_connector::store::Store::commit(&store, b)?;
+    }
+    {
+        let store = tds_connector::store::RedbStore::open(&pdir)?;
+        let rec = tds_connector::records::TerminationRecord {
+            by: grid.key.id(),
+            code: "terminated".into(),
+            termination: Vec::new(),
+            time: SystemClock.now(),
+        };
+        let mut b = tds_connector::store::Batch::new();
+        b.put(
+            Table::Terminations,
+            second.as_bytes().to_vec(),
+            tds_core::cbor::encode(&rec)?,
+        );
+        tds_connector::store::Store::commit(&store, b)?;
+    }
+    let provider = connector_with(&space, &grid, Backend::Dir(&pdir), cfg(), None).await?;
+    let consumer = connector_with(&space, &bank, Backend::Dir(&cdir), cfg(), None).await?;
+    provider.log().verify()?;
+    consumer.log().verify()?;
+    // The consumer's record is back, and the agreement stays ended.
+    let rec = consumer
+        .store()
+        .get(Table::Terminations, first.as_bytes())?
+        .ok_or("the termination record was not restored")?;
+    let rec: tds_connector::records::TerminationRecord = tds_core::cbor::decode(&rec)?;
+    assert_eq!(rec.by, bank.key.id());
+    let out = dir.path().join("after.bin");
+    let refused = consumer
+        .fetch(
+            provider.local_addr()?,
+            &first,
+            FetchOptions::new(out, "research".parse()?),
+        )
+        .await
+        .err()
+        .ok_or("fetched under a terminated agreement")?;
+    assert!(refused.to_string().contains("terminated"), "{refused}");
+    // The provider's log now holds the second termination, once.
+    let kinds = event_kinds(&provider, &second)?;
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| *k == "agreement_terminated")
+            .count(),
+        1,
+        "{kinds:?}"
+    );
+    // A second start repairs nothing more.
+    let (psize, csize) = (provider.log().size(), consumer.log().size());
+    consumer.shutdown().await;
+    drop(consumer);
+    provider.shutdown().await;
+    drop(provider);
+    released(&pdir).await?;
+    released(&cdir).await?;
+    let provider = connector_with(&space, &grid, Backend::Dir(&pdir), cfg(), None).await?;
+    let consumer = connector_with(&space, &bank, Backend::Dir(&cdir), cfg(), None).await?;
+    assert_eq!(provider.log().size(), psize);
+    assert_eq!(consumer.log().size(), csize);
+    consumer.shutdown().await;
+    provider.shutdown().await;
+    Ok(())
+}
