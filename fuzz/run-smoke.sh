@@ -40,7 +40,7 @@ for target in "${targets[@]}"; do
     # cargo fuzz passes -Z flags to rustc; RUSTC_BOOTSTRAP lets the stable toolchain take
     # them. Only this step needs it.
     if ! RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$corpus" -- \
-        -max_total_time="$seconds" -print_final_stats=1; then
+        -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1; then
         failed+=("$target")
     fi
 done

@@ -52,6 +52,17 @@ pub const PROVIDER: usize = 1;
 pub const CHUNKS: u64 = 3;
 /// Most operations of one script.
 pub const MAX_OPS: usize = 64;
+/// Most requests delivered (to both sides together) in one script: a script stops once
+/// it reaches this. `run` steps may ask for up to ~55 minutes of simulated time each, and
+/// a transfer whose chunks are withheld keeps re-asking within it; without a bound, one
+/// input could run for seconds under the sanitizer (the campaign's first `session`
+/// timeout, `seeds/session/regression-slow-retries`: 337 ms in a release build, over 10 s
+/// with ASan) without reaching anything new.
+pub const MAX_REQUESTS: u64 = 5_000;
+
+fn requests(sim: &Sim) -> u64 {
+    sim.sides.iter().map(|s| s.journal.requests_in).sum()
+}
 
 const PROVIDER_SEED: [u8; 32] = [1; 32];
 const CONSUMER_SEED: [u8; 32] = [2; 32];
@@ -1461,7 +1472,7 @@ pub fn run(data: &[u8]) -> Outcome {
     let mut ops = 0;
     while let Some(op) = Op::read(&mut r) {
         ops += 1;
-        if ops > MAX_OPS {
+        if ops > MAX_OPS || requests(&sim) >= MAX_REQUESTS {
             break;
         }
         let mut ran = false;
@@ -1472,7 +1483,7 @@ pub fn run(data: &[u8]) -> Outcome {
                 } else {
                     u64::from(ms)
                 };
-                sim.run_for(ms);
+                sim.run_until(ms, |s| requests(s) >= MAX_REQUESTS);
                 ran = true;
             }
             Op::Call { call: c, pid, x, y } => {

@@ -149,19 +149,6 @@ pub(crate) fn agreements(core: &Core) -> Result<Repaired, ConnectorError> {
     Ok(repaired)
 }
 
-/// Whether some entry naming `id` is an `agreement_terminated` of it.
-fn terminated_in_log(log: &ConnectorLog, id: &Hash256) -> Result<bool, ConnectorError> {
-    for index in log.events_for(id)? {
-        if matches!(
-            log.event(index)?.body,
-            EventBody::AgreementTerminated { agreement, .. } if agreement == *id
-        ) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
 /// A termination record from its event: ended by the peer when the code says so (the
 /// other party of the stored agreement), else by this side.
 fn restore_termination(
@@ -203,11 +190,30 @@ fn restore_termination(
 
 /// Whether some entry naming `id` is its `agreement_concluded` (normally the first).
 fn concluded_in_log(log: &ConnectorLog, id: &Hash256) -> Result<bool, ConnectorError> {
+    logged(
+        log,
+        id,
+        |body| matches!(body, EventBody::AgreementConcluded { agreement, .. } if agreement == id),
+    )
+}
+
+/// Whether some entry naming `id` is an `agreement_terminated` of it.
+fn terminated_in_log(log: &ConnectorLog, id: &Hash256) -> Result<bool, ConnectorError> {
+    logged(
+        log,
+        id,
+        |body| matches!(body, EventBody::AgreementTerminated { agreement, .. } if agreement == id),
+    )
+}
+
+/// Whether some entry naming `id` (the log's index) is one `is` picks.
+fn logged(
+    log: &ConnectorLog,
+    id: &Hash256,
+    is: impl Fn(&EventBody) -> bool,
+) -> Result<bool, ConnectorError> {
     for index in log.events_for(id)? {
-        if matches!(
-            log.event(index)?.body,
-            EventBody::AgreementConcluded { agreement, .. } if agreement == *id
-        ) {
+        if is(&log.event(index)?.body) {
             return Ok(true);
         }
     }

@@ -819,38 +819,85 @@ fn copy_files(from: &Path, to: &Path) -> Res {
     Ok(())
 }
 
-/// The two halves a crash can split, made by hand: a start completes each.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_start_completes_an_agreement_a_crash_left_half_written() -> Res {
-    let mut space = Space::new()?;
-    let grid = space.member(61, Sector::POWER, "CN-SX")?;
-    let bank = space.member(62, Sector::FINANCE, "CN-SX")?;
-    let dir = tempfile::tempdir()?;
-    let (pdir, cdir) = (dir.path().join("provider"), dir.path().join("consumer"));
-    let cfg = ConnectorConfig::default;
-    let provider = connector_with(&space, &grid, Backend::Dir(&pdir), cfg(), None).await?;
-    let (_, offer) = publish(
-        &provider,
-        &grid,
-        dir.path(),
-        "asset.bin",
-        &data(1 << 20, 61),
-        CHUNK,
-        &AssetSpec::default(),
-        OPEN,
-    )
-    .await?;
-    let addr = provider.local_addr()?;
-    let consumer = connector_with(&space, &bank, Backend::Dir(&cdir), cfg(), None).await?;
-    consumer
-        .negotiate(addr, &offer, None, "research".parse()?)
+/// A provider with one published asset and a consumer, each on its own data directory.
+struct Pair {
+    space: Space,
+    grid: Member,
+    bank: Member,
+    dir: tempfile::TempDir,
+    pdir: PathBuf,
+    cdir: PathBuf,
+    provider: Connector,
+    consumer: Connector,
+    offer: Vec<u8>,
+}
+
+impl Pair {
+    /// Members `seed` (power) and `seed2` (finance); the asset is `size` bytes.
+    async fn start(seed: u8, seed2: u8, size: usize) -> Res<Pair> {
+        let mut space = Space::new()?;
+        let grid = space.member(seed, Sector::POWER, "CN-SX")?;
+        let bank = space.member(seed2, Sector::FINANCE, "CN-SX")?;
+        let dir = tempfile::tempdir()?;
+        let (pdir, cdir) = (dir.path().join("provider"), dir.path().join("consumer"));
+        let cfg = ConnectorConfig::default;
+        let provider = connector_with(&space, &grid, Backend::Dir(&pdir), cfg(), None).await?;
+        let (_, offer) = publish(
+            &provider,
+            &grid,
+            dir.path(),
+            "asset.bin",
+            &data(size, seed),
+            CHUNK,
+            &AssetSpec::default(),
+            OPEN,
+        )
         .await?;
+        let consumer = connector_with(&space, &bank, Backend::Dir(&cdir), cfg(), None).await?;
+        Ok(Pair {
+            space,
+            grid,
+            bank,
+            dir,
+            pdir,
+            cdir,
+            provider,
+            consumer,
+            offer,
+        })
+    }
+}
+
+/// Stops both connectors and waits until their data directories are free.
+async fn stop_both(provider: Connector, consumer: Connector, pdir: &Path, cdir: &Path) -> Res {
     consumer.shutdown().await;
     drop(consumer);
     provider.shutdown().await;
     drop(provider);
-    released(&pdir).await?;
-    released(&cdir).await?;
+    released(pdir).await?;
+    released(cdir).await
+}
+
+/// The two halves a crash can split, made by hand: a start completes each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_completes_an_agreement_a_crash_left_half_written() -> Res {
+    let Pair {
+        space,
+        grid,
+        bank,
+        dir,
+        pdir,
+        cdir,
+        provider,
+        consumer,
+        offer,
+    } = Pair::start(61, 62, 1 << 20).await?;
+    let cfg = ConnectorConfig::default;
+    let addr = provider.local_addr()?;
+    consumer
+        .negotiate(addr, &offer, None, "research".parse()?)
+        .await?;
+    stop_both(provider, consumer, &pdir, &cdir).await?;
     // The provider's log as it was before the second agreement.
     copy_files(&pdir.join("log"), &dir.path().join("old-log"))?;
     let provider = connector_with(&space, &grid, Backend::Dir(&pdir), cfg(), None).await?;
@@ -860,12 +907,7 @@ async fn a_start_completes_an_agreement_a_crash_left_half_written() -> Res {
         .negotiate(addr, &offer, None, "research".parse()?)
         .await?
         .id();
-    consumer.shutdown().await;
-    drop(consumer);
-    provider.shutdown().await;
-    drop(provider);
-    released(&pdir).await?;
-    released(&cdir).await?;
+    stop_both(provider, consumer, &pdir, &cdir).await?;
 
     // The provider's record of the second agreement without its event (the log's
     // commit lost), the consumer's event of it without its record (the store's).
@@ -927,26 +969,19 @@ async fn a_start_completes_an_agreement_a_crash_left_half_written() -> Res {
 /// termination written without its event (the log's commit lost): the event is appended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_completes_a_termination_a_crash_left_half_written() -> Res {
-    let mut space = Space::new()?;
-    let grid = space.member(71, Sector::POWER, "CN-SX")?;
-    let bank = space.member(72, Sector::FINANCE, "CN-SX")?;
-    let dir = tempfile::tempdir()?;
-    let (pdir, cdir) = (dir.path().join("provider"), dir.path().join("consumer"));
+    let Pair {
+        space,
+        grid,
+        bank,
+        dir,
+        pdir,
+        cdir,
+        provider,
+        consumer,
+        offer,
+    } = Pair::start(71, 72, 1 << 16).await?;
     let cfg = ConnectorConfig::default;
-    let provider = connector_with(&space, &grid, Backend::Dir(&pdir), cfg(), None).await?;
-    let (_, offer) = publish(
-        &provider,
-        &grid,
-        dir.path(),
-        "asset.bin",
-        &data(1 << 16, 71),
-        CHUNK,
-        &AssetSpec::default(),
-        OPEN,
-    )
-    .await?;
     let addr = provider.local_addr()?;
-    let consumer = connector_with(&space, &bank, Backend::Dir(&cdir), cfg(), None).await?;
     let first = consumer
         .negotiate(addr, &offer, None, "research".parse()?)
         .await?
@@ -956,12 +991,7 @@ async fn a_start_completes_a_termination_a_crash_left_half_written() -> Res {
         .await?
         .id();
     consumer.terminate(&first, "no longer needed").await?;
-    consumer.shutdown().await;
-    drop(consumer);
-    provider.shutdown().await;
-    drop(provider);
-    released(&pdir).await?;
-    released(&cdir).await?;
+    stop_both(provider, consumer, &pdir, &cdir).await?;
 
     // The consumer's record of the first termination lost; a provider record of a
     // second termination whose event never reached the log.
@@ -1021,12 +1051,7 @@ async fn a_start_completes_a_termination_a_crash_left_half_written() -> Res {
     );
     // A second start repairs nothing more.
     let (psize, csize) = (provider.log().size(), consumer.log().size());
-    consumer.shutdown().await;
-    drop(consumer);
-    provider.shutdown().await;
-    drop(provider);
-    released(&pdir).await?;
-    released(&cdir).await?;
+    stop_both(provider, consumer, &pdir, &cdir).await?;
     let provider = connector_with(&space, &grid, Backend::Dir(&pdir), cfg(), None).await?;
     let consumer = connector_with(&space, &bank, Backend::Dir(&cdir), cfg(), None).await?;
     assert_eq!(provider.log().size(), psize);
