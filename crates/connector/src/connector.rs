@@ -254,7 +254,8 @@ impl ConnectorBuilder {
                 records = repaired.records,
                 termination_events = repaired.termination_events,
                 termination_records = repaired.termination_records,
-                "completed agreements and terminations a crash or a failed write left half-written"
+                publication_events = repaired.publication_events,
+                "completed agreements, terminations and publications a crash or a failed write left half-written"
             );
         }
         let facts = tds_core::cose::open::<tds_identity::Credential>(&core.credential)

@@ -21,7 +21,12 @@
 //! the event (its code and time from the record); an event without its record gets a
 //! record (no signed termination: the event does not hold one; ended by this side, or by
 //! the peer when the code is `terminated_by_peer`), so an agreement the log says ended is
-//! never served again after a crash. Costs: one index lookup per agreement record, and one decode
+//! never served again after a crash.
+//!
+//! A publication commits its records (the asset, its offers) first and appends its events
+//! (`asset_published`, `offer_published`) after: a crash between leaves records without
+//! events, and the start appends the missing events (the asset's time of publication
+//! from its record), so everything served has its publication logged. Costs: one index lookup per agreement record, and one decode
 //! per log entry appended since the previous start (the store's `meta/log_checked` holds
 //! that size; a store without it has the whole log read once).
 
@@ -31,7 +36,7 @@ use tds_provenance::event::{Event, EventBody};
 
 use crate::core::{ConnectorLog, Core};
 use crate::error::ConnectorError;
-use crate::records::{self, AgreementRecord, Side, TerminationRecord};
+use crate::records::{self, AgreementRecord, AssetRecord, OfferRecord, Side, TerminationRecord};
 use crate::store::{Batch, Store, Table};
 
 /// The meta key of the log size up to which events have been matched with records.
@@ -48,6 +53,8 @@ pub(crate) struct Repaired {
     pub(crate) termination_events: u64,
     /// Termination records restored from events that had none.
     pub(crate) termination_records: u64,
+    /// `asset_published` and `offer_published` events appended for records that had none.
+    pub(crate) publication_events: u64,
 }
 
 /// Matches agreement records with `agreement_concluded` events (module docs). Blocking:
@@ -104,6 +111,7 @@ pub(crate) fn agreements(core: &Core) -> Result<Repaired, ConnectorError> {
             repaired.termination_events += 1;
         }
     }
+    repaired.publication_events = publications(core)?;
     // Then the events appended since the last start.
     let from = store.counter(Table::Meta, LOG_CHECKED)?;
     let size = log.size();
@@ -186,6 +194,73 @@ fn restore_termination(
     );
     store.commit(b)?;
     Ok(())
+}
+
+/// Appends the publication events that asset and offer records lack (module docs); the
+/// number appended.
+fn publications(core: &Core) -> Result<u64, ConnectorError> {
+    let store = core.store.as_ref();
+    let log = core.log.as_ref();
+    let mut appended = 0u64;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let rows = store.scan_prefix_after(Table::Offers, b"", after.as_deref(), 512)?;
+        let Some((last, _)) = rows.last() else { break };
+        after = Some(last.clone());
+        for (key, value) in rows {
+            let Ok(offer) = <[u8; 32]>::try_from(key.as_slice()).map(Hash256::from_bytes) else {
+                continue;
+            };
+            let rec: OfferRecord = records::decode(Table::Offers, &key, &value)?;
+            let Some(asset_value) = store.get(Table::Assets, rec.asset.as_bytes())? else {
+                continue;
+            };
+            let asset_rec: AssetRecord =
+                records::decode(Table::Assets, rec.asset.as_bytes(), &asset_value)?;
+            let verified = tds_manifest::open(&asset_rec.manifest)
+                .and_then(|m| m.verify(&core.signer.public_key()))
+                .map_err(|e| ConnectorError::invalid("stored manifest", &e))?;
+            let asset = *verified.id().as_hash();
+            let asset_logged = logged(
+                log,
+                &asset,
+                |body| matches!(body, EventBody::AssetPublished { asset: a, .. } if *a == asset),
+            )?;
+            if !asset_logged {
+                let event = tds_objects::record::asset_published(
+                    verified.as_self_signed(),
+                    core.me,
+                    asset_rec.published,
+                )
+                .map_err(|e| ConnectorError::invalid("asset event", &e))?;
+                log.append(&event)?;
+                appended += 1;
+            }
+            let offer_logged = logged(
+                log,
+                &asset,
+                |body| matches!(body, EventBody::OfferPublished { offer: o, .. } if *o == offer),
+            )?;
+            if !offer_logged {
+                let event = Event::new(
+                    asset_rec.published,
+                    core.me,
+                    EventBody::OfferPublished {
+                        offer,
+                        asset,
+                        object: Some(tds_provenance::event::SignedObject {
+                            kind: crate::core::code("offer"),
+                            id: offer,
+                            bytes: rec.offer,
+                        }),
+                    },
+                );
+                log.append(&event)?;
+                appended += 1;
+            }
+        }
+    }
+    Ok(appended)
 }
 
 /// Whether some entry naming `id` is its `agreement_concluded` (normally the first).

@@ -1060,3 +1060,61 @@ async fn a_start_completes_a_termination_a_crash_left_half_written() -> Res {
     provider.shutdown().await;
     Ok(())
 }
+
+/// A publication a crash split after its records were committed and before its events
+/// were appended (made by putting back the log from before the publication): the next
+/// start appends `asset_published` and `offer_published`, once, and a second start
+/// appends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_logs_a_publication_a_crash_left_unlogged() -> Res {
+    let mut space = Space::new()?;
+    let grid = space.member(73, Sector::POWER, "CN-SX")?;
+    let dir = tempfile::tempdir()?;
+    let pdir = dir.path().join("provider");
+    let cfg = ConnectorConfig::default;
+    let provider = connector_with(&space, &grid, Backend::Dir(&pdir), cfg(), None).await?;
+    provider.shutdown().await;
+    drop(provider);
+    released(&pdir).await?;
+    copy_files(&pdir.join("log"), &dir.path().join("old-log"))?;
+    let provider = connector_with(&space, &grid, Backend::Dir(&pdir), cfg(), None).await?;
+    let (asset, offer) = publish(
+        &provider,
+        &grid,
+        dir.path(),
+        "asset.bin",
+        &data(1 << 16, 73),
+        CHUNK,
+        &AssetSpec::default(),
+        OPEN,
+    )
+    .await?;
+    provider.shutdown().await;
+    drop(provider);
+    released(&pdir).await?;
+    std::fs::remove_dir_all(pdir.join("log"))?;
+    copy_files(&dir.path().join("old-log"), &pdir.join("log"))?;
+
+    let provider = connector_with(&space, &grid, Backend::Dir(&pdir), cfg(), None).await?;
+    provider.log().verify()?;
+    let asset_hash: Hash256 = asset.parse()?;
+    let kinds = event_kinds(&provider, &asset_hash)?;
+    for kind in ["asset_published", "offer_published"] {
+        assert_eq!(
+            kinds.iter().filter(|k| *k == kind).count(),
+            1,
+            "{kind}: {kinds:?}"
+        );
+    }
+    assert!(provider
+        .offer(&tds_policy::contract::verify_offer(&offer)?.id())?
+        .is_some());
+    let size = provider.log().size();
+    provider.shutdown().await;
+    drop(provider);
+    released(&pdir).await?;
+    let provider = connector_with(&space, &grid, Backend::Dir(&pdir), cfg(), None).await?;
+    assert_eq!(provider.log().size(), size);
+    provider.shutdown().await;
+    Ok(())
+}
