@@ -13,6 +13,9 @@
 //! 3. **One greedy peer.** One client runs 4 × `max_concurrent_streams` catalog queries at
 //!    once on its one connection: the node lets 64 be open at a time (QUIC stream limit:
 //!    the rest wait for credit) and every query is answered.
+//! 4. **The raw primitive.** The same number of raw quinn connections (TDS TLS and
+//!    transport parameters, one 1 KiB round trip each, as the hello) to a raw echo server
+//!    in its own process: its memory per idle connection, and the node's as a ratio of it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -331,7 +334,18 @@ pub async fn run(bin: &Path, bench: LoadBench) -> Result<String, NodeBenchError>
     for c in &clients {
         c.shutdown().await;
     }
+    drop(clients);
     drop(node);
+    // 4. The raw primitive: as many raw quinn connections (same TLS and transport
+    //    parameters, one hello-sized round trip each) to a raw echo server.
+    eprintln!(
+        "load: raw quinn baseline, {} idle connections",
+        bench.clients
+    );
+    let exe = std::env::current_exe()?;
+    let raw_per_idle_kib = crate::net::raw_idle_kib(&exe, bench.clients)
+        .await
+        .map_err(err)?;
     let ok = lat.len() as f64;
     Ok(json_line(&[
         ("bench", "load".into()),
@@ -346,6 +360,14 @@ pub async fn run(bin: &Path, bench: LoadBench) -> Result<String, NodeBenchError>
         ("node_rss_before_mib", (rss_before as f64 / 1024.0).into()),
         ("node_rss_idle_mib", (rss_idle as f64 / 1024.0).into()),
         ("rss_per_idle_connection_kib", per_idle_kib.into()),
+        (
+            "raw_quinn_rss_per_idle_connection_kib",
+            raw_per_idle_kib.into(),
+        ),
+        (
+            "rss_per_idle_vs_raw_quinn",
+            (per_idle_kib / raw_per_idle_kib.max(1e-9)).into(),
+        ),
         ("load_s", load_s.into()),
         (
             "agreements_and_fetches_per_s",

@@ -86,6 +86,9 @@ enum Command {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
         starts: u32,
     },
+    /// The raw quinn echo server of the `load` baseline (run by `load` itself).
+    #[command(hide = true)]
+    RawEchoServer,
     /// Load on one node: CLIENTS consumer connectors (each its own identity and QUIC
     /// endpoint, in this process) connect to a `tds serve` process and stay connected
     /// (node memory per idle connection), then all negotiate and fetch its asset at once
@@ -228,6 +231,10 @@ fn run() -> anyhow::Result<()> {
                 "{}",
                 runtime()?.block_on(tds_bench::load::run(&tds, bench))?
             );
+            Ok(())
+        }
+        Command::RawEchoServer => {
+            runtime()?.block_on(tds_bench::net::raw_echo_server())?;
             Ok(())
         }
         Command::Node { tds, starts } => {

@@ -930,6 +930,141 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is not a positive size that fits 64 bits"))
 }
 
+/// The raw-quinn baseline of `tds-bench load` (`tds-bench raw-echo-server`, its own
+/// process so that its memory is measured alone): a quinn server with the TDS TLS
+/// configuration and transport parameters that answers every bidirectional stream with
+/// the bytes it received (up to 64 KiB) and keeps every connection open. Prints
+/// `{"listen": "ADDR"}` on one line and serves until its standard input closes.
+pub async fn raw_echo_server() -> Result<(), NetBenchError> {
+    let space = space()?;
+    let transport = TransportConfig::default().quinn()?;
+    let server_tls =
+        tls::server_config(space.server.key.clone(), &[tls::ALPN]).map_err(quinn_err)?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(
+        quinn::crypto::rustls::QuicServerConfig::try_from(server_tls).map_err(quinn_err)?,
+    ));
+    server.transport_config(transport);
+    let ep = quinn::Endpoint::server(server, loopback()).map_err(quinn_err)?;
+    println!(
+        "{}",
+        json_line(&[("listen", ep.local_addr()?.to_string().into())])
+    );
+    let stdin_closed = tokio::task::spawn_blocking(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    });
+    let serve = async {
+        while let Some(incoming) = ep.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    tokio::spawn(async move {
+                        if let Ok(bytes) = recv.read_to_end(64 * 1024).await {
+                            let _ = send.write_all(&bytes).await;
+                            let _ = send.finish();
+                            let _ = send.stopped().await;
+                        }
+                    });
+                }
+            });
+        }
+    };
+    tokio::select! {
+        _ = stdin_closed => {}
+        () = serve => {}
+    }
+    Ok(())
+}
+
+/// The raw-quinn side of `tds-bench load`'s idle-connection figure: `clients` raw quinn
+/// connections (each from its own endpoint, as each TDS client has its own) to a
+/// `raw-echo-server` child of `exe`, each making one hello-sized round trip (1 KiB) and
+/// then staying open. Returns the server's resident memory per idle connection, KiB.
+pub async fn raw_idle_kib(exe: &std::path::Path, clients: usize) -> Result<f64, NetBenchError> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(exe)
+        .arg("raw-echo-server")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let result = async {
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| NetBenchError::Setup("no stdout from raw-echo-server".into()))?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| NetBenchError::Setup(format!("raw-echo-server: {e}")))?;
+        let addr: SocketAddr = v
+            .get("listen")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| NetBenchError::Setup(format!("raw-echo-server address: {e}")))?;
+        let pid = child.id();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = crate::node::rss_kib(pid).unwrap_or(0);
+        let space = space()?;
+        let transport = TransportConfig::default().quinn()?;
+        let client_tls =
+            tls::client_config(space.client.key.clone(), tls::ALPN).map_err(quinn_err)?;
+        let mut client = quinn::ClientConfig::new(Arc::new(
+            quinn::crypto::rustls::QuicClientConfig::try_from(client_tls).map_err(quinn_err)?,
+        ));
+        client.transport_config(transport);
+        let mut tasks = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut last = None;
+                for _ in 0..20 {
+                    let attempt = async {
+                        let ep = quinn::Endpoint::client(loopback()).map_err(quinn_err)?;
+                        let conn = ep
+                            .connect_with(client.clone(), addr, "tds")
+                            .map_err(quinn_err)?
+                            .await
+                            .map_err(quinn_err)?;
+                        let (mut send, mut recv) = conn.open_bi().await.map_err(quinn_err)?;
+                        send.write_all(&[7u8; 1024]).await.map_err(quinn_err)?;
+                        send.finish().map_err(quinn_err)?;
+                        let echo = recv.read_to_end(64 * 1024).await.map_err(quinn_err)?;
+                        if echo.len() != 1024 {
+                            return Err(NetBenchError::Setup("short echo".into()));
+                        }
+                        Ok::<_, NetBenchError>((ep, conn))
+                    };
+                    match attempt.await {
+                        Ok(held) => return Ok(held),
+                        Err(e) => {
+                            last = Some(e);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                Err(last.unwrap_or_else(|| NetBenchError::Setup("no attempt".into())))
+            }));
+        }
+        let mut held = Vec::with_capacity(clients);
+        for t in tasks {
+            held.push(t.await.map_err(|e| NetBenchError::Setup(e.to_string()))??);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let idle = crate::node::rss_kib(pid).unwrap_or(0);
+        for (ep, conn) in &held {
+            conn.close(0u32.into(), b"");
+            ep.close(0u32.into(), b"");
+        }
+        Ok(idle.saturating_sub(before) as f64 / clients.max(1) as f64)
+    }
+    .await;
+    drop(child.stdin.take());
+    let _ = child.wait();
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
