@@ -326,7 +326,9 @@ async fn thousands_of_streams_opened_and_never_used_stay_within_the_limit() -> R
         }
     }
     assert!(blocked, "opened {} streams without waiting", held.len());
-    // The limit is 64 streams at once (the hello's stream still counts on the provider).
+    // The limit is 64 streams at once. The hello's stream is freed once done, but quinn
+    // announces new credit only after more than 1/8 of the window is freed, so 63 are
+    // open right after the hello.
     assert!(
         (60..=64).contains(&held.len()),
         "{} streams open at once",
