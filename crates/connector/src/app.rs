@@ -92,7 +92,14 @@ pub(crate) struct App {
     pub(crate) sync_every: u64,
     /// The peer's address (for an outgoing session: where it listens).
     pub(crate) addr: std::net::SocketAddr,
+    /// Violations of the peer on this connection so far (the first
+    /// [`MAX_VIOLATION_ALERTS`] are alerted).
+    pub(crate) violations: u32,
 }
+
+/// The most `violation` alerts one connection raises: a member flooding malformed
+/// messages is told no each time, but fills neither the operator's alerts nor its logs.
+pub(crate) const MAX_VIOLATION_ALERTS: u32 = 16;
 
 impl App {
     fn driver(&self) -> Option<Driver> {
@@ -776,13 +783,23 @@ impl SessionApp for App {
                 pid,
                 refusal,
             } => {
-                self.core.alert(
-                    AlertKind::Violation,
-                    &refusal.code,
-                    format!("the peer's {message} was refused: {}", refusal.reason),
-                    None,
-                    Some(self.peer),
-                );
+                self.violations = self.violations.saturating_add(1);
+                if self.violations <= MAX_VIOLATION_ALERTS {
+                    let more = if self.violations == MAX_VIOLATION_ALERTS {
+                        "; further violations on this connection are refused without alerts"
+                    } else {
+                        ""
+                    };
+                    self.core.alert(
+                        AlertKind::Violation,
+                        &refusal.code,
+                        format!("the peer's {message} was refused: {}{more}", refusal.reason),
+                        None,
+                        Some(self.peer),
+                    );
+                } else {
+                    tracing::debug!(message, code = %refusal.code, "violation (not alerted)");
+                }
                 // A consumer that refuses its provider's agreement (terms not as asked, a
                 // bad signature) does not wait for a better one: on this connection only
                 // the provider can send it. The negotiation ends with that code, which is

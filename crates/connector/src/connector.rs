@@ -383,6 +383,7 @@ impl Inner {
             endpoint: self.endpoint.clone(),
             sync_every: self.config.sync_every.max(1),
             addr: conn.remote_address(),
+            violations: 0,
         };
         let addr = conn.remote_address();
         // The app has its driver before the first event (the peer may speak at once).

@@ -401,3 +401,49 @@ async fn a_slow_sender_is_refused_at_the_request_timeout() -> Res {
     );
     s.still_serves().await
 }
+
+/// A member that keeps sending what an honest peer never sends (here: replies sent as
+/// requests) is refused every time, but one connection raises at most 16 `violation`
+/// alerts; a new connection raises them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn violations_are_alerted_at_most_sixteen_times_per_connection() -> Res {
+    let mut s = Scene::new(RESEARCH).await?;
+    let bogus = Message::Ack(Ack {
+        pid: None,
+        state: None,
+    });
+    // Counts violation alerts until `want` came (bounded by the test step), then for a
+    // further moment in which none more may come.
+    async fn count(events: &mut Events, want: usize) -> Res<usize> {
+        let mut n = 0;
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            let until = if n >= want {
+                tokio::time::Instant::now() + std::time::Duration::from_millis(300)
+            } else {
+                deadline
+            };
+            match tokio::time::timeout_at(until, events.0.recv()).await {
+                Ok(Ok(tds_connector::ConnectorEvent::Alert(a)))
+                    if a.kind == tds_connector::AlertKind::Violation =>
+                {
+                    n += 1
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Ok(n),
+            }
+        }
+    }
+    let raw = s.raw(&s.bank).await?;
+    for _ in 0..40 {
+        let reply = raw.ask(&bogus).await?;
+        assert_eq!(code(&reply), "protocol.unexpected_message", "{reply:?}");
+    }
+    assert_eq!(count(&mut s.events, 16).await?, 16);
+    let again = s.raw(&s.bank).await?;
+    let reply = again.ask(&bogus).await?;
+    assert_eq!(code(&reply), "protocol.unexpected_message");
+    assert_eq!(count(&mut s.events, 1).await?, 1);
+    s.still_serves().await
+}
