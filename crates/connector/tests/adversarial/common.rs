@@ -7,9 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tds_connector::{
-    Alert, AlertKind, Connector, ConnectorConfig, ConnectorEvent, OfferTerms, Source,
-};
+use tds_connector::{Alert, AlertKind, Connector, ConnectorConfig, ConnectorEvent, Source};
 use tds_core::hash::Hash256;
 use tds_core::time::{SystemClock, DAY_MS};
 use tds_core::{Clock, Signer, SigningKey, Timestamp};
@@ -22,7 +20,7 @@ use tds_protocol::{Message, Pid};
 use tds_transport::{Connection, Endpoint, LocalIdentity, TransportConfig};
 use tokio::sync::{broadcast, mpsc};
 
-pub type Res<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+pub use crate::base::{data, terms, Res};
 
 /// Every network step of a test finishes within this (generous: the machine is shared).
 pub const STEP: Duration = Duration::from_secs(20);
@@ -185,30 +183,6 @@ pub fn manifest_for(owner: &Member, path: &Path, title: &str, chunk: u64) -> Res
         quality: None,
     };
     Ok(m.sign(owner.key.as_ref())?)
-}
-
-/// Deterministic bytes.
-pub fn data(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = u64::from(seed) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-pub fn terms(policy: &str) -> Res<OfferTerms> {
-    let now = SystemClock.now();
-    Ok(OfferTerms {
-        policy: tds_policy::parse("test", policy)?,
-        price: None,
-        not_before: Timestamp::from_millis(now.as_millis().saturating_sub(60_000)),
-        not_after: now.saturating_add_millis(DAY_MS),
-        licence: None,
-    })
 }
 
 pub const RESEARCH: &str = "policy set;\n\npermit use\n  when purpose isA research;\n";

@@ -9,6 +9,14 @@
     reason = "test code: a failed unwrap or index is a failed test"
 )]
 
+/// The connector suite's helpers (shared with the `faults` binary); `common` re-exports
+/// the ones that are the same here.
+#[path = "../connector/common.rs"]
+#[expect(
+    dead_code,
+    reason = "the connector suite's helpers; this binary uses part of them"
+)]
+mod base;
 mod common;
 mod credentials;
 mod messages;
