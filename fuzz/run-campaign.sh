@@ -23,14 +23,9 @@ commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- ../crates . 2>/d
 mkdir -p campaign/logs
 [ -f campaign/runs.tsv ] || printf 'start_utc\ttarget\tcommit\tseconds\texecs\tcov\tft\tcorpus\tpeak_rss_mb\tresult\n' > campaign/runs.tsv
 
-if [ "$#" -gt 0 ]; then
-    targets=("$@")
-else
-    targets=()
-    for f in fuzz_targets/*.rs; do
-        targets+=("$(basename "$f" .rs)")
-    done
-fi
+# shellcheck source=lib.sh
+. ./lib.sh
+list_targets "$@"
 
 failed=()
 for target in "${targets[@]}"; do
@@ -40,12 +35,8 @@ for target in "${targets[@]}"; do
         exit 2
     fi
     corpus="corpus/$target"
-    mkdir -p "$corpus" "artifacts/$target"
-    for seeds in "seeds/$target" "stand-in-seeds/$target"; do
-        if [ -d "$seeds" ]; then
-            cp -n "$seeds"/* "$corpus"/ 2>/dev/null || true
-        fi
-    done
+    mkdir -p "artifacts/$target"
+    seed_corpus "$target"
     start="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     log="campaign/logs/$target-$start.log"
     echo "=== $target: up to $runs runs / ${seconds}s from $(find "$corpus" -type f | wc -l) inputs (log $log)"

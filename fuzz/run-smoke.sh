@@ -5,7 +5,8 @@
 #   FUZZ_SECONDS=300 fuzz/run-smoke.sh canonical_cbor
 #
 # Targets are the files in fuzz_targets/ (or the names given as arguments). Each one's
-# corpus is fuzz/corpus/TARGET (ignored by git), seeded from fuzz/seeds/TARGET; crashes
+# corpus is fuzz/corpus/TARGET (ignored by git), seeded from fuzz/seeds/TARGET (and
+# fuzz/stand-in-seeds/TARGET when present: see README.md); crashes
 # land in fuzz/artifacts/TARGET. Exits non-zero if any target fails.
 set -euo pipefail
 
@@ -20,22 +21,14 @@ fi
 # exactly what fuzz/Cargo.lock records.
 cargo fetch --locked
 
-if [ "$#" -gt 0 ]; then
-    targets=("$@")
-else
-    targets=()
-    for f in fuzz_targets/*.rs; do
-        targets+=("$(basename "$f" .rs)")
-    done
-fi
+# shellcheck source=lib.sh
+. ./lib.sh
+list_targets "$@"
 
 failed=()
 for target in "${targets[@]}"; do
     corpus="corpus/$target"
-    mkdir -p "$corpus"
-    if [ -d "seeds/$target" ]; then
-        cp -n "seeds/$target"/* "$corpus"/ 2>/dev/null || true
-    fi
+    seed_corpus "$target"
     echo "=== $target: ${seconds}s from $(find "$corpus" -type f | wc -l) corpus inputs"
     # cargo fuzz passes -Z flags to rustc; RUSTC_BOOTSTRAP lets the stable toolchain take
     # them. Only this step needs it.
