@@ -212,6 +212,25 @@ fn publications(core: &Core) -> Result<u64, ConnectorError> {
                 continue;
             };
             let rec: OfferRecord = records::decode(Table::Offers, &key, &value)?;
+            // The usual case first, and cheaply (every start runs this): both events are
+            // in the log, found through its index by the asset id the record names; no
+            // record is read and no manifest verified.
+            if let Ok(asset) = rec.asset.parse::<Hash256>() {
+                let asset_logged = logged(
+                    log,
+                    &asset,
+                    |body| matches!(body, EventBody::AssetPublished { asset: a, .. } if *a == asset),
+                )?;
+                if asset_logged
+                    && logged(
+                        log,
+                        &asset,
+                        |body| matches!(body, EventBody::OfferPublished { offer: o, .. } if *o == offer),
+                    )?
+                {
+                    continue;
+                }
+            }
             let Some(asset_value) = store.get(Table::Assets, rec.asset.as_bytes())? else {
                 continue;
             };
