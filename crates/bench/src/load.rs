@@ -19,7 +19,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +30,7 @@ use tds_identity::{Admission, AuthorityStore, Role, TrustStore};
 use tds_protocol::message::CatalogFilter;
 
 use crate::net::json_line;
-use crate::node::{path, rss_kib, setup_node, tds, text, NodeBenchError};
+use crate::node::{hwm_kib, path, rss_kib, setup_node, tds, text, NodeBenchError, NodeProcess};
 
 /// Options of the load benchmark.
 #[derive(Clone, Debug)]
@@ -44,21 +43,6 @@ pub struct LoadBench {
     pub attempts: u32,
 }
 
-/// The node process, stopped with SIGTERM when dropped.
-struct NodeProcess(Child);
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        if let Some(pid) = i32::try_from(self.0.id())
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let _ = self.0.wait();
-    }
-}
-
 fn err(e: impl std::fmt::Display) -> NodeBenchError {
     NodeBenchError::Tds(e.to_string())
 }
@@ -69,16 +53,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let i = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted.get(i).copied().unwrap_or(0.0)
-}
-
-/// Peak resident set size of process `pid` in KiB (`VmHWM`).
-fn hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// Runs `call` up to `attempts` times, pausing 20-200 ms between tries; counts retries.
@@ -115,30 +89,10 @@ pub async fn run(bin: &Path, bench: LoadBench) -> Result<String, NodeBenchError>
     let (auth, home, authority_hex) = setup_node(bin, dir.path())?;
 
     // The node, serving.
-    let mut child = Command::new(bin)
-        .args(["serve", "--home", path(&home)?, "--log-level", "error"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| err("no stdout from tds serve"))?;
-    let ready: serde_json::Value = {
-        use std::io::BufRead;
-        let mut text_read = String::new();
-        for line in std::io::BufReader::new(stdout).lines() {
-            let line = line?;
-            text_read.push_str(&line);
-            if line.trim() == "}" {
-                break;
-            }
-        }
-        serde_json::from_str(&text_read).map_err(err)?
-    };
-    let node = NodeProcess(child);
-    let pid = node.0.id();
-    let addr: SocketAddr = text(&ready, "listen")?.parse().map_err(err)?;
+    let node = NodeProcess::spawn(bin, &home, "error")?;
+    let pid = node.id();
+    let ready = &node.ready;
+    let addr: SocketAddr = text(ready, "listen")?.parse().map_err(err)?;
 
     // Its asset (through its admin API).
     let file = dir.path().join("asset.bin");

@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::net::json_line;
@@ -51,12 +51,108 @@ pub(crate) fn path(p: &Path) -> Result<&str, NodeBenchError> {
 
 /// Resident set size of process `pid` in KiB, from `/proc`.
 pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// Peak resident set size of process `pid` in KiB (`VmHWM`).
+pub(crate) fn hwm_kib(pid: u32) -> Option<u64> {
+    proc_status_kib(pid, "VmHWM:")
+}
+
+/// One `kB` field of `/proc/PID/status`.
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
+}
+
+/// A running `tds serve`, stopped with SIGTERM by [`NodeProcess::stop`] or when dropped.
+pub(crate) struct NodeProcess {
+    child: Option<Child>,
+    pid: u32,
+    /// Its ready line (one JSON object: `listen`, `admin`, ...).
+    pub(crate) ready: serde_json::Value,
+}
+
+impl NodeProcess {
+    /// Starts `tds serve --home HOME --log-level LEVEL` and waits for its ready line.
+    pub(crate) fn spawn(bin: &Path, home: &Path, log_level: &str) -> Result<Self, NodeBenchError> {
+        let mut child = Command::new(bin)
+            .args(["serve", "--home", path(home)?, "--log-level", log_level])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let pid = child.id();
+        let Some(stdout) = child.stdout.take() else {
+            let mut node = Self {
+                child: Some(child),
+                pid,
+                ready: serde_json::Value::Null,
+            };
+            let _ = node.stop();
+            return Err(NodeBenchError::Tds("no stdout from tds serve".into()));
+        };
+        let mut node = Self {
+            child: Some(child),
+            pid,
+            ready: serde_json::Value::Null,
+        };
+        // The ready line is one pretty-printed JSON object; `}` alone closes it.
+        let mut read = String::new();
+        let mut closed = false;
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            read.push_str(&line);
+            if line.trim() == "}" {
+                closed = true;
+                break;
+            }
+        }
+        if !closed {
+            let _ = node.stop();
+            return Err(NodeBenchError::Tds(
+                "tds serve ended before it was ready".into(),
+            ));
+        }
+        node.ready = serde_json::from_str(&read)
+            .map_err(|e| NodeBenchError::Tds(format!("tds serve ready line: {e}")))?;
+        Ok(node)
+    }
+
+    /// Its process id.
+    pub(crate) fn id(&self) -> u32 {
+        self.pid
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub(crate) fn stop(&mut self) -> Result<ExitStatus, NodeBenchError> {
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| NodeBenchError::Tds("tds serve already stopped".into()))?;
+        let pid = i32::try_from(self.pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .ok_or_else(|| NodeBenchError::Tds("no pid".into()))?;
+        let sent = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        if let Err(e) = sent {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(NodeBenchError::Tds(format!("SIGTERM: {e}")));
+        }
+        Ok(child.wait()?)
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop();
+        }
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -173,40 +269,13 @@ pub fn run(bin: &Path, starts: u32) -> Result<String, NodeBenchError> {
         }
 
         let t = Instant::now();
-        let mut child = Command::new(bin)
-            .args(["serve", "--home", path(&home)?, "--log-level", "warn"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        // The ready line is one JSON object; `}` alone closes it.
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| NodeBenchError::Tds("no stdout".into()))?;
-        let mut lines = BufReader::new(stdout).lines();
-        let mut seen = false;
-        for line in lines.by_ref() {
-            if line?.trim() == "}" {
-                seen = true;
-                break;
-            }
-        }
+        let mut node = NodeProcess::spawn(bin, &home, "warn")?;
         ready.push(t.elapsed().as_secs_f64() * 1000.0);
-        if !seen {
-            let _ = child.kill();
-            return Err(NodeBenchError::Tds(
-                "tds serve ended before it was ready".into(),
-            ));
-        }
         std::thread::sleep(Duration::from_millis(1500));
-        if let Some(kib) = rss_kib(child.id()) {
+        if let Some(kib) = rss_kib(node.id()) {
             rss.push(kib as f64 / 1024.0);
         }
-        let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0))
-            .ok_or_else(|| NodeBenchError::Tds("no pid".into()))?;
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM)
-            .map_err(|e| NodeBenchError::Tds(format!("SIGTERM: {e}")))?;
-        let status = child.wait()?;
+        let status = node.stop()?;
         if !status.success() {
             return Err(NodeBenchError::Tds(format!(
                 "tds serve exited with {status}"
