@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::node::{admitted_node, ok, serve};
+use crate::node::{
+    admitted_node, init_and_join, ok, serve, serve_authority, spawn_quiet_serve,
+    witness_every_second,
+};
 use crate::util::*;
 
 /// One raw HTTP/1.1 request: (status, body).
@@ -160,9 +163,7 @@ fn the_admin_api_refuses_missing_and_wrong_tokens_and_listens_on_loopback_only()
         let e = TcpStream::connect_timeout(&there, Duration::from_secs(5)).err();
         assert!(e.is_some(), "the admin API answered on {there}");
     }
-    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    assert!(child.wait().unwrap().success());
+    stop(&mut child);
 }
 
 /// H3: `admin.json` naming an address off loopback (a planted file, a home copied from
@@ -206,74 +207,17 @@ fn the_admin_client_never_sends_the_token_off_loopback() {
 /// the schedule goes on and cosigns again once the node can prove consistency.
 #[test]
 fn a_witness_refusal_is_raised_once_per_code_and_the_schedule_goes_on() {
-    use std::process::{Command, Stdio};
-    use std::time::Instant;
     let dir = tempfile::tempdir().unwrap();
     let auth = dir.path().join("authority");
     let shown = ok(&["authority", "init", "--home", p(&auth), "--name", "Space"]);
     let key = shown["public_key_hex"].as_str().unwrap().to_owned();
-    let mut authority = Command::new(bin())
-        .args([
-            "authority",
-            "serve",
-            "--home",
-            p(&auth),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let wait = |what: &str, done: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !done() {
-            assert!(Instant::now() < deadline, "{what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    wait("the authority did not start", &|| {
-        auth.join("admin.json").exists()
-    });
-    let admin: Value =
-        serde_json::from_slice(&std::fs::read(auth.join("admin.json")).unwrap()).unwrap();
-    let listen = admin["listen"].as_str().unwrap().to_owned();
-    let node = dir.path().join("grid");
-    ok(&[
-        "init",
-        "--home",
-        p(&node),
-        "--name",
-        "grid",
-        "--sector",
-        "power",
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let joined = ok(&[
-        "join",
-        "--home",
-        p(&node),
-        "--authority",
-        &listen,
-        "--authority-key",
-        &key,
-    ]);
+    let (mut authority, listen) = serve_authority(&auth, &[]);
+    let (node, joined) = init_and_join(dir.path(), "grid", "power", &listen, &key);
     let id = joined["request_id"].as_str().unwrap().to_owned();
     ok(&["authority", "approve", &id, "--home", p(&auth)]);
-    let config = node.join("config.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace("witness_every_s = 300", "witness_every_s = 1"),
-    )
-    .unwrap();
-    let mut served = Command::new(bin())
-        .args(["serve", "--home", p(&node)])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    witness_every_second(&node);
+    let mut served = spawn_quiet_serve(&node);
+    let wait = |what: &str, done: &dyn Fn() -> bool| wait_for(what, 60, done);
     wait("the node did not start", &|| {
         node.join("admin.json").exists()
     });
@@ -309,8 +253,6 @@ fn a_witness_refusal_is_raised_once_per_code_and_the_schedule_goes_on() {
             .is_some_and(|v| v["size"].as_u64() > before["size"].as_u64())
     });
     for child in [&mut served, &mut authority] {
-        let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-        child.wait().unwrap();
+        stop(child);
     }
 }

@@ -2,21 +2,15 @@
 //! verbs that need a home going through the running node's or authority's admin API.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::node::{admitted_by, admitted_node, ok, serve};
+use crate::node::{admitted_by, admitted_node, ok, serve, serve_authority};
 use crate::util::*;
-
-fn stop(child: &mut Child) {
-    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    assert!(child.wait().unwrap().success(), "did not stop cleanly");
-}
 
 /// The JSON lines `tds log show` prints.
 fn log_lines(home: &Path) -> Vec<Value> {
@@ -430,24 +424,7 @@ fn authority_verbs_go_through_the_running_authority() {
     let auth = dir.path().join("authority");
     ok(&["authority", "init", "--home", p(&auth), "--name", "Space"]);
     let offline = ok(&["authority", "show", "--home", p(&auth)]);
-    let mut authority = Command::new(bin())
-        .args([
-            "authority",
-            "serve",
-            "--home",
-            p(&auth),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !auth.join("admin.json").exists() {
-        assert!(Instant::now() < deadline, "the authority did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut authority, _) = serve_authority(&auth, &[]);
     let shown = ok(&["authority", "show", "--home", p(&auth)]);
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&shown), keys(&offline));

@@ -26,14 +26,90 @@ pub(crate) fn serve(home: &Path) -> (Child, Value) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn tds serve");
-    let deadline = Instant::now() + Duration::from_secs(60);
     let admin = home.join("admin.json");
-    while !admin.exists() {
-        assert!(Instant::now() < deadline, "tds serve did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("tds serve did not start", 60, || admin.exists());
     let v: Value = serde_json::from_slice(&std::fs::read(&admin).unwrap()).unwrap();
     (child, v)
+}
+
+/// `tds serve` on `home`, its output dropped; not waiting for it.
+pub(crate) fn spawn_quiet_serve(home: &Path) -> Child {
+    Command::new(bin())
+        .args(["serve", "--home", p(home)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tds serve")
+}
+
+/// `tds authority serve` on `auth` (loopback, a port the system picks) with `extra`
+/// flags, once its `admin.json` exists: (the process, the QUIC address it listens on).
+pub(crate) fn serve_authority(auth: &Path, extra: &[&str]) -> (Child, String) {
+    let child = Command::new(bin())
+        .args([
+            "authority",
+            "serve",
+            "--home",
+            p(auth),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tds authority serve");
+    let admin = auth.join("admin.json");
+    wait_for("the authority did not start", 60, || admin.exists());
+    // admin.json says where its QUIC endpoint listens.
+    let v: Value = serde_json::from_slice(&std::fs::read(&admin).unwrap()).unwrap();
+    let listen = v["listen"].as_str().unwrap().to_owned();
+    (child, listen)
+}
+
+/// `tds init` of the node `dir/name` in `sector` (loopback, any port), then `tds join` to
+/// the authority at `listen` with public key `key`: (its home, what join printed).
+pub(crate) fn init_and_join(
+    dir: &Path,
+    name: &str,
+    sector: &str,
+    listen: &str,
+    key: &str,
+) -> (PathBuf, Value) {
+    let node = dir.join(name);
+    ok(&[
+        "init",
+        "--home",
+        p(&node),
+        "--name",
+        name,
+        "--sector",
+        sector,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let joined = ok(&[
+        "join",
+        "--home",
+        p(&node),
+        "--authority",
+        listen,
+        "--authority-key",
+        key,
+    ]);
+    (node, joined)
+}
+
+/// Sets the node's witness schedule to every second (300 s in a new home).
+pub(crate) fn witness_every_second(home: &Path) {
+    let config = home.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("witness_every_s = 300"), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("witness_every_s = 300", "witness_every_s = 1"),
+    )
+    .unwrap();
 }
 
 /// A raw HTTP/1.1 GET to the admin API: (status, body).
@@ -467,9 +543,7 @@ fn publish_search_negotiate_fetch_use_across_processes() {
     );
 
     for child in [&mut provider, &mut consumer] {
-        let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-        assert!(child.wait().unwrap().success());
+        stop(child);
     }
 }
 
@@ -557,12 +631,7 @@ fn sigterm_mid_fetch_then_the_fetch_resumes() {
         assert!(Instant::now() < deadline, "the fetch made no progress");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let pid = rustix::process::Pid::from_raw(i32::try_from(consumer.id()).unwrap()).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    assert!(
-        consumer.wait().unwrap().success(),
-        "the consumer did not stop cleanly"
-    );
+    stop(&mut consumer);
     let interrupted = fetch.wait_with_output().unwrap();
 
     // Run again (the node is stopped now): it resumes, and the bytes are the asset's.
@@ -594,9 +663,7 @@ fn sigterm_mid_fetch_then_the_fetch_resumes() {
             "{again}"
         );
     }
-    let pid = rustix::process::Pid::from_raw(i32::try_from(provider.id()).unwrap()).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    assert!(provider.wait().unwrap().success());
+    stop(&mut provider);
 }
 
 #[test]
@@ -646,53 +713,10 @@ fn join_waits_for_the_authority_and_serve_picks_up_the_credential() {
     let auth = dir.path().join("authority");
     let shown = ok(&["authority", "init", "--home", p(&auth), "--name", "Space"]);
     let key = shown["public_key_hex"].as_str().unwrap().to_owned();
-    let mut authority = Command::new(bin())
-        .args([
-            "authority",
-            "serve",
-            "--home",
-            p(&auth),
-            "--listen",
-            "127.0.0.1:0",
-            "--join-burst",
-            "64",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !auth.join("admin.json").exists() {
-        assert!(Instant::now() < deadline, "the authority did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // admin.json says where its QUIC endpoint listens.
-    let admin: Value =
-        serde_json::from_slice(&std::fs::read(auth.join("admin.json")).unwrap()).unwrap();
-    let listen = admin["listen"].as_str().unwrap().to_owned();
+    let (mut authority, listen) = serve_authority(&auth, &["--join-burst", "64"]);
 
     // A node joins: queued, not yet admitted.
-    let node = dir.path().join("grid");
-    ok(&[
-        "init",
-        "--home",
-        p(&node),
-        "--name",
-        "grid",
-        "--sector",
-        "power",
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let joined = ok(&[
-        "join",
-        "--home",
-        p(&node),
-        "--authority",
-        &listen,
-        "--authority-key",
-        &key,
-    ]);
+    let (node, joined) = init_and_join(dir.path(), "grid", "power", &listen, &key);
     assert_eq!(joined["status"], "pending", "{joined}");
     let requests = ok(&["authority", "requests", "--home", p(&auth)]);
     let id = requests["requests"][0]["id"].as_str().unwrap().to_owned();
@@ -700,30 +724,14 @@ fn join_waits_for_the_authority_and_serve_picks_up_the_credential() {
     assert_eq!(requests["requests"][0]["name"], "grid");
 
     // Checkpoints go to the witness every second in this test.
-    let config = node.join("config.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace("witness_every_s = 300", "witness_every_s = 1"),
-    )
-    .unwrap();
+    witness_every_second(&node);
     // serve waits for the decision, then runs with the issued credential.
-    let mut served = Command::new(bin())
-        .args(["serve", "--home", p(&node)])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut served = spawn_quiet_serve(&node);
     let approved = ok(&["authority", "approve", &id, "--home", p(&auth)]);
     assert_eq!(approved["approved"], true, "{approved}");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !node.join("admin.json").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the node did not pick up its credential"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("the node did not pick up its credential", 90, || {
+        node.join("admin.json").exists()
+    });
     let s = ok(&["status", "--home", p(&node)]);
     assert_eq!(s["credential"]["serial"], approved["serial"], "{s}");
     assert_eq!(s["running"], true);
@@ -787,23 +795,11 @@ fn join_waits_for_the_authority_and_serve_picks_up_the_credential() {
     // Roll the node back: copy its home while stopped, let the witness cosign a larger
     // log, then put the old copy back. The witness holds a history the node no longer
     // has: a split view, raised as an alert on the node.
-    let stop = |child: &mut Child| {
-        let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-        assert!(child.wait().unwrap().success());
-    };
     let start = |home: &Path| {
-        let child = Command::new(bin())
-            .args(["serve", "--home", p(home)])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !home.join("admin.json").exists() {
-            assert!(Instant::now() < deadline, "tds serve did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = spawn_quiet_serve(home);
+        wait_for("tds serve did not start", 60, || {
+            home.join("admin.json").exists()
+        });
         child
     };
     stop(&mut served);
@@ -902,9 +898,7 @@ fn join_waits_for_the_authority_and_serve_picks_up_the_credential() {
     assert!(line.contains("authority.rejected"), "{line}");
 
     for child in [&mut served, &mut authority] {
-        let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-        assert!(child.wait().unwrap().success());
+        stop(child);
     }
 }
 
@@ -913,24 +907,7 @@ fn authority_verbs_that_need_the_home_say_the_authority_runs() {
     let dir = tempfile::tempdir().unwrap();
     let auth = dir.path().join("authority");
     ok(&["authority", "init", "--home", p(&auth), "--name", "Space"]);
-    let mut authority = Command::new(bin())
-        .args([
-            "authority",
-            "serve",
-            "--home",
-            p(&auth),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !auth.join("admin.json").exists() {
-        assert!(Instant::now() < deadline, "the authority did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut authority, _) = serve_authority(&auth, &[]);
     let out = dir.path().join("rollover.cose");
     let args = [
         "authority",
@@ -970,9 +947,7 @@ fn authority_verbs_that_need_the_home_say_the_authority_runs() {
     let args = ["authority", "requests", "--home", p(&auth)];
     let line = one_error_line(run_here(&args), &args);
     assert!(line.contains("admin.unauthorized"), "{line}");
-    let pid = rustix::process::Pid::from_raw(i32::try_from(authority.id()).unwrap()).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    assert!(authority.wait().unwrap().success());
+    stop(&mut authority);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Running the built `tds` and reading what it prints.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -64,4 +65,21 @@ pub(crate) fn one_error_line(out: Output, args: &[&str]) -> String {
 /// A path as `&str` (test paths are UTF-8).
 pub(crate) fn p(path: &Path) -> &str {
     path.to_str().expect("UTF-8 path")
+}
+
+/// Polls `done` every 20 ms; fails the test with `what` after `secs` seconds.
+pub(crate) fn wait_for(what: &str, secs: u64, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGTERM to `child`; asserts that it exits with success.
+pub(crate) fn stop(child: &mut Child) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "did not stop cleanly: {status}");
 }
