@@ -11,6 +11,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+#[path = "shared/full_store.rs"]
+mod full_store;
+use full_store::FullStore;
 use tds_connector::store::{Batch, CommitFuture, MemoryStore, RedbStore, Store, StoreError, Table};
 use tds_connector::usage::{
     ConsumerFacts, DataFacts, DutyState, MemoryAgreements, UsageGuard, UseDenied,
@@ -658,61 +661,9 @@ fn facts_from_a_credential() {
     assert_eq!(f, expected);
 }
 
-/// A memory store whose commits fail while `fail` is set (as a full disk would).
-#[derive(Default)]
-struct Failing {
-    inner: MemoryStore,
-    fail: std::sync::atomic::AtomicBool,
-}
-
-impl Failing {
-    fn refusal(&self) -> Option<StoreError> {
-        self.fail
-            .load(std::sync::atomic::Ordering::SeqCst)
-            .then(|| StoreError::Io("disk full".into()))
-    }
-}
-
-impl Store for Failing {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(table, key)
-    }
-
-    fn scan_prefix_after(
-        &self,
-        table: Table,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-        self.inner.scan_prefix_after(table, prefix, after, limit)
-    }
-
-    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        match self.refusal() {
-            Some(e) => Err(e),
-            None => self.inner.commit(batch),
-        }
-    }
-
-    fn commit_async(&self, batch: Batch) -> CommitFuture {
-        match self.refusal() {
-            Some(e) => CommitFuture::ready(Err(e)),
-            None => self.inner.commit_async(batch),
-        }
-    }
-
-    fn counter_add(&self, table: Table, key: &[u8], delta: u64) -> Result<u64, StoreError> {
-        match self.refusal() {
-            Some(e) => Err(e),
-            None => self.inner.counter_add(table, key, delta),
-        }
-    }
-}
-
 #[test]
 fn a_failed_count_is_never_granted_and_never_given_back() {
-    let store = Arc::new(Failing::default());
+    let store = Arc::new(FullStore::new(Arc::new(MemoryStore::new())));
     let agreements = Arc::new(MemoryAgreements::new());
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(T0)));
     let guard = UsageGuard::new(store.clone(), agreements.clone(), clock, facts());
@@ -726,11 +677,12 @@ fn a_failed_count_is_never_granted_and_never_given_back() {
             .use_number,
         1
     );
-    store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    store.set_full(true);
     let d = guard.check_use(&id, Action::Read, &planning()).unwrap_err();
     assert_eq!(d.code(), "kv.io");
     assert!(matches!(d, UseDenied::Failed(_)));
-    store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(store.refused() >= 1, "the guard wrote nothing");
+    store.set_full(false);
     assert_eq!(guard.uses(&id).unwrap(), 1);
     // Whether the failed commit was applied is not known to the guard: its use stays
     // reserved, so the limit can only be reached early, never passed.

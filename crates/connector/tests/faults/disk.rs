@@ -11,13 +11,11 @@
 //!   full disk resuming once there is room.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tds_connector::store::{
-    Batch, CommitFuture, Entry, RedbStore, Snapshot, Store, StoreError, Table,
-};
+use tds_connector::store::{RedbStore, Table};
 use tds_connector::{AlertKind, ConnectorError, ConnectorEvent, FetchOptions};
 use tds_core::hash::Hash256;
 use tds_core::ErrorCode;
@@ -25,69 +23,10 @@ use tds_identity::Sector;
 use tokio::sync::broadcast;
 
 use crate::common::*;
+use crate::full_store::FullStore;
 
 const OPEN: &str = "policy set;\n\npermit use\n  when purpose isA research;\n";
 const ONCE: &str = "policy set;\n\npermit use\n  when purpose isA research and count lteq 1;\n";
-
-/// A store whose writes fail while it is "full"; reads always work.
-struct FullStore {
-    inner: Arc<dyn Store>,
-    full: AtomicBool,
-    refused: AtomicU64,
-}
-
-impl FullStore {
-    fn refuse(&self) -> Option<StoreError> {
-        if !self.full.load(SeqCst) {
-            return None;
-        }
-        self.refused.fetch_add(1, SeqCst);
-        Some(StoreError::Io(
-            std::io::Error::from_raw_os_error(28).to_string(),
-        ))
-    }
-}
-
-impl Store for FullStore {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(table, key)
-    }
-
-    fn scan_prefix_after(
-        &self,
-        table: Table,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
-        self.inner.scan_prefix_after(table, prefix, after, limit)
-    }
-
-    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        match self.refuse() {
-            Some(e) => Err(e),
-            None => self.inner.commit(batch),
-        }
-    }
-
-    fn commit_async(&self, batch: Batch) -> CommitFuture {
-        match self.refuse() {
-            Some(e) => CommitFuture::ready(Err(e)),
-            None => self.inner.commit_async(batch),
-        }
-    }
-
-    fn counter_add(&self, table: Table, key: &[u8], delta: u64) -> Result<u64, StoreError> {
-        match self.refuse() {
-            Some(e) => Err(e),
-            None => self.inner.counter_add(table, key, delta),
-        }
-    }
-
-    fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError> {
-        self.inner.snapshot()
-    }
-}
 
 /// The code a refusal carries, else the error's own.
 fn code_of(e: &ConnectorError) -> String {
@@ -112,11 +51,7 @@ async fn a_full_store_refuses_with_codes_keeps_serving_and_recovers() -> Res {
     let bank = space.member(72, Sector::FINANCE, "CN-SX")?;
     let dir = tempfile::tempdir()?;
     let pdir = dir.path().join("provider");
-    let shim = Arc::new(FullStore {
-        inner: Arc::new(RedbStore::open(&pdir)?),
-        full: AtomicBool::new(false),
-        refused: AtomicU64::new(0),
-    });
+    let shim = Arc::new(FullStore::new(Arc::new(RedbStore::open(&pdir)?)));
     let provider = connector_with(
         &space,
         &grid,
@@ -165,7 +100,7 @@ async fn a_full_store_refuses_with_codes_keeps_serving_and_recovers() -> Res {
     let (held, limited) = (acked[0], acked[1]);
 
     // The disk fills.
-    shim.full.store(true, SeqCst);
+    shim.set_full(true);
     let e = consumer
         .negotiate(addr, &open, None, research()?)
         .await
@@ -205,14 +140,14 @@ async fn a_full_store_refuses_with_codes_keeps_serving_and_recovers() -> Res {
     );
 
     // Space returns: writes are taken again, without a restart.
-    shim.full.store(false, SeqCst);
+    shim.set_full(false);
     acked.push(
         consumer
             .negotiate(addr, &open, None, research()?)
             .await?
             .id(),
     );
-    let refused = shim.refused.load(SeqCst);
+    let refused = shim.refused();
 
     // Restarted, the provider holds every agreement it acknowledged, and its log
     // verifies.

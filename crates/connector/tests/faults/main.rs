@@ -10,5 +10,7 @@
 mod common;
 mod crash;
 mod disk;
+#[path = "../shared/full_store.rs"]
+mod full_store;
 mod network;
 mod relay;
