@@ -9,18 +9,16 @@ use std::time::Duration;
 
 use tds_connector::{Alert, AlertKind, Connector, ConnectorConfig, ConnectorEvent, Source};
 use tds_core::hash::Hash256;
-use tds_core::time::{SystemClock, DAY_MS};
-use tds_core::{Clock, Signer, SigningKey, Timestamp};
-use tds_identity::{Admission, Authority, Jurisdiction, Role, Sector, TrustStore};
-use tds_manifest::content::ContentBuilder;
-use tds_manifest::{ChunkSize, Classification, Manifest, PersonalInfo, MANIFEST_VERSION};
+use tds_core::time::SystemClock;
+use tds_core::{Clock, Signer};
+use tds_identity::Sector;
 use tds_protocol::frame::{self, Frame};
 use tds_protocol::message::Ack;
 use tds_protocol::{Message, Pid};
 use tds_transport::{Connection, Endpoint, LocalIdentity, TransportConfig};
 use tokio::sync::{broadcast, mpsc};
 
-pub use crate::base::{data, terms, Res};
+pub use crate::base::{data, terms, Member, Res, Space};
 
 /// Every network step of a test finishes within this (generous: the machine is shared).
 pub const STEP: Duration = Duration::from_secs(20);
@@ -30,89 +28,6 @@ pub async fn within<F: std::future::Future>(what: &str, f: F) -> Res<F::Output> 
     tokio::time::timeout(STEP, f)
         .await
         .map_err(|_| format!("{what} took longer than the test allows").into())
-}
-
-pub struct Member {
-    pub key: Arc<SigningKey>,
-    pub credential: Vec<u8>,
-    pub serial: u64,
-}
-
-pub struct Space {
-    pub authority: Authority,
-    pub now: Timestamp,
-    pub crl: Vec<u8>,
-}
-
-impl Space {
-    pub fn new() -> Res<Space> {
-        Space::with_authority_seed(90)
-    }
-
-    pub fn with_authority_seed(seed: u8) -> Res<Space> {
-        let now = SystemClock.now();
-        let mut authority = Authority::new("Test Authority", SigningKey::from_seed(&[seed; 32]))?;
-        let crl = authority
-            .revocation_list(now, now.saturating_add_millis(DAY_MS))?
-            .into_envelope();
-        Ok(Space {
-            authority,
-            now,
-            crl,
-        })
-    }
-
-    pub fn member(&mut self, seed: u8, sector: Sector) -> Res<Member> {
-        let (from, to) = (self.now, self.now.saturating_add_millis(30 * DAY_MS));
-        self.member_valid(seed, sector, from, to)
-    }
-
-    /// A member whose credential is valid from `not_before` to `not_after`.
-    pub fn member_valid(
-        &mut self,
-        seed: u8,
-        sector: Sector,
-        not_before: Timestamp,
-        not_after: Timestamp,
-    ) -> Res<Member> {
-        let key = Arc::new(SigningKey::from_seed(&[seed; 32]));
-        let signed = self.authority.admit(
-            &Admission {
-                subject_key: key.public_key(),
-                name: format!("Member {seed}"),
-                sectors: vec![sector],
-                roles: vec![Role::Provider, Role::Consumer],
-                jurisdiction: "CN-SX".parse::<Jurisdiction>()?,
-                not_before,
-                not_after,
-            },
-            not_before,
-        )?;
-        let serial = signed.value().serial();
-        Ok(Member {
-            key,
-            credential: signed.into_envelope(),
-            serial,
-        })
-    }
-
-    /// Revokes a member; returns the new list.
-    pub fn revoke(&mut self, serial: u64) -> Res<Vec<u8>> {
-        self.authority.revoke(serial)?;
-        let now = SystemClock.now();
-        self.crl = self
-            .authority
-            .revocation_list(now, now.saturating_add_millis(DAY_MS))?
-            .into_envelope();
-        Ok(self.crl.clone())
-    }
-
-    pub fn trust(&self) -> Res<TrustStore> {
-        let mut trust = TrustStore::new();
-        trust.add_authority(self.authority.public_key());
-        trust.add_revocation_list(&self.crl, SystemClock.now())?;
-        Ok(trust)
-    }
 }
 
 /// Short timers, so that the attacks that wait for one end quickly: the hello, the
@@ -158,31 +73,14 @@ pub async fn connector_with(
     Ok(b.start().await?)
 }
 
-/// A manifest of `bytes` (written to `path`) signed by `owner`, titled `title`.
+/// A manifest of `path`'s bytes signed by `owner`, titled `title` (a power-sector asset
+/// of general data).
 pub fn manifest_for(owner: &Member, path: &Path, title: &str, chunk: u64) -> Res<Vec<u8>> {
-    let file = std::fs::File::open(path)?;
-    let content = ContentBuilder::new(ChunkSize::new(chunk)?, std::num::NonZeroUsize::MIN)
-        .build_file(&file)?;
-    let m = Manifest {
-        version: MANIFEST_VERSION,
+    let spec = crate::base::AssetSpec {
         title: title.into(),
-        description: "Quarter-hourly feeder load".into(),
-        sector: Sector::POWER,
-        media_type: "application/octet-stream".into(),
-        schema: None,
-        keywords: vec!["load".into()],
-        owner: tds_identity::ParticipantId::of(&owner.key.public_key()),
-        owner_key: owner.key.public_key(),
-        created: SystemClock.now(),
-        classification: Classification::General,
-        personal: PersonalInfo::None,
-        residency: None,
-        content,
-        lineage: vec![],
-        supersedes: None,
-        quality: None,
+        ..crate::base::AssetSpec::default()
     };
-    Ok(m.sign(owner.key.as_ref())?)
+    crate::base::manifest_for(owner, path, chunk, &spec)
 }
 
 pub const RESEARCH: &str = "policy set;\n\npermit use\n  when purpose isA research;\n";
@@ -240,8 +138,8 @@ impl Scene {
     /// With `durable`, the provider keeps its state on redb in `dir/provider`.
     pub async fn in_dir(policy: &str, durable: bool) -> Res<Scene> {
         let mut space = Space::new()?;
-        let grid = space.member(11, Sector::POWER)?;
-        let bank = space.member(12, Sector::FINANCE)?;
+        let grid = space.member(11, Sector::POWER, "CN-SX")?;
+        let bank = space.member(12, Sector::FINANCE, "CN-SX")?;
         let dir = tempfile::tempdir()?;
         let pdir = dir.path().join("provider");
         let provider = connector(&space, &grid, durable.then_some(pdir.as_path())).await?;

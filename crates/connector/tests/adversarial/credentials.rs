@@ -57,16 +57,17 @@ async fn bad_credentials_are_refused_at_the_hello_and_raised_as_alerts() -> Res 
     let expired = s.space.member_valid(
         30,
         Sector::FINANCE,
+        "CN-SX",
         tds_core::Timestamp::from_millis(now.as_millis() - 10 * DAY_MS),
         tds_core::Timestamp::from_millis(now.as_millis() - DAY_MS),
     )?;
     // Revoked, and the provider holds the list that says so.
-    let revoked = s.space.member(31, Sector::FINANCE)?;
+    let revoked = s.space.member(31, Sector::FINANCE, "CN-SX")?;
     let crl = s.space.revoke(revoked.serial)?;
     s.provider.apply_revocation_list(&crl)?;
     // Admitted by an authority the provider does not trust.
     let mut elsewhere = Space::with_authority_seed(91)?;
-    let foreign = elsewhere.member(32, Sector::FINANCE)?;
+    let foreign = elsewhere.member(32, Sector::FINANCE, "CN-SX")?;
     // The bank's credential with its sector changed to weather: claims another sector.
     let claimed = {
         let mut c = s.bank.credential.clone();
@@ -140,8 +141,8 @@ async fn bad_credentials_are_refused_at_the_hello_and_raised_as_alerts() -> Res 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_revocation_list_refuses_every_peer_until_a_fresh_one_is_applied() -> Res {
     let mut space = Space::new()?;
-    let grid = space.member(11, Sector::POWER)?;
-    let bank = space.member(12, Sector::FINANCE)?;
+    let grid = space.member(11, Sector::POWER, "CN-SX")?;
+    let bank = space.member(12, Sector::FINANCE, "CN-SX")?;
     // A minute past the list's next update.
     let later = space.now.saturating_add_millis(DAY_MS + 60_000);
     let clock = Arc::new(ManualClock::new(later));

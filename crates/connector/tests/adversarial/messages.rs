@@ -274,7 +274,7 @@ async fn tampered_and_foreign_contract_requests_are_refused_and_logged() -> Res 
     let mut s = Scene::new(RESEARCH).await?;
     let raw = s.raw(&s.bank).await?;
     let offer = s.published.offer.clone();
-    let stranger = s.space.member(40, Sector::FINANCE)?;
+    let stranger = s.space.member(40, Sector::FINANCE, "CN-SX")?;
     let mut flipped = signed_request(s.bank.key.as_ref(), &s.bank, &offer, None, [1; 16])?;
     let last = flipped.len() - 1;
     flipped[last] ^= 1;
@@ -340,7 +340,7 @@ async fn tampered_and_foreign_contract_requests_are_refused_and_logged() -> Res 
 async fn tampered_or_wrongly_countersigned_agreements_are_refused() -> Res {
     let mut s = Scene::new(RESEARCH).await?;
     let mut raw = s.raw(&s.bank).await?;
-    let stranger = s.space.member(41, Sector::FINANCE)?;
+    let stranger = s.space.member(41, Sector::FINANCE, "CN-SX")?;
     let o = open_negotiation(&mut raw, &s.bank, &s.published.offer, 7).await?;
     let good = tds_policy::contract::countersign(s.bank.key.as_ref(), &o.half)?;
     let mut flipped = good.clone();
@@ -574,7 +574,7 @@ async fn a_replayed_transfer_request_gets_no_second_use() -> Res {
         "policy.unmet.count"
     );
     // Another member replaying the request: not a party of the agreement.
-    let stranger = s.space.member(42, Sector::FINANCE)?;
+    let stranger = s.space.member(42, Sector::FINANCE, "CN-SX")?;
     let other = s.raw(&stranger).await?;
     assert_eq!(
         code(&other.ask(&transfer_request(ghost(4), agreement)).await?),
@@ -629,7 +629,7 @@ async fn bad_transfer_receipts_are_refused() -> Res {
         consumer_key: s.bank.key.public_key(),
         time: s.space.now,
     };
-    let stranger = s.space.member(43, Sector::FINANCE)?;
+    let stranger = s.space.member(43, Sector::FINANCE, "CN-SX")?;
     let by_stranger = sign_receipt(
         stranger.key.as_ref(),
         &TransferReceipt {

@@ -28,8 +28,8 @@ fn files(dir: &std::path::Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_from_peers_never_become_paths() -> Res {
     let mut space = Space::new()?;
-    let grid = space.member(11, Sector::POWER)?;
-    let bank = space.member(12, Sector::FINANCE)?;
+    let grid = space.member(11, Sector::POWER, "CN-SX")?;
+    let bank = space.member(12, Sector::FINANCE, "CN-SX")?;
     let root = tempfile::tempdir()?;
     let (pdir, cdir, src) = (
         root.path().join("provider"),

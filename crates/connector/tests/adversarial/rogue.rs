@@ -131,7 +131,7 @@ impl Rogue {
     }
 
     async fn start_in(space: &mut Space, seed: u8, mode: Mode) -> Res<Rogue> {
-        let member = space.member(seed, Sector::POWER)?;
+        let member = space.member(seed, Sector::POWER, "CN-SX")?;
         let host = Arc::new(RogueHost {
             honest: MemoryHost::new(space.trust()?),
             lies: Mutex::new(Lies::default()),
@@ -414,7 +414,7 @@ async fn an_offer_is_negotiated_only_with_its_provider() -> Res {
 async fn an_acceptance_other_than_the_counter_offer_is_refused() -> Res {
     let mut space = Space::new()?;
     let provider = Rogue::start_in(&mut space, 63, Mode::Manual).await?;
-    let consumer = space.member(64, Sector::FINANCE)?;
+    let consumer = space.member(64, Sector::FINANCE, "CN-SX")?;
     let dir = tempfile::tempdir()?;
     let (asset, offer) = provider.publish(dir.path(), "a.bin", &data(100_000, 2))?;
     let narrower = "policy set;\n\npermit use\n  when purpose isA research and count lteq 10;\n";
@@ -498,7 +498,7 @@ async fn an_agreement_other_than_the_request_ends_the_negotiation_at_once() -> R
     let mut space = Space::new()?;
     let provider = Rogue::start_in(&mut space, 65, Mode::Manual).await?;
     provider.host.lies.lock().unwrap().agree_ahead_ms = Some(3_600_000);
-    let bank = space.member(66, Sector::FINANCE)?;
+    let bank = space.member(66, Sector::FINANCE, "CN-SX")?;
     let consumer = connector(&space, &bank, None).await?;
     let mut events = Events(consumer.subscribe());
     let dir = tempfile::tempdir()?;

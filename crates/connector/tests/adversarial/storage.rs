@@ -62,8 +62,8 @@ impl LogStore for FailingLog {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_log_stops_what_it_cannot_record_and_raises_storage_alerts() -> Res {
     let mut space = Space::new()?;
-    let grid = space.member(11, Sector::POWER)?;
-    let bank = space.member(12, Sector::FINANCE)?;
+    let grid = space.member(11, Sector::POWER, "CN-SX")?;
+    let bank = space.member(12, Sector::FINANCE, "CN-SX")?;
     let fail = Arc::new(AtomicBool::new(false));
     let provider = tds_connector::Connector::builder(
         grid.key.clone(),

@@ -32,8 +32,13 @@ pub struct Space {
 
 impl Space {
     pub fn new() -> Res<Space> {
+        Space::with_authority_seed(90)
+    }
+
+    /// A space whose authority's key is made from `seed`.
+    pub fn with_authority_seed(seed: u8) -> Res<Space> {
         let now = SystemClock.now();
-        let mut authority = Authority::new("Test Authority", SigningKey::from_seed(&[90; 32]))?;
+        let mut authority = Authority::new("Test Authority", SigningKey::from_seed(&[seed; 32]))?;
         let crl = authority
             .revocation_list(now, now.saturating_add_millis(DAY_MS))?
             .into_envelope();
@@ -44,7 +49,21 @@ impl Space {
         })
     }
 
+    /// A member admitted now for 30 days.
     pub fn member(&mut self, seed: u8, sector: Sector, jurisdiction: &str) -> Res<Member> {
+        let (from, to) = (self.now, self.now.saturating_add_millis(30 * DAY_MS));
+        self.member_valid(seed, sector, jurisdiction, from, to)
+    }
+
+    /// A member whose credential is valid from `not_before` to `not_after`.
+    pub fn member_valid(
+        &mut self,
+        seed: u8,
+        sector: Sector,
+        jurisdiction: &str,
+        not_before: Timestamp,
+        not_after: Timestamp,
+    ) -> Res<Member> {
         let key = Arc::new(SigningKey::from_seed(&[seed; 32]));
         let signed = self.authority.admit(
             &Admission {
@@ -53,10 +72,10 @@ impl Space {
                 sectors: vec![sector],
                 roles: vec![Role::Provider, Role::Consumer],
                 jurisdiction: jurisdiction.parse::<Jurisdiction>()?,
-                not_before: self.now,
-                not_after: self.now.saturating_add_millis(30 * DAY_MS),
+                not_before,
+                not_after,
             },
-            self.now,
+            not_before,
         )?;
         let serial = signed.value().serial();
         Ok(Member {
@@ -115,6 +134,7 @@ pub async fn connector_with(
 }
 
 pub struct AssetSpec {
+    pub title: String,
     pub classification: Classification,
     pub personal: PersonalInfo,
     pub sector: Sector,
@@ -123,6 +143,7 @@ pub struct AssetSpec {
 impl Default for AssetSpec {
     fn default() -> Self {
         AssetSpec {
+            title: "Load curves".into(),
             classification: Classification::General,
             personal: PersonalInfo::None,
             sector: Sector::POWER,
@@ -137,7 +158,7 @@ pub fn manifest_for(owner: &Member, path: &Path, chunk: u64, spec: &AssetSpec) -
     let content = ContentBuilder::new(chunk_size, std::num::NonZeroUsize::MIN).build_file(&file)?;
     let m = Manifest {
         version: MANIFEST_VERSION,
-        title: "Load curves".into(),
+        title: spec.title.clone(),
         description: "Quarter-hourly feeder load".into(),
         sector: spec.sector.clone(),
         media_type: "application/octet-stream".into(),
