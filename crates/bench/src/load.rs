@@ -285,10 +285,28 @@ pub async fn run(bin: &Path, bench: LoadBench) -> Result<String, NodeBenchError>
     let greedy_ms = t.elapsed().as_secs_f64() * 1000.0;
     let rss_end = rss_kib(pid).unwrap_or(0);
 
-    for c in &clients {
-        c.shutdown().await;
+    // All clients at once: each `shutdown` may wait up to 5 s for its endpoint to go
+    // idle, so one after another 1,000 of them could take over an hour.
+    eprintln!("load: shutting {} clients down", clients.len());
+    let t = Instant::now();
+    let mut closing = tokio::task::JoinSet::new();
+    for c in clients.drain(..) {
+        closing.spawn(async move { c.shutdown().await });
     }
-    drop(clients);
+    let all_closed = tokio::time::timeout(Duration::from_secs(30), async {
+        while closing.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    if !all_closed {
+        eprintln!(
+            "load: {} clients not shut down after 30 s; going on",
+            closing.len()
+        );
+        closing.abort_all();
+    }
+    let clients_shutdown_s = t.elapsed().as_secs_f64();
+    eprintln!("load: stopping the node");
     drop(node);
     // 4. The raw primitive: as many raw quinn connections (same TLS and transport
     //    parameters, one hello-sized round trip each) to a raw echo server.
@@ -323,6 +341,7 @@ pub async fn run(bin: &Path, bench: LoadBench) -> Result<String, NodeBenchError>
             (per_idle_kib / raw_per_idle_kib.max(1e-9)).into(),
         ),
         ("load_s", load_s.into()),
+        ("clients_shutdown_s", clients_shutdown_s.into()),
         (
             "agreements_and_fetches_per_s",
             (ok / load_s.max(1e-9)).into(),
