@@ -215,21 +215,13 @@ fn publications(core: &Core) -> Result<u64, ConnectorError> {
             // The usual case first, and cheaply (every start runs this): both events are
             // in the log, found through its index by the asset id the record names; no
             // record is read and no manifest verified.
-            if let Ok(asset) = rec.asset.parse::<Hash256>() {
-                let asset_logged = logged(
-                    log,
-                    &asset,
-                    |body| matches!(body, EventBody::AssetPublished { asset: a, .. } if *a == asset),
-                )?;
-                if asset_logged
-                    && logged(
-                        log,
-                        &asset,
-                        |body| matches!(body, EventBody::OfferPublished { offer: o, .. } if *o == offer),
-                    )?
-                {
-                    continue;
-                }
+            let named = rec.asset.parse::<Hash256>().ok();
+            let mut found = match named {
+                Some(asset) => publication_in_log(log, &asset, &offer)?,
+                None => (false, false),
+            };
+            if found == (true, true) {
+                continue;
             }
             let Some(asset_value) = store.get(Table::Assets, rec.asset.as_bytes())? else {
                 continue;
@@ -240,11 +232,10 @@ fn publications(core: &Core) -> Result<u64, ConnectorError> {
                 .and_then(|m| m.verify(&core.signer.public_key()))
                 .map_err(|e| ConnectorError::invalid("stored manifest", &e))?;
             let asset = *verified.id().as_hash();
-            let asset_logged = logged(
-                log,
-                &asset,
-                |body| matches!(body, EventBody::AssetPublished { asset: a, .. } if *a == asset),
-            )?;
+            if named != Some(asset) {
+                found = publication_in_log(log, &asset, &offer)?;
+            }
+            let (asset_logged, offer_logged) = found;
             if !asset_logged {
                 let event = tds_objects::record::asset_published(
                     verified.as_self_signed(),
@@ -255,11 +246,6 @@ fn publications(core: &Core) -> Result<u64, ConnectorError> {
                 log.append(&event)?;
                 appended += 1;
             }
-            let offer_logged = logged(
-                log,
-                &asset,
-                |body| matches!(body, EventBody::OfferPublished { offer: o, .. } if *o == offer),
-            )?;
             if !offer_logged {
                 let event = Event::new(
                     asset_rec.published,
@@ -280,6 +266,27 @@ fn publications(core: &Core) -> Result<u64, ConnectorError> {
         }
     }
     Ok(appended)
+}
+
+/// Whether the log holds `asset`'s `asset_published` and `offer`'s `offer_published`
+/// (one pass over the entries naming the asset).
+fn publication_in_log(
+    log: &ConnectorLog,
+    asset: &Hash256,
+    offer: &Hash256,
+) -> Result<(bool, bool), ConnectorError> {
+    let (mut asset_logged, mut offer_logged) = (false, false);
+    for index in log.events_for(asset)? {
+        match log.event(index)?.body {
+            EventBody::AssetPublished { asset: a, .. } if a == *asset => asset_logged = true,
+            EventBody::OfferPublished { offer: o, .. } if o == *offer => offer_logged = true,
+            _ => {}
+        }
+        if asset_logged && offer_logged {
+            break;
+        }
+    }
+    Ok((asset_logged, offer_logged))
 }
 
 /// Whether some entry naming `id` is its `agreement_concluded` (normally the first).
