@@ -85,21 +85,15 @@ impl NodeProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
-        let pid = child.id();
-        let Some(stdout) = child.stdout.take() else {
-            let mut node = Self {
-                child: Some(child),
-                pid,
-                ready: serde_json::Value::Null,
-            };
-            let _ = node.stop();
-            return Err(NodeBenchError::Tds("no stdout from tds serve".into()));
-        };
+        let stdout = child.stdout.take();
+        // From here on, every early return stops the process (Drop).
         let mut node = Self {
+            pid: child.id(),
             child: Some(child),
-            pid,
             ready: serde_json::Value::Null,
         };
+        let stdout =
+            stdout.ok_or_else(|| NodeBenchError::Tds("no stdout from tds serve".into()))?;
         // The ready line is one pretty-printed JSON object; `}` alone closes it.
         let mut read = String::new();
         let mut closed = false;
@@ -112,7 +106,6 @@ impl NodeProcess {
             }
         }
         if !closed {
-            let _ = node.stop();
             return Err(NodeBenchError::Tds(
                 "tds serve ended before it was ready".into(),
             ));
